@@ -1,0 +1,1 @@
+"""The `pft-adapters` command line (Typer)."""

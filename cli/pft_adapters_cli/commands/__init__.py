@@ -1,0 +1,1 @@
+"""One module per group of verbs; each exposes `register(app)`."""

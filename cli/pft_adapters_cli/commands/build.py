@@ -1,0 +1,150 @@
+"""Verbs that build things: `make-base`, `train`, `info`."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import typer
+
+from pft_adapters.errors import PFTError
+
+from .common import JSON_OPTION, PAIRS_OPTION, echo_json, value_space
+
+
+def make_base(
+    out: Path = typer.Option(..., "--out", help="Folder to write the base model and tokenizer to (Hugging Face format)."),
+    corpus: Path = typer.Option(..., "--corpus", help="Texts to learn from: VCD JSON/JSONL (scenarios and options, never labels) or a .txt file."),
+    size: str = typer.Option("small", "--size", help="Preset: tiny (tests), small (~5M params, demos), medium (~30M, speed benchmarks)."),
+    minutes: float = typer.Option(3.0, "--minutes", help="Pre-training time budget in minutes (0 = no pre-training)."),
+    vocab_size: int = typer.Option(None, "--vocab-size", help="BPE vocabulary size (default: the preset's)."),
+    seed: int = typer.Option(0, "--seed"),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
+) -> None:
+    """Build a small causal LM offline: a BPE tokenizer trained on --corpus and a Llama-style model pre-trained on it.
+
+    Real users skip this and pass any Hub id or local model folder to `train --base`.
+    """
+    from pft_adapters.base import base_size, corpus_texts, make_base as build
+
+    base_size(size)
+    path = build(corpus_texts(corpus), out, size=size, vocab_size=vocab_size, pretrain_minutes=minutes,
+                 seed=seed, overwrite=overwrite)
+    typer.echo(f"base model written to {path}")
+
+
+def train(
+    base: str = typer.Option(..., "--base", help="Base causal LM: a Hub model id or a local folder (e.g. from make-base)."),
+    data: Path = typer.Option(..., "--data", help="Training scenarios: VCD JSON/JSONL or paired JSONL."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the zoo to (written atomically)."),
+    pairs: Path = PAIRS_OPTION,
+    dims: str = typer.Option(None, "--dims", help="Comma-separated dimensions to train (default: every dimension in --data)."),
+    dev: Path = typer.Option(None, "--dev", help="Held-out scenarios to measure the mixing head (default: a tenth of --data)."),
+    limit: int = typer.Option(None, "--limit", help="Use only the first N scenarios (quick runs)."),
+    epochs: float = typer.Option(2.0, "--epochs"),
+    batch_size: int = typer.Option(8, "--batch-size", help="Rows per optimizer step (global, across processes)."),
+    grad_accum: int = typer.Option(1, "--grad-accum", help="Split each step into this many micro-batches."),
+    lr: float = typer.Option(1e-3, "--lr"),
+    rank: int = typer.Option(8, "--rank", "-r", help="LoRA rank of every pole adapter."),
+    alpha: float = typer.Option(16.0, "--alpha", help="LoRA alpha (scale = alpha / rank)."),
+    target_modules: str = typer.Option("q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "--target-modules",
+                                       help="Comma-separated names of the linear layers to adapt."),
+    max_length: int = typer.Option(512, "--max-length", help="Longest row in tokens; long prompts lose their start."),
+    pole_weight: list[str] = typer.Option([], "--pole-weight", help="Loss weight of a pole, e.g. --pole-weight risk-averse=2 (repeatable)."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="Steps between checkpoints."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Train a zoo by paired fine-tuning: one LoRA adapter per pole of every dimension, plus the mixing head.
+
+    Runs data-parallel under torchrun:  torchrun --nproc-per-node 2 -m pft_adapters_cli train ...
+    Interrupt with Ctrl-C at any time; rerun the same command with --resume to continue.
+    """
+    from pft_adapters.base import load_base
+    from pft_adapters.data import dimensions_in, load_scenarios
+    from pft_adapters.layers import LoraSpec
+    from pft_adapters.train import TrainConfig, is_main_process, train_zoo
+
+    space = value_space(pairs)
+    scenarios = load_scenarios(data, space)[:limit]
+    wanted = [space.dimension(d.strip()).slug for d in dims.split(",")] if dims else dimensions_in(scenarios)
+    space = space.select(wanted)
+    scenarios = [s for s in scenarios if s.dimension in wanted]
+    if not scenarios:
+        raise PFTError(f"{data} holds no scenarios of {wanted}: check --dims")
+    dev_scenarios = [s for s in load_scenarios(dev, value_space(pairs)) if s.dimension in wanted] if dev else None
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise PFTError(f"{out} already exists and is not empty: choose another --out or pass --overwrite")
+    config = TrainConfig(
+        lora=LoraSpec(r=rank, alpha=alpha, target_modules=tuple(t.strip() for t in target_modules.split(","))),
+        epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
+        pole_weights=_pole_weights(pole_weight, space),
+    )
+    model, tokenizer = load_base(base)
+    result = train_zoo(model, tokenizer, scenarios, space, config, base_id=base, dev=dev_scenarios,
+                       checkpoint_dir=out.with_name(out.name + ".checkpoint"), resume=resume,
+                       checkpoint_every=checkpoint_every, device=device)
+    if is_main_process():
+        result.zoo.save_pretrained(out, overwrite=overwrite)
+        _drop_checkpoint(out)
+        summary = {"zoo": str(out), **result.zoo.training, "seconds": round(result.seconds, 1),
+                   "tokens_per_second": round(result.tokens_per_second)}
+        echo_json(summary) if json_out else typer.echo(
+            f"zoo written to {out}: {len(result.zoo.pole_slugs)} poles, final loss {summary['final_loss']}, "
+            f"head dev accuracy {summary['head_dev_pole_accuracy']}"
+        )
+
+
+def _pole_weights(items: list[str], space) -> dict[str, float]:
+    weights = {}
+    for item in items:
+        name, sep, value = item.partition("=")
+        try:
+            weights[space.pole(name.strip()).slug] = float(value)
+        except ValueError:
+            raise PFTError(f"--pole-weight '{item}' is not POLE=NUMBER, e.g. risk-averse=2") from None
+        if not sep:
+            raise PFTError(f"--pole-weight '{item}' is not POLE=NUMBER, e.g. risk-averse=2")
+    return weights
+
+
+def _drop_checkpoint(out: Path) -> None:
+    shutil.rmtree(out.with_name(out.name + ".checkpoint"), ignore_errors=True)
+
+
+def info(
+    zoo: str = typer.Argument(..., help="Zoo folder (or Hub name)."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Show what a zoo holds: base model, dimensions, poles, files and the training summary."""
+    from pft_adapters.zoo import Zoo
+
+    z = Zoo.from_pretrained(zoo)
+    summary = {
+        "zoo": zoo,
+        "base_model": {"id": z.base.id, "revision": z.base.revision, "fingerprint": z.base.fingerprint},
+        "dimensions": {d.slug: [d.first.slug, d.second.slug] for d in z.space},
+        "poles": z.pole_slugs,
+        "lora": {"r": z.spec.r, "alpha": z.spec.alpha, "target_modules": list(z.spec.target_modules)},
+        "head": z.head is not None,
+        "training": z.training,
+    }
+    if json_out:
+        echo_json(summary)
+        return
+    typer.echo(f"zoo {zoo} on base {z.base.id}")
+    for d in z.space:
+        typer.echo(f"  {d.slug:14s} +1 {d.first.slug:24s} -1 {d.second.slug}")
+    typer.echo(f"  LoRA r={z.spec.r} alpha={z.spec.alpha} on {', '.join(z.spec.target_modules)}")
+    for key, value in z.training.items():
+        typer.echo(f"  {key}: {value}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("make-base")(make_base)
+    app.command("train")(train)
+    app.command("info")(info)

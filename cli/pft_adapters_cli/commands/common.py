@@ -1,0 +1,22 @@
+"""Small helpers every command shares: JSON output and reading a --pairs file."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from pft_adapters.values import ValueSpace, load_pairs
+
+JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object (for scripts) instead of text.")
+PAIRS_OPTION = typer.Option(None, "--pairs", help="JSON file defining extra value dimensions (see docs/formats.md).")
+
+
+def echo_json(obj: object) -> None:
+    typer.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+def value_space(pairs: Path | None) -> ValueSpace:
+    """The built-in dimensions, plus those of a --pairs file."""
+    return load_pairs(pairs) if pairs else ValueSpace.builtin()

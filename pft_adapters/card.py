@@ -1,0 +1,69 @@
+"""The zoo's model card: Hub metadata plus a human-readable account of what is inside."""
+
+from __future__ import annotations
+
+import re
+
+from huggingface_hub import ModelCard, ModelCardData
+
+_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+
+
+def model_card(manifest: dict, repo_id: str | None = None) -> str:
+    """Markdown with YAML front matter that the Hub indexes (library, base model, tags)."""
+    base_id = manifest["base_model"]["id"]
+    training = manifest.get("training") or {}
+    data = ModelCardData(
+        library_name="pft-adapters",
+        base_model=base_id if _HUB_ID.match(base_id) else None,
+        tags=["pft-adapters", "peft", "lora", "preference-alignment"],
+        datasets=training.get("datasets") or None,
+        license=training.get("license", "apache-2.0"),
+    )
+    name = repo_id or "this zoo"
+    rows = "\n".join(
+        f"| `{d['slug']}` | `{d['first']['slug']}` (+1) | {d['first']['description']} | "
+        f"`{d['second']['slug']}` (-1) | {d['second']['description']} |"
+        for d in manifest["dimensions"]
+    )
+    summary = "\n".join(f"- **{k}**: {v}" for k, v in training.items() if not isinstance(v, (dict, list)))
+    first = manifest["dimensions"][0]["slug"] if manifest["dimensions"] else "risk"
+    body = f"""
+# {name}
+
+A **pft-adapters zoo**: one LoRA adapter per value pole on `{base_id}`, trained by
+preference-paired fine-tuning, plus a mixing head that reads which pole a text
+expresses. A preference vector (one number in [-1, 1] per dimension) weights the
+pole adapters exactly at inference.
+
+## Dimensions and poles
+
+| dimension | first pole | description | second pole | description |
+| --- | --- | --- | --- | --- |
+{rows}
+
+Adapters present: {", ".join(f"`{p}`" for p in manifest["poles"])}.
+
+## Usage
+
+```bash
+pip install pft-adapters
+pft-adapters mix {repo_id or "<zoo>"} --vector "{first}=0.8" --prompt "Should I ...?"
+```
+
+```python
+from pft_adapters import Zoo
+
+zoo = Zoo.from_pretrained("{repo_id or "<zoo>"}")
+```
+
+Each pole folder is a plain PEFT LoRA adapter:
+`PeftModel.from_pretrained(base, "{repo_id or "<zoo>"}", subfolder="poles/{manifest["poles"][0] if manifest["poles"] else "<pole>"}")`.
+
+## Training summary
+
+{summary or "- (not recorded)"}
+
+Files are listed with their sha256 in `pft_zoo.json`; pft-adapters checks them on load.
+"""
+    return str(ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body))

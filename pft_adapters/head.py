@@ -1,0 +1,132 @@
+"""The mixing head: reads which pole (and which dimension) a text expresses.
+
+It is a linear probe on pooled hidden states of the frozen base model, so it is
+cheap to train alongside the adapters and cheap to run over a user's history.
+Features are standardised with statistics stored in the head itself.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from .errors import PFTError
+from .values import ValueSpace
+
+
+@dataclass
+class HeadReport:
+    pole_accuracy: float
+    dimension_accuracy: float
+    examples: int
+
+
+class MixingHead(nn.Module):
+    """Pole logits (one pair per dimension) and dimension logits from one feature vector."""
+
+    def __init__(self, hidden_size: int, pole_slugs: Sequence[str], dimension_slugs: Sequence[str]):
+        super().__init__()
+        self.pole_slugs, self.dimension_slugs = list(pole_slugs), list(dimension_slugs)
+        if len(self.pole_slugs) != 2 * len(self.dimension_slugs):
+            raise PFTError("a mixing head needs exactly two poles per dimension")
+        self.register_buffer("mean", torch.zeros(hidden_size))
+        self.register_buffer("std", torch.ones(hidden_size))
+        self.poles = nn.Linear(hidden_size, len(self.pole_slugs))
+        self.dimensions = nn.Linear(hidden_size, len(self.dimension_slugs))
+
+    @property
+    def hidden_size(self) -> int:
+        return self.mean.numel()
+
+    def forward(self, features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        z = (features.float() - self.mean) / self.std
+        return self.poles(z), self.dimensions(z)
+
+    def pole_probabilities(self, features: torch.Tensor) -> torch.Tensor:
+        """(n, D) P(first pole) - P(second pole) per dimension, in [-1, 1]."""
+        logits, _ = self(features)
+        pairs = logits.view(len(features), -1, 2).softmax(-1)
+        return pairs[..., 0] - pairs[..., 1]
+
+    def fit(self, features: torch.Tensor, poles: Sequence[str], dimensions: Sequence[str],
+            steps: int = 300, lr: float = 0.05, weight_decay: float = 1e-3, seed: int = 0) -> None:
+        """Train on texts labelled by pole (their dimension follows from the pole)."""
+        torch.manual_seed(seed)
+        with torch.no_grad():
+            self.mean.copy_(features.mean(0))
+            self.std.copy_(features.std(0).clamp_min(1e-4))
+        pole_idx = torch.tensor([self.pole_slugs.index(p) for p in poles])
+        dim_idx = torch.tensor([self.dimension_slugs.index(d) for d in dimensions])
+        opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=weight_decay)
+        for _ in range(steps):
+            opt.zero_grad()
+            loss = self._loss(features, pole_idx, dim_idx)
+            loss.backward()
+            opt.step()
+
+    def _loss(self, features: torch.Tensor, pole_idx: torch.Tensor, dim_idx: torch.Tensor) -> torch.Tensor:
+        pole_logits, dim_logits = self(features)
+        pairs = pole_logits.view(len(features), -1, 2)[torch.arange(len(features)), dim_idx]
+        return nn.functional.cross_entropy(pairs, pole_idx % 2) + nn.functional.cross_entropy(dim_logits, dim_idx)
+
+    @torch.no_grad()
+    def evaluate(self, features: torch.Tensor, poles: Sequence[str], dimensions: Sequence[str]) -> HeadReport:
+        pole_logits, dim_logits = self(features)
+        dim_idx = torch.tensor([self.dimension_slugs.index(d) for d in dimensions])
+        pole_idx = torch.tensor([self.pole_slugs.index(p) for p in poles])
+        pairs = pole_logits.view(len(features), -1, 2)[torch.arange(len(features)), dim_idx]
+        return HeadReport(
+            pole_accuracy=float((pairs.argmax(-1) == pole_idx % 2).float().mean()),
+            dimension_accuracy=float((dim_logits.argmax(-1) == dim_idx).float().mean()),
+            examples=len(features),
+        )
+
+    def save(self, folder: Path) -> list[Path]:
+        folder.mkdir(parents=True, exist_ok=True)
+        config = {"hidden_size": self.hidden_size, "pole_slugs": self.pole_slugs,
+                  "dimension_slugs": self.dimension_slugs, "features": "mean-pooled last hidden state of the base"}
+        (folder / "config.json").write_text(json.dumps(config, indent=2))
+        save_file({k: v.contiguous() for k, v in self.state_dict().items()}, folder / "model.safetensors")
+        return [folder / "config.json", folder / "model.safetensors"]
+
+    @classmethod
+    def load(cls, folder: Path) -> MixingHead:
+        config = json.loads((folder / "config.json").read_text())
+        head = cls(config["hidden_size"], config["pole_slugs"], config["dimension_slugs"])
+        head.load_state_dict(load_file(folder / "model.safetensors"))
+        return head.eval()
+
+    def select(self, space: ValueSpace) -> MixingHead:
+        """A head restricted to (and ordered by) the dimensions of `space`."""
+        head = MixingHead(self.hidden_size, space.pole_slugs, [d.slug for d in space])
+        pi = [self.pole_slugs.index(p) for p in space.pole_slugs]
+        di = [self.dimension_slugs.index(d.slug) for d in space]
+        with torch.no_grad():
+            head.mean.copy_(self.mean)
+            head.std.copy_(self.std)
+            head.poles.weight.copy_(self.poles.weight[pi])
+            head.poles.bias.copy_(self.poles.bias[pi])
+            head.dimensions.weight.copy_(self.dimensions.weight[di])
+            head.dimensions.bias.copy_(self.dimensions.bias[di])
+        return head.eval()
+
+
+@torch.no_grad()
+def pooled_features(model: nn.Module, tokenizer, texts: Sequence[str], batch_size: int = 32,
+                    max_length: int = 256) -> torch.Tensor:
+    """Mean of the last hidden state over each text's tokens (pad excluded)."""
+    device = next(model.parameters()).device
+    out = []
+    for i in range(0, len(texts), batch_size):
+        batch = tokenizer(list(texts[i : i + batch_size]), return_tensors="pt", padding=True,
+                          truncation=True, max_length=max_length).to(device)
+        hidden = model(**batch, output_hidden_states=True).hidden_states[-1].float()
+        mask = batch["attention_mask"].unsqueeze(-1).float()
+        out.append(((hidden * mask).sum(1) / mask.sum(1).clamp_min(1)).cpu())
+    return torch.cat(out) if out else torch.zeros(0, model.config.hidden_size)

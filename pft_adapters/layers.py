@@ -1,0 +1,262 @@
+"""Multi-pole LoRA: every pole's factors live side by side in one layer.
+
+For a frozen linear layer `W` and poles `p` with factors `A_p (r x in)`,
+`B_p (out x r)` and scale `s = alpha / r`:
+
+    y = W x + sum_p c_p * s * B_p (A_p x)
+
+The factors are stored stacked (`A: P x r x in`, `B: out x P x r`), so the
+concatenated factors `A_cat (P*r x in)` and `B_cat (out x P*r)` are free views and
+scaling their rank blocks by `c` mixes the poles in one pair of matmuls. The
+coefficients live in one `MixState` shared by every layer of a model, so setting a
+new vector is a single small tensor write, not a rebuild. Four modes:
+
+- `off`: the bare base model (nothing added);
+- `shared`: one coefficient row for the whole batch;
+- `rows`: a coefficient row per batch row (many users in one forward pass);
+- `route`: one pole per batch row (training); only that pole's factors are
+  computed, so the cost equals a single LoRA adapter's.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from .errors import PFTError
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """Shape of every pole adapter in a zoo (the same for all poles)."""
+
+    r: int = 8
+    alpha: float = 16.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+    @property
+    def scaling(self) -> float:
+        return self.alpha / self.r
+
+
+@dataclass
+class MixState:
+    """Coefficients read by every multi-pole layer of one model."""
+
+    n_poles: int
+    r: int
+    scaling: float
+    mode: str = "off"
+    columns: torch.Tensor | None = None  # (P*r,) or (batch, P*r): c_p * s repeated over each rank block
+    route: torch.Tensor | None = None  # (batch,) pole index per row, for `route`
+    route_scale: torch.Tensor | None = None  # (batch,) coefficient per routed row
+
+    def expand(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """Pole coefficients (..., P) -> rank-column scales (..., P*r)."""
+        return (coefficients * self.scaling).repeat_interleave(self.r, dim=-1)
+
+
+class MultiPoleLinear(nn.Module):
+    """A frozen `nn.Linear` plus the LoRA factors of every pole."""
+
+    def __init__(self, base: nn.Linear, state: MixState):
+        super().__init__()
+        self.base = base
+        self.state = state
+        p, r = state.n_poles, state.r
+        self.lora_A = nn.Parameter(torch.empty(p, r, base.in_features, device=base.weight.device, dtype=torch.float32))
+        self.lora_B = nn.Parameter(torch.zeros(base.out_features, p, r, device=base.weight.device, dtype=torch.float32))
+        for a in self.lora_A:  # peft's default init: Kaiming-uniform A, zero B (each pole starts as the base)
+            nn.init.kaiming_uniform_(a, a=math.sqrt(5))
+        self._original_weight: torch.Tensor | None = None
+
+    @property
+    def merged(self) -> bool:
+        return self._original_weight is not None
+
+    def delta_weight(self, coefficients: torch.Tensor) -> torch.Tensor:
+        """sum_p c_p s B_p A_p, the exact weight change of a mix."""
+        a = self.lora_A.reshape(-1, self.base.in_features)
+        b = self.lora_B.reshape(self.base.out_features, -1)
+        return (b * self.state.expand(coefficients.to(b))) @ a
+
+    def merge(self, coefficients: torch.Tensor) -> None:
+        if self.merged:
+            raise PFTError("the mix is already merged into the weights: unmerge it before merging another")
+        self._original_weight = self.base.weight.data.clone()
+        self.base.weight.data += self.delta_weight(coefficients).to(self.base.weight.dtype)
+
+    def unmerge(self) -> None:
+        """Restore the original weights bit for bit (a copy, not a subtraction)."""
+        if self._original_weight is not None:
+            self.base.weight.data.copy_(self._original_weight)
+            self._original_weight = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.base(x)
+        st = self.state
+        if st.mode == "off" or self.merged:
+            return y
+        dtype = self.lora_A.dtype if not torch.is_autocast_enabled(x.device.type) else x.dtype
+        h_in = x.to(dtype)
+        if st.mode == "route":
+            a = self.lora_A[st.route].to(dtype)  # (batch, r, in)
+            b = self.lora_B[:, st.route].permute(1, 2, 0).to(dtype)  # (batch, r, out)
+            h = torch.bmm(h_in.reshape(x.shape[0], -1, x.shape[-1]), a.transpose(1, 2))
+            h = h * (st.route_scale.to(dtype) * st.scaling)[:, None, None]
+            delta = torch.bmm(h, b).reshape(*x.shape[:-1], -1)
+        else:
+            a = self.lora_A.reshape(-1, x.shape[-1]).to(dtype)
+            b = self.lora_B.reshape(y.shape[-1], -1).to(dtype)
+            h = h_in @ a.T
+            cols = st.columns.to(dtype)
+            if st.mode == "rows":  # (batch, P*r) -> broadcast over every position of the row
+                cols = cols.reshape(cols.shape[0], *([1] * (h.dim() - 2)), cols.shape[-1])
+            delta = (h * cols) @ b.T
+        return y + delta.to(y.dtype)
+
+
+def _is_target(name: str, module: nn.Module, targets: tuple[str, ...]) -> bool:
+    return isinstance(module, nn.Linear) and name.rsplit(".", 1)[-1] in targets
+
+
+@dataclass
+class PoleAdapters:
+    """Handle on a model whose target layers carry multi-pole LoRA factors."""
+
+    model: nn.Module
+    spec: LoraSpec
+    pole_slugs: list[str]
+    state: MixState
+    layers: dict[str, MultiPoleLinear] = field(default_factory=dict)
+
+    @property
+    def n_poles(self) -> int:
+        return len(self.pole_slugs)
+
+    def parameters(self) -> Iterator[nn.Parameter]:
+        for layer in self.layers.values():
+            yield layer.lora_A
+            yield layer.lora_B
+
+    def _device(self) -> torch.device:
+        return next(iter(self.layers.values())).lora_A.device
+
+    def coefficients(self, weights: dict[str, float] | torch.Tensor) -> torch.Tensor:
+        """Pole weights as a (P,) tensor; a dict names poles by slug (missing = 0)."""
+        if isinstance(weights, torch.Tensor):
+            return weights.to(self._device(), torch.float32)
+        unknown = set(weights) - set(self.pole_slugs)
+        if unknown:
+            raise PFTError(f"unknown pole(s) {sorted(unknown)}: this zoo has {', '.join(self.pole_slugs)}")
+        return torch.tensor([float(weights.get(s, 0.0)) for s in self.pole_slugs], device=self._device())
+
+    # -- setting the coefficients -------------------------------------------------
+    def off(self) -> None:
+        self.state.mode, self.state.columns, self.state.route = "off", None, None
+
+    def use_weights(self, weights: dict[str, float] | torch.Tensor) -> None:
+        """One mix for the whole batch; all-zero weights mean the bare base model."""
+        c = self.coefficients(weights)
+        if c.dim() == 2:
+            self.use_rows(c)
+            return
+        if not bool(c.any()):
+            self.off()
+            return
+        cols = self.state.expand(c)
+        if self.state.mode == "shared" and self.state.columns is not None and self.state.columns.shape == cols.shape:
+            self.state.columns.copy_(cols)  # in place: switching costs one small copy
+        else:
+            self.state.mode, self.state.columns, self.state.route = "shared", cols, None
+
+    def use_rows(self, weights: torch.Tensor) -> None:
+        """A (batch, P) coefficient row per batch row."""
+        w = weights.to(self._device(), torch.float32)
+        if w.dim() != 2 or w.shape[1] != self.n_poles:
+            raise PFTError(f"per-row weights must have shape (batch, {self.n_poles}), got {tuple(w.shape)}")
+        self.state.mode, self.state.columns, self.state.route = "rows", self.state.expand(w), None
+
+    def use_route(self, pole_index: torch.Tensor, scale: torch.Tensor | None = None) -> None:
+        """One pole per batch row (optionally weighted): the training path."""
+        idx = pole_index.to(self._device(), torch.long)
+        self.state.mode, self.state.columns = "route", None
+        self.state.route = idx
+        self.state.route_scale = scale.to(self._device()) if scale is not None else torch.ones(len(idx), device=self._device())
+
+    @contextmanager
+    def weighted(self, weights: dict[str, float] | torch.Tensor) -> Iterator[PoleAdapters]:
+        """Temporarily apply a mix; the previous coefficients come back afterwards."""
+        saved = (self.state.mode, self.state.columns, self.state.route, self.state.route_scale)
+        self.state.columns = None  # never write into the saved tensor in place
+        self.use_weights(weights)
+        try:
+            yield self
+        finally:
+            self.state.mode, self.state.columns, self.state.route, self.state.route_scale = saved
+
+    # -- folding the mix into the weights -----------------------------------------
+    def merge(self, weights: dict[str, float] | torch.Tensor) -> None:
+        c = self.coefficients(weights)
+        for layer in self.layers.values():
+            layer.merge(c)
+
+    def unmerge(self) -> None:
+        for layer in self.layers.values():
+            layer.unmerge()
+
+    # -- per-pole factors in peft's layout ----------------------------------------
+    def pole_state_dict(self, pole: str) -> dict[str, torch.Tensor]:
+        """One pole's factors with the keys of a saved peft LoRA adapter."""
+        p = self.pole_slugs.index(pole)
+        out = {}
+        for name, layer in self.layers.items():
+            out[f"base_model.model.{name}.lora_A.weight"] = layer.lora_A[p].detach().contiguous().cpu()
+            out[f"base_model.model.{name}.lora_B.weight"] = layer.lora_B[:, p].detach().contiguous().cpu()
+        return out
+
+    def load_pole_state_dict(self, pole: str, tensors: dict[str, torch.Tensor]) -> None:
+        p = self.pole_slugs.index(pole)
+        expected = {f"base_model.model.{n}.lora_{x}.weight" for n in self.layers for x in "AB"}
+        missing, extra = expected - set(tensors), set(tensors) - expected
+        if missing or extra:
+            some = sorted(missing or extra)[0]
+            raise PFTError(
+                f"adapter for pole '{pole}' does not fit this base model ({'missing' if missing else 'unexpected'} "
+                f"tensor {some}): it was trained for another architecture or target modules"
+            )
+        with torch.no_grad():
+            for name, layer in self.layers.items():
+                a, b = tensors[f"base_model.model.{name}.lora_A.weight"], tensors[f"base_model.model.{name}.lora_B.weight"]
+                if a.shape != layer.lora_A[p].shape or b.shape != layer.lora_B[:, p].shape:
+                    raise PFTError(f"adapter for pole '{pole}' has shape {tuple(a.shape)} at {name}, expected {tuple(layer.lora_A[p].shape)}: it was trained for another base model")
+                layer.lora_A[p].copy_(a)
+                layer.lora_B[:, p].copy_(b)
+
+
+def target_names(model: nn.Module, targets: Iterable[str]) -> list[str]:
+    targets = tuple(targets)
+    names = [n for n, m in model.named_modules() if _is_target(n, m, targets)]
+    if not names:
+        raise PFTError(f"no linear layer named {list(targets)} in this model: pass --target-modules with names it has")
+    return names
+
+
+def add_pole_adapters(model: nn.Module, spec: LoraSpec, pole_slugs: list[str]) -> PoleAdapters:
+    """Freeze `model` and wrap its target linear layers with multi-pole LoRA factors."""
+    for p in model.parameters():
+        p.requires_grad_(False)
+    state = MixState(n_poles=len(pole_slugs), r=spec.r, scaling=spec.scaling)
+    handle = PoleAdapters(model, spec, list(pole_slugs), state)
+    for name in target_names(model, spec.target_modules):
+        parent_name, _, child = name.rpartition(".")
+        parent = model.get_submodule(parent_name) if parent_name else model
+        layer = MultiPoleLinear(getattr(parent, child), state)
+        setattr(parent, child, layer)
+        handle.layers[name] = layer
+    return handle

@@ -1,0 +1,392 @@
+"""Paired fine-tuning: every pole adapter of every dimension in one run.
+
+Rows of one scenario (one per option, each under its own pole) sit together in a
+batch, so every step sees both sides of a value conflict. Each row is routed to
+its own pole's factors (see `layers`), so the multi-pole machinery costs what a
+single adapter costs. The loss is the paired objective
+
+    sum over rows  w[pole] * NLL(target | prompt)   (prompt tokens masked)
+
+Training is deterministic on CPU for a given seed (batch order is a pure
+function of seed and epoch), checkpoints atomically, resumes where it stopped,
+and runs data-parallel under `torchrun` (torch.distributed, DDP).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import random
+import shutil
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from safetensors.torch import load_file, save_file
+from torch import nn
+from tqdm.auto import tqdm
+
+from .data import PairedRow, Scenario, paired_rows
+from .errors import PFTError
+from .head import MixingHead, pooled_features
+from .layers import LoraSpec, PoleAdapters, add_pole_adapters
+from .values import ValueSpace
+from .zoo import BaseRef, Zoo, fingerprint
+
+
+@dataclass
+class TrainConfig:
+    """Everything that shapes the result; its hash guards `--resume` against changed settings."""
+
+    lora: LoraSpec = field(default_factory=LoraSpec)
+    epochs: float = 2.0
+    batch_size: int = 8  # rows per optimizer step, summed over processes and accumulation
+    grad_accum: int = 1
+    lr: float = 1e-3
+    weight_decay: float = 0.0
+    warmup: float = 0.05
+    max_length: int = 512
+    seed: int = 0
+    pole_weights: dict[str, float] = field(default_factory=dict)
+    head_steps: int = 300
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]
+
+
+@dataclass
+class Batch:
+    input_ids: torch.Tensor
+    attention_mask: torch.Tensor
+    labels: torch.Tensor
+    poles: torch.Tensor  # pole index per row
+    weights: torch.Tensor  # loss weight per row
+
+    def to(self, device: torch.device) -> Batch:
+        return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.labels, self.poles, self.weights)))
+
+    @property
+    def target_tokens(self) -> int:
+        return int((self.labels != -100).sum())
+
+
+@dataclass
+class EncodedRow:
+    ids: list[int]
+    n_prompt: int
+    pole: int
+    weight: float
+
+
+def encode_rows(rows: Sequence[PairedRow], tokenizer, space: ValueSpace, config: TrainConfig) -> list[EncodedRow]:
+    """Token ids of prompt + target + eos; a too-long prompt loses its beginning, never the target."""
+    prompt_cache: dict[str, list[int]] = {}
+    out = []
+    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
+    for row in rows:
+        if row.prompt not in prompt_cache:
+            prompt_cache[row.prompt] = tokenizer(row.prompt, add_special_tokens=True)["input_ids"]
+        prompt = prompt_cache[row.prompt]
+        target = tokenizer(row.target, add_special_tokens=False)["input_ids"] + eos
+        target = target[: config.max_length // 2]
+        prompt = prompt[-(config.max_length - len(target)) :]
+        out.append(EncodedRow(prompt + target, len(prompt), space.pole_index(row.pole), config.pole_weights.get(row.pole, 1.0)))
+    return out
+
+
+def collate(rows: Sequence[EncodedRow], pad_id: int) -> Batch:
+    """Pad to the longest row of this batch only (dynamic padding)."""
+    width = max(len(r.ids) for r in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    labels = torch.full((len(rows), width), -100, dtype=torch.long)
+    for i, r in enumerate(rows):
+        n = len(r.ids)
+        ids[i, :n] = torch.tensor(r.ids)
+        mask[i, :n] = 1
+        labels[i, r.n_prompt : n] = ids[i, r.n_prompt : n]
+    return Batch(ids, mask, labels, torch.tensor([r.pole for r in rows]), torch.tensor([r.weight for r in rows]))
+
+
+def epoch_order(rows: Sequence[PairedRow], seed: int, epoch: int) -> list[int]:
+    """Row indices for one epoch: scenarios shuffled, each scenario's rows kept together."""
+    by_scenario: dict[int, list[int]] = {}
+    for i, row in enumerate(rows):
+        by_scenario.setdefault(row.scenario, []).append(i)
+    keys = list(by_scenario)
+    random.Random(seed * 100_003 + epoch).shuffle(keys)
+    return [i for k in keys for i in by_scenario[k]]
+
+
+def row_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Mean negative log-likelihood of each row's target tokens, shape (batch,)."""
+    logits, labels = logits[:, :-1].float(), labels[:, 1:]
+    tok = nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
+    counts = (labels != -100).sum(1).clamp_min(1)
+    return tok.sum(1) / counts
+
+
+def lr_factor(step: int, total: int, warmup: float) -> float:
+    """Linear warm-up, then cosine decay to 10%."""
+    warm = max(1, int(total * warmup))
+    if step < warm:
+        return (step + 1) / warm
+    progress = (step - warm) / max(1, total - warm)
+    return 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+# -- checkpoints ------------------------------------------------------------------------
+def save_checkpoint(folder: Path, adapters: PoleAdapters, optimizer: torch.optim.Optimizer, step: int, meta: dict) -> None:
+    """LoRA factors, optimizer moments and progress, as safetensors + JSON, written atomically."""
+    tmp = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    params = list(adapters.parameters())
+    save_file({f"p{i}": p.detach().cpu().contiguous() for i, p in enumerate(params)}, tmp / "adapters.safetensors")
+    moments = {}
+    for i, p in enumerate(params):
+        st = optimizer.state.get(p, {})
+        for key in ("exp_avg", "exp_avg_sq"):
+            if key in st:
+                moments[f"p{i}.{key}"] = st[key].detach().cpu().contiguous()
+    save_file(moments, tmp / "optimizer.safetensors")
+    (tmp / "progress.json").write_text(json.dumps({**meta, "step": step}, indent=2))
+    if folder.exists():
+        shutil.rmtree(folder)
+    os.replace(tmp, folder)
+
+
+def load_checkpoint(folder: Path, adapters: PoleAdapters, optimizer: torch.optim.Optimizer, meta: dict) -> int:
+    try:
+        progress = json.loads((folder / "progress.json").read_text())
+        tensors = load_file(folder / "adapters.safetensors")
+        moments = load_file(folder / "optimizer.safetensors")
+    except (OSError, ValueError) as err:
+        raise PFTError(f"checkpoint {folder} is unreadable ({err}): delete it and train without --resume") from None
+    for key in ("config", "data", "base"):
+        if progress.get(key) != meta[key]:
+            raise PFTError(f"checkpoint {folder} was made with a different {key}: train without --resume, or delete the checkpoint")
+    params = list(adapters.parameters())
+    with torch.no_grad():
+        for i, p in enumerate(params):
+            p.copy_(tensors[f"p{i}"])
+            if f"p{i}.exp_avg" in moments:
+                optimizer.state[p] = {
+                    "step": torch.tensor(float(progress["step"])),
+                    "exp_avg": moments[f"p{i}.exp_avg"].to(p.device),
+                    "exp_avg_sq": moments[f"p{i}.exp_avg_sq"].to(p.device),
+                }
+    return int(progress["step"])
+
+
+# -- distributed ------------------------------------------------------------------------
+def _world() -> tuple[int, int]:
+    """(rank, world size); joins the process group that torchrun describes, if any."""
+    if not dist.is_initialized() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    if dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
+def is_main_process() -> bool:
+    """True outside torchrun and on rank 0 inside it: only that process writes the zoo."""
+    return not dist.is_initialized() or dist.get_rank() == 0
+
+
+def pick_device(device: str | None) -> torch.device:
+    if device and device != "auto":
+        return torch.device(device)
+    if torch.cuda.is_available():
+        rank = int(os.environ.get("LOCAL_RANK", "0"))
+        return torch.device("cuda", rank)
+    return torch.device("cpu")
+
+
+# -- the trainer ------------------------------------------------------------------------
+@dataclass
+class TrainResult:
+    zoo: Zoo
+    losses: list[float]
+    tokens_per_second: float
+    seconds: float
+
+
+def train_zoo(
+    model: nn.Module,
+    tokenizer,
+    scenarios: Sequence[Scenario],
+    space: ValueSpace,
+    config: TrainConfig,
+    base_id: str,
+    base_revision: str | None = None,
+    dev: Sequence[Scenario] | None = None,
+    checkpoint_dir: Path | None = None,
+    resume: bool = False,
+    checkpoint_every: int = 50,
+    progress: bool = True,
+    device: str | None = None,
+    stop_after: int | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> TrainResult:
+    """Train one LoRA adapter per pole of `space` plus the mixing head; returns the zoo.
+
+    `model` is frozen and wrapped in place. `stop_after` ends the run early after
+    that many optimizer steps (with a checkpoint), as an interrupt would.
+    """
+    rank, world = _world()
+    if config.batch_size % (world * config.grad_accum):
+        raise PFTError(f"--batch-size {config.batch_size} must be divisible by processes x --grad-accum ({world * config.grad_accum})")
+    dev_device = pick_device(device)
+    torch.manual_seed(config.seed)
+    base = BaseRef(base_id, base_revision, fingerprint(model))
+    model.to(dev_device)
+    adapters = add_pole_adapters(model, config.lora, space.pole_slugs)
+    rows = paired_rows(scenarios)
+    if not rows:
+        raise PFTError("no training rows: the data holds no options labelled with a pole of the chosen dimensions")
+    encoded = encode_rows(rows, tokenizer, space, config)
+    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    steps_per_epoch = max(1, len(rows) // config.batch_size)
+    total_steps = max(1, round(steps_per_epoch * config.epochs))
+    params = list(adapters.parameters())
+    for p in params:
+        p.requires_grad_(True)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    meta = {"config": config.fingerprint(), "data": _data_hash(rows), "base": base.fingerprint, "total_steps": total_steps}
+    step = 0
+    if resume and checkpoint_dir and (checkpoint_dir / "progress.json").exists():
+        step = load_checkpoint(checkpoint_dir, adapters, optimizer, meta)
+    ddp = None
+    if world > 1:
+        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[dev_device.index] if dev_device.type == "cuda" else None)
+    forward = ddp or model
+    autocast = dev_device.type == "cuda" and torch.cuda.is_bf16_supported()
+    micro = config.batch_size // (world * config.grad_accum)
+    losses: list[float] = []
+    tokens, started = 0, time.perf_counter()
+    bar = tqdm(total=total_steps, initial=step, desc="training poles", disable=not progress or rank != 0, unit="step")
+    model.train()
+    try:
+        while step < total_steps:
+            if stop_after is not None and step >= stop_after:
+                break
+            order = epoch_order(rows, config.seed, step // steps_per_epoch)
+            start = (step % steps_per_epoch) * config.batch_size
+            global_batch = [encoded[i] for i in order[start : start + config.batch_size]]
+            mine = global_batch[rank::world]
+            step_loss = 0.0
+            for g in range(group_count := config.grad_accum):
+                chunk = mine[g * micro : (g + 1) * micro]
+                if not chunk:
+                    continue
+                batch = collate(chunk, pad_id).to(dev_device)
+                adapters.use_route(batch.poles)
+                sync = ddp.no_sync() if ddp is not None and g < group_count - 1 else _null()
+                with sync, torch.autocast(dev_device.type, dtype=torch.bfloat16, enabled=autocast):
+                    logits = forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+                    nll = row_nll(logits, batch.labels)
+                    # sum over this process's rows / rows in the global batch; DDP averages over processes
+                    loss = (batch.weights * nll).sum() / len(global_batch) * world
+                loss.backward()
+                step_loss += float((batch.weights * nll).sum())
+                tokens += int(batch.attention_mask.sum())
+            for group in optimizer.param_groups:
+                group["lr"] = config.lr * lr_factor(step, total_steps, config.warmup)
+            optimizer.step()
+            optimizer.zero_grad(set_to_none=True)
+            step += 1
+            losses.append(_global_mean(step_loss, len(global_batch), world))
+            bar.set_postfix(loss=f"{losses[-1]:.3f}")
+            bar.update(1)
+            if on_step:
+                on_step(step, losses[-1])
+            if checkpoint_dir and rank == 0 and (step % checkpoint_every == 0 or step == stop_after):
+                save_checkpoint(checkpoint_dir, adapters, optimizer, step, meta)
+    except KeyboardInterrupt:
+        if checkpoint_dir and rank == 0:
+            save_checkpoint(checkpoint_dir, adapters, optimizer, step, meta)
+        raise PFTError(f"interrupted at step {step}/{total_steps}: rerun the same command with --resume to continue") from None
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - started
+    model.eval()
+    for p in params:
+        p.requires_grad_(False)
+    adapters.off()
+    if stop_after is not None and step < total_steps:
+        raise PFTError(f"stopped at step {step}/{total_steps}: rerun with --resume to continue")
+    head, head_report = train_head(model, tokenizer, scenarios, dev, space, config)
+    training = {
+        "method": "paired",
+        "rows": len(rows),
+        "scenarios": len(scenarios),
+        "epochs": config.epochs,
+        "steps": total_steps,
+        "batch_size": config.batch_size,
+        "lr": config.lr,
+        "seed": config.seed,
+        "final_loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 4) if losses else None,
+        "processes": world,
+        "head_dev_pole_accuracy": round(head_report["pole_accuracy"], 4),
+        "head_dev_dimension_accuracy": round(head_report["dimension_accuracy"], 4),
+        "head_dev_examples": head_report["examples"],
+        "pole_weights": config.pole_weights,
+    }
+    zoo = Zoo(space=space, spec=config.lora, base=base,
+              poles={p: adapters.pole_state_dict(p) for p in space.pole_slugs}, head=head, training=training)
+    return TrainResult(zoo, losses, tokens / max(seconds, 1e-9), seconds)
+
+
+def _global_mean(local_sum: float, global_rows: int, world: int) -> float:
+    """The step's weighted loss over the whole global batch, summed across processes."""
+    if world > 1:
+        t = torch.tensor([local_sum])
+        dist.all_reduce(t)
+        local_sum = float(t)
+    return local_sum / global_rows
+
+
+class _null:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def _data_hash(rows: Sequence[PairedRow]) -> str:
+    digest = hashlib.sha256()
+    for r in rows:
+        digest.update(f"{r.pole}\0{r.prompt}\0{r.target}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+def train_head(model: nn.Module, tokenizer, scenarios: Sequence[Scenario], dev: Sequence[Scenario] | None,
+               space: ValueSpace, config: TrainConfig) -> tuple[MixingHead, dict]:
+    """Fit the mixing head on the frozen base's features of option texts.
+
+    Without dev data, a tenth of the scenarios is held out to measure it.
+    """
+    if dev is None:
+        cut = max(1, len(scenarios) // 10) if len(scenarios) > 1 else 0
+        order = list(range(len(scenarios)))
+        random.Random(config.seed).shuffle(order)
+        dev = [scenarios[i] for i in order[:cut]]
+        scenarios = [scenarios[i] for i in order[cut:]]
+
+    def labelled(items: Sequence[Scenario]) -> tuple[list[str], list[str], list[str]]:
+        triples = [(o.text, o.pole, s.dimension) for s in items for o in s.options if o.pole]
+        return [t[0] for t in triples], [t[1] for t in triples], [t[2] for t in triples]
+
+    texts, poles, dims = labelled(scenarios)
+    head = MixingHead(model.config.hidden_size, space.pole_slugs, [d.slug for d in space])
+    head.fit(pooled_features(model, tokenizer, texts), poles, dims, steps=config.head_steps, seed=config.seed)
+    dev_texts, dev_poles, dev_dims = labelled(dev)
+    report = head.evaluate(pooled_features(model, tokenizer, dev_texts), dev_poles, dev_dims) if dev_texts else None
+    return head.eval(), asdict(report) if report else {"pole_accuracy": float("nan"), "dimension_accuracy": float("nan"), "examples": 0}

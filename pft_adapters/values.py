@@ -1,0 +1,260 @@
+"""Value dimensions and their poles: the vocabulary every other module speaks.
+
+A dimension is an axis with exactly two poles (first, second). The six Value
+Conflict Dilemma dimensions are built in; researchers add their own with a small
+JSON file (see docs/formats.md, "Pair definition file").
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .errors import PFTError
+
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+
+
+def slugify(name: str) -> str:
+    """Lower-case, dash-separated form of a name: `Risk-taking` -> `risk-taking`."""
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+
+
+@dataclass(frozen=True)
+class Pole:
+    name: str
+    slug: str
+    description: str
+
+
+@dataclass(frozen=True)
+class Dimension:
+    """A named axis with two poles; `label` is the VCD "preference domain" text."""
+
+    slug: str
+    label: str
+    first: Pole
+    second: Pole
+
+    @property
+    def poles(self) -> tuple[Pole, Pole]:
+        return (self.first, self.second)
+
+    def sign(self, pole_slug: str) -> int:
+        """+1 for the first pole, -1 for the second."""
+        return 1 if pole_slug == self.first.slug else -1
+
+
+def _builtin(slug: str, label: str, first: tuple[str, str], second: tuple[str, str]) -> Dimension:
+    return Dimension(slug, label, Pole(first[0], slugify(first[0]), first[1]), Pole(second[0], slugify(second[0]), second[1]))
+
+
+BUILTIN_DIMENSIONS: tuple[Dimension, ...] = (
+    _builtin(
+        "risk", "Risk Orientation",
+        ("Risk-taking", "Embraces uncertainty for a chance at a larger gain: acts boldly, tries the untested "
+         "option, accepts possible loss when the upside is worth it."),
+        ("Risk-averse", "Protects what is already secure: prefers the known, safe option, avoids exposure to "
+         "loss even at the cost of a smaller reward."),
+    ),
+    _builtin(
+        "time", "Time Preference",
+        ("Immediate gratification", "Values the reward that is available now: enjoys the moment, takes the "
+         "quick payoff, and weighs present wants above future benefits."),
+        ("Delayed gratification", "Values the larger reward that comes later: saves, plans and practises "
+         "patience, giving up a present pleasure for a future benefit."),
+    ),
+    _builtin(
+        "social", "Social Strategy",
+        ("Competitive", "Seeks to win and stand out: pursues personal advantage, compares itself with others "
+         "and treats the situation as a contest."),
+        ("Collaborative", "Seeks shared success: pools effort, shares credit and looks for the outcome that "
+         "works for everyone involved."),
+    ),
+    _builtin(
+        "communication", "Communication Style",
+        ("Assertive", "States its needs and views directly and firmly: speaks up, sets boundaries and "
+         "pushes for its position."),
+        ("Accommodating", "Puts harmony and the other person first: listens, yields, adapts to others' "
+         "wishes and avoids confrontation."),
+    ),
+    _builtin(
+        "decision", "Decision-Making Approach",
+        ("Intuitive", "Decides by gut feeling and quick impressions: trusts instinct, experience and what "
+         "feels right in the moment."),
+        ("Analytical", "Decides by careful reasoning: gathers information, compares options systematically "
+         "and weighs evidence before acting."),
+    ),
+    _builtin(
+        "change", "Change Preference",
+        ("Innovation-seeking", "Welcomes the new: tries novel approaches, experiments and embraces change "
+         "as an opportunity."),
+        ("Stability-seeking", "Values the familiar and proven: keeps routines, prefers continuity and "
+         "changes only what must change."),
+    ),
+)
+
+
+class ValueSpace:
+    """An ordered set of dimensions with lookups by slug, name or VCD label.
+
+    The order fixes the layout of preference vectors (one entry per dimension)
+    and of pole indices (first, second for each dimension in turn).
+    """
+
+    def __init__(self, dimensions: Iterable[Dimension]):
+        self.dimensions: tuple[Dimension, ...] = tuple(dimensions)
+        self._check()
+        self._dims = {d.slug: d for d in self.dimensions}
+        self._poles = {p.slug: (d, p) for d in self.dimensions for p in d.poles}
+        self._labels = {_key(d.label): d for d in self.dimensions} | {_key(d.slug): d for d in self.dimensions}
+        self._pole_names = {_key(p.name): p for _, p in self._poles.values()} | {
+            _key(s): p for s, (_, p) in self._poles.items()
+        }
+
+    def _check(self) -> None:
+        if not self.dimensions:
+            raise PFTError("no value dimensions given: define at least one dimension with two poles")
+        seen: dict[str, str] = {}
+        for dim in self.dimensions:
+            names = [dim.slug, dim.first.slug, dim.second.slug]
+            if dim.first.slug == dim.second.slug:
+                raise PFTError(f"dimension '{dim.slug}' has two poles with the same slug '{dim.first.slug}': give the poles distinct names")
+            for slug in names:
+                if not _SLUG.match(slug):
+                    raise PFTError(f"'{slug}' is not a valid slug: use lower-case letters, digits and single dashes")
+                if slug in seen:
+                    raise PFTError(f"slug '{slug}' is used twice (in '{seen[slug]}' and '{dim.slug}'): every dimension and pole slug must be unique")
+                seen[slug] = dim.slug
+
+    @classmethod
+    def builtin(cls) -> ValueSpace:
+        return cls(BUILTIN_DIMENSIONS)
+
+    def __iter__(self) -> Iterator[Dimension]:
+        return iter(self.dimensions)
+
+    def __len__(self) -> int:
+        return len(self.dimensions)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, ValueSpace) and self.dimensions == other.dimensions
+
+    @property
+    def poles(self) -> list[Pole]:
+        return [p for d in self.dimensions for p in d.poles]
+
+    @property
+    def pole_slugs(self) -> list[str]:
+        return [p.slug for p in self.poles]
+
+    def pole_index(self, pole_slug: str) -> int:
+        return self.pole_slugs.index(self.pole(pole_slug).slug)
+
+    def dimension(self, name: str) -> Dimension:
+        """A dimension by slug or label (`risk`, `Risk Orientation`)."""
+        dim = self._labels.get(_key(name))
+        if dim is None:
+            raise PFTError(f"unknown dimension '{name}'{self._suggest(name)}")
+        return dim
+
+    def pole(self, name: str) -> Pole:
+        """A pole by slug or name (`risk-averse`, `Risk-averse`)."""
+        pole = self._pole_names.get(_key(name))
+        if pole is None:
+            raise PFTError(f"unknown pole '{name}'{self._suggest(name)}")
+        return pole
+
+    def dimension_of(self, pole_slug: str) -> Dimension:
+        return self._poles[self.pole(pole_slug).slug][0]
+
+    def has_pole(self, name: str) -> bool:
+        return _key(name) in self._pole_names
+
+    def has_dimension(self, name: str) -> bool:
+        return _key(name) in self._labels
+
+    def names(self) -> list[str]:
+        """Every valid dimension and pole slug, for suggestions and help texts."""
+        return [d.slug for d in self.dimensions] + self.pole_slugs
+
+    def _suggest(self, name: str) -> str:
+        close = difflib.get_close_matches(slugify(name), self.names(), n=1, cutoff=0.5)
+        hint = f"; did you mean '{close[0]}'?" if close else ""
+        return f"{hint} (known: {', '.join(self.names())})"
+
+    def select(self, slugs: Iterable[str]) -> ValueSpace:
+        return ValueSpace(self.dimension(s) for s in slugs)
+
+    def merged(self, other: ValueSpace) -> ValueSpace:
+        """This space plus the dimensions of `other` not already here (identical repeats are fine)."""
+        extra = [d for d in other if d.slug not in self._dims or self._dims[d.slug] != d]
+        return ValueSpace(self.dimensions + tuple(extra))
+
+    def to_json(self) -> list[dict]:
+        return [asdict(d) for d in self.dimensions]
+
+    @classmethod
+    def from_json(cls, items: list[dict], source: str = "pairs") -> ValueSpace:
+        return cls(_parse_dimension(item, f"{source}: dimension {i + 1}") for i, item in enumerate(items))
+
+
+def _key(name: str) -> str:
+    return slugify(name)
+
+
+def _parse_pole(raw: object, where: str) -> Pole:
+    if not isinstance(raw, dict):
+        raise PFTError(f"{where}: a pole must be an object with 'name' and 'description'")
+    name = raw.get("name")
+    if not isinstance(name, str) or not name.strip():
+        raise PFTError(f"{where}: missing pole 'name'")
+    description = raw.get("description", "")
+    if not isinstance(description, str):
+        raise PFTError(f"{where}: 'description' must be a string")
+    return Pole(name.strip(), raw.get("slug") or slugify(name), description.strip())
+
+
+def _parse_dimension(raw: object, where: str) -> Dimension:
+    if not isinstance(raw, dict):
+        raise PFTError(f"{where}: expected an object with 'slug' and 'poles'")
+    poles = raw.get("poles")
+    if poles is None and "first" in raw and "second" in raw:
+        poles = [raw["first"], raw["second"]]
+    if not isinstance(poles, list) or len(poles) != 2:
+        raise PFTError(f"{where}: a dimension needs exactly two poles, got {len(poles) if isinstance(poles, list) else 'none'}")
+    first, second = (_parse_pole(p, f"{where}, pole {i + 1}") for i, p in enumerate(poles))
+    label = raw.get("name") or raw.get("label") or raw.get("slug")
+    if not isinstance(label, str) or not label.strip():
+        raise PFTError(f"{where}: missing dimension 'name' or 'slug'")
+    return Dimension(raw.get("slug") or slugify(label), label.strip(), first, second)
+
+
+def load_pairs(path: str | Path, base: ValueSpace | None = None) -> ValueSpace:
+    """Read a pair definition file and return `base` (built-ins by default) extended by it.
+
+    A new dimension whose slug or pole slugs clash with an existing one is refused.
+    """
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PFTError(f"pair definition file {path} not found: check the --pairs path") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise PFTError(f"{path} is not valid JSON ({err}): fix the file or see docs/formats.md") from None
+    items = raw.get("dimensions") if isinstance(raw, dict) else raw
+    if isinstance(raw, dict) and items is None:
+        items = [raw]
+    if not isinstance(items, list):
+        raise PFTError(f"{path}: expected a list of dimensions or an object with 'dimensions'")
+    added = ValueSpace.from_json(items, source=str(path))
+    base = base if base is not None else ValueSpace.builtin()
+    for dim in added:
+        for slug in (dim.slug, dim.first.slug, dim.second.slug):
+            if base.has_dimension(slug) or base.has_pole(slug):
+                raise PFTError(f"{path}: '{slug}' in dimension '{dim.slug}' clashes with an existing name: choose another slug")
+    return ValueSpace(base.dimensions + added.dimensions)

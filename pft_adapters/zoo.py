@@ -1,0 +1,272 @@
+"""The zoo on disk: a manifest, one plain PEFT LoRA folder per pole, and the mixing head.
+
+    pft_zoo.json                                  manifest (format, base model, dimensions, files + sha256, training)
+    README.md                                     model card with Hub metadata
+    poles/<pole-slug>/adapter_config.json         a plain PEFT LoRA adapter, loadable with
+    poles/<pole-slug>/adapter_model.safetensors   PeftModel.from_pretrained(base, zoo, subfolder="poles/<slug>")
+    head/config.json, head/model.safetensors      the mixing head
+
+Saving is atomic (everything goes to a temporary sibling folder that is renamed
+into place), and loading checks every file it reads against the manifest's
+sha256, so a truncated or altered file is refused instead of half-used.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path, PurePosixPath
+
+import peft
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch import nn
+
+from . import __version__
+from .errors import PFTError
+from .head import MixingHead
+from .layers import LoraSpec, PoleAdapters, add_pole_adapters
+from .values import ValueSpace
+
+MANIFEST = "pft_zoo.json"
+FORMAT = "pft-zoo"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class BaseRef:
+    """Which base model a zoo belongs to; the fingerprint tells two bases apart even under one name."""
+
+    id: str
+    revision: str | None
+    fingerprint: str
+
+
+def fingerprint(model: nn.Module) -> str:
+    """Hash of the base's parameter names, shapes and a sample of its values.
+
+    Values are rounded to bfloat16 first, so the same checkpoint loaded in fp32,
+    fp16 or bf16 gives one fingerprint, while a different checkpoint does not.
+    """
+    digest = hashlib.sha256()
+    for name, param in sorted(_base_parameters(model)):
+        digest.update(f"{name}:{tuple(param.shape)};".encode())
+        sample = param.detach().reshape(-1)[:256].to("cpu", torch.bfloat16).view(torch.int16)
+        digest.update(sample.numpy().tobytes())
+    return "sha256:" + digest.hexdigest()
+
+
+def _base_parameters(model: nn.Module) -> list[tuple[str, torch.Tensor]]:
+    """Named parameters of the frozen base, with multi-pole wrappers seen through."""
+    return [(n.replace(".base.", "."), p) for n, p in model.named_parameters() if "lora_" not in n]
+
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def safe_relative(path: str) -> PurePosixPath:
+    """A manifest path that stays inside the zoo; `..` and absolute paths are refused."""
+    p = PurePosixPath(path)
+    if p.is_absolute() or ".." in p.parts or "\\" in path or not p.parts:
+        raise PFTError(f"manifest lists an unsafe path '{path}': a zoo may only name files inside itself")
+    return p
+
+
+@dataclass
+class Zoo:
+    """One base model, its value dimensions, one LoRA adapter per pole, and the mixing head."""
+
+    space: ValueSpace
+    spec: LoraSpec
+    base: BaseRef
+    poles: dict[str, dict[str, torch.Tensor]]  # pole slug -> peft-layout LoRA tensors
+    head: MixingHead | None = None
+    training: dict = field(default_factory=dict)
+    source: str | None = None  # where it was loaded from, for messages
+
+    def __post_init__(self) -> None:
+        unknown = set(self.poles) - set(self.space.pole_slugs)
+        if unknown:
+            raise PFTError(f"zoo holds adapters for poles {sorted(unknown)} that none of its dimensions define")
+
+    @property
+    def pole_slugs(self) -> list[str]:
+        """Poles present, in the value space's order."""
+        return [p for p in self.space.pole_slugs if p in self.poles]
+
+    # -- applying to a base model ---------------------------------------------------
+    def check_base(self, model: nn.Module, name: str | None = None) -> None:
+        found = fingerprint(model)
+        if found != self.base.fingerprint:
+            raise PFTError(
+                f"this zoo was trained on base '{self.base.id}' ({self.base.fingerprint[:19]}), but the model given is "
+                f"'{name or getattr(model, 'name_or_path', '?')}' ({found[:19]}): load the zoo's own base model"
+            )
+
+    def attach(self, model: nn.Module, name: str | None = None) -> PoleAdapters:
+        """Wrap `model` (checked to be this zoo's base) with every pole's adapter, mix off."""
+        self.check_base(model, name)
+        adapters = add_pole_adapters(model, self.spec, self.space.pole_slugs)
+        for slug, tensors in self.poles.items():
+            adapters.load_pole_state_dict(slug, tensors)
+        missing = [p for p in self.space.pole_slugs if p not in self.poles]
+        if missing:  # poles not pulled stay at zero (B = 0): they add nothing
+            with torch.no_grad():
+                for layer in adapters.layers.values():
+                    for p in missing:
+                        layer.lora_B[:, self.space.pole_slugs.index(p)].zero_()
+        adapters.model.eval()
+        return adapters
+
+    def load_base(self, base: str | None = None, device: str | None = None, dtype: torch.dtype | None = None):
+        """The base model and tokenizer this zoo was trained on (or `base`, checked by fingerprint)."""
+        from .base import load_base
+
+        model, tokenizer = load_base(base or self.base.id, revision=None if base else self.base.revision,
+                                     dtype=dtype, device=device)
+        return model, tokenizer
+
+    # -- disk format ------------------------------------------------------------------
+    def peft_config(self) -> peft.LoraConfig:
+        return peft.LoraConfig(
+            r=self.spec.r, lora_alpha=self.spec.alpha, target_modules=list(self.spec.target_modules),
+            lora_dropout=0.0, base_model_name_or_path=self.base.id, revision=self.base.revision,
+            inference_mode=True,
+        )
+
+    def manifest(self, files: dict[str, str]) -> dict:
+        return {
+            "format": FORMAT,
+            "format_version": FORMAT_VERSION,
+            "created_with": f"pft-adapters {__version__}",
+            "base_model": asdict(self.base),
+            "dimensions": self.space.to_json(),
+            "poles": self.pole_slugs,
+            "lora": {"r": self.spec.r, "alpha": self.spec.alpha, "target_modules": list(self.spec.target_modules)},
+            "head": "head" if self.head is not None else None,
+            "files": files,
+            "training": self.training,
+        }
+
+    def save_pretrained(self, path: str | Path, overwrite: bool = False) -> Path:
+        """Write the zoo atomically: a killed save leaves the old folder (or none), never half a zoo."""
+        from .card import model_card
+
+        path = Path(path)
+        if path.exists() and any(path.iterdir()) and not overwrite:
+            raise PFTError(f"{path} already exists and is not empty: choose another --out or pass --overwrite")
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+        try:
+            written: list[Path] = []
+            for slug in self.pole_slugs:
+                folder = tmp / "poles" / slug
+                self.peft_config().save_pretrained(folder)
+                save_file(self.poles[slug], folder / "adapter_model.safetensors")
+                written += [folder / "adapter_config.json", folder / "adapter_model.safetensors"]
+            if self.head is not None:
+                written += self.head.save(tmp / "head")
+            files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in written}
+            manifest = self.manifest(files)
+            (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
+            (tmp / "README.md").write_text(model_card(manifest))
+            _replace_dir(tmp, path)
+        except BaseException:
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        return path
+
+    @classmethod
+    def from_pretrained(cls, name_or_path: str | Path | Sequence[str | Path], revision: str | None = None,
+                        poles: Iterable[str] | None = None) -> Zoo:
+        """A zoo from a local folder (Hub names and lists of zoos: see `pft_adapters.hub`)."""
+        path = Path(name_or_path)
+        if not path.is_dir():
+            raise PFTError(f"no zoo at '{name_or_path}': give a folder holding {MANIFEST}")
+        return cls.load_folder(path, poles)
+
+    @classmethod
+    def load_folder(cls, path: Path, poles: Iterable[str] | None = None) -> Zoo:
+        manifest = read_manifest(path)
+        space = ValueSpace.from_json(manifest["dimensions"], source=str(path / MANIFEST))
+        wanted = list(manifest["poles"]) if poles is None else [space.pole(p).slug for p in poles]
+        absent = [p for p in wanted if p not in manifest["poles"]]
+        if absent:
+            raise PFTError(f"zoo {path} has no adapter for pole(s) {absent}: it holds {', '.join(manifest['poles'])}")
+        files = {str(safe_relative(k)): v for k, v in manifest["files"].items()}
+        tensors = {slug: _load_checked(path, f"poles/{slug}/adapter_model.safetensors", files) for slug in wanted}
+        for slug in wanted:
+            _verify(path, f"poles/{slug}/adapter_config.json", files)
+        head = None
+        if manifest.get("head"):
+            _verify(path, "head/config.json", files)
+            _verify(path, "head/model.safetensors", files)
+            head = MixingHead.load(path / "head")
+        lora = manifest["lora"]
+        return cls(
+            space=space,
+            spec=LoraSpec(r=int(lora["r"]), alpha=float(lora["alpha"]), target_modules=tuple(lora["target_modules"])),
+            base=BaseRef(**manifest["base_model"]),
+            poles=tensors,
+            head=head,
+            training=manifest.get("training", {}),
+            source=str(path),
+        )
+
+
+def read_manifest(path: Path) -> dict:
+    file = path / MANIFEST
+    try:
+        manifest = json.loads(file.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PFTError(f"{path} is not a zoo ({MANIFEST} missing): point at a folder made by `pft-adapters train`") from None
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise PFTError(f"{file} is corrupted (not valid JSON): re-download or re-train the zoo") from None
+    if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
+        raise PFTError(f"{file} is not a pft-adapters manifest: point at a folder made by `pft-adapters train`")
+    if manifest.get("format_version", 0) > FORMAT_VERSION:
+        raise PFTError(f"{file} uses zoo format {manifest['format_version']}, newer than this pft-adapters supports: upgrade pft-adapters")
+    for key in ("base_model", "dimensions", "poles", "lora", "files"):
+        if key not in manifest:
+            raise PFTError(f"{file} lacks '{key}': the manifest is incomplete; re-download or re-train the zoo")
+    return manifest
+
+
+def _verify(root: Path, rel: str, files: dict[str, str]) -> Path:
+    if rel not in files:
+        raise PFTError(f"{root}: file '{rel}' is not listed in the manifest; only listed files are loaded")
+    target = root / rel
+    if not target.is_file():
+        raise PFTError(f"{root}: file '{rel}' is missing: re-download or re-train the zoo")
+    if sha256_file(target) != files[rel]:
+        raise PFTError(f"{root}: file '{rel}' is corrupted or truncated (sha256 differs from the manifest): re-download or re-train the zoo")
+    return target
+
+
+def _load_checked(root: Path, rel: str, files: dict[str, str]) -> dict[str, torch.Tensor]:
+    try:
+        return load_file(_verify(root, rel, files))
+    except SafetensorError as err:
+        raise PFTError(f"{root}: '{rel}' is not a readable safetensors file ({err}): re-download the zoo") from None
+
+
+def _replace_dir(src: Path, dst: Path) -> None:
+    """Move a finished folder into place; an existing `dst` is swapped out, then removed."""
+    if dst.exists():
+        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)

@@ -1,0 +1,121 @@
+"""Multi-pole LoRA against peft, the reference implementation."""
+
+import copy
+
+import peft
+import pytest
+import torch
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from pft_adapters.layers import LoraSpec, add_pole_adapters
+
+POLES = ["risk-taking", "risk-averse", "competitive", "collaborative"]
+SPEC = LoraSpec(r=4, alpha=8.0, target_modules=("q_proj", "v_proj", "o_proj", "up_proj", "down_proj"))
+
+
+def tiny_llama(seed: int = 0) -> LlamaForCausalLM:
+    torch.manual_seed(seed)
+    cfg = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    return LlamaForCausalLM(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def models():
+    base = tiny_llama()
+    ours = add_pole_adapters(copy.deepcopy(base), SPEC, POLES)
+    torch.manual_seed(1)
+    with torch.no_grad():
+        for layer in ours.layers.values():
+            layer.lora_B.normal_(0, 0.2)  # non-zero B so every pole changes the output
+    ref = None
+    for pole in POLES:
+        cfg = peft.LoraConfig(r=SPEC.r, lora_alpha=SPEC.alpha, target_modules=list(SPEC.target_modules), lora_dropout=0.0)
+        if ref is None:
+            ref = peft.get_peft_model(copy.deepcopy(base), cfg, adapter_name=pole)
+        else:
+            ref.add_adapter(pole, cfg)
+        peft.set_peft_model_state_dict(ref, ours.pole_state_dict(pole), adapter_name=pole)
+    ref.base_model.set_adapter(POLES)
+    ref.eval()
+    return base, ours, ref
+
+
+def peft_logits(ref, ids: torch.Tensor, weights: list[float]) -> torch.Tensor:
+    for module in ref.modules():
+        if isinstance(module, peft.tuners.lora.LoraLayer):
+            for pole, w in zip(POLES, weights):
+                module.set_scale(pole, w)
+    with torch.no_grad():
+        return ref(input_ids=ids).logits
+
+
+IDS = torch.randint(0, 97, (3, 11), generator=torch.Generator().manual_seed(3))
+ROWS = [[1, 0, 0, 0], [0.3, 0, 0, 0.8], [0, 0.5, 1, 0]]
+
+
+@pytest.mark.parametrize("weights", [[1, 0, 0, 0], [0, 0, 0, 1], [0.7, 0, 0, 0.4], [0.2, 0.5, 0.9, 0.1]])
+def test_shared_weights_match_peft(models, weights):
+    _, ours, ref = models
+    ours.use_weights(torch.tensor(weights))
+    with torch.no_grad():
+        got = ours.model(input_ids=IDS).logits
+    torch.testing.assert_close(got, peft_logits(ref, IDS, weights), atol=1e-5, rtol=1e-5)
+
+
+def test_per_row_batch_matches_peft_row_by_row(models):
+    _, ours, ref = models
+    ours.use_rows(torch.tensor(ROWS))
+    with torch.no_grad():
+        got = ours.model(input_ids=IDS).logits
+    for i, row in enumerate(ROWS):
+        torch.testing.assert_close(got[i : i + 1], peft_logits(ref, IDS[i : i + 1], row), atol=1e-5, rtol=1e-5)
+
+
+def test_route_equals_one_hot_rows(models):
+    _, ours, _ = models
+    ours.use_route(torch.tensor([0, 3, 2]))
+    with torch.no_grad():
+        routed = ours.model(input_ids=IDS).logits
+    one_hot = torch.nn.functional.one_hot(torch.tensor([0, 3, 2]), len(POLES)).float()
+    ours.use_rows(one_hot)
+    with torch.no_grad():
+        rows = ours.model(input_ids=IDS).logits
+    torch.testing.assert_close(routed, rows, atol=1e-5, rtol=1e-5)
+
+
+def test_zero_weights_are_the_base_model(models):
+    base, ours, _ = models
+    ours.use_weights(torch.zeros(len(POLES)))
+    with torch.no_grad():
+        assert torch.equal(ours.model(input_ids=IDS).logits, base(input_ids=IDS).logits)
+
+
+def test_merge_equals_dynamic_and_unmerge_restores_bits(models):
+    _, ours, _ = models
+    weights = torch.tensor([0.25, 0, 0.6, 0.9])
+    before = {n: l.base.weight.detach().clone() for n, l in ours.layers.items()}
+    ours.use_weights(weights)
+    with torch.no_grad():
+        dynamic = ours.model(input_ids=IDS).logits
+        ours.merge(weights)
+        merged = ours.model(input_ids=IDS).logits
+    ours.unmerge()
+    torch.testing.assert_close(merged, dynamic, atol=1e-5, rtol=1e-5)
+    for name, layer in ours.layers.items():
+        assert torch.equal(layer.base.weight, before[name])
+
+
+def test_route_gradients_reach_only_the_routed_poles(models):
+    _, ours, _ = models
+    for p in ours.parameters():
+        p.requires_grad_(True)
+        p.grad = None
+    ours.use_route(torch.tensor([1, 1, 2]))
+    ours.model(input_ids=IDS).logits.sum().backward()
+    layer = next(iter(ours.layers.values()))
+    touched = [bool(layer.lora_A.grad[p].abs().sum() > 0) for p in range(len(POLES))]
+    assert touched == [False, True, True, False]
+    for p in ours.parameters():
+        p.requires_grad_(False)
+        p.grad = None
