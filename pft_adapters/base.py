@@ -16,6 +16,7 @@ import shutil
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
@@ -104,7 +105,9 @@ def corpus_texts(path: str | os.PathLike[str]) -> list[str]:
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".json", ".jsonl", ".txt"):
-        raise PFTError(f"corpus {path}: unsupported file type {suffix!r}; use a .json or .jsonl VCD file or a .txt file")
+        raise PFTError(
+            f"corpus {path}: unsupported file type {suffix!r}; use a .json or .jsonl VCD file or a .txt file"
+        )
     text = _read_text(path)
     if suffix == ".txt":
         texts = [line.strip() for line in text.splitlines() if line.strip()]
@@ -134,7 +137,9 @@ def _json_records(path: Path, text: str, suffix: str) -> Iterator[tuple[str, obj
         return
     records = _parse_json(path, text, "")
     if not isinstance(records, list):
-        raise PFTError(f"corpus {path}: expected a JSON list of VCD records, got {type(records).__name__}; fix the file")
+        raise PFTError(
+            f"corpus {path}: expected a JSON list of VCD records, got {type(records).__name__}; fix the file"
+        )
     for index, record in enumerate(records, start=1):
         yield f"record {index}", record
 
@@ -153,7 +158,9 @@ def _record_texts(path: Path, where: str, record: object) -> list[str]:
     """Scenario and option texts of one VCD record (never its "bias" labels)."""
     problem = f"corpus {path}: {where}"
     if not isinstance(record, dict):
-        raise PFTError(f"{problem} is {type(record).__name__}, expected an object with 'scenario' and 'options'; fix the file")
+        raise PFTError(
+            f"{problem} is {type(record).__name__}, expected an object with 'scenario' and 'options'; fix the file"
+        )
     scenario, options = record.get("scenario"), record.get("options")
     if not isinstance(scenario, str) or not scenario.strip():
         raise PFTError(f"{problem} has no 'scenario' text; every record needs a non-empty 'scenario' string")
@@ -224,7 +231,9 @@ def base_size(size: str | BaseSize) -> BaseSize:
     return BASE_SIZES[size]
 
 
-def build_model(size: str | BaseSize, tokenizer: PreTrainedTokenizerBase, vocab_size: int | None = None) -> LlamaForCausalLM:
+def build_model(
+    size: str | BaseSize, tokenizer: PreTrainedTokenizerBase, vocab_size: int | None = None
+) -> LlamaForCausalLM:
     """Randomly initialised Llama model whose vocabulary and special ids match the tokenizer."""
     shape = base_size(size)
     vocab = max(vocab_size or shape.vocab_size, len(tokenizer))
@@ -245,7 +254,7 @@ def build_model(size: str | BaseSize, tokenizer: PreTrainedTokenizerBase, vocab_
 
 
 def tiny_base(seed: int = 0, texts: Sequence[str] | None = None) -> tuple[LlamaForCausalLM, PreTrainedTokenizerFast]:
-    """An untrained "tiny" base in about a second, for tests that only need real shapes."""
+    """An untrained "tiny" base in well under a second, for tests that only need real shapes."""
     tokenizer = train_tokenizer(texts or _BUILTIN_SENTENCES, vocab_size=BASE_SIZES["tiny"].vocab_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
@@ -261,7 +270,9 @@ def pack_blocks(tokenizer: PreTrainedTokenizerBase, texts: Sequence[str], block_
     ids = [token for encoded in tokenizer(list(texts))["input_ids"] for token in (*encoded, tokenizer.eos_token_id)]
     n_blocks = len(ids) // block_size
     if n_blocks == 0:
-        raise PFTError(f"corpus has only {len(ids)} tokens, less than one {block_size}-token block; use a larger corpus")
+        raise PFTError(
+            f"corpus has only {len(ids)} tokens, less than one {block_size}-token block; use a larger corpus"
+        )
     return torch.tensor(ids[: n_blocks * block_size], dtype=torch.long).view(n_blocks, block_size)
 
 
@@ -290,14 +301,16 @@ def pretrain(
     minutes: float | None = None,
     epochs: float | None = None,
     seed: int = 0,
-    batch_tokens: int = 2048,
+    batch_tokens: int = 1024,
     lr: float = 3e-3,
     progress: bool = True,
+    threads: int | None = None,
 ) -> PretrainStats:
     """Causal-LM pre-training until the time budget or the epoch count runs out, whichever comes first.
 
     The schedule follows whichever limit is closer to done, so a time-limited run still
     decays its learning rate; only epoch-limited runs are bit-for-bit reproducible.
+    `threads` (None: torch's setting) helps on busy CPUs, where extra threads mostly wait.
     """
     if minutes is None and epochs is None:
         raise PFTError("pretrain needs a limit; pass minutes, epochs or both")
@@ -306,32 +319,20 @@ def pretrain(
     batches_per_epoch = math.ceil(len(blocks) / batch_size)
     max_steps = math.ceil(epochs * batches_per_epoch) if epochs is not None else None
     budget = minutes * 60.0 if minutes is not None else None
-    device = next(model.parameters()).device
     optimizer = _optimizer(model, lr)
-    generator = torch.Generator().manual_seed(seed)
+    device = next(model.parameters()).device
     losses: list[float] = []
     tokens = 0
     model.train()
     start = time.monotonic()
     bar = tqdm(total=max_steps, desc="pre-training", unit="step", disable=not progress)
-    with torch.random.fork_rng(devices=[]):
+    with torch.random.fork_rng(devices=[]), _torch_threads(threads):
         torch.manual_seed(seed)
-        while True:
+        for batch in _batches(blocks, batch_size, seed):
             fraction = _progress(len(losses), max_steps, time.monotonic() - start, budget)
             if fraction >= 1.0:
                 break
-            step_in_epoch = len(losses) % batches_per_epoch
-            if step_in_epoch == 0:
-                order = torch.randperm(len(blocks), generator=generator)
-            batch = blocks[order[step_in_epoch * batch_size : (step_in_epoch + 1) * batch_size]].to(device)
-            for group in optimizer.param_groups:
-                group["lr"] = lr * _lr_factor(fraction)
-            loss = model(input_ids=batch, labels=batch).loss
-            loss.backward()
-            torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            losses.append(loss.item())
+            losses.append(_train_step(model, optimizer, batch.to(device), lr * _lr_factor(fraction)))
             tokens += batch.numel()
             bar.update(1)
             bar.set_postfix(loss=f"{_recent_mean(losses):.3f}")
@@ -345,6 +346,39 @@ def pretrain(
         initial_loss=losses[0] if losses else None,
         final_loss=_recent_mean(losses) if losses else None,
     )
+
+
+@contextmanager
+def _torch_threads(threads: int | None) -> Iterator[None]:
+    """Use `threads` intra-op threads for a while, then restore the caller's setting."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _batches(blocks: torch.Tensor, batch_size: int, seed: int) -> Iterator[torch.Tensor]:
+    """Endless batches of blocks, reshuffled each epoch by a seeded generator of their own."""
+    generator = torch.Generator().manual_seed(seed)
+    while True:
+        order = torch.randperm(len(blocks), generator=generator)
+        for first in range(0, len(blocks), batch_size):
+            yield blocks[order[first : first + batch_size]]
+
+
+def _train_step(model: PreTrainedModel, optimizer: torch.optim.Optimizer, batch: torch.Tensor, lr: float) -> float:
+    """One clipped AdamW update on a batch of blocks; returns its loss."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr
+    loss = model(input_ids=batch, labels=batch).loss
+    loss.backward()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    return loss.item()
 
 
 def _progress(steps: int, max_steps: int | None, elapsed: float, budget: float | None) -> float:
@@ -374,6 +408,7 @@ def make_base(
     seed: int = 0,
     progress: bool = True,
     overwrite: bool = False,
+    threads: int | None = None,
 ) -> Path:
     """Train a tokenizer and a pre-trained base on `texts` and save both as a normal HF model folder."""
     out_dir = Path(out_dir)
@@ -388,7 +423,7 @@ def make_base(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(shape, tokenizer, vocab_size)
-    stats = pretrain(model, tokenizer, texts, minutes=pretrain_minutes, seed=seed, progress=progress)
+    stats = pretrain(model, tokenizer, texts, minutes=pretrain_minutes, seed=seed, progress=progress, threads=threads)
     info = _base_info(texts, size, vocab_size, pretrain_minutes, seed) | {
         "parameters": model.num_parameters(),
         "pretrain": dataclasses.asdict(stats),
@@ -448,6 +483,7 @@ def cached_base(
     seed: int = 0,
     vocab_size: int | None = None,
     progress: bool = True,
+    threads: int | None = None,
 ) -> Path:
     """A base built with these exact parameters: reuse it from `cache_dir` or build it there once."""
     wanted = _base_info(texts, size, vocab_size, pretrain_minutes, seed)
@@ -455,7 +491,7 @@ def cached_base(
     path = Path(cache_dir) / f"{wanted['size']}-{key}"
     if _matches(path / BASE_INFO_FILE, wanted):
         return path
-    return make_base(texts, path, size, vocab_size, pretrain_minutes, seed, progress, overwrite=True)
+    return make_base(texts, path, size, vocab_size, pretrain_minutes, seed, progress, overwrite=True, threads=threads)
 
 
 def _matches(info_file: Path, wanted: dict) -> bool:
@@ -481,7 +517,8 @@ def load_base(
     except (OSError, ValueError) as exc:
         reason = " ".join(str(exc).split())[:300]
         raise PFTError(
-            f"cannot load base model {source!r} ({reason}); pass a Hub model id or a folder made by `pft-adapters make-base`"
+            f"cannot load base model {source!r} ({reason}); "
+            "pass a Hub model id or a folder made by `pft-adapters make-base`"
         ) from exc
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token

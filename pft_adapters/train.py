@@ -31,6 +31,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from .batching import Encoder, EncodedRow, row_nll
 from .data import PairedRow, Scenario, paired_rows
 from .errors import PFTError
 from .head import MixingHead, pooled_features
@@ -59,58 +60,8 @@ class TrainConfig:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
-@dataclass
-class Batch:
-    input_ids: torch.Tensor
-    attention_mask: torch.Tensor
-    labels: torch.Tensor
-    poles: torch.Tensor  # pole index per row
-    weights: torch.Tensor  # loss weight per row
-
-    def to(self, device: torch.device) -> Batch:
-        return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.labels, self.poles, self.weights)))
-
-    @property
-    def target_tokens(self) -> int:
-        return int((self.labels != -100).sum())
-
-
-@dataclass
-class EncodedRow:
-    ids: list[int]
-    n_prompt: int
-    pole: int
-    weight: float
-
-
-def encode_rows(rows: Sequence[PairedRow], tokenizer, space: ValueSpace, config: TrainConfig) -> list[EncodedRow]:
-    """Token ids of prompt + target + eos; a too-long prompt loses its beginning, never the target."""
-    prompt_cache: dict[str, list[int]] = {}
-    out = []
-    eos = [tokenizer.eos_token_id] if tokenizer.eos_token_id is not None else []
-    for row in rows:
-        if row.prompt not in prompt_cache:
-            prompt_cache[row.prompt] = tokenizer(row.prompt, add_special_tokens=True)["input_ids"]
-        prompt = prompt_cache[row.prompt]
-        target = tokenizer(row.target, add_special_tokens=False)["input_ids"] + eos
-        target = target[: config.max_length // 2]
-        prompt = prompt[-(config.max_length - len(target)) :]
-        out.append(EncodedRow(prompt + target, len(prompt), space.pole_index(row.pole), config.pole_weights.get(row.pole, 1.0)))
-    return out
-
-
-def collate(rows: Sequence[EncodedRow], pad_id: int) -> Batch:
-    """Pad to the longest row of this batch only (dynamic padding)."""
-    width = max(len(r.ids) for r in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    labels = torch.full((len(rows), width), -100, dtype=torch.long)
-    for i, r in enumerate(rows):
-        n = len(r.ids)
-        ids[i, :n] = torch.tensor(r.ids)
-        mask[i, :n] = 1
-        labels[i, r.n_prompt : n] = ids[i, r.n_prompt : n]
-    return Batch(ids, mask, labels, torch.tensor([r.pole for r in rows]), torch.tensor([r.weight for r in rows]))
+def encode_rows(rows: Sequence[PairedRow], encoder: Encoder, space: ValueSpace, config: TrainConfig) -> list[EncodedRow]:
+    return [encoder(r.prompt, r.target, space.pole_index(r.pole), config.pole_weights.get(r.pole, 1.0)) for r in rows]
 
 
 def epoch_order(rows: Sequence[PairedRow], seed: int, epoch: int) -> list[int]:
@@ -121,14 +72,6 @@ def epoch_order(rows: Sequence[PairedRow], seed: int, epoch: int) -> list[int]:
     keys = list(by_scenario)
     random.Random(seed * 100_003 + epoch).shuffle(keys)
     return [i for k in keys for i in by_scenario[k]]
-
-
-def row_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """Mean negative log-likelihood of each row's target tokens, shape (batch,)."""
-    logits, labels = logits[:, :-1].float(), labels[:, 1:]
-    tok = nn.functional.cross_entropy(logits.transpose(1, 2), labels, ignore_index=-100, reduction="none")
-    counts = (labels != -100).sum(1).clamp_min(1)
-    return tok.sum(1) / counts
 
 
 def lr_factor(step: int, total: int, warmup: float) -> float:
@@ -250,8 +193,8 @@ def train_zoo(
     rows = paired_rows(scenarios)
     if not rows:
         raise PFTError("no training rows: the data holds no options labelled with a pole of the chosen dimensions")
-    encoded = encode_rows(rows, tokenizer, space, config)
-    pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else tokenizer.eos_token_id
+    encoder = Encoder(tokenizer, config.max_length)
+    encoded = encode_rows(rows, encoder, space, config)
     steps_per_epoch = max(1, len(rows) // config.batch_size)
     total_steps = max(1, round(steps_per_epoch * config.epochs))
     params = list(adapters.parameters())
@@ -285,7 +228,7 @@ def train_zoo(
                 chunk = mine[g * micro : (g + 1) * micro]
                 if not chunk:
                     continue
-                batch = collate(chunk, pad_id).to(dev_device)
+                batch = encoder.collate(chunk).to(dev_device)
                 adapters.use_route(batch.poles)
                 sync = ddp.no_sync() if ddp is not None and g < group_count - 1 else _null()
                 with sync, torch.autocast(dev_device.type, dtype=torch.bfloat16, enabled=autocast):
@@ -294,7 +237,7 @@ def train_zoo(
                     # sum over this process's rows / rows in the global batch; DDP averages over processes
                     loss = (batch.weights * nll).sum() / len(global_batch) * world
                 loss.backward()
-                step_loss += float((batch.weights * nll).sum())
+                step_loss += float((batch.weights * nll).detach().sum())
                 tokens += int(batch.attention_mask.sum())
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * lr_factor(step, total_steps, config.warmup)

@@ -187,14 +187,33 @@ class Zoo:
             raise
         return path
 
+    # Not huggingface_hub's ModelHubMixin: its from_pretrained downloads a whole snapshot (no per-pole pulls,
+    # no manifest checksums) and its __init__ capture serialises constructor arguments into a config.json,
+    # which does not fit a dataclass holding tensors, a ValueSpace and a head.
     @classmethod
     def from_pretrained(cls, name_or_path: str | Path | Sequence[str | Path], revision: str | None = None,
                         poles: Iterable[str] | None = None) -> Zoo:
-        """A zoo from a local folder (Hub names and lists of zoos: see `pft_adapters.hub`)."""
+        """A zoo from a local folder, a Hub name (`org/name[:pole,pole][@revision]`), or a list of those (assembled)."""
+        from . import hub
+
+        if isinstance(name_or_path, (list, tuple)):
+            if revision is not None or poles is not None:
+                raise PFTError("when assembling, pin poles and revisions per zoo in the names: 'org/name:pole,pole@rev'")
+            return hub.assemble(name_or_path)
         path = Path(name_or_path)
-        if not path.is_dir():
-            raise PFTError(f"no zoo at '{name_or_path}': give a folder holding {MANIFEST}")
-        return cls.load_folder(path, poles)
+        if path.is_dir() and revision is None:
+            return cls.load_folder(path, poles)
+        pulled = hub.fetch(str(name_or_path), poles=list(poles) if poles is not None else None, revision=revision)
+        zoo = cls.load_folder(pulled.path, pulled.poles)
+        zoo.source = str(name_or_path)
+        return zoo
+
+    def push_to_hub(self, repo_id: str, private: bool = False, revision: str | None = None,
+                    message: str | None = None, token: str | None = None) -> str:
+        """Publish this zoo as one commit to a Hub model repo; returns the commit URL (see `pft_adapters.hub.push`)."""
+        from . import hub
+
+        return hub.push(self, repo_id, private=private, revision=revision, message=message, token=token)
 
     @classmethod
     def load_folder(cls, path: Path, poles: Iterable[str] | None = None) -> Zoo:

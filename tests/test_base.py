@@ -54,7 +54,8 @@ def vcd_texts() -> list[str]:
 @pytest.fixture(scope="module")
 def built_base(vcd_texts, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("bases") / "tiny-base"
-    return make_base(vcd_texts, out, size="tiny", pretrain_minutes=0.08, seed=0, progress=False)
+    # One thread: a tiny model gains nothing from more, and they stall when other work shares the CPU.
+    return make_base(vcd_texts, out, size="tiny", pretrain_minutes=0.08, seed=0, progress=False, threads=1)
 
 
 # ---------------------------------------------------------------- tokenizer and presets
@@ -142,7 +143,11 @@ def test_real_corpus_has_no_pole_labels(vcd_texts):
     [
         ("bad.json", json.dumps([vcd_record(1), {"scenario": "no options"}]), "record 2"),
         ("bad.json", json.dumps([vcd_record(1), vcd_record(2), {"options": []}]), "record 3"),
-        ("bad.json", json.dumps([vcd_record(1), {"scenario": "s", "options": [{"bias": "Risk-averse"}]}]), "record 2, option 1"),
+        (
+            "bad.json",
+            json.dumps([vcd_record(1), {"scenario": "s", "options": [{"bias": "Risk-averse"}]}]),
+            "record 2, option 1",
+        ),
         ("bad.json", json.dumps({"scenario": "not a list"}), "JSON list"),
         ("bad.json", '[{"scenario": "s",', "invalid JSON"),
         ("bad.jsonl", json.dumps(vcd_record(1)) + "\n{not json}\n", "line 2"),
@@ -182,12 +187,19 @@ def test_pretrain_by_epochs_is_reproducible():
     runs = []
     for _ in range(2):
         model, tokenizer = tiny_base(seed=0, texts=SENTENCES)
-        stats = pretrain(model, tokenizer, SENTENCES * 4, epochs=2, seed=3, batch_tokens=512, progress=False)
+        stats = pretrain(model, tokenizer, SENTENCES * 4, epochs=2, seed=3, batch_tokens=512, progress=False, threads=1)
         runs.append((stats.steps, stats.final_loss, model.lm_head.weight.clone()))
     assert runs[0][0] == runs[1][0] > 0
     assert runs[0][1] == runs[1][1]
     assert torch.equal(runs[0][2], runs[1][2])
     assert not model.training
+
+
+def test_pretrain_restores_thread_setting():
+    model, tokenizer = tiny_base(texts=SENTENCES)
+    before = torch.get_num_threads()
+    pretrain(model, tokenizer, SENTENCES * 4, epochs=0.5, progress=False, threads=1)
+    assert torch.get_num_threads() == before
 
 
 def test_pretrain_rejects_tiny_corpus():

@@ -1,0 +1,466 @@
+"""Training speed and memory of the paired multi-pole trainer, measured side by side.
+
+Three figures, all on the same base model, the same rows and the same batch size:
+
+1. tokens/s of `pft_adapters.train.train_zoo` (every pole of every dimension, each
+   row routed to its own pole's LoRA factors) against a plain peft SFT loop with one
+   LoRA adapter of the same rank and target modules. The two run interleaved in one
+   process (one step of ours, one step of peft, ...) so that load from anything else
+   on the machine hits both alike. Target: >= 0.9x.
+2. peak training memory of the same two loops, each in a fresh subprocess: resident
+   memory at its peak during training minus resident memory just before training
+   (base model loaded, adapters not yet made). Target: <= 1.1x.
+3. wall time to train a whole zoo (all poles, dynamic padding, mixing head included)
+   against a loop in the style of the PFT paper on the same pairs: every row padded
+   to 512 tokens, the pole's description prepended to the prompt, two forward passes
+   per pair (one per pole), one shared peft adapter. Target: <= 0.7x.
+
+The base is the "small" preset of `pft_adapters.base` with random weights (speed does
+not depend on what the weights are) and a BPE tokenizer trained on the corpus; nothing
+is cached or written outside a temporary folder.
+
+    python benchmarks/train_speed.py            # full run (a few minutes on 2 CPU cores)
+    python benchmarks/train_speed.py --quick    # short check (tiny base, under a minute)
+    python benchmarks/train_speed.py --json out.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import gc
+import itertools
+import json
+import math
+import os
+import platform
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import peft
+import torch
+from torch.nn import functional as F
+from transformers import PreTrainedTokenizerFast
+
+from pft_adapters.base import build_model, corpus_texts, train_tokenizer
+from pft_adapters.batching import Batch, Encoder, EncodedRow, row_nll
+from pft_adapters.data import PairedRow, Scenario, load_scenarios, paired_rows
+from pft_adapters.errors import PFTError
+from pft_adapters.layers import LoraSpec
+from pft_adapters.train import TrainConfig, encode_rows, epoch_order, lr_factor, train_zoo
+from pft_adapters.values import ValueSpace
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_DATA = HERE.parent.parent / "shared" / "data" / "vcd" / "vcd_train.json"
+PAPER_WIDTH = 512  # the paper-style loop pads every row to this many tokens
+
+TARGET_SPEED = 0.9  # ours / peft tokens per second, at least
+TARGET_MEMORY = 1.1  # ours / peft peak training memory, at most
+TARGET_ZOO_TIME = 0.7  # ours / paper-style wall time for the whole zoo, at most
+
+
+@dataclass
+class Settings:
+    data: str
+    scenarios: int
+    size: str
+    batch_size: int
+    warmup: int
+    steps: int
+    memory_steps: int
+    seed: int
+
+
+# -------------------------------------------------------------------------- shared setup
+
+
+def take_slice(scenarios: list[Scenario], n: int) -> list[Scenario]:
+    """The first `n` scenarios taken round-robin over dimensions, so every pole is in the slice."""
+    by_dim: dict[str, list[Scenario]] = {}
+    for s in scenarios:
+        by_dim.setdefault(s.dimension, []).append(s)
+    mixed = [s for group in itertools.zip_longest(*by_dim.values()) for s in group if s is not None]
+    return mixed[:n]
+
+
+def train_config(s: Settings, epochs: float) -> TrainConfig:
+    return TrainConfig(lora=LoraSpec(), epochs=epochs, batch_size=s.batch_size, seed=s.seed)
+
+
+def make_base(s: Settings, tokenizer) -> torch.nn.Module:
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(s.seed)
+        return build_model(s.size, tokenizer).eval()
+
+
+def trainer_batch(n_rows: int, rows: list[PairedRow], config: TrainConfig, step: int) -> list[int]:
+    """Row indices of optimizer step `step` of train_zoo (one process, no accumulation)."""
+    per_epoch = max(1, n_rows // config.batch_size)
+    order = epoch_order(rows, config.seed, step // per_epoch)
+    start = (step % per_epoch) * config.batch_size
+    return order[start : start + config.batch_size]
+
+
+class PeftSFT:
+    """A plain single-adapter SFT loop: peft LoRA, the same rows, padding, loss and optimizer as ours."""
+
+    def __init__(self, base: torch.nn.Module, config: TrainConfig, total_steps: int):
+        lora = config.lora
+        peft_config = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, target_modules=list(lora.target_modules), lora_dropout=0.0)
+        self.model = peft.get_peft_model(base, peft_config)
+        self.model.train()
+        self.config, self.total_steps = config, total_steps
+        params = [p for p in self.model.parameters() if p.requires_grad]
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+
+    def step(self, batches: list[Batch], n_rows: int, step: int) -> float:
+        """One optimizer step over one or more forward passes whose losses are summed; returns the mean row loss."""
+        loss = 0.0
+        for batch in batches:
+            nll = row_nll(self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits, batch.labels)
+            loss = loss + (batch.weights * nll).sum()
+        (loss / n_rows).backward()
+        for group in self.optimizer.param_groups:
+            group["lr"] = self.config.lr * lr_factor(step, self.total_steps, self.config.warmup)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        return float(loss.detach()) / n_rows
+
+
+# -------------------------------------------------------------------------- memory
+
+
+def _current_rss_kib() -> int | None:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") // 1024
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def _peak_rss_kib() -> int:
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    return peak // 1024 if sys.platform == "darwin" else peak  # bytes on macOS, KiB on Linux
+
+
+def _reset_peak() -> bool:
+    """Reset the process's peak-RSS mark where Linux allows it (clear_refs 5), so the peak is training's own."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def memory_child(arm: str, s: Settings, tokenizer_dir: str) -> dict:
+    """Run `s.memory_steps` training steps of one arm in this (fresh) process and report its peak memory."""
+    torch.manual_seed(s.seed)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(tokenizer_dir)
+    space = ValueSpace.builtin()
+    scenarios = take_slice(load_scenarios(s.data, space), s.scenarios)
+    model = make_base(s, tokenizer)
+    config = train_config(s, epochs=1000.0)  # never reaches the end: stop_after cuts it
+    gc.collect()
+    exact = _reset_peak()
+    before = _current_rss_kib() if exact else _peak_rss_kib()
+    losses: list[float] = []
+    if arm == "ours":
+        try:
+            train_zoo(model, tokenizer, scenarios, space, config, base_id="benchmark-base", progress=False,
+                      stop_after=s.memory_steps, on_step=lambda step, loss: losses.append(loss))
+        except PFTError:
+            pass  # "stopped at step N": expected
+    else:
+        rows = paired_rows(scenarios)
+        encoder = Encoder(tokenizer, config.max_length)
+        encoded = encode_rows(rows, encoder, space, config)
+        sft = PeftSFT(model, config, total_steps=max(1, round(len(rows) // s.batch_size * config.epochs)))
+        for step in range(s.memory_steps):
+            chunk = [encoded[i] for i in trainer_batch(len(rows), rows, config, step)]
+            losses.append(sft.step([encoder.collate(chunk)], len(chunk), step))
+    peak = _peak_rss_kib()
+    return {"arm": arm, "before_kib": before, "peak_kib": peak, "training_kib": peak - before,
+            "exact_peak": exact, "losses": losses}
+
+
+def run_memory_child(arm: str, s: Settings, tokenizer_dir: str) -> dict:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--child", arm, "--tokenizer-dir", tokenizer_dir,
+           "--data", s.data, "--scenarios", str(s.scenarios), "--size", s.size, "--batch-size", str(s.batch_size),
+           "--memory-steps", str(s.memory_steps), "--seed", str(s.seed)]
+    done = subprocess.run(cmd, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"memory subprocess for '{arm}' failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+# -------------------------------------------------------------------------- 1. tokens/s
+
+
+@dataclass
+class Interleaved:
+    """on_step hook of train_zoo: after each of our steps, run the same batch through the peft loop."""
+
+    sft: PeftSFT
+    encoder: Encoder
+    encoded: list[EncodedRow]
+    rows: list[PairedRow]
+    config: TrainConfig
+    ours_seconds: list[float] = field(default_factory=list)
+    peft_seconds: list[float] = field(default_factory=list)
+    tokens: list[int] = field(default_factory=list)
+    ours_losses: list[float] = field(default_factory=list)
+    peft_losses: list[float] = field(default_factory=list)
+    resumed: float = 0.0
+
+    def __call__(self, step: int, loss: float) -> None:
+        now = time.perf_counter()
+        self.ours_seconds.append(now - self.resumed)
+        self.ours_losses.append(loss)
+        index = step - 1  # train_zoo reports the number of steps done
+        chunk = [self.encoded[i] for i in trainer_batch(len(self.rows), self.rows, self.config, index)]
+        self.tokens.append(sum(len(r.ids) for r in chunk))
+        start = time.perf_counter()
+        self.peft_losses.append(self.sft.step([self.encoder.collate(chunk)], len(chunk), index))
+        self.peft_seconds.append(time.perf_counter() - start)
+        self.resumed = time.perf_counter()
+
+
+def measure_throughput(s: Settings, base, tokenizer, scenarios, space) -> dict:
+    config = train_config(s, epochs=1000.0)
+    rows = paired_rows(scenarios)
+    encoder = Encoder(tokenizer, config.max_length)
+    encoded = encode_rows(rows, encoder, space, config)
+    total = max(1, round(len(rows) // s.batch_size * config.epochs))
+    hook = Interleaved(PeftSFT(copy.deepcopy(base), config, total), encoder, encoded, rows, config)
+    n = s.warmup + s.steps
+    hook.resumed = time.perf_counter()
+    try:
+        train_zoo(copy.deepcopy(base), tokenizer, scenarios, space, config, base_id="benchmark-base",
+                  progress=False, stop_after=n, on_step=hook)
+    except PFTError:
+        pass  # "stopped at step N": expected
+    if len(hook.ours_seconds) != n:
+        raise RuntimeError(f"train_zoo ran {len(hook.ours_seconds)} steps, expected {n}")
+    # Both adapters start as the identity (B = 0), so the first step's loss must agree if the
+    # two loops really saw the same rows, padding and loss.
+    if not math.isclose(hook.ours_losses[0], hook.peft_losses[0], rel_tol=1e-4):
+        raise RuntimeError(f"first-step losses differ (ours {hook.ours_losses[0]:.6f}, peft {hook.peft_losses[0]:.6f}): "
+                           "the two loops did not see the same batch")
+    timed = slice(s.warmup, n)
+    tokens = sum(hook.tokens[timed])
+    ours = tokens / sum(hook.ours_seconds[timed])
+    ref = tokens / sum(hook.peft_seconds[timed])
+    return {"ours_tokens_per_s": ours, "peft_tokens_per_s": ref, "ratio": ours / ref, "timed_steps": s.steps,
+            "warmup_steps": s.warmup, "timed_tokens": tokens, "first_loss": hook.ours_losses[0],
+            "ours_step_s": hook.ours_seconds[timed], "peft_step_s": hook.peft_seconds[timed]}
+
+
+# -------------------------------------------------------------------------- 3. whole zoo
+
+
+def pad_to(batch: Batch, width: int, pad_id: int) -> Batch:
+    extra = width - batch.input_ids.shape[1]
+    return Batch(F.pad(batch.input_ids, (0, extra), value=pad_id), F.pad(batch.attention_mask, (0, extra), value=0),
+                 F.pad(batch.labels, (0, extra), value=-100), batch.poles, batch.weights)
+
+
+class PaperStyle:
+    """The paper's recipe on our pairs: description in the prompt, 512-token rows, a pass per pole, one adapter.
+
+    A pair is one option of each pole of a scenario; a scenario with more options of one
+    pole than of the other leaves a one-sided pair, so exactly the rows of our run are trained.
+    """
+
+    def __init__(self, base, tokenizer, rows: list[PairedRow], space: ValueSpace, config: TrainConfig):
+        self.encoder = Encoder(tokenizer, PAPER_WIDTH)
+        by_scenario: dict[int, list[PairedRow]] = {}
+        for row in rows:
+            by_scenario.setdefault(row.scenario, []).append(row)
+        self.units: list[tuple[EncodedRow | None, EncodedRow | None]] = []
+        for group in by_scenario.values():
+            dim = space.dimension_of(group[0].pole)
+            sides = [[self._encode(r, space) for r in group if r.pole == pole.slug] for pole in dim.poles]
+            self.units += list(itertools.zip_longest(*sides))
+        self.per_step = max(1, config.batch_size // 2)  # pairs per step: the same rows per step as ours
+        self.total_steps = math.ceil(len(self.units) / self.per_step)
+        self.sft = PeftSFT(base, config, self.total_steps)
+        self.done = 0
+
+    def _encode(self, row: PairedRow, space: ValueSpace) -> EncodedRow:
+        prompt = f"{space.pole(row.pole).description}\n\n{row.prompt}"
+        return self.encoder(prompt, row.target, space.pole_index(row.pole))
+
+    @property
+    def rows(self) -> int:
+        return sum(r is not None for unit in self.units for r in unit)
+
+    def step(self) -> None:
+        units = self.units[self.done * self.per_step : (self.done + 1) * self.per_step]
+        sides = [[u[k] for u in units if u[k] is not None] for k in (0, 1)]
+        batches = [pad_to(self.encoder.collate(side), PAPER_WIDTH, self.encoder.pad_id) for side in sides if side]
+        self.sft.step(batches, sum(len(side) for side in sides), self.done)
+        self.done += 1
+
+
+def measure_zoo_time(s: Settings, base, tokenizer, scenarios, space) -> dict:
+    config = train_config(s, epochs=1.0)
+    rows = paired_rows(scenarios)
+    steps = max(1, round(len(rows) // s.batch_size * config.epochs))
+    used_idx = [i for step in range(steps) for i in trainer_batch(len(rows), rows, config, step)]
+    used = [rows[i] for i in used_idx]  # exactly the rows train_zoo trains on in its one epoch
+
+    # warm the paper-style path (new 512-token shapes) on a throwaway copy
+    warm = PaperStyle(copy.deepcopy(base), tokenizer, used[: s.batch_size], space, config)
+    warm.step()
+    del warm
+    gc.collect()
+
+    start = time.perf_counter()
+    paper = PaperStyle(copy.deepcopy(base), tokenizer, used, space, config)
+    paper_seconds = time.perf_counter() - start  # setup (adapter, encoding) counts for it, as for ours
+    hook_seconds = 0.0
+    ours_loop_end = 0.0
+
+    def interleave(step: int, loss: float) -> None:
+        nonlocal paper_seconds, hook_seconds, ours_loop_end
+        t0 = time.perf_counter()
+        if paper.done < paper.total_steps:
+            paper.step()
+        t1 = time.perf_counter()
+        paper_seconds += t1 - t0
+        hook_seconds += t1 - t0
+        ours_loop_end = t1
+
+    start = time.perf_counter()
+    result = train_zoo(copy.deepcopy(base), tokenizer, scenarios, space, config, base_id="benchmark-base",
+                       progress=False, on_step=interleave)
+    end = time.perf_counter()
+    ours_seconds = end - start - hook_seconds
+    while paper.done < paper.total_steps:
+        t0 = time.perf_counter()
+        paper.step()
+        paper_seconds += time.perf_counter() - t0
+    head_seconds = end - ours_loop_end
+    return {"ours_seconds": ours_seconds, "ours_head_seconds": head_seconds, "paper_seconds": paper_seconds,
+            "ratio": ours_seconds / paper_seconds, "ours_steps": len(result.losses), "paper_steps": paper.total_steps,
+            "rows": len(used), "paper_rows": paper.rows, "ours_padded_tokens": _padded(used_idx, rows, tokenizer, config),
+            "paper_padded_tokens": paper.rows * PAPER_WIDTH}
+
+
+def _padded(used_idx: list[int], rows: list[PairedRow], tokenizer, config: TrainConfig) -> int:
+    """Token positions our run computes (rows x batch width, dynamic padding)."""
+    encoder = Encoder(tokenizer, config.max_length)
+    lengths = [len(r.ids) for r in encode_rows([rows[i] for i in used_idx], encoder, ValueSpace.builtin(), config)]
+    b = config.batch_size
+    return sum(max(lengths[i : i + b]) * len(lengths[i : i + b]) for i in range(0, len(lengths), b))
+
+
+# -------------------------------------------------------------------------- main
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="VCD training file (default: ../shared/data/vcd/vcd_train.json from the repo root)")
+    p.add_argument("--scenarios", type=int, help="scenarios in the slice, taken round-robin over dimensions (default 36; --quick 12)")
+    p.add_argument("--size", help="base preset of pft_adapters.base (default small; --quick tiny)")
+    p.add_argument("--batch-size", type=int, default=8, help="rows per optimizer step, for every loop (default 8)")
+    p.add_argument("--warmup", type=int, help="untimed steps before the tokens/s measurement (default 2; --quick 1)")
+    p.add_argument("--steps", type=int, help="timed steps per loop for tokens/s (default 8; --quick 3)")
+    p.add_argument("--memory-steps", type=int, help="training steps in each memory subprocess (default 3; --quick 2)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--quick", action="store_true", help="a short version for checks (tiny base, fewer steps)")
+    p.add_argument("--json", metavar="PATH", help="also write the figures as JSON here")
+    p.add_argument("--child", choices=["ours", "peft"], help=argparse.SUPPRESS)
+    p.add_argument("--tokenizer-dir", help=argparse.SUPPRESS)
+    return p.parse_args(argv)
+
+
+def settings(a: argparse.Namespace) -> Settings:
+    q = a.quick
+
+    def pick(value, full, quick):
+        return value if value is not None else (quick if q else full)
+
+    return Settings(data=str(Path(a.data).resolve()), scenarios=pick(a.scenarios, 36, 12), size=pick(a.size, "small", "tiny"),
+                    batch_size=a.batch_size, warmup=pick(a.warmup, 2, 1), steps=pick(a.steps, 8, 3),
+                    memory_steps=pick(a.memory_steps, 3, 2), seed=a.seed)
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    s = settings(a)
+    if a.child:
+        print(json.dumps(memory_child(a.child, s, a.tokenizer_dir)))
+        return 0
+    if not Path(s.data).is_file():
+        print(f"train_speed: data file {s.data} not found; pass --data PATH to a VCD .json file", file=sys.stderr)
+        return 2
+    started = time.perf_counter()
+    torch.manual_seed(s.seed)
+    space = ValueSpace.builtin()
+    tokenizer = train_tokenizer(corpus_texts(s.data))
+    scenarios = take_slice(load_scenarios(s.data, space), s.scenarios)
+    rows = paired_rows(scenarios)
+    poles = sorted({r.pole for r in rows})
+    base = make_base(s, tokenizer)
+    spec = LoraSpec()
+    print(f"train_speed: '{s.size}' base ({base.num_parameters() / 1e6:.2f}M params, random weights), "
+          f"{len(scenarios)} scenarios / {len(rows)} rows of {Path(s.data).name}, {len(poles)} poles, "
+          f"batch {s.batch_size}, LoRA r={spec.r} on {len(spec.target_modules)} modules, "
+          f"torch {torch.__version__} ({torch.get_num_threads()} threads), peft {peft.__version__}", flush=True)
+
+    throughput = measure_throughput(s, base, tokenizer, scenarios, space)
+    speed_ok = throughput["ratio"] >= TARGET_SPEED
+    print(f"  tokens/s      ours {throughput['ours_tokens_per_s']:8.0f}   peft single adapter {throughput['peft_tokens_per_s']:8.0f}"
+          f"   ratio {throughput['ratio']:.2f}x   target >= {TARGET_SPEED:.2f}x   {verdict(speed_ok)}", flush=True)
+
+    with tempfile.TemporaryDirectory(prefix="pft-train-speed-") as tmp:
+        tokenizer.save_pretrained(tmp)
+        mem_ours = run_memory_child("ours", s, tmp)
+        mem_peft = run_memory_child("peft", s, tmp)
+    if not math.isclose(mem_ours["losses"][0], mem_peft["losses"][0], rel_tol=1e-4):
+        raise RuntimeError("memory subprocesses did not train on the same first batch")
+    memory_ratio = mem_ours["training_kib"] / max(1, mem_peft["training_kib"])
+    memory_ok = memory_ratio <= TARGET_MEMORY
+    mib = 1024
+    print(f"  peak memory   ours {mem_ours['training_kib'] / mib:6.0f} MiB   peft single adapter {mem_peft['training_kib'] / mib:6.0f} MiB"
+          f"   ratio {memory_ratio:.2f}x   target <= {TARGET_MEMORY:.2f}x   {verdict(memory_ok)}"
+          f"   (training peak over pre-training RSS; whole process {mem_ours['peak_kib'] / mib:.0f} vs {mem_peft['peak_kib'] / mib:.0f} MiB)",
+          flush=True)
+
+    zoo = measure_zoo_time(s, base, tokenizer, scenarios, space)
+    zoo_ok = zoo["ratio"] <= TARGET_ZOO_TIME
+    print(f"  zoo wall time ours {zoo['ours_seconds']:6.1f} s     paper style         {zoo['paper_seconds']:6.1f} s"
+          f"   ratio {zoo['ratio']:.2f}x   target <= {TARGET_ZOO_TIME:.2f}x   {verdict(zoo_ok)}"
+          f"   ({zoo['rows']} rows; ours incl. {zoo['ours_head_seconds']:.1f} s mixing head; token positions computed "
+          f"{zoo['ours_padded_tokens']} vs {zoo['paper_padded_tokens']})", flush=True)
+
+    met = sum((speed_ok, memory_ok, zoo_ok))
+    figures = {
+        "settings": asdict(s) | {"data": Path(s.data).name},
+        "machine": {"python": platform.python_version(), "torch": torch.__version__, "peft": peft.__version__,
+                    "threads": torch.get_num_threads(), "cpus": os.cpu_count()},
+        "tokens_per_s": throughput | {"target": TARGET_SPEED, "met": speed_ok},
+        "peak_memory": {"ours": mem_ours, "peft": mem_peft, "ratio": memory_ratio, "target": TARGET_MEMORY, "met": memory_ok},
+        "zoo_wall_time": zoo | {"target": TARGET_ZOO_TIME, "met": zoo_ok},
+        "targets_met": met,
+        "seconds": time.perf_counter() - started,
+    }
+    if a.json:
+        Path(a.json).write_text(json.dumps(figures, indent=2) + "\n")
+    print(f"train_speed: {met}/3 targets met ({figures['seconds']:.0f} s)")
+    return 0 if met == 3 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,82 @@
+"""Choosing among options: which option of a scenario a mixed model prefers.
+
+Scoring rule: the mean log-likelihood per token of the option's text after the
+scenario prompt (length-normalised, so long options are not penalised), under the
+mixed model. With `calibrate=True` (the default) the base model's score of the
+same option is subtracted, which leaves what the adapters add (pointwise mutual
+information) rather than the option's fluency. Every scenario can carry its own
+vector: all options of all scenarios go through in batched forward passes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .batching import Encoder, token_nll
+from .data import Scenario, format_prompt, format_target
+from .layers import PoleAdapters
+
+
+@dataclass
+class Choice:
+    index: int  # chosen option
+    pole: str | None  # the chosen option's pole, where the data says
+    scores: list[float]
+
+
+@torch.no_grad()
+def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: torch.Tensor,
+                  calibrate: bool = True, batch_size: int = 16, max_length: int = 512) -> list[torch.Tensor]:
+    """Score of every option of every scenario; `weights` is (P,) for all or (S, P) per scenario."""
+    weights = adapters.coefficients(weights)
+    if weights.dim() == 1:
+        weights = weights.expand(len(scenarios), -1)
+    encoder = Encoder(tokenizer, max_length)
+    rows, owners = [], []
+    for s_idx, scenario in enumerate(scenarios):
+        prompt = format_prompt(scenario)
+        for option in scenario.options:
+            rows.append(encoder(prompt, format_target(option)))
+            owners.append(s_idx)
+    device = weights.device
+    flat = torch.empty(len(rows))
+    saved = (adapters.state.mode, adapters.state.columns, adapters.state.route, adapters.state.route_scale)
+    try:
+        for start in range(0, len(rows), batch_size):
+            batch = encoder.collate(rows[start : start + batch_size]).to(device)
+            row_weights = weights[owners[start : start + batch_size]]
+            flat[start : start + len(batch.input_ids)] = _mean_logprob(adapters, batch, row_weights)
+            if calibrate:
+                adapters.off()
+                flat[start : start + len(batch.input_ids)] -= _mean_logprob(adapters, batch, None)
+    finally:
+        adapters.state.mode, adapters.state.columns, adapters.state.route, adapters.state.route_scale = saved
+    out, start = [], 0
+    for scenario in scenarios:
+        out.append(flat[start : start + len(scenario.options)])
+        start += len(scenario.options)
+    return out
+
+
+def _mean_logprob(adapters: PoleAdapters, batch, row_weights: torch.Tensor | None) -> torch.Tensor:
+    if row_weights is None or not bool(row_weights.any()):
+        adapters.off()
+    else:
+        adapters.use_rows(row_weights)
+    logits = adapters.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
+    total, count = token_nll(logits, batch.labels)
+    return (-total / count.clamp_min(1)).cpu()
+
+
+def choose(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: torch.Tensor,
+           calibrate: bool = True, batch_size: int = 16) -> list[Choice]:
+    """The highest-scoring option of each scenario under its vector."""
+    scores = option_scores(adapters, tokenizer, scenarios, weights, calibrate, batch_size)
+    choices = []
+    for scenario, s in zip(scenarios, scores):
+        best = int(torch.argmax(s))
+        choices.append(Choice(best, scenario.options[best].pole, [round(float(x), 4) for x in s]))
+    return choices

@@ -1,0 +1,441 @@
+"""Zoos on the Hugging Face Hub: push, pull (whole zoos or single poles), list, and assemble.
+
+A zoo is published as a plain Hub model repo in the on-disk layout of `pft_adapters.zoo`, so names work
+like this everywhere (CLI and Python):
+
+    org/name                         the whole zoo at the default branch
+    org/name:risk-averse,risk-taking only these poles (plus manifest and head)
+    org/name@v1.0                    a branch, tag or commit
+    ./folder[:poles]                 a local zoo folder works wherever a Hub name does
+
+Pulling reads `pft_zoo.json` first and then fetches only the files it lists for the wanted poles, pinned to
+the manifest's commit (a push in between cannot mix versions); every file is checked against the manifest's
+sha256. Nothing is ever unpickled: a repo that holds pickle weights is refused outright.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING, TypeVar
+
+from huggingface_hub import HfApi, constants, get_token, hf_hub_download, is_offline_mode
+from huggingface_hub.errors import (
+    GatedRepoError,
+    HFValidationError,
+    HfHubHTTPError,
+    HTTPError,
+    LocalEntryNotFoundError,
+    OfflineModeIsEnabled,
+    RemoteEntryNotFoundError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
+from huggingface_hub.utils import validate_repo_id
+
+from .errors import PFTError
+from .values import ValueSpace
+from .zoo import MANIFEST, _replace_dir, read_manifest, safe_relative, sha256_file
+
+if TYPE_CHECKING:
+    from .zoo import Zoo
+
+TAG = "pft-adapters"
+PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+CARD = "README.md"
+LOGIN_HINT = "set HF_TOKEN or run `hf auth login`"
+T = TypeVar("T")
+
+
+@dataclass(frozen=True)
+class Pulled:
+    """Where a pulled zoo lies, and exactly what was fetched (for messages and `--json`)."""
+
+    path: Path
+    source: str  # Hub repo id or local folder
+    commit: str | None  # the commit every file came from; None for a local folder
+    poles: list[str]
+    files: list[str]  # manifest-relative paths fetched and verified
+
+
+def parse_zoo_name(name: str) -> tuple[str, list[str] | None, str | None]:
+    """`org/name:pole1,pole2@rev` -> (repo id or folder, poles or None, revision or None).
+
+    An existing directory is always local, even if its name contains `:` or `@`.
+    """
+    if Path(name).is_dir():
+        return name, None, None
+    rest, at, revision = name.partition("@")
+    repo, colon, pole_list = rest.partition(":")
+    poles = [p.strip() for p in pole_list.split(",") if p.strip()] if colon else None
+    if (colon and not poles) or (at and not revision.strip()) or ":" in revision:  # git refs never hold ':'
+        raise PFTError(f"'{name}' is not of the form org/name[:pole,pole][@revision] (poles before the revision, "
+                       "neither left empty)")
+    if not Path(repo).is_dir():
+        try:
+            validate_repo_id(repo)
+        except HFValidationError:
+            repo = ""
+        if repo.count("/") != 1:
+            raise PFTError(f"'{name}' is neither a zoo folder nor a Hub name like org/name[:pole,pole][@revision]")
+    return repo, poles, revision.strip() or None
+
+
+# ------------------------------------------------------------------------------------------------ errors
+
+
+def _endpoint() -> str:
+    return constants.ENDPOINT  # read at call time: the endpoint can be changed after import
+
+
+@contextmanager
+def _hub_errors(repo_id: str, revision: str | None, retry: str, writing: bool = False) -> Iterator[None]:
+    """Turn huggingface_hub's exceptions into one-line PFTErrors that name the fix."""
+    try:
+        yield
+    except GatedRepoError:
+        raise PFTError(f"'{repo_id}' is gated: accept its terms on the Hub, then {LOGIN_HINT}") from None
+    except RepositoryNotFoundError:
+        raise PFTError(
+            f"no repo '{repo_id}' on the Hub at {_endpoint()} (nor a local folder of that name): check the name; "
+            f"for a private zoo {LOGIN_HINT}"
+        ) from None
+    except RevisionNotFoundError:
+        raise PFTError(f"'{repo_id}' has no branch, tag or commit '{revision}': check the revision name") from None
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+        if is_offline_mode():
+            raise PFTError(
+                f"'{repo_id}' is not in the local cache and HF_HUB_OFFLINE=1 forbids downloading: "
+                f"unset HF_HUB_OFFLINE and retry `{retry}`"
+            ) from None
+        raise PFTError(f"cannot reach the Hub at {_endpoint()} and '{repo_id}' is not cached: check the network and retry `{retry}`") from None
+    except HfHubHTTPError as err:
+        status = err.response.status_code if err.response is not None else None
+        if status == 401:
+            doing = "pushing" if writing else "reading"
+            raise PFTError(f"the Hub did not accept the token for {doing} (401: missing or invalid): {LOGIN_HINT}") from None
+        if status == 403:
+            if writing:
+                raise PFTError(
+                    f"your token cannot write to '{repo_id}' (403: read-only token, or a namespace you do not belong to): "
+                    f"use a write token ({LOGIN_HINT}) or push under your own namespace"
+                ) from None
+            raise PFTError(f"no access to '{repo_id}' (403): {LOGIN_HINT} with a token that may read it") from None
+        raise PFTError(f"the Hub at {_endpoint()} answered {status} for '{repo_id}': retry `{retry}` later") from None
+    except HTTPError as err:
+        raise PFTError(
+            f"cannot reach the Hub at {_endpoint()} ({type(err).__name__}): check the network and retry `{retry}`, "
+            "or set HF_HUB_OFFLINE=1 to use cached zoos"
+        ) from None
+
+
+# ------------------------------------------------------------------------------------------------ sources
+
+
+class _LocalSource:
+    """A zoo folder on disk."""
+
+    def __init__(self, root: Path):
+        self.root, self.name, self.label, self.commit = root, str(root), str(root), None
+
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    def listing(self) -> list[str]:
+        return [p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file()]
+
+    def get(self, rel: str) -> Path | None:
+        path = self.root / rel
+        return path if path.is_file() else None
+
+
+class _HubSource:
+    """A Hub repo, read through the huggingface_hub cache (so HF_HUB_OFFLINE=1 works from it)."""
+
+    def __init__(self, repo_id: str, revision: str | None, retry: str):
+        self.repo_id, self.revision, self.retry = repo_id, revision, retry
+        self.name = repo_id
+        self.label = repo_id + (f"@{revision}" if revision else "")
+        self.commit: str | None = None
+
+    def manifest(self) -> Path:
+        with _hub_errors(self.repo_id, self.revision, self.retry):
+            try:
+                path = Path(hf_hub_download(self.repo_id, MANIFEST, revision=self.revision))
+            except RemoteEntryNotFoundError:
+                raise PFTError(f"'{self.label}' has no {MANIFEST}: it is not a pft-adapters zoo") from None
+        # The cache layout is snapshots/<commit>/<file>: pin the rest of the pull to that commit.
+        self.commit = path.parent.name
+        return path
+
+    def listing(self) -> list[str] | None:
+        """Every file of the commit; None offline, where the repo was already checked when it was first pulled."""
+        if is_offline_mode():
+            return None
+        with _hub_errors(self.repo_id, self.revision, self.retry):
+            info = HfApi().model_info(self.repo_id, revision=self.commit)
+        return [s.rfilename for s in info.siblings or []]
+
+    def get(self, rel: str) -> Path | None:
+        with _hub_errors(self.repo_id, self.revision, self.retry):
+            try:
+                return Path(hf_hub_download(self.repo_id, rel, revision=self.commit))
+            except RemoteEntryNotFoundError:
+                return None
+            except LocalEntryNotFoundError:
+                if rel == CARD:  # the card is optional, and may be absent from the cache
+                    return None
+                raise
+
+    def discard(self, path: Path) -> None:
+        """Drop a corrupted file from the cache, so a retry downloads it again."""
+        blob = path.resolve()
+        path.unlink(missing_ok=True)
+        blob.unlink(missing_ok=True)
+
+
+# ------------------------------------------------------------------------------------------------ pull
+
+
+def fetch(name: str | Path, poles: Sequence[str] | None = None, revision: str | None = None,
+          to: str | Path | None = None, overwrite: bool = False) -> Pulled:
+    """Pull a zoo (or some of its poles) and say what was fetched; `pull` is the same, returning the path.
+
+    Without `to`, the files stay in the huggingface_hub cache and its snapshot folder is returned (a local zoo
+    folder is returned as is). With `to`, the zoo is assembled in a temporary sibling folder and renamed into
+    place only once every file is verified, so a failure never leaves a partial zoo there. A partial pull to
+    `to` gets a manifest listing only the pulled poles, so the folder is a complete zoo of its own.
+    """
+    text = str(name)
+    source, named_poles, named_revision = parse_zoo_name(text)
+    poles = _one_of(list(poles) if poles is not None else None, named_poles, "poles", text)
+    revision = _one_of(revision, named_revision, "revision", text)
+    target = Path(to) if to is not None else None
+    if target is not None and target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
+        raise PFTError(f"{target} already exists and is not empty: choose another --to or pass --overwrite")
+    retry = f"pft-adapters pull {text}" + (f" --to {target}" if target is not None else "")
+    if Path(source).is_dir():
+        if revision:
+            raise PFTError(f"'{source}' is a local folder, which has no revisions: drop '@{revision}'")
+        src: _LocalSource | _HubSource = _LocalSource(Path(source))
+    else:
+        src = _HubSource(source, revision, retry)
+
+    manifest_path = src.manifest()
+    manifest = read_manifest(manifest_path.parent)
+    files = {safe_relative(rel).as_posix(): digest for rel, digest in manifest["files"].items()}
+    listing = src.listing()
+    pickled = [f for f in [*(listing or []), *files] if f.lower().endswith(PICKLE_SUFFIXES)]
+    if pickled:
+        raise PFTError(
+            f"'{src.label}' holds pickle weights ('{pickled[0]}'): pft-adapters never unpickles files; "
+            "remove them, or ask the zoo's owner to publish safetensors only"
+        )
+    wanted = _wanted_poles(manifest, poles, src.label)
+    needed = [f for f in files if _belongs(f, wanted)]
+    for slug in wanted:
+        if f"poles/{slug}/adapter_model.safetensors" not in needed:
+            raise PFTError(f"'{src.label}': the manifest lists no adapter file for pole '{slug}': the zoo is incomplete")
+    if listing is not None:
+        absent = [f for f in needed if f not in listing]
+        if absent:
+            raise PFTError(f"'{src.label}' lacks '{absent[0]}', which its manifest lists: the zoo was published incompletely; ask its owner to push again")
+
+    fetched: dict[str, Path] = {}
+    for rel in needed:
+        path = src.get(rel)
+        if path is None:
+            raise PFTError(f"'{src.label}' lacks '{rel}', which its manifest lists: the zoo is incomplete")
+        if sha256_file(path) != files[rel]:
+            if isinstance(src, _LocalSource):
+                raise PFTError(f"'{rel}' in '{src.label}' does not match the sha256 in {MANIFEST} (corrupted or edited "
+                               "since it was written): re-download or re-train the zoo")
+            src.discard(path)
+            where = f"nothing was written to {target}; " if target is not None else ""
+            raise PFTError(
+                f"'{rel}' from '{src.label}' does not match the sha256 in {MANIFEST} (corrupted download or altered "
+                f"file): {where}retry `{retry}`; if it fails again the published zoo is damaged, tell its owner"
+            )
+        fetched[rel] = path
+    card = src.get(CARD) if listing is None or CARD in listing else None
+
+    if target is None:
+        path = manifest_path.parent
+    else:
+        subset = None if wanted == list(manifest["poles"]) else {
+            **manifest, "poles": wanted, "files": {f: files[f] for f in needed}}
+        path = _write_folder(target, manifest_path, subset, fetched, card)
+    return Pulled(path=path, source=src.name, commit=src.commit, poles=wanted, files=needed)
+
+
+def pull(name: str | Path, poles: Sequence[str] | None = None, revision: str | None = None,
+         to: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Pull a zoo by Hub name (or local folder) and return the folder holding it; see `fetch`."""
+    return fetch(name, poles=poles, revision=revision, to=to, overwrite=overwrite).path
+
+
+def _one_of(given: T | None, named: T | None, what: str, name: str) -> T | None:
+    """An argument may come from the name (`:poles`, `@rev`) or from a keyword, but not from both differently."""
+    if given is not None and named is not None and given != named:
+        raise PFTError(f"'{name}' already names its {what}: drop the separate {what} argument or change the name")
+    return given if given is not None else named
+
+
+def _wanted_poles(manifest: dict, poles: Sequence[str] | None, label: str) -> list[str]:
+    held = list(manifest["poles"])
+    if poles is None:
+        return held
+    space = ValueSpace.from_json(manifest["dimensions"], source=f"{label}/{MANIFEST}")
+    wanted = list(dict.fromkeys(space.pole(p).slug for p in poles))
+    absent = [p for p in wanted if p not in held]
+    if absent:
+        raise PFTError(f"'{label}' has no adapter for pole(s) {absent}: it holds {', '.join(held)}")
+    return wanted
+
+
+def _belongs(rel: str, poles: list[str]) -> bool:
+    """Is a manifest file part of one of these poles, or of the head (needed by every pole)?"""
+    parts = PurePosixPath(rel).parts
+    return parts[0] == "head" or (parts[0] == "poles" and len(parts) > 2 and parts[1] in poles)
+
+
+def _write_folder(target: Path, manifest_path: Path, subset: dict | None, fetched: dict[str, Path],
+                  card: Path | None) -> Path:
+    """Copy verified files into a temporary sibling of `target`, then rename it into place."""
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
+    try:
+        for rel, path in fetched.items():
+            (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(path, tmp / rel)
+        if subset is None:
+            shutil.copyfile(manifest_path, tmp / MANIFEST)  # byte-identical to the published one
+        else:
+            (tmp / MANIFEST).write_text(json.dumps(subset, indent=2) + "\n")
+        if card is not None:
+            shutil.copyfile(card, tmp / CARD)
+        _replace_dir(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return target
+
+
+# ------------------------------------------------------------------------------------------------ push
+
+
+def push(zoo: Zoo | str | Path, repo_id: str, private: bool = False, revision: str | None = None,
+         message: str | None = None, token: str | None = None) -> str:
+    """Publish a zoo (object or folder) as one commit, with a model card naming the repo; returns the commit URL.
+
+    The repo is created if missing (an existing repo keeps its visibility), `revision` is a branch created from
+    the default branch if missing. Only manifest-listed files are uploaded; pole or head files of an earlier
+    push that this zoo no longer lists are deleted in the same commit.
+    """
+    from .card import model_card
+    from .zoo import Zoo
+
+    if not (token or get_token()):
+        raise PFTError(f"pushing to the Hub needs a token with write access: {LOGIN_HINT}")
+    retry = f"pft-adapters push {'<zoo>' if isinstance(zoo, Zoo) else zoo} {repo_id}"
+    with tempfile.TemporaryDirectory(prefix="pft-push-") as tmp:
+        staged = Path(tmp) / "zoo"
+        if isinstance(zoo, Zoo):
+            zoo.save_pretrained(staged)
+        elif Path(zoo).is_dir():
+            fetch(Path(zoo), to=staged)  # verifies checksums, refuses pickles, copies only listed files
+        else:
+            raise PFTError(f"no zoo folder at '{zoo}': give a folder made by `pft-adapters train`")
+        manifest = read_manifest(staged)
+        api = HfApi(token=token)
+        with _hub_errors(repo_id, revision, retry, writing=True):
+            repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+            (staged / CARD).write_text(model_card(manifest, repo_id))
+            if revision:
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            info = api.upload_folder(
+                repo_id=repo_id, folder_path=staged, revision=revision, delete_patterns=["poles/*", "head/*"],
+                commit_message=message or f"Upload pft-adapters zoo ({len(manifest['poles'])} poles)",
+            )
+    return info.commit_url
+
+
+# ------------------------------------------------------------------------------------------------ list
+
+
+def list_zoos(author: str | None = None, search: str | None = None) -> list[dict]:
+    """Zoos on the Hub (repos tagged `pft-adapters`), in the order the Hub lists them."""
+    if is_offline_mode():
+        raise PFTError("listing zoos needs the Hub, but HF_HUB_OFFLINE=1: unset HF_HUB_OFFLINE and retry")
+    with _hub_errors(author or "zoos", None, "pft-adapters list"):
+        models = list(HfApi().list_models(filter=TAG, author=author, search=search, cardData=True))
+    return [
+        {
+            "id": m.id,
+            "author": m.author,
+            "private": m.private,
+            "base_model": getattr(m.card_data, "base_model", None),
+            "last_modified": m.last_modified.isoformat() if m.last_modified else None,
+            "tags": list(m.tags or []),
+        }
+        for m in models
+    ]
+
+
+# ------------------------------------------------------------------------------------------------ assemble
+
+
+def assemble(names: Sequence[str | Path]) -> Zoo:
+    """One zoo from the poles of several zoos on the same base model (`["org/a", "org/b:risk-averse"]`).
+
+    Dimensions are merged in the order given, keeping only those with at least one pole present. The first
+    zoo's mixing head is kept (restricted to those dimensions) only if it covers all of them; otherwise the
+    result has no head, since a head trained on fewer dimensions cannot read the others.
+    """
+    from .zoo import Zoo
+
+    if not names:
+        raise PFTError("assemble needs at least one zoo name")
+    parts = [(str(n), Zoo.from_pretrained(n)) for n in names]
+    first_name, first = parts[0]
+    origin: dict[str, str] = {}
+    for name, zoo in parts:
+        if zoo.base.fingerprint != first.base.fingerprint:
+            raise PFTError(
+                f"cannot assemble: '{first_name}' is on base '{first.base.id}' ({first.base.fingerprint[:19]}) but "
+                f"'{name}' is on base '{zoo.base.id}' ({zoo.base.fingerprint[:19]}): poles only combine on one base model"
+            )
+        if zoo.spec != first.spec:
+            raise PFTError(f"cannot assemble: '{name}' uses LoRA {zoo.spec} but '{first_name}' uses {first.spec}: "
+                           "every pole of a zoo needs the same rank, alpha and target modules")
+        for slug in zoo.pole_slugs:
+            if slug in origin:
+                raise PFTError(f"pole '{slug}' comes from both '{origin[slug]}' and '{name}': take it from one, "
+                               f"e.g. '{name.split(':')[0]}:<other poles>'")
+            origin[slug] = name
+    space = _with_poles(first)
+    for _, zoo in parts[1:]:
+        space = space.merged(_with_poles(zoo))
+    head = first.head
+    covers = head is not None and set(space.pole_slugs) <= set(head.pole_slugs) and all(
+        d.slug in head.dimension_slugs for d in space)
+    datasets = list(dict.fromkeys(d for _, z in parts for d in z.training.get("datasets") or []))
+    licenses = {z.training.get("license", "apache-2.0") for _, z in parts}
+    training = {"assembled_from": ", ".join(n for n, _ in parts),
+                "license": licenses.pop() if len(licenses) == 1 else "other"}
+    if datasets:
+        training["datasets"] = datasets
+    poles = {slug: tensors for _, zoo in parts for slug, tensors in zoo.poles.items()}
+    return Zoo(space=space, spec=first.spec, base=first.base, poles=poles,
+               head=head.select(space) if covers else None, training=training,
+               source=" + ".join(n for n, _ in parts))
+
+
+def _with_poles(zoo: Zoo) -> ValueSpace:
+    """The zoo's dimensions that have at least one pole adapter present."""
+    return ValueSpace(d for d in zoo.space if any(p.slug in zoo.poles for p in d.poles))

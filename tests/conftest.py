@@ -1,0 +1,88 @@
+"""Shared fixtures: the VCD data, a tiny base built in-process, and a small trained zoo.
+
+Everything is built once per session from the real VCD training split; nothing is
+downloaded.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from pft_adapters.base import corpus_texts, load_base, make_base
+from pft_adapters.data import load_scenarios
+from pft_adapters.layers import LoraSpec
+from pft_adapters.train import TrainConfig, train_zoo
+from pft_adapters.values import ValueSpace
+
+VCD = Path(__file__).resolve().parents[2] / "shared" / "data" / "vcd"
+TRAIN_DIMS = ("risk", "time")
+SPEC = LoraSpec(r=4, alpha=32.0)
+
+
+def pytest_configure(config):
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+
+
+def vcd_file(name: str) -> Path:
+    path = VCD / name
+    if not path.exists():
+        pytest.skip("VCD data not found next to the repository (shared/data/vcd)")
+    return path
+
+
+@pytest.fixture(scope="session")
+def vcd_train() -> Path:
+    return vcd_file("vcd_train.json")
+
+
+@pytest.fixture(scope="session")
+def vcd_dev() -> Path:
+    return vcd_file("vcd_dev.json")
+
+
+@pytest.fixture(scope="session")
+def scenarios(vcd_train):
+    return load_scenarios(vcd_train)
+
+
+@pytest.fixture(scope="session")
+def train_slice(scenarios):
+    """24 scenarios of each trained dimension."""
+    out = []
+    for dim in TRAIN_DIMS:
+        out += [s for s in scenarios if s.dimension == dim][:24]
+    return out
+
+
+@pytest.fixture(scope="session")
+def base_dir(tmp_path_factory, vcd_train) -> Path:
+    """A tiny Llama-style base with a tokenizer trained on VCD text, briefly pre-trained, in HF format."""
+    return make_base(corpus_texts(vcd_train)[:1500], tmp_path_factory.mktemp("base") / "tiny",
+                     size="tiny", pretrain_minutes=0.2, seed=0, progress=False)
+
+
+@pytest.fixture()
+def base_model(base_dir):
+    return load_base(base_dir)
+
+
+def quick_config(**overrides) -> TrainConfig:
+    settings = dict(lora=SPEC, epochs=3, batch_size=8, lr=2e-3, max_length=256, seed=0, head_steps=150)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="session")
+def trained(base_dir, train_slice):
+    """A zoo for risk and time trained on the slice (the TrainResult)."""
+    model, tokenizer = load_base(base_dir)
+    space = ValueSpace.builtin().select(TRAIN_DIMS)
+    return train_zoo(model, tokenizer, train_slice, space, quick_config(), base_id=str(base_dir), progress=False)
+
+
+@pytest.fixture(scope="session")
+def zoo_dir(trained, tmp_path_factory) -> Path:
+    return trained.zoo.save_pretrained(tmp_path_factory.mktemp("zoo") / "zoo")

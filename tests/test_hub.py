@@ -1,0 +1,308 @@
+"""Publishing and pulling zoos with the real huggingface_hub client against the in-process Hub of hub_server.py."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import huggingface_hub
+import pytest
+import torch
+from huggingface_hub import HfApi
+from transformers import LlamaConfig, LlamaForCausalLM
+
+from hub_fixtures import hub  # noqa: F401  (fixture)
+from hub_server import OTHER_TOKEN, READ_TOKEN, HubServer
+from pft_adapters import PFTError, ValueSpace, Zoo
+from pft_adapters.card import model_card
+from pft_adapters.head import MixingHead
+from pft_adapters.hub import assemble, fetch, list_zoos, parse_zoo_name, pull, push
+from pft_adapters.layers import LoraSpec, add_pole_adapters
+from pft_adapters.zoo import MANIFEST, BaseRef, fingerprint, read_manifest
+from pft_adapters_cli.app import main
+
+USER = "pft-tester"
+SPEC = LoraSpec(r=2, alpha=4.0, target_modules=("q_proj", "v_proj"))
+
+
+def make_zoo(dims: list[str], seed: int = 0, base_seed: int = 0, base_id: str = "test/tiny-llama") -> Zoo:
+    """A real zoo (random LoRA factors, a head) on a tiny Llama; `base_seed` picks a different base."""
+    torch.manual_seed(base_seed)
+    cfg = LlamaConfig(vocab_size=97, hidden_size=32, intermediate_size=48, num_hidden_layers=2,
+                      num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64)
+    model = LlamaForCausalLM(cfg).eval()
+    space = ValueSpace.builtin().select(dims)
+    base = BaseRef(id=base_id, revision=None, fingerprint=fingerprint(model))
+    torch.manual_seed(seed)
+    adapters = add_pole_adapters(model, SPEC, space.pole_slugs)
+    with torch.no_grad():
+        for layer in adapters.layers.values():
+            layer.lora_B.normal_(0, 0.1)
+    head = MixingHead(32, space.pole_slugs, [d.slug for d in space])
+    return Zoo(space=space, spec=SPEC, base=base, poles={p: adapters.pole_state_dict(p) for p in space.pole_slugs},
+               head=head, training={"epochs": 1, "seed": seed})
+
+
+@pytest.fixture
+def local_zoo(tmp_path: Path) -> Path:
+    return make_zoo(["risk", "time"]).save_pretrained(tmp_path / "zoo")
+
+
+def files_of(root: Path) -> dict[str, bytes]:
+    return {p.relative_to(root).as_posix(): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
+
+
+def resolve_paths(server: HubServer, since: int = 0) -> list[str]:
+    return [p for m, p in server.requests[since:] if m == "GET" and "/resolve/" in p]
+
+
+def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_:
+        main(argv)
+    out = capsys.readouterr()
+    return exit_.value.code or 0, out.out, out.err
+
+
+# ------------------------------------------------------------------------------------------------ names
+
+
+def test_parse_zoo_name(tmp_path: Path) -> None:
+    assert parse_zoo_name("org/zoo") == ("org/zoo", None, None)
+    assert parse_zoo_name("org/zoo:risk-averse, delayed-gratification@v1.0") == (
+        "org/zoo", ["risk-averse", "delayed-gratification"], "v1.0")
+    assert parse_zoo_name("org/zoo@exp/branch") == ("org/zoo", None, "exp/branch")
+    odd = tmp_path / "a:b@c"
+    odd.mkdir()
+    assert parse_zoo_name(str(odd)) == (str(odd), None, None)  # an existing folder is always local
+    assert parse_zoo_name(f"{tmp_path}:risk-averse") == (str(tmp_path), ["risk-averse"], None)
+    for bad in ("./no-such-folder", "org/zoo:", "org/zoo@", "org/zoo@v1:risk-averse", "zoo", "a/b/c"):
+        with pytest.raises(PFTError, match="org/name"):
+            parse_zoo_name(bad)
+
+
+# ------------------------------------------------------------------------------------------------ push / pull
+
+
+def test_push_then_pull_is_byte_identical(hub: HubServer, local_zoo: Path, tmp_path: Path) -> None:
+    url = push(local_zoo, f"{USER}/values-zoo", message="first zoo")
+    assert f"{USER}/values-zoo" in url and hub.count("POST", "/commit/main") == 1
+    info = HfApi().model_info(f"{USER}/values-zoo")
+    assert info.library_name == "pft-adapters" and "pft-adapters" in info.tags
+    assert info.card_data.base_model == "test/tiny-llama"
+
+    got = pull(f"{USER}/values-zoo", to=tmp_path / "z")
+    pushed, pulled = files_of(local_zoo), files_of(got)
+    card = pulled.pop("README.md").decode()
+    assert card == model_card(read_manifest(local_zoo), f"{USER}/values-zoo")  # card regenerated with the repo id
+    assert f'Zoo.from_pretrained("{USER}/values-zoo")' in card and "| `risk` |" in card
+    pushed.pop("README.md")
+    assert pulled == pushed
+
+    cached = pull(f"{USER}/values-zoo")  # no `to`: the snapshot folder of the HF cache
+    assert cached.name == info.sha and (cached / MANIFEST).read_bytes() == pushed[MANIFEST]
+    zoo, original = Zoo.from_pretrained(f"{USER}/values-zoo"), Zoo.load_folder(local_zoo)
+    assert zoo.pole_slugs == original.pole_slugs and zoo.head is not None and zoo.base == original.base
+    assert all(torch.equal(t, original.poles[p][k]) for p in zoo.poles for k, t in zoo.poles[p].items())
+
+
+def test_second_push_and_pinned_pull(hub: HubServer, local_zoo: Path, tmp_path: Path) -> None:
+    repo = f"{USER}/values-zoo"
+    push(local_zoo, repo)
+    first = HfApi().model_info(repo).sha
+    make_zoo(["risk", "time"], seed=1).push_to_hub(repo, message="retrained")
+    assert HfApi().model_info(repo).sha != first
+
+    old = Zoo.from_pretrained(repo, revision=first)
+    new = Zoo.from_pretrained(repo)
+    key = next(iter(old.poles["risk-taking"]))
+    assert torch.equal(old.poles["risk-taking"][key], Zoo.load_folder(local_zoo).poles["risk-taking"][key])
+    assert not torch.equal(old.poles["risk-taking"][key], new.poles["risk-taking"][key])
+    pinned = pull(f"{repo}@{first}", to=tmp_path / "old")
+    assert (pinned / MANIFEST).read_bytes() == (local_zoo / MANIFEST).read_bytes()
+
+
+def test_push_to_a_branch_and_private(hub: HubServer, local_zoo: Path) -> None:
+    push(local_zoo, f"{USER}/values-zoo", private=True, revision="exp-margin")
+    assert HfApi().model_info(f"{USER}/values-zoo").private is True
+    assert {b.name for b in HfApi().list_repo_refs(f"{USER}/values-zoo").branches} == {"main", "exp-margin"}
+    with pytest.raises(PFTError, match=MANIFEST):  # main holds only .gitattributes: not a zoo
+        pull(f"{USER}/values-zoo")
+    assert Zoo.from_pretrained(f"{USER}/values-zoo@exp-margin").pole_slugs
+
+
+def test_pull_one_pole_downloads_only_its_files(hub: HubServer, local_zoo: Path, tmp_path: Path) -> None:
+    push(local_zoo, f"{USER}/values-zoo")
+    since = len(hub.requests)
+    got = fetch(f"{USER}/values-zoo:risk-averse", to=tmp_path / "z")
+    fetched = resolve_paths(hub, since)
+    assert sorted(p.split("/resolve/")[1].split("/", 1)[1] for p in fetched) == sorted([
+        MANIFEST, "README.md", "head/config.json", "head/model.safetensors",
+        "poles/risk-averse/adapter_config.json", "poles/risk-averse/adapter_model.safetensors"])
+    assert got.poles == ["risk-averse"] and "poles/risk-taking/adapter_config.json" not in got.files
+    # The folder is a complete zoo of its own: its manifest lists only what was pulled.
+    zoo = Zoo.from_pretrained(tmp_path / "z")
+    assert zoo.pole_slugs == ["risk-averse"] and read_manifest(tmp_path / "z")["poles"] == ["risk-averse"]
+    assert Zoo.from_pretrained(f"{USER}/values-zoo", poles=["Risk-averse"]).pole_slugs == ["risk-averse"]
+    with pytest.raises(PFTError, match="unknown pole 'frugal'"):
+        pull(f"{USER}/values-zoo:frugal")
+
+
+def test_tampered_file_is_refused_and_nothing_is_left(hub: HubServer, local_zoo: Path, tmp_path: Path) -> None:
+    push(local_zoo, f"{USER}/values-zoo")
+    hub.tamper(f"{USER}/values-zoo", "poles/risk-averse/adapter_model.safetensors", b"evil" * 100)
+    target = tmp_path / "z"
+    with pytest.raises(PFTError, match="sha256") as err:
+        pull(f"{USER}/values-zoo", to=target)
+    assert f"retry `pft-adapters pull {USER}/values-zoo --to {target}`" in str(err.value)
+    assert not target.exists() and set(tmp_path.iterdir()) == {tmp_path / "hf_home", local_zoo}
+    with pytest.raises(PFTError, match="sha256"):  # the bad copy was dropped, so a retry downloads it again
+        pull(f"{USER}/values-zoo")
+    # A pull that never touches the tampered pole still works.
+    assert pull(f"{USER}/values-zoo:risk-taking", to=target) == target
+
+
+def test_network_error_midway_leaves_nothing(hub: HubServer, local_zoo: Path, tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    push(local_zoo, f"{USER}/values-zoo")
+    handle = hub.handle
+
+    def drop_one_pole(method: str, raw_path: str, headers, body: bytes):
+        if "poles/risk-averse/adapter_model" in raw_path:
+            raise ConnectionResetError("network gone")  # the server closes the connection without answering
+        return handle(method, raw_path, headers, body)
+
+    monkeypatch.setattr(hub, "handle", drop_one_pole)
+    with pytest.raises(PFTError, match="cannot reach the Hub.*retry `pft-adapters pull"):
+        pull(f"{USER}/values-zoo", to=tmp_path / "z")
+    assert not (tmp_path / "z").exists() and set(tmp_path.iterdir()) == {tmp_path / "hf_home", local_zoo}
+
+
+def test_pickle_weights_are_refused(hub: HubServer, local_zoo: Path) -> None:
+    push(local_zoo, f"{USER}/values-zoo")
+    hub.put_file(f"{USER}/values-zoo", "poles/risk-averse/adapter_model.bin", b"\x80\x04pickle")
+    with pytest.raises(PFTError, match="pickle weights .*adapter_model.bin"):
+        pull(f"{USER}/values-zoo")
+    assert not any(p.endswith(".bin") for p in resolve_paths(hub))
+
+
+def test_escaping_manifest_paths_are_refused(hub: HubServer, local_zoo: Path, tmp_path: Path) -> None:
+    manifest = read_manifest(local_zoo)
+    for bad in ("../x", "/etc/passwd"):
+        evil = {**manifest, "files": {**manifest["files"], bad: "0" * 64}}
+        hub.put_file(f"{USER}/evil-zoo", MANIFEST, json.dumps(evil).encode())
+        with pytest.raises(PFTError, match="unsafe path"):
+            pull(f"{USER}/evil-zoo", to=tmp_path / "z")
+        assert not (tmp_path / "z").exists() and not (tmp_path / "x").exists()
+    local = tmp_path / "local"
+    local.mkdir()
+    (local / MANIFEST).write_text(json.dumps({**manifest, "files": {"../x": "0" * 64}}))
+    with pytest.raises(PFTError, match="unsafe path"):
+        Zoo.from_pretrained(f"{local}:risk-averse")
+
+
+def test_not_a_zoo_and_missing_things(hub: HubServer, local_zoo: Path) -> None:
+    with pytest.raises(PFTError, match=f"no repo '{USER}/nope'.*HF_TOKEN"):
+        pull(f"{USER}/nope")
+    hub.put_file(f"{USER}/plain", "README.md", b"# hi\n")
+    with pytest.raises(PFTError, match="not a pft-adapters zoo"):
+        pull(f"{USER}/plain")
+    push(local_zoo, f"{USER}/values-zoo")
+    with pytest.raises(PFTError, match="no branch, tag or commit 'v9'"):
+        pull(f"{USER}/values-zoo@v9")
+    with pytest.raises(PFTError, match="already names its revision"):
+        pull(f"{USER}/values-zoo@main", revision="v1")
+
+
+def test_list_finds_zoos_by_tag_and_author(hub: HubServer, local_zoo: Path) -> None:
+    push(local_zoo, f"{USER}/values-zoo")
+    push(local_zoo, "pft-org/shared-zoo")
+    push(local_zoo, "someone-else/their-zoo", token=OTHER_TOKEN)
+    hub.put_file(f"{USER}/not-a-zoo", "README.md", b"# no tags\n")
+    assert [z["id"] for z in list_zoos(author=USER)] == [f"{USER}/values-zoo"]
+    assert {z["id"] for z in list_zoos()} == {f"{USER}/values-zoo", "pft-org/shared-zoo", "someone-else/their-zoo"}
+    found = list_zoos(search="shared")
+    assert [z["id"] for z in found] == ["pft-org/shared-zoo"] and found[0]["base_model"] == "test/tiny-llama"
+
+
+def test_missing_or_read_only_token(hub: HubServer, local_zoo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(PFTError, match="cannot write to .*read-only.*HF_TOKEN"):
+        push(local_zoo, f"{USER}/values-zoo", token=READ_TOKEN)
+    with pytest.raises(PFTError, match="cannot write to 'someone-else/zoo'"):
+        push(local_zoo, "someone-else/zoo")
+    monkeypatch.delenv("HF_TOKEN")
+    with pytest.raises(PFTError, match=r"needs a token with write access: set HF_TOKEN or run `hf auth login`"):
+        push(local_zoo, f"{USER}/values-zoo")
+    assert hub.count("POST", "/commit/") == 0 and not hub.repos
+
+
+def test_offline_mode_loads_from_the_cache(hub: HubServer, local_zoo: Path, tmp_path: Path,
+                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    push(local_zoo, f"{USER}/values-zoo")
+    online = pull(f"{USER}/values-zoo:risk-averse")
+    seen = len(hub.requests)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    assert pull(f"{USER}/values-zoo:risk-averse") == online
+    assert Zoo.from_pretrained(f"{USER}/values-zoo:risk-averse").pole_slugs == ["risk-averse"]
+    assert pull(f"{USER}/values-zoo:risk-averse", to=tmp_path / "z") == tmp_path / "z"
+    assert len(hub.requests) == seen
+    with pytest.raises(PFTError, match="not in the local cache and HF_HUB_OFFLINE=1"):
+        pull(f"{USER}/values-zoo:risk-taking")  # never pulled online
+
+
+# ------------------------------------------------------------------------------------------------ assemble
+
+
+def test_assemble_two_zoos_on_one_base(hub: HubServer, tmp_path: Path) -> None:
+    risk_time = make_zoo(["risk", "time"], seed=0).save_pretrained(tmp_path / "a")
+    make_zoo(["social"], seed=1).push_to_hub(f"{USER}/social-zoo")
+    zoo = Zoo.from_pretrained([f"{risk_time}:risk-averse,delayed-gratification", f"{USER}/social-zoo:competitive"])
+    assert zoo.pole_slugs == ["risk-averse", "delayed-gratification", "competitive"]
+    assert [d.slug for d in zoo.space] == ["risk", "time", "social"]
+    assert zoo.head is None  # the first zoo's head does not cover `social`
+    key = next(iter(zoo.poles["competitive"]))
+    assert torch.equal(zoo.poles["competitive"][key], make_zoo(["social"], seed=1).poles["competitive"][key])
+    assert assemble([f"{risk_time}:risk-averse"]).head.dimension_slugs == ["risk"]  # head kept, narrowed
+
+    out = zoo.save_pretrained(tmp_path / "combined")
+    assert Zoo.from_pretrained(out).pole_slugs == zoo.pole_slugs
+    with pytest.raises(PFTError, match="comes from both"):
+        assemble([risk_time, f"{risk_time}:risk-averse"])
+
+
+def test_assemble_refuses_different_bases(tmp_path: Path) -> None:
+    a = make_zoo(["risk"]).save_pretrained(tmp_path / "a")
+    b = make_zoo(["time"], base_seed=1, base_id="test/other-llama").save_pretrained(tmp_path / "b")
+    with pytest.raises(PFTError, match="'test/tiny-llama'.*'test/other-llama'"):
+        assemble([a, b])
+
+
+# ------------------------------------------------------------------------------------------------ CLI
+
+
+def test_cli_push_pull_list_assemble(hub: HubServer, local_zoo: Path, tmp_path: Path,
+                                     capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+    code, out, _ = run_cli(["push", str(local_zoo), f"{USER}/cli-zoo", "-m", "from the cli"], capsys)
+    assert code == 0 and out.startswith(f"pushed {local_zoo} -> ") and f"{USER}/cli-zoo" in out
+    assert HfApi().list_repo_commits(f"{USER}/cli-zoo")[0].title == "from the cli"
+
+    code, out, _ = run_cli(["pull", f"{USER}/cli-zoo:risk-averse,delayed-gratification@main",
+                            "--to", str(tmp_path / "z"), "--json"], capsys)
+    got = json.loads(out)
+    assert code == 0 and got["path"] == str(tmp_path / "z") and got["poles"] == ["risk-averse", "delayed-gratification"]
+    assert got["commit"] == HfApi().model_info(f"{USER}/cli-zoo").sha
+
+    code, out, _ = run_cli(["list", "--author", USER, "--json"], capsys)
+    assert code == 0 and [z["id"] for z in json.loads(out)] == [f"{USER}/cli-zoo"]
+    code, out, _ = run_cli(["list", "--search", "cli"], capsys)
+    assert code == 0 and out.startswith(f"{USER}/cli-zoo  base test/tiny-llama")
+
+    code, out, _ = run_cli(["assemble", f"{USER}/cli-zoo:risk-averse", f"{tmp_path / 'z'}:delayed-gratification",
+                            "--out", str(tmp_path / "both"), "--json"], capsys)
+    assert code == 0 and json.loads(out)["poles"] == ["risk-averse", "delayed-gratification"]
+    assert json.loads(out)["head"] is True  # first zoo's head covers risk and time
+
+    code, _, err = run_cli(["pull", f"{USER}/cli-zoo", "--to", str(tmp_path / "z")], capsys)
+    assert code == 1 and "already exists and is not empty" in err
+    monkeypatch.setenv("HF_TOKEN", READ_TOKEN)
+    code, _, err = run_cli(["push", str(local_zoo), f"{USER}/cli-zoo"], capsys)
+    assert code == 1 and err.startswith("error: your token cannot write to") and err.count("\n") == 1

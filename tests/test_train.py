@@ -1,0 +1,129 @@
+"""Paired training: it learns, it is deterministic, it resumes, it accumulates, it runs data-parallel."""
+
+from __future__ import annotations
+
+import os
+import socket
+
+import pytest
+import torch
+import torch.multiprocessing as mp
+
+from conftest import TRAIN_DIMS, quick_config
+from pft_adapters.base import load_base
+from pft_adapters.batching import Encoder, row_nll
+from pft_adapters.choose import option_scores
+from pft_adapters.data import paired_rows
+from pft_adapters.errors import PFTError
+from pft_adapters.train import train_zoo
+from pft_adapters.values import ValueSpace
+
+SPACE = ValueSpace.builtin().select(TRAIN_DIMS)
+
+
+def _train(base_dir, data, **kw):
+    model, tokenizer = load_base(base_dir)
+    options = {k: kw.pop(k) for k in list(kw) if k in ("checkpoint_dir", "resume", "stop_after", "checkpoint_every")}
+    return train_zoo(model, tokenizer, data, SPACE, quick_config(**kw), base_id="tiny", progress=False, **options)
+
+
+def _same(a, b, atol=0.0):
+    for pole in a.poles:
+        for key, value in a.poles[pole].items():
+            torch.testing.assert_close(value, b.poles[pole][key], atol=atol, rtol=0 if atol == 0 else 1e-4)
+
+
+def test_loss_falls(trained, base_dir, train_slice):
+    """On the training rows, each row's own pole adapter beats the base model and the opposite pole."""
+    model, tokenizer = load_base(base_dir)
+    adapters = trained.zoo.attach(model)
+    enc = Encoder(tokenizer, 256)
+    rows = paired_rows(train_slice)
+    batch = enc.collate([enc(r.prompt, r.target, SPACE.pole_index(r.pole)) for r in rows])
+    losses = {}
+    with torch.no_grad():
+        for name, route in (("base", None), ("own", batch.poles), ("opposite", batch.poles ^ 1)):
+            adapters.off() if route is None else adapters.use_route(route)
+            losses[name] = row_nll(model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits, batch.labels)
+    assert losses["own"].mean() < losses["base"].mean() - 0.02
+    assert (losses["own"] < losses["opposite"]).float().mean() > 0.75
+
+
+def test_each_pole_adapter_prefers_its_own_pole(trained, base_dir, train_slice):
+    """Pole A's adapter gives pole-A options more probability than pole B's adapter does, and vice versa."""
+    model, tokenizer = load_base(base_dir)
+    adapters = trained.zoo.attach(model)
+    for dim in SPACE:
+        data = [s for s in train_slice if s.dimension == dim.slug]
+        first = option_scores(adapters, tokenizer, data, {dim.first.slug: 1.0}, calibrate=False)
+        second = option_scores(adapters, tokenizer, data, {dim.second.slug: 1.0}, calibrate=False)
+        for pole, sign in ((dim.first.slug, 1), (dim.second.slug, -1)):
+            gaps = [float(a[i] - b[i]) * sign for s, a, b in zip(data, first, second) for i in s.options_of(pole)]
+            assert sum(g > 0 for g in gaps) / len(gaps) > 0.75, (dim.slug, pole)
+
+
+def test_summary_records_head_accuracy(trained):
+    summary = trained.zoo.training
+    assert summary["method"] == "paired" and summary["rows"] > 0
+    assert 0.0 <= summary["head_dev_pole_accuracy"] <= 1.0 and summary["head_dev_examples"] > 0
+
+
+def test_prompt_tokens_are_masked_and_padding_is_dynamic(base_model):
+    _, tokenizer = base_model
+    enc = Encoder(tokenizer, 64)
+    short, long = enc("Scenario: a", " yes"), enc("Scenario: a much longer prompt here", " no way at all")
+    batch = enc.collate([short, long])
+    assert batch.input_ids.shape[1] == len(long.ids)  # the longest row, not max_length
+    assert (batch.labels[0, : short.n_prompt] == -100).all() and (batch.labels[0, short.n_prompt : len(short.ids)] != -100).all()
+    assert (batch.labels[0, len(short.ids) :] == -100).all()
+    assert enc("word " * 500, " target").ids[-3:] == enc("x", " target").ids[-3:]  # long prompts keep the target
+
+
+def test_seed_determinism_and_resume_after_interrupt(base_dir, train_slice, tmp_path):
+    data = train_slice[:12]
+    full = _train(base_dir, data, epochs=2)
+    again = _train(base_dir, data, epochs=2)
+    _same(full.zoo, again.zoo)
+    ckpt = tmp_path / "ckpt"
+    with pytest.raises(PFTError, match="--resume"):
+        _train(base_dir, data, epochs=2, checkpoint_dir=ckpt, stop_after=4)
+    resumed = _train(base_dir, data, epochs=2, checkpoint_dir=ckpt, resume=True)
+    _same(full.zoo, resumed.zoo, atol=1e-6)
+
+
+def test_resume_refuses_a_checkpoint_of_other_settings(base_dir, train_slice, tmp_path):
+    data = train_slice[:12]
+    with pytest.raises(PFTError):
+        _train(base_dir, data, epochs=2, checkpoint_dir=tmp_path / "c", stop_after=2)
+    with pytest.raises(PFTError, match="different config"):
+        _train(base_dir, data, epochs=2, lr=1e-2, checkpoint_dir=tmp_path / "c", resume=True)
+
+
+def test_gradient_accumulation_matches_one_big_batch(base_dir, train_slice):
+    data = train_slice[:12]
+    _same(_train(base_dir, data, epochs=1).zoo, _train(base_dir, data, epochs=1, grad_accum=2).zoo, atol=1e-5)
+
+
+def _ddp_worker(rank: int, world: int, port: int, base_dir: str, data, out: str) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    torch.set_num_threads(1)
+    try:
+        result = _train(base_dir, data, epochs=1, head_steps=5)
+        if rank == 0:
+            result.zoo.save_pretrained(out)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
+    """Data-parallel (torch.distributed, DDP over gloo) gives the single-process adapters to 1e-5."""
+    from pft_adapters.zoo import Zoo
+
+    data = train_slice[:8]
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_ddp_worker, args=(2, port, str(base_dir), data, str(tmp_path / "ddp")), nprocs=2, join=True)
+    single = _train(base_dir, data, epochs=1, head_steps=5)
+    _same(single.zoo, Zoo.from_pretrained(tmp_path / "ddp"), atol=1e-5)
