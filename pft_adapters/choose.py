@@ -27,9 +27,27 @@ class Choice:
     scores: list[float]
 
 
+@dataclass
+class OptionScores:
+    """Mean log-likelihood per token of each option under the mix, and under the bare base."""
+
+    mixed: torch.Tensor
+    base: torch.Tensor | None
+
+    def scores(self) -> torch.Tensor:
+        return self.mixed - self.base if self.base is not None else self.mixed
+
+    def best(self) -> int:
+        """Highest score; when the mix adds nothing (all scores equal), the base's own preference decides."""
+        s = self.scores()
+        if self.base is not None and float(s.max() - s.min()) < 1e-9:
+            s = self.mixed
+        return int(torch.argmax(s))
+
+
 @torch.no_grad()
 def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: torch.Tensor,
-                  calibrate: bool = True, batch_size: int = 16, max_length: int = 512) -> list[torch.Tensor]:
+                  calibrate: bool = True, batch_size: int = 16, max_length: int = 512) -> list[OptionScores]:
     """Score of every option of every scenario; `weights` is (P,) for all or (S, P) per scenario."""
     weights = adapters.coefficients(weights)
     if weights.dim() == 1:
@@ -42,22 +60,22 @@ def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenari
             rows.append(encoder(prompt, format_target(option)))
             owners.append(s_idx)
     device = weights.device
-    flat = torch.empty(len(rows))
+    mixed, base = torch.empty(len(rows)), torch.empty(len(rows))
     saved = (adapters.state.mode, adapters.state.columns, adapters.state.route, adapters.state.route_scale)
     try:
         for start in range(0, len(rows), batch_size):
             batch = encoder.collate(rows[start : start + batch_size]).to(device)
             row_weights = weights[owners[start : start + batch_size]]
-            flat[start : start + len(batch.input_ids)] = _mean_logprob(adapters, batch, row_weights)
+            mixed[start : start + len(batch.input_ids)] = _mean_logprob(adapters, batch, row_weights)
             if calibrate:
-                adapters.off()
-                flat[start : start + len(batch.input_ids)] -= _mean_logprob(adapters, batch, None)
+                base[start : start + len(batch.input_ids)] = _mean_logprob(adapters, batch, None)
     finally:
         adapters.state.mode, adapters.state.columns, adapters.state.route, adapters.state.route_scale = saved
     out, start = [], 0
     for scenario in scenarios:
-        out.append(flat[start : start + len(scenario.options)])
-        start += len(scenario.options)
+        end = start + len(scenario.options)
+        out.append(OptionScores(mixed[start:end], base[start:end] if calibrate else None))
+        start = end
     return out
 
 
@@ -77,6 +95,6 @@ def choose(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], wei
     scores = option_scores(adapters, tokenizer, scenarios, weights, calibrate, batch_size)
     choices = []
     for scenario, s in zip(scenarios, scores):
-        best = int(torch.argmax(s))
-        choices.append(Choice(best, scenario.options[best].pole, [round(float(x), 4) for x in s]))
+        best = s.best()
+        choices.append(Choice(best, scenario.options[best].pole, [round(float(x), 4) for x in s.scores()]))
     return choices

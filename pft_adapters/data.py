@@ -1,19 +1,25 @@
 """Scenario data: read and validate it, and unfold it into paired training rows.
 
-Two input shapes map onto one record type, `Scenario`:
+Three input shapes map onto one record type, `Scenario`:
 - VCD: `{"scenario", "preference domain", "scene", "options": [{"text", "bias"}]}`;
-- paired JSONL: `{"prompt", "responses": {pole_slug: text, ...}}`.
-Either may be a JSON list or JSONL. Every record is validated; an error names
+- paired JSONL: `{"prompt", "responses": {pole_slug: text, ...}}`;
+- A/B behaviour items: `{"question": "... (A) ...\n (B) ...", "answer_matching_behavior": " (A)",
+  "answer_not_matching_behavior": " (B)"}`. They do not say their dimension, so the
+  caller names it (`pair=`), and the pole of the matching answer (`matching=`, by
+  default the pair's first pole); `to_paired` and `write_jsonl` convert to paired JSONL.
+Any of them may be a JSON list or JSONL. Every record is validated; an error names
 the file, the record number and the field.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .atomic import atomic_write_text
 from .errors import PFTError
 from .values import ValueSpace
 
@@ -54,6 +60,11 @@ def format_prompt(scenario: Scenario) -> str:
     lines += [f"{LETTERS[i]}. {o.text}" for i, o in enumerate(scenario.options)]
     lines.append("Chosen option:")
     return "\n".join(lines)
+
+
+def format_open_prompt(text: str) -> str:
+    """A free-form scenario or question in the training layout, without options."""
+    return f"Scenario: {text.strip()}\nChosen option:"
 
 
 def format_target(option: Option) -> str:
@@ -103,7 +114,7 @@ def _vcd(raw: dict, space: ValueSpace, where: str) -> Scenario:
     text = _text(raw, "scenario", where)
     label = _text(raw, "preference domain", where)
     if not space.has_dimension(label):
-        raise PFTError(f"{where}: field 'preference domain' is '{label}', not a known dimension{space._suggest(label)}")
+        raise PFTError(f"{where}: field 'preference domain' is '{label}', not a known dimension{space.suggest(label)}")
     dim = space.dimension(label)
     options = raw.get("options")
     if not isinstance(options, list) or not 2 <= len(options) <= len(LETTERS):
@@ -119,7 +130,7 @@ def _vcd(raw: dict, space: ValueSpace, where: str) -> Scenario:
                 f"(expected '{dim.first.name}' or '{dim.second.name}')"
             )
         parsed.append(Option(_text(opt, "text", f"{where}, options[{j}]"), space.pole(bias).slug))
-    return _checked(Scenario(text, dim.slug, tuple(parsed), raw.get("scene")), dim, where)
+    return _checked(Scenario(text, dim.slug, tuple(parsed), raw.get("scene")), dim, where, "options")
 
 
 def _paired(raw: dict, space: ValueSpace, where: str) -> Scenario:
@@ -130,7 +141,7 @@ def _paired(raw: dict, space: ValueSpace, where: str) -> Scenario:
     options, dims = [], set()
     for slug, response in responses.items():
         if not space.has_pole(slug):
-            raise PFTError(f"{where}: 'responses' key '{slug}' is not a known pole{space._suggest(slug)}")
+            raise PFTError(f"{where}: 'responses' key '{slug}' is not a known pole{space.suggest(slug)}")
         if not isinstance(response, str) or not response.strip():
             raise PFTError(f"{where}: response for '{slug}' must be a non-empty string")
         dims.add(space.dimension_of(slug).slug)
@@ -140,30 +151,157 @@ def _paired(raw: dict, space: ValueSpace, where: str) -> Scenario:
     dim = space.dimension(dims.pop())
     if "dimension" in raw and space.dimension(str(raw["dimension"])) != dim:
         raise PFTError(f"{where}: field 'dimension' is '{raw['dimension']}' but the responses belong to '{dim.slug}'")
-    return _checked(Scenario(text, dim.slug, tuple(options), raw.get("scene"), {"format": "paired"}), dim, where)
+    return _checked(Scenario(text, dim.slug, tuple(options), raw.get("scene"), {"format": "paired"}), dim, where, "responses")
 
 
-def _checked(scenario: Scenario, dim, where: str) -> Scenario:
+def _checked(scenario: Scenario, dim, where: str, field: str) -> Scenario:
     for pole in dim.poles:
         if not scenario.options_of(pole.slug):
-            raise PFTError(f"{where}: no option carries pole '{pole.name}'; each record needs both poles of '{dim.slug}'")
+            raise PFTError(f"{where}: field '{field}' has no option of pole '{pole.name}'; each record needs both poles of '{dim.slug}'")
     return scenario
 
 
-def parse_scenario(raw: object, space: ValueSpace, where: str) -> Scenario:
-    """One validated record in either input shape."""
+# -- A/B behaviour items --------------------------------------------------------------------
+_CHOICE = re.compile(r"^\s*\(([A-Z])\)\s*(.*)$")
+_ANSWER = re.compile(r"^\s*\(?\s*([A-Z])\s*\)?\s*$")
+_CHOICES_HEADER = re.compile(r"^\s*(?:answer\s+)?(?:choices|options)\s*:?\s*$", re.IGNORECASE)
+_ANSWER_LINE = re.compile(r"^\s*answer\s*:?\s*$", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class ABPoles:
+    """Where A/B items sit: their dimension and the poles of the matching and the other answer."""
+
+    dimension: str
+    matching: str
+    not_matching: str
+
+
+def ab_poles(space: ValueSpace, pair: str, matching: str | None = None) -> ABPoles:
+    """Matching answers express `matching` (default: the pair's first pole), the others its opposite."""
+    dim = space.dimension(pair)
+    pole = dim.first
+    if matching is not None:
+        if not space.has_pole(matching) or space.pole(matching) not in dim.poles:
+            raise PFTError(f"--matching '{matching}' is not a pole of '{dim.slug}': use '{dim.first.slug}' or '{dim.second.slug}'")
+        pole = space.pole(matching)
+    other = dim.second if pole == dim.first else dim.first
+    return ABPoles(dim.slug, pole.slug, other.slug)
+
+
+def split_choices(question: str, where: str) -> tuple[str, list[tuple[str, str]]]:
+    """The question without its choices, and the lettered choices `(A) ...` in order.
+
+    Each choice starts on its own line; the lines after it continue it up to a blank
+    line. A `Choices:` header and an `Answer:` line are dropped; other text after
+    the choices stays with the question.
+    """
+    before: list[str] = []
+    after: list[str] = []
+    choices: list[list[str]] = []
+    open_choice = False
+    for line in question.splitlines():
+        found = _CHOICE.match(line)
+        if found:
+            choices.append([found[1], found[2].strip()])
+            open_choice = True
+        elif _ANSWER_LINE.match(line):
+            open_choice = False
+        elif open_choice and line.strip():
+            choices[-1][1] = f"{choices[-1][1]} {line.strip()}".strip()
+        else:
+            open_choice = False
+            (after if choices else before).append(line)
+    while before and (not before[-1].strip() or _CHOICES_HEADER.match(before[-1])):
+        before.pop()
+    if len(choices) < 2:
+        raise PFTError(f"{where}: field 'question' needs at least two lettered choices, each on its own line like ' (A) ...'")
+    if len(choices) > len(LETTERS):
+        raise PFTError(f"{where}: field 'question' has {len(choices)} choices; at most {len(LETTERS)} are supported")
+    letters = [letter for letter, _ in choices]
+    for letter, text in choices:
+        if letters.count(letter) > 1:
+            raise PFTError(f"{where}: field 'question' lists choice ({letter}) twice")
+        if not text:
+            raise PFTError(f"{where}: choice ({letter}) in field 'question' has no text")
+    text = "\n".join(before + [line for line in after if line.strip()]).strip()
+    if not text:
+        raise PFTError(f"{where}: field 'question' holds only choices: put the situation or question before them")
+    return text, [(letter, choice) for letter, choice in choices]
+
+
+def _answer_letters(raw: dict, key: str, letters: list[str], where: str) -> set[str]:
+    value = raw.get(key)
+    items = value if isinstance(value, list) else [value]
+    if not items or not all(isinstance(v, str) for v in items):
+        raise PFTError(f"{where}: field '{key}' must be a choice letter like ' (A)', or a list of them")
+    found = set()
+    for item in items:
+        letter = _ANSWER.match(item)
+        if letter is None:
+            raise PFTError(f"{where}: field '{key}' is {item!r}, not a choice letter like ' (A)'")
+        if letter[1] not in letters:
+            listed = ", ".join(f"({x})" for x in letters)
+            raise PFTError(f"{where}: field '{key}' is {item!r}, but ({letter[1]}) is not among the question's choices {listed}")
+        found.add(letter[1])
+    return found
+
+
+def _ab(raw: dict, space: ValueSpace, where: str, ab: ABPoles | None) -> Scenario:
+    if ab is None:
+        raise PFTError(f"{where}: an A/B item does not say which value pair it measures: name it with --pair SLUG (pair= in Python)")
+    text, choices = split_choices(_text(raw, "question", where), where)
+    letters = [letter for letter, _ in choices]
+    matching = _answer_letters(raw, "answer_matching_behavior", letters, where)
+    other = _answer_letters(raw, "answer_not_matching_behavior", letters, where)
+    if matching & other:
+        raise PFTError(f"{where}: choice ({min(matching & other)}) is both the matching and the not-matching answer")
+    options = tuple(
+        Option(choice, ab.matching if letter in matching else ab.not_matching if letter in other else None)
+        for letter, choice in choices
+    )
+    dim = space.dimension(ab.dimension)
+    return _checked(Scenario(text, dim.slug, options, None, {"format": "ab"}), dim, where, "question")
+
+
+def parse_scenario(raw: object, space: ValueSpace, where: str, ab: ABPoles | None = None) -> Scenario:
+    """One validated record in any input shape; `ab` places A/B items on a dimension."""
     if not isinstance(raw, dict):
         raise PFTError(f"{where}: expected a JSON object")
     if "responses" in raw:
         return _paired(raw, space, where)
-    if "scenario" in raw:
+    if any(key in raw for key in ("scenario", "preference domain", "options")):  # VCD, even with a field missing
         return _vcd(raw, space, where)
-    raise PFTError(f"{where}: unknown record shape: expected VCD fields ('scenario', 'options') or paired fields ('prompt', 'responses')")
+    if "prompt" in raw:  # paired without 'responses': say which field is missing
+        return _paired(raw, space, where)
+    if any(key in raw for key in ("question", "answer_matching_behavior", "answer_not_matching_behavior")):
+        return _ab(raw, space, where, ab)
+    raise PFTError(
+        f"{where}: unknown record shape: expected VCD fields ('scenario', 'options'), paired fields "
+        "('prompt', 'responses') or A/B fields ('question', 'answer_matching_behavior')"
+    )
 
 
-def load_scenarios(path: str | Path, space: ValueSpace | None = None) -> list[Scenario]:
+def load_scenarios(path: str | Path, space: ValueSpace | None = None, pair: str | None = None,
+                   matching: str | None = None, errors: list[str] | None = None) -> list[Scenario]:
+    """Every record of a data file; `pair` (and `matching`) place A/B items on a dimension.
+
+    With an `errors` list, a bad record is reported there and skipped instead of
+    stopping at the first.
+    """
     space = space or ValueSpace.builtin()
-    return [parse_scenario(raw, space, f"{path}, {where}") for where, raw in read_records(path)]
+    if matching is not None and pair is None:
+        raise PFTError("--matching needs --pair: name the value pair the A/B items measure")
+    ab = ab_poles(space, pair, matching) if pair is not None else None
+    out = []
+    for where, raw in read_records(path):
+        try:
+            out.append(parse_scenario(raw, space, f"{path}, {where}", ab))
+        except PFTError as err:
+            if errors is None:
+                raise
+            errors.append(str(err))
+    return out
 
 
 def paired_rows(scenarios: Iterable[Scenario], poles: Iterable[str] | None = None) -> list[PairedRow]:
@@ -186,3 +324,33 @@ def paired_rows(scenarios: Iterable[Scenario], poles: Iterable[str] | None = Non
 def dimensions_in(scenarios: Iterable[Scenario]) -> list[str]:
     """Dimension slugs present in the data, in first-seen order."""
     return list(dict.fromkeys(s.dimension for s in scenarios))
+
+
+def to_paired(scenario: Scenario) -> list[dict]:
+    """A scenario as paired JSONL records, each holding one response per pole.
+
+    Where a pole has several options (a VCD scenario may), they are spread over
+    several records, paired in order and cycling the shorter side, so every option
+    appears; options that carry no pole are left out. Responses keep the options' order.
+    """
+    indices: dict[str, list[int]] = {}
+    for i, option in enumerate(scenario.options):
+        if option.pole is not None:
+            indices.setdefault(option.pole, []).append(i)
+    a, b = indices.values()
+    records = []
+    for k in range(max(len(a), len(b))):
+        picked = sorted([a[k % len(a)], b[k % len(b)]])
+        record = {"prompt": scenario.text,
+                  "responses": {scenario.options[i].pole: scenario.options[i].text for i in picked},
+                  "dimension": scenario.dimension}
+        if scenario.scene:
+            record["scene"] = scenario.scene
+        records.append(record)
+    return records
+
+
+def write_jsonl(records: Iterable[dict], path: str | Path) -> Path:
+    """One JSON object per line, written to a temporary file and renamed into place."""
+    atomic_write_text(path, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    return Path(path)

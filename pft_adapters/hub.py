@@ -40,7 +40,8 @@ from huggingface_hub.utils import validate_repo_id
 
 from .errors import PFTError
 from .values import ValueSpace
-from .zoo import MANIFEST, _replace_dir, read_manifest, safe_relative, sha256_file
+from .atomic import atomic_folder, check_target
+from .zoo import MANIFEST, read_manifest, safe_relative, sha256_file
 
 if TYPE_CHECKING:
     from .zoo import Zoo
@@ -216,8 +217,8 @@ def fetch(name: str | Path, poles: Sequence[str] | None = None, revision: str | 
     poles = _one_of(list(poles) if poles is not None else None, named_poles, "poles", text)
     revision = _one_of(revision, named_revision, "revision", text)
     target = Path(to) if to is not None else None
-    if target is not None and target.exists() and (not target.is_dir() or any(target.iterdir())) and not overwrite:
-        raise PFTError(f"{target} already exists and is not empty: choose another --to or pass --overwrite")
+    if target is not None:
+        check_target(target, overwrite, "--to")
     retry = f"pft-adapters pull {text}" + (f" --to {target}" if target is not None else "")
     if Path(source).is_dir():
         if revision:
@@ -307,9 +308,7 @@ def _belongs(rel: str, poles: list[str]) -> bool:
 def _write_folder(target: Path, manifest_path: Path, subset: dict | None, fetched: dict[str, Path],
                   card: Path | None) -> Path:
     """Copy verified files into a temporary sibling of `target`, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}.", suffix=".partial", dir=target.parent))
-    try:
+    with atomic_folder(target, overwrite=True) as tmp:
         for rel, path in fetched.items():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
             shutil.copyfile(path, tmp / rel)
@@ -319,10 +318,6 @@ def _write_folder(target: Path, manifest_path: Path, subset: dict | None, fetche
             (tmp / MANIFEST).write_text(json.dumps(subset, indent=2) + "\n")
         if card is not None:
             shutil.copyfile(card, tmp / CARD)
-        _replace_dir(tmp, target)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return target
 
 

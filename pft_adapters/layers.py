@@ -210,6 +210,17 @@ class PoleAdapters:
         for layer in self.layers.values():
             layer.unmerge()
 
+    @contextmanager
+    def unwrapped(self) -> Iterator[nn.Module]:
+        """The model with plain `nn.Linear` layers back in place (e.g. to save a merged model)."""
+        for name, layer in self.layers.items():
+            _set_module(self.model, name, layer.base)
+        try:
+            yield self.model
+        finally:
+            for name, layer in self.layers.items():
+                _set_module(self.model, name, layer)
+
     # -- per-pole factors in peft's layout ----------------------------------------
     def pole_state_dict(self, pole: str) -> dict[str, torch.Tensor]:
         """One pole's factors with the keys of a saved peft LoRA adapter."""
@@ -254,9 +265,12 @@ def add_pole_adapters(model: nn.Module, spec: LoraSpec, pole_slugs: list[str]) -
     state = MixState(n_poles=len(pole_slugs), r=spec.r, scaling=spec.scaling)
     handle = PoleAdapters(model, spec, list(pole_slugs), state)
     for name in target_names(model, spec.target_modules):
-        parent_name, _, child = name.rpartition(".")
-        parent = model.get_submodule(parent_name) if parent_name else model
-        layer = MultiPoleLinear(getattr(parent, child), state)
-        setattr(parent, child, layer)
+        layer = MultiPoleLinear(model.get_submodule(name), state)
+        _set_module(model, name, layer)
         handle.layers[name] = layer
     return handle
+
+
+def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
+    parent_name, _, child = name.rpartition(".")
+    setattr(model.get_submodule(parent_name) if parent_name else model, child, module)

@@ -159,14 +159,14 @@ class ValueSpace:
         """A dimension by slug or label (`risk`, `Risk Orientation`)."""
         dim = self._labels.get(_key(name))
         if dim is None:
-            raise PFTError(f"unknown dimension '{name}'{self._suggest(name)}")
+            raise PFTError(f"unknown dimension '{name}'{self.suggest(name)}")
         return dim
 
     def pole(self, name: str) -> Pole:
         """A pole by slug or name (`risk-averse`, `Risk-averse`)."""
         pole = self._pole_names.get(_key(name))
         if pole is None:
-            raise PFTError(f"unknown pole '{name}'{self._suggest(name)}")
+            raise PFTError(f"unknown pole '{name}'{self.suggest(name)}")
         return pole
 
     def dimension_of(self, pole_slug: str) -> Dimension:
@@ -182,9 +182,11 @@ class ValueSpace:
         """Every valid dimension and pole slug, for suggestions and help texts."""
         return [d.slug for d in self.dimensions] + self.pole_slugs
 
-    def _suggest(self, name: str) -> str:
-        close = difflib.get_close_matches(slugify(name), self.names(), n=1, cutoff=0.5)
-        hint = f"; did you mean '{close[0]}'?" if close else ""
+    def suggest(self, name: str) -> str:
+        # labels count too (a typo in a VCD "preference domain"), each standing for its dimension's slug
+        candidates = {slugify(d.label): d.slug for d in self.dimensions} | {n: n for n in self.names()}
+        close = difflib.get_close_matches(slugify(name), list(candidates), n=1, cutoff=0.5)
+        hint = f"; did you mean '{candidates[close[0]]}'?" if close else ""
         return f"{hint} (known: {', '.join(self.names())})"
 
     def select(self, slugs: Iterable[str]) -> ValueSpace:
@@ -234,10 +236,94 @@ def _parse_dimension(raw: object, where: str) -> Dimension:
     return Dimension(raw.get("slug") or slugify(label), label.strip(), first, second)
 
 
+# -- pair definition files (docs/pairs.schema.json describes the same rules) -------------
+_PAIR_FILE_KEYS = ("dimensions", "$schema")
+_DIMENSION_KEYS = ("slug", "name", "poles")
+_POLE_KEYS = ("name", "slug", "description")
+_HAS_ALNUM = re.compile(r"[A-Za-z0-9]")
+
+
+def pair_records(raw: object, source: str) -> list[tuple[str, dict]]:
+    """(position, dimension record) of a parsed pair definition file, checked field by field.
+
+    The accepted shapes are exactly those of docs/pairs.schema.json: a list of
+    dimensions, an object with a `dimensions` list, or a single dimension object.
+    Uniqueness and clashes with existing names are checked by `load_pairs`.
+    """
+    if isinstance(raw, dict) and "dimensions" in raw:
+        _only(raw, _PAIR_FILE_KEYS, source, "the file object")
+        items = raw["dimensions"]
+        if not isinstance(items, list):
+            raise PFTError(f"{source}: field 'dimensions' must be a list of dimension objects")
+    elif isinstance(raw, dict):
+        items = [raw]
+    elif isinstance(raw, list):
+        items = raw
+    else:
+        raise PFTError(f"{source}: expected a list of dimensions or an object with 'dimensions' (see docs/pairs.schema.json)")
+    if not items:
+        raise PFTError(f"{source} defines no dimensions: add at least one dimension with two poles")
+    records = []
+    for i, item in enumerate(items, start=1):
+        where = f"{source}: dimension {i}"
+        if not isinstance(item, dict):
+            raise PFTError(f"{where}: expected an object with 'slug', 'name' and 'poles'")
+        if isinstance(item.get("slug"), str):
+            where += f" ('{item['slug']}')"
+        _only(item, _DIMENSION_KEYS, where, "a dimension")
+        _check_slug(item, where)
+        _check_name(item, where, "dimension", required="slug" not in item)
+        poles = item.get("poles")
+        if not isinstance(poles, list) or len(poles) != 2:
+            got = len(poles) if isinstance(poles, list) else "none"
+            raise PFTError(f"{where}: a dimension needs exactly two poles in 'poles', got {got}")
+        for j, pole in enumerate(poles, start=1):
+            at = f"{where}, pole {j}"
+            if not isinstance(pole, dict):
+                raise PFTError(f"{at}: a pole must be an object with 'name' and 'description'")
+            _only(pole, _POLE_KEYS, at, "a pole")
+            _check_name(pole, at, "pole", required=True)
+            _check_slug(pole, at)
+            if not isinstance(pole.get("description", ""), str):
+                raise PFTError(f"{at}: 'description' must be a string")
+        records.append((where, item))
+    return records
+
+
+def _only(raw: dict, allowed: tuple[str, ...], where: str, what: str) -> None:
+    extra = [k for k in raw if k not in allowed]
+    if extra:
+        raise PFTError(f"{where}: unknown field '{extra[0]}' ({what} has {', '.join(repr(k) for k in allowed)})")
+
+
+def _check_slug(raw: dict, where: str) -> None:
+    if "slug" in raw and not (isinstance(raw["slug"], str) and _SLUG.match(raw["slug"])):
+        raise PFTError(f"{where}: '{raw['slug']}' is not a valid slug: use lower-case letters, digits and single dashes")
+
+
+def _check_name(raw: dict, where: str, what: str, required: bool) -> None:
+    if "name" not in raw:
+        if required:
+            raise PFTError(f"{where}: missing {what} 'name'" + ("" if what == "pole" else " (or 'slug')"))
+        return
+    name = raw["name"]
+    if not isinstance(name, str) or not _HAS_ALNUM.search(name):
+        raise PFTError(f"{where}: {what} 'name' must be a string with at least one letter or digit")
+
+
+def _names_of(dim: Dimension) -> list[tuple[str, str]]:
+    """(lookup key, owner) for every slug and name of a dimension: each key must point at one thing."""
+    keys = [(dim.slug, dim.slug), (_key(dim.label), dim.slug)]
+    for pole in dim.poles:
+        keys += [(pole.slug, pole.slug), (_key(pole.name), pole.slug)]
+    return keys
+
+
 def load_pairs(path: str | Path, base: ValueSpace | None = None) -> ValueSpace:
     """Read a pair definition file and return `base` (built-ins by default) extended by it.
 
-    A new dimension whose slug or pole slugs clash with an existing one is refused.
+    Every dimension and pole slug and name must be unique in the file, and none may
+    clash with a dimension or pole of `base`; errors name the dimension and pole.
     """
     path = Path(path)
     try:
@@ -245,16 +331,19 @@ def load_pairs(path: str | Path, base: ValueSpace | None = None) -> ValueSpace:
     except FileNotFoundError:
         raise PFTError(f"pair definition file {path} not found: check the --pairs path") from None
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise PFTError(f"{path} is not valid JSON ({err}): fix the file or see docs/formats.md") from None
-    items = raw.get("dimensions") if isinstance(raw, dict) else raw
-    if isinstance(raw, dict) and items is None:
-        items = [raw]
-    if not isinstance(items, list):
-        raise PFTError(f"{path}: expected a list of dimensions or an object with 'dimensions'")
-    added = ValueSpace.from_json(items, source=str(path))
+        raise PFTError(f"{path} is not valid JSON ({err}): fix the file or see docs/pairs.schema.json") from None
     base = base if base is not None else ValueSpace.builtin()
-    for dim in added:
-        for slug in (dim.slug, dim.first.slug, dim.second.slug):
-            if base.has_dimension(slug) or base.has_pole(slug):
-                raise PFTError(f"{path}: '{slug}' in dimension '{dim.slug}' clashes with an existing name: choose another slug")
-    return ValueSpace(base.dimensions + added.dimensions)
+    added: list[Dimension] = []
+    owners: dict[str, tuple[str, str]] = {}  # lookup key -> (owner slug, where it was defined)
+    for where, item in pair_records(raw, str(path)):
+        dim = _parse_dimension(item, where)
+        if dim.first.slug == dim.second.slug:
+            raise PFTError(f"{where}: dimension '{dim.slug}' has two poles with the same slug '{dim.first.slug}': give the poles distinct names")
+        for key, owner in _names_of(dim):
+            if base.has_dimension(key) or base.has_pole(key):
+                raise PFTError(f"{where}: '{key}' in dimension '{dim.slug}' clashes with an existing name: choose another slug or name")
+            if key in owners and owners[key][0] != owner:
+                raise PFTError(f"{where}: '{key}' is used twice (also in {owners[key][1]}): every dimension and pole slug and name must be unique")
+            owners.setdefault(key, (owner, where.removeprefix(f"{path}: ")))
+        added.append(dim)
+    return ValueSpace(base.dimensions + tuple(added))

@@ -15,9 +15,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
-import shutil
-import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -29,6 +26,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from . import __version__
+from .atomic import atomic_folder
 from .errors import PFTError
 from .head import MixingHead
 from .layers import LoraSpec, PoleAdapters, add_pole_adapters
@@ -51,8 +49,10 @@ class BaseRef:
 def fingerprint(model: nn.Module) -> str:
     """Hash of the base's parameter names, shapes and a sample of its values.
 
-    Values are rounded to bfloat16 first, so the same checkpoint loaded in fp32,
-    fp16 or bf16 gives one fingerprint, while a different checkpoint does not.
+    Values are rounded to bfloat16 first, so the same checkpoint loaded in fp32 or
+    bf16 gives one fingerprint, while a different checkpoint does not. (An fp32
+    checkpoint loaded in fp16 does not match: rounding to fp16 and then to bf16
+    differs from rounding to bf16 directly for a few percent of values.)
     """
     digest = hashlib.sha256()
     for name, param in sorted(_base_parameters(model)):
@@ -163,12 +163,7 @@ class Zoo:
         """Write the zoo atomically: a killed save leaves the old folder (or none), never half a zoo."""
         from .card import model_card
 
-        path = Path(path)
-        if path.exists() and any(path.iterdir()) and not overwrite:
-            raise PFTError(f"{path} already exists and is not empty: choose another --out or pass --overwrite")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
-        try:
+        with atomic_folder(path, overwrite) as tmp:
             written: list[Path] = []
             for slug in self.pole_slugs:
                 folder = tmp / "poles" / slug
@@ -181,10 +176,6 @@ class Zoo:
             manifest = self.manifest(files)
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
             (tmp / "README.md").write_text(model_card(manifest))
-            _replace_dir(tmp, path)
-        except BaseException:
-            shutil.rmtree(tmp, ignore_errors=True)
-            raise
         return path
 
     # Not huggingface_hub's ModelHubMixin: its from_pretrained downloads a whole snapshot (no per-pole pulls,
@@ -278,14 +269,3 @@ def _load_checked(root: Path, rel: str, files: dict[str, str]) -> dict[str, torc
         return load_file(_verify(root, rel, files))
     except SafetensorError as err:
         raise PFTError(f"{root}: '{rel}' is not a readable safetensors file ({err}): re-download the zoo") from None
-
-
-def _replace_dir(src: Path, dst: Path) -> None:
-    """Move a finished folder into place; an existing `dst` is swapped out, then removed."""
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
-        os.replace(dst, old)
-        os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)

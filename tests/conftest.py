@@ -70,7 +70,7 @@ def base_model(base_dir):
 
 
 def quick_config(**overrides) -> TrainConfig:
-    settings = dict(lora=SPEC, epochs=3, batch_size=8, lr=2e-3, max_length=256, seed=0, head_steps=150)
+    settings = dict(lora=SPEC, epochs=3, batch_size=8, lr=5e-3, max_length=256, seed=0, head_steps=150)
     settings.update(overrides)
     return TrainConfig(**settings)
 

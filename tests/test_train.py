@@ -58,7 +58,7 @@ def test_each_pole_adapter_prefers_its_own_pole(trained, base_dir, train_slice):
         first = option_scores(adapters, tokenizer, data, {dim.first.slug: 1.0}, calibrate=False)
         second = option_scores(adapters, tokenizer, data, {dim.second.slug: 1.0}, calibrate=False)
         for pole, sign in ((dim.first.slug, 1), (dim.second.slug, -1)):
-            gaps = [float(a[i] - b[i]) * sign for s, a, b in zip(data, first, second) for i in s.options_of(pole)]
+            gaps = [float(a.mixed[i] - b.mixed[i]) * sign for s, a, b in zip(data, first, second) for i in s.options_of(pole)]
             assert sum(g > 0 for g in gaps) / len(gaps) > 0.75, (dim.slug, pole)
 
 

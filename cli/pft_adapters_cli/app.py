@@ -9,7 +9,7 @@ import typer
 from pft_adapters import __version__
 from pft_adapters.errors import PFTError
 
-from .commands import build, hub
+from .commands import build, hub, mix, pairs
 
 app = typer.Typer(
     name="pft-adapters",
@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-for module in (build, hub):
+for module in (build, hub, mix, pairs):
     module.register(app)
 
 
@@ -36,6 +36,9 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the app, turning user errors into one red line and exit code 1."""
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.disable_progress_bar()  # per-file loading bars are noise for zoos this size
     try:
         app(args=argv, prog_name="pft-adapters")
     except PFTError as err:

@@ -40,7 +40,7 @@ def train(
     pairs: Path = PAIRS_OPTION,
     dims: str = typer.Option(None, "--dims", help="Comma-separated dimensions to train (default: every dimension in --data)."),
     dev: Path = typer.Option(None, "--dev", help="Held-out scenarios to measure the mixing head (default: a tenth of --data)."),
-    limit: int = typer.Option(None, "--limit", help="Use only the first N scenarios (quick runs)."),
+    limit: int = typer.Option(None, "--limit", help="Use only the first N scenarios (of the --dims, if given; quick runs)."),
     epochs: float = typer.Option(2.0, "--epochs"),
     batch_size: int = typer.Option(8, "--batch-size", help="Rows per optimizer step (global, across processes)."),
     grad_accum: int = typer.Option(1, "--grad-accum", help="Split each step into this many micro-batches."),
@@ -69,10 +69,14 @@ def train(
     from pft_adapters.train import TrainConfig, is_main_process, train_zoo
 
     space = value_space(pairs)
-    scenarios = load_scenarios(data, space)[:limit]
-    wanted = [space.dimension(d.strip()).slug for d in dims.split(",")] if dims else dimensions_in(scenarios)
+    scenarios = load_scenarios(data, space)
+    if dims:  # --limit counts scenarios of the chosen dimensions (VCD files are sorted by domain)
+        wanted = [space.dimension(d.strip()).slug for d in dims.split(",")]
+        scenarios = [s for s in scenarios if s.dimension in wanted][:limit]
+    else:
+        scenarios = scenarios[:limit]
+        wanted = dimensions_in(scenarios)
     space = space.select(wanted)
-    scenarios = [s for s in scenarios if s.dimension in wanted]
     if not scenarios:
         raise PFTError(f"{data} holds no scenarios of {wanted}: check --dims")
     dev_scenarios = [s for s in load_scenarios(dev, value_space(pairs)) if s.dimension in wanted] if dev else None

@@ -1,0 +1,91 @@
+"""`mix`: compose a zoo's pole adapters by a preference vector, then generate, choose or export."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from pft_adapters.errors import PFTError
+
+from .common import JSON_OPTION, PAIRS_OPTION, echo_json, value_space
+
+VECTOR_HELP = (
+    "Preference vector: DIM=VALUE pairs in [-1, 1] (+1 = first pole), pole names as keys, a JSON object, "
+    "or @file.json. Examples: 'risk=0.8,time=-0.5', 'risk-averse=1', '{\"social\": -1}', @alice.json"
+)
+
+
+def mix(
+    zoo: str = typer.Argument(..., help="Zoo folder or Hub name (org/name, org/name:pole,pole@revision)."),
+    vector: str = typer.Option(..., "--vector", "-v", help=VECTOR_HELP),
+    prompt: list[str] = typer.Option([], "--prompt", "-p", help="Generate a response to this prompt (repeatable: one batch)."),
+    scenarios: Path = typer.Option(None, "--scenarios", help="Pick one option per scenario (VCD JSON/JSONL or paired JSONL)."),
+    export: Path = typer.Option(None, "--export", help="Write the mix as one standard PEFT LoRA adapter to this folder."),
+    merge_out: Path = typer.Option(None, "--merge-out", help="Write a full model with the mix merged in (safetensors)."),
+    base: str = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo (checked by fingerprint)."),
+    pairs: Path = PAIRS_OPTION,
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Score options against the base model (PMI); see docs/mix.md."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
+    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy decoding."),
+    top_p: float = typer.Option(1.0, "--top-p"),
+    seed: int = typer.Option(None, "--seed", help="Seed for sampling, for repeatable output."),
+    raw: bool = typer.Option(False, "--raw", help="Send the prompt as is, without the scenario template."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --export / --merge-out folder."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Mix a zoo's pole adapters by a preference vector, then generate (--prompt), choose (--scenarios) or export.
+
+    Examples:
+
+      pft-adapters mix zoo/ --vector "risk=0.8,time=-0.5" --prompt "Should I take the new job?"
+
+      pft-adapters mix zoo/ --vector "risk-averse=1" --scenarios dilemmas.json --json
+
+      pft-adapters mix zoo/ --vector @alice.json --export alice-adapter/
+    """
+    from pft_adapters.data import load_scenarios
+    from pft_adapters.mix import MixedModel
+
+    jobs = sum(bool(x) for x in (prompt, scenarios, export, merge_out))
+    if jobs != 1:
+        raise PFTError("give exactly one of --prompt, --scenarios, --export or --merge-out")
+    mixed = MixedModel.load(zoo, base=base, device=device)
+    vec = mixed.vector(vector)
+    if export or merge_out:
+        path = mixed.export(vec, export, overwrite) if export else mixed.save_merged(vec, merge_out, overwrite)
+        result = {"vector": dict(vec), "written": str(path), "kind": "peft-lora" if export else "merged-model"}
+        echo_json(result) if json_out else typer.echo(f"{result['kind']} for {vec.describe()} written to {path}")
+        return
+    if scenarios:
+        data = load_scenarios(scenarios, value_space(pairs).merged(mixed.zoo.space))
+        picks = mixed.choose(data, vec, calibrate=calibrate)
+        rows = [{"scenario": s.text, "chosen": c.index, "text": s.options[c.index].text, "pole": c.pole, "scores": c.scores}
+                for s, c in zip(data, picks)]
+        if json_out:
+            echo_json({"vector": dict(vec), "calibrated": calibrate, "choices": rows})
+            return
+        for i, row in enumerate(rows, 1):
+            typer.echo(f"{i}. {_short(row['scenario'], 90)}\n   -> {chr(65 + row['chosen'])}. {_short(row['text'], 110)} [{row['pole']}]")
+        return
+    streamer = None
+    if len(prompt) == 1 and not json_out:
+        from transformers import TextStreamer
+
+        streamer = TextStreamer(mixed.tokenizer, skip_prompt=True, skip_special_tokens=True)
+    texts = mixed.generate(prompt, vec, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                           seed=seed, streamer=streamer, raw=raw)
+    if json_out:
+        echo_json({"vector": dict(vec), "responses": [{"prompt": p, "response": t} for p, t in zip(prompt, texts)]})
+    elif streamer is None:
+        for p, t in zip(prompt, texts):
+            typer.echo(f"> {p}\n{t}\n")
+
+
+def _short(text: str, width: int) -> str:
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def register(app: typer.Typer) -> None:
+    app.command("mix")(mix)

@@ -1,0 +1,236 @@
+"""Verbs for your own value pairs: `pairs`, `convert ab|vcd`, `extend` (see docs/add-a-value-pair.md)."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import typer
+
+from pft_adapters.errors import PFTError
+from pft_adapters.values import ValueSpace
+
+from .common import JSON_OPTION, PAIRS_OPTION, echo_json, value_space
+
+MAX_REPORTED = 10  # bad records listed by `convert` before "... and N more"
+
+
+def _dimension_json(dim, source: str) -> dict:
+    return {"slug": dim.slug, "name": dim.label, "source": source,
+            "poles": [{"slug": p.slug, "name": p.name, "sign": s, "description": p.description}
+                      for p, s in zip(dim.poles, (1, -1))]}
+
+
+def _added(space: ValueSpace) -> list:
+    """The dimensions of `space` that are not built in."""
+    builtin = ValueSpace.builtin().dimensions
+    return [d for d in space if d not in builtin]
+
+
+def pairs(
+    pairs_file: Path = PAIRS_OPTION,
+    check: Path = typer.Option(None, "--check", help="Validate this pair definition file: print OK, or the error naming the dimension and pole (exit 1)."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """List the value dimensions and their poles: the built-in ones, plus those of --pairs.
+
+    A pair definition file adds dimensions with no code (JSON Schema: docs/pairs.schema.json):
+
+      [{"slug": "patience", "name": "Patience",
+        "poles": [{"name": "Patient", "description": "..."}, {"name": "Impulsive", "description": "..."}]}]
+
+      pft-adapters pairs
+      pft-adapters pairs --pairs my-pairs.json --json
+      pft-adapters pairs --check my-pairs.json
+    """
+    if check is not None:
+        try:
+            added = _added(value_space(check))
+        except PFTError as err:
+            if not json_out:
+                raise
+            echo_json({"file": str(check), "ok": False, "error": str(err)})
+            raise typer.Exit(1) from None
+        if json_out:
+            echo_json({"file": str(check), "ok": True, "dimensions": [_dimension_json(d, str(check)) for d in added]})
+        else:
+            listed = ", ".join(f"{d.slug} ({d.first.slug} / {d.second.slug})" for d in added)
+            typer.echo(f"OK: {check} defines {len(added)} dimension{'s' if len(added) != 1 else ''}: {listed}")
+        return
+    space = value_space(pairs_file)
+    builtin = ValueSpace.builtin().dimensions
+    sources = {d.slug: "built-in" if d in builtin else str(pairs_file) for d in space}
+    if json_out:
+        echo_json({"dimensions": [_dimension_json(d, sources[d.slug]) for d in space]})
+        return
+    for dim in space:
+        note = "" if sources[dim.slug] == "built-in" else f"  (from {pairs_file})"
+        typer.echo(f"{dim.slug}: {dim.label}{note}")
+        for pole, sign in zip(dim.poles, ("+1", "-1")):
+            typer.echo(f"  {sign} {pole.slug:26s} {pole.description}")
+
+
+# -- convert --------------------------------------------------------------------------------
+convert_app = typer.Typer(
+    help="Turn VCD or A/B behaviour items into paired JSONL: {\"prompt\": ..., \"responses\": {pole_slug: text}}.",
+    no_args_is_help=True,
+)
+
+
+def default_pair(space: ValueSpace, pair: str | None, pairs_file: Path | None) -> str | None:
+    """--pair, or the one dimension a --pairs file defines when it defines exactly one."""
+    if pair is not None or pairs_file is None:
+        return pair
+    added = _added(space)
+    return added[0].slug if len(added) == 1 else None
+
+
+def _convert(source: Path, out: Path, space: ValueSpace, pair: str | None, matching: str | None,
+             overwrite: bool, json_out: bool) -> None:
+    from pft_adapters.data import load_scenarios, to_paired, write_jsonl
+
+    if out.exists() and not overwrite:
+        raise PFTError(f"{out} already exists: choose another --out or pass --overwrite")
+    errors: list[str] = []
+    scenarios = load_scenarios(source, space, pair=pair, matching=matching, errors=errors)
+    if errors:
+        more = f"\n  ... and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
+        raise PFTError(f"{len(errors)} bad record(s) in {source}, nothing written:\n  "
+                       + "\n  ".join(errors[:MAX_REPORTED]) + more)
+    records = [r for s in scenarios for r in to_paired(s)]
+    dropped = sum(1 for s in scenarios for o in s.options if o.pole is None)
+    write_jsonl(records, out)
+    summary = {"source": str(source), "out": str(out), "records_in": len(scenarios), "records_out": len(records),
+               "options_without_pole_left_out": dropped,
+               "dimensions": sorted({s.dimension for s in scenarios})}
+    if json_out:
+        echo_json(summary)
+    else:
+        typer.echo(f"converted {len(scenarios)} records of {source} into {len(records)} paired records -> {out}"
+                   + (f" ({dropped} options without a pole left out)" if dropped else ""))
+
+
+@convert_app.command("ab")
+def convert_ab(
+    source: Path = typer.Argument(..., help="A/B behaviour items (JSON list or JSONL): 'question' with lettered choices, 'answer_matching_behavior', 'answer_not_matching_behavior'."),
+    out: Path = typer.Option(..., "--out", help="Paired JSONL file to write (atomically)."),
+    pairs_file: Path = PAIRS_OPTION,
+    pair: str = typer.Option(None, "--pair", help="Dimension the items measure (default: the only one --pairs defines)."),
+    matching: str = typer.Option(None, "--matching", help="Pole of the matching answer (default: the pair's first pole; the other answer gets the second)."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Convert A/B behaviour items (the model-written evaluations format) into paired JSONL.
+
+    The question without its choices becomes the prompt; the matching answer becomes the
+    response of the pair's first pole (or of --matching), the not-matching answer that of
+    the other pole. Every bad record is reported with its position, and nothing is written.
+
+      pft-adapters convert ab items.json --pairs my-pairs.json --pair patience --out patience.jsonl
+    """
+    space = value_space(pairs_file)
+    pair = default_pair(space, pair, pairs_file)
+    if pair is None:
+        raise PFTError("A/B items do not say which value pair they measure: pass --pair SLUG (see `pft-adapters pairs`)")
+    _convert(source, out, space, pair, matching, overwrite, json_out)
+
+
+@convert_app.command("vcd")
+def convert_vcd(
+    source: Path = typer.Argument(..., help="VCD scenarios (JSON list or JSONL): 'scenario', 'preference domain', 'options' with a 'bias' each."),
+    out: Path = typer.Option(..., "--out", help="Paired JSONL file to write (atomically)."),
+    pairs_file: Path = PAIRS_OPTION,
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Convert VCD scenarios into paired JSONL (one response per pole per record).
+
+    A scenario with several options of one pole becomes several records, pairing the
+    options in order, so every option is kept. Bad records are reported with their position.
+
+      pft-adapters convert vcd vcd_train.json --out vcd_train.jsonl
+    """
+    _convert(source, out, value_space(pairs_file), None, None, overwrite, json_out)
+
+
+# -- extend ---------------------------------------------------------------------------------
+def extend(
+    zoo: str = typer.Argument(..., help="Zoo to grow (folder or Hub name); it is left unchanged."),
+    data: Path = typer.Option(..., "--data", help="Data for the new poles: paired JSONL, VCD or A/B items."),
+    out: Path = typer.Option(..., "--out", help="Folder to write the grown zoo to (written atomically)."),
+    pairs_file: Path = PAIRS_OPTION,
+    pair: str = typer.Option(None, "--pair", help="Dimension of A/B items in --data (default: the only one --pairs defines)."),
+    matching: str = typer.Option(None, "--matching", help="Pole of the A/B matching answer (default: the pair's first pole)."),
+    dims: str = typer.Option(None, "--dims", help="Comma-separated dimensions to add (default: those in --data that the zoo lacks)."),
+    base: str = typer.Option(None, "--base", help="Where to load the zoo's base model from (default: the id in its manifest); checked by fingerprint."),
+    dev: Path = typer.Option(None, "--dev", help="Held-out data for the new poles, to measure the mixing head (default: a tenth of --data)."),
+    old_data: Path = typer.Option(None, "--old-data", help="Held-out data of the zoo's own dimensions, to show the head still reads them (default: not measured)."),
+    epochs: float = typer.Option(2.0, "--epochs"),
+    batch_size: int = typer.Option(8, "--batch-size", help="Rows per optimizer step."),
+    lr: float = typer.Option(1e-3, "--lr"),
+    max_length: int = typer.Option(512, "--max-length", help="Longest row in tokens; long prompts lose their start."),
+    seed: int = typer.Option(0, "--seed"),
+    device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Grow a zoo with new value pairs: train only the new poles, on the zoo's own base.
+
+    The existing pole adapters are copied unchanged (their files stay byte-identical). The
+    mixing head keeps its rows for the old poles and learns rows for the new ones; its
+    accuracy on new (and, with --old-data, old) poles is printed and recorded in the
+    zoo's training summary. The LoRA rank and target modules are the zoo's own.
+
+      pft-adapters extend zoo/ --pairs my-pairs.json --data patience.jsonl --out zoo2/
+    """
+    from pft_adapters.data import dimensions_in, load_scenarios
+    from pft_adapters.extend import extend_zoo
+    from pft_adapters.train import TrainConfig, is_main_process
+    from pft_adapters.zoo import Zoo
+
+    out = Path(out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise PFTError(f"{out} already exists and is not empty: choose another --out or pass --overwrite")
+    grown_from = Zoo.from_pretrained(zoo)
+    file_space = value_space(pairs_file)
+    space = file_space.merged(grown_from.space)  # the zoo may carry dimensions of an earlier extension
+    pair = default_pair(file_space, pair, pairs_file)
+    scenarios = load_scenarios(data, space, pair=pair, matching=matching)
+    wanted = [space.dimension(d.strip()).slug for d in dims.split(",")] if dims else [
+        d for d in dimensions_in(scenarios) if not grown_from.space.has_dimension(d)]
+    if not wanted:
+        raise PFTError(f"{data} holds no dimension that {zoo} lacks: extend adds new value pairs (use --pairs to define them)")
+    scenarios = [s for s in scenarios if s.dimension in wanted]
+    dev_scenarios = [s for s in load_scenarios(dev, space, pair=pair, matching=matching) if s.dimension in wanted] if dev else None
+    old_scenarios = load_scenarios(old_data, space) if old_data else None
+    config = TrainConfig(lora=grown_from.spec, epochs=epochs, batch_size=batch_size, lr=lr, max_length=max_length, seed=seed)
+    model, tokenizer = grown_from.load_base(base)
+    result = extend_zoo(grown_from, model, tokenizer, scenarios, space.select(wanted), config, dev=dev_scenarios,
+                        old_data=old_scenarios, base_name=base or grown_from.base.id, device=device,
+                        checkpoint_dir=out.with_name(out.name + ".checkpoint"), resume=resume)
+    if not is_main_process():
+        return
+    result.zoo.save_pretrained(out, overwrite=overwrite)
+    shutil.rmtree(out.with_name(out.name + ".checkpoint"), ignore_errors=True)
+    entry = result.zoo.training["extensions"][-1]
+    summary = {"zoo": str(out), "extended": zoo, "added_dimensions": wanted, "added_poles": entry["poles"],
+               "poles": result.zoo.pole_slugs, "final_loss": entry["final_loss"], "head": result.report,
+               "seconds": round(result.seconds, 1)}
+    if json_out:
+        echo_json(summary)
+        return
+    head = result.report
+    old = "not measured (pass --old-data)" if head.get("old_pole_accuracy") is None else (
+        f"{head['old_pole_accuracy']} (before: {head['old_pole_accuracy_before']})")
+    typer.echo(f"zoo written to {out}: added {', '.join(entry['poles'])} to {zoo}, final loss {entry['final_loss']}")
+    if "new_pole_accuracy" in head:
+        typer.echo(f"  mixing head pole accuracy: new poles {head['new_pole_accuracy']}, old poles {old}")
+    else:
+        typer.echo(f"  {head['head']}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("pairs")(pairs)
+    app.add_typer(convert_app, name="convert")
+    app.command("extend")(extend)

@@ -1,0 +1,161 @@
+"""A base model carrying a zoo's pole adapters, mixed by preference vectors.
+
+Three exact ways to apply a vector (no SVD, no approximation):
+
+- dynamic (`set_vector`, `mixed`): the coefficients change, the base weights do not;
+  switching vectors is one small in-place tensor write;
+- merged (`merged`): the mix is folded into the base weights for zero inference
+  overhead, and leaving the block restores the original weights bit for bit;
+- per row (`choose` / `generate` / `logits` with a list of vectors): every batch
+  row carries its own vector in one forward pass.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from .atomic import atomic_folder
+from .choose import Choice, choose
+from .data import Scenario, format_open_prompt
+from .errors import PFTError
+from .layers import PoleAdapters
+from .vector import PreferenceVector, parse_vector
+from .zoo import Zoo
+
+VectorSpec = str | Mapping[str, object] | PreferenceVector
+
+
+class MixedModel:
+    """The user-facing model object: a zoo attached to its base, mix off until a vector is set."""
+
+    def __init__(self, zoo: Zoo, model: torch.nn.Module, tokenizer, base_name: str | None = None):
+        self.zoo, self.tokenizer = zoo, tokenizer
+        self.adapters: PoleAdapters = zoo.attach(model, base_name)
+        self.model = self.adapters.model
+
+    @classmethod
+    def load(cls, zoo: str | Path | Zoo, base: str | None = None, device: str | None = None,
+             dtype: torch.dtype | None = None) -> MixedModel:
+        """Load a zoo (folder or Hub name) and its base model; `base` overrides where the base is read from."""
+        zoo = zoo if isinstance(zoo, Zoo) else Zoo.from_pretrained(zoo)
+        model, tokenizer = zoo.load_base(base, device=device, dtype=dtype)
+        return cls(zoo, model, tokenizer, base or zoo.base.id)
+
+    # -- vectors --------------------------------------------------------------------
+    def vector(self, spec: VectorSpec) -> PreferenceVector:
+        vector = spec if isinstance(spec, PreferenceVector) else parse_vector(spec, self.zoo.space)
+        absent = [p for p, w in vector.pole_weights(self.zoo.space).items() if w and p not in self.zoo.poles]
+        if absent:
+            raise PFTError(f"the vector uses pole(s) {absent}, which this zoo does not hold: pull them or change the vector")
+        return vector
+
+    def weights(self, spec: VectorSpec | Sequence[VectorSpec]) -> torch.Tensor:
+        """(P,) pole weights for one vector, (n, P) for a list of vectors."""
+        if isinstance(spec, (str, Mapping)):
+            return self.vector(spec).tensor(self.zoo.space)
+        return torch.stack([self.vector(s).tensor(self.zoo.space) for s in spec])
+
+    def set_vector(self, spec: VectorSpec | Sequence[VectorSpec]) -> None:
+        """Apply one vector to every row, or one per row; the base weights stay untouched."""
+        self.adapters.use_weights(self.weights(spec))
+
+    @contextmanager
+    def mixed(self, spec: VectorSpec | Sequence[VectorSpec]) -> Iterator[MixedModel]:
+        with self.adapters.weighted(self.weights(spec)):
+            yield self
+
+    @contextmanager
+    def merged(self, spec: VectorSpec) -> Iterator[MixedModel]:
+        """Fold the mix into the base weights; the originals come back, bit for bit, on exit."""
+        self.adapters.merge(self.weights(spec))
+        try:
+            yield self
+        finally:
+            self.adapters.unmerge()
+
+    # -- using the mix --------------------------------------------------------------
+    @torch.no_grad()
+    def logits(self, texts: Sequence[str], spec: VectorSpec | Sequence[VectorSpec]) -> torch.Tensor:
+        batch = self._encode(texts, padding_side="right")
+        with self.mixed(spec):
+            return self.model(**batch).logits
+
+    def choose(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec],
+               calibrate: bool = True, batch_size: int = 16) -> list[Choice]:
+        """The option each scenario's vector prefers (see `pft_adapters.choose` for the scoring rule)."""
+        return choose(self.adapters, self.tokenizer, scenarios, self.weights(spec), calibrate, batch_size)
+
+    @torch.no_grad()
+    def generate(self, prompts: Sequence[str], spec: VectorSpec | Sequence[VectorSpec], max_new_tokens: int = 64,
+                 temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None, streamer=None,
+                 raw: bool = False) -> list[str]:
+        """Continue each prompt under its vector (one vector for all, or one per prompt), in one batch."""
+        if not isinstance(spec, (str, Mapping)) and len(spec) != len(prompts):
+            raise PFTError(f"got {len(spec)} vectors for {len(prompts)} prompts: give one vector, or one per prompt")
+        if seed is not None:
+            torch.manual_seed(seed)
+        texts = list(prompts) if raw else [format_open_prompt(p) for p in prompts]
+        batch = self._encode(texts, padding_side="left")
+        sampling = temperature > 0
+        with self.mixed(spec):
+            out = self.model.generate(
+                **batch, max_new_tokens=max_new_tokens, do_sample=sampling, streamer=streamer,
+                temperature=temperature if sampling else None, top_p=top_p if sampling else None,
+                pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
+            )
+        new = out[:, batch["input_ids"].shape[1] :]
+        return [t.strip() for t in self.tokenizer.batch_decode(new, skip_special_tokens=True)]
+
+    def _encode(self, texts: Sequence[str], padding_side: str) -> dict[str, torch.Tensor]:
+        side = self.tokenizer.padding_side
+        self.tokenizer.padding_side = padding_side
+        try:
+            batch = self.tokenizer(list(texts), return_tensors="pt", padding=True)
+        finally:
+            self.tokenizer.padding_side = side
+        device = next(self.model.parameters()).device
+        return {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+
+    # -- writing the mix out ---------------------------------------------------------
+    def export(self, spec: VectorSpec, out: str | Path, overwrite: bool = False) -> Path:
+        """The mix as ONE standard PEFT LoRA adapter: rank = sum of the active poles' ranks.
+
+        A_mix stacks the active poles' A; B_mix stacks c_p * B_p; alpha is set so the
+        adapter's scale equals the poles' own, hence B_mix A_mix * s = sum_p c_p s B_p A_p exactly.
+        """
+        weights = self.weights(spec)
+        active = [i for i, w in enumerate(weights.tolist()) if w > 0]
+        if not active:
+            raise PFTError("the vector switches every dimension off: there is nothing to export (the base model is the mix)")
+        spec_ = self.zoo.spec
+        rank = spec_.r * len(active)
+        tensors = {}
+        for name, layer in self.adapters.layers.items():
+            a = torch.cat([layer.lora_A[i] for i in active], 0)
+            b = torch.cat([layer.lora_B[:, i] * weights[i] for i in active], 1)
+            tensors[f"base_model.model.{name}.lora_A.weight"] = a.detach().contiguous().cpu()
+            tensors[f"base_model.model.{name}.lora_B.weight"] = b.detach().contiguous().cpu()
+        config = self.zoo.peft_config()
+        config.r, config.lora_alpha = rank, spec_.scaling * rank
+        with atomic_folder(out, overwrite) as tmp:
+            config.save_pretrained(tmp)
+            save_file(tensors, tmp / "adapter_model.safetensors")
+            (tmp / "pft_mix.json").write_text(_mix_note(self.vector(spec), self.zoo))
+        return Path(out)
+
+    def save_merged(self, spec: VectorSpec, out: str | Path, overwrite: bool = False) -> Path:
+        """A full model with the mix folded in, saved in Hugging Face format (safetensors)."""
+        with self.merged(spec), self.adapters.unwrapped(), atomic_folder(out, overwrite) as tmp:
+            self.model.save_pretrained(tmp, safe_serialization=True)
+            self.tokenizer.save_pretrained(tmp)
+        return Path(out)
+
+
+def _mix_note(vector: PreferenceVector, zoo: Zoo) -> str:
+    return json.dumps({"vector": dict(vector), "zoo_base_model": zoo.base.id, "poles": zoo.pole_slugs}, indent=2) + "\n"

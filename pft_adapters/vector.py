@@ -1,0 +1,117 @@
+"""Preference vectors: one signed number in [-1, 1] per dimension.
+
++1 is the dimension's first pole at full strength, -1 the second, 0 (or absent)
+the dimension switched off. Accepted spellings, all validated the same way:
+
+    risk=0.8,time=-0.5            dimension slugs
+    risk-averse=0.6               a pole name as key (= risk=-0.6)
+    {"risk": 0.8}                 a JSON object
+    @alice.json                   a file holding such an object, or the `infer --json` output
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Mapping
+from pathlib import Path
+
+import torch
+
+from .errors import PFTError
+from .values import ValueSpace
+
+
+class PreferenceVector(dict[str, float]):
+    """Dimension slug -> value in [-1, 1]; missing dimensions are 0."""
+
+    def pole_weights(self, space: ValueSpace) -> dict[str, float]:
+        """Unfold per pole: w[first] = max(v, 0), w[second] = max(-v, 0)."""
+        weights = {}
+        for dim in space:
+            v = self.get(dim.slug, 0.0)
+            weights[dim.first.slug] = max(v, 0.0)
+            weights[dim.second.slug] = max(-v, 0.0)
+        return weights
+
+    def tensor(self, space: ValueSpace) -> torch.Tensor:
+        """Pole weights as a (P,) tensor in the space's pole order."""
+        weights = self.pole_weights(space)
+        return torch.tensor([weights[p] for p in space.pole_slugs])
+
+    def describe(self) -> str:
+        return ",".join(f"{k}={v:g}" for k, v in self.items()) or "(all dimensions off)"
+
+
+def parse_vector(spec: str | Mapping[str, object], space: ValueSpace) -> PreferenceVector:
+    """Parse any accepted spelling into a validated vector (see the module docstring)."""
+    if isinstance(spec, Mapping):
+        return _from_items(_object_items(dict(spec), "vector"), space, "vector")
+    text = spec.strip()
+    if text.startswith("@"):
+        return _from_items(_read_file(Path(text[1:])), space, text[1:])
+    if text.startswith("{"):
+        try:
+            obj = json.loads(text)
+        except json.JSONDecodeError as err:
+            raise PFTError(f"--vector is not valid JSON ({err.msg}): write it like {{\"risk\": 0.8}}") from None
+        return _from_items(_object_items(obj, "--vector"), space, "--vector")
+    items = []
+    for part in filter(None, (p.strip() for p in text.split(","))):
+        name, sep, value = part.partition("=")
+        if not sep:
+            raise PFTError(f"--vector entry '{part}' is not NAME=VALUE: write it like risk=0.8,time=-0.5")
+        items.append((name.strip(), value.strip()))
+    return _from_items(items, space, "--vector")
+
+
+def _read_file(path: Path) -> list[tuple[str, object]]:
+    try:
+        obj = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise PFTError(f"vector file {path} not found: check the path after '@'") from None
+    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        raise PFTError(f"vector file {path} is not valid JSON ({err}): it should hold an object like {{\"risk\": 0.8}}") from None
+    return _object_items(obj, str(path))
+
+
+def _object_items(obj: object, where: str) -> list[tuple[str, object]]:
+    if isinstance(obj, dict) and isinstance(obj.get("vector"), dict):
+        obj = obj["vector"]  # the output of `pft-adapters infer --json`
+    if not isinstance(obj, dict):
+        raise PFTError(f"{where}: a vector must be a JSON object mapping dimensions to numbers, like {{\"risk\": 0.8}}")
+    return list(obj.items())
+
+
+def _number(name: str, raw: object, where: str) -> float:
+    try:
+        value = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise PFTError(f"{where}: value of '{name}' is '{raw}', not a number in [-1, 1]") from None
+    if math.isnan(value):
+        raise PFTError(f"{where}: value of '{name}' is NaN: give a number in [-1, 1]")
+    if not -1.0 <= value <= 1.0:
+        raise PFTError(f"{where}: value of '{name}' is {value:g}, outside [-1, 1]: +1 is the first pole, -1 the second")
+    return value
+
+
+def _from_items(items: list[tuple[str, object]], space: ValueSpace, where: str) -> PreferenceVector:
+    vector = PreferenceVector()
+    source: dict[str, str] = {}
+    for name, raw in items:
+        name = str(name)
+        value = _number(name, raw, where)
+        if space.has_dimension(name):
+            dim = space.dimension(name)
+        elif space.has_pole(name):
+            dim = space.dimension_of(name)
+            value = value * dim.sign(space.pole(name).slug)
+            if raw is not None and float(raw) < 0:  # type: ignore[arg-type]
+                raise PFTError(f"{where}: '{name}={raw}' is negative; a pole's strength is in [0, 1] (name the other pole instead)")
+        else:
+            raise PFTError(f"{where}: unknown dimension or pole '{name}'{space.suggest(name)}")
+        if dim.slug in vector:
+            kind = "duplicate" if source[dim.slug] == name else "contradictory"
+            raise PFTError(f"{where}: {kind} entries '{source[dim.slug]}' and '{name}' both set dimension '{dim.slug}': give it once")
+        vector[dim.slug], source[dim.slug] = value, name
+    return vector

@@ -1,0 +1,142 @@
+"""The build verbs of the CLI (`make-base`, `train`, `info`) and how they report user errors."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pft_adapters_cli.app import main
+
+
+def run(capsys, *args: str) -> tuple[int, str, str]:
+    """Run the console entry point; returns (exit code, stdout, stderr)."""
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    code = exit_info.value.code
+    return (0 if code is None else code), out, err
+
+
+def user_error(capsys, *args: str) -> str:
+    """Run a command that must fail with one `error:` line, exit code 1 and no traceback."""
+    code, _, err = run(capsys, *args)
+    lines = err.strip().splitlines()
+    assert code == 1, err
+    assert len(lines) == 1 and lines[0].startswith("error: "), err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def cli_zoo(tmp_path_factory, base_dir, vcd_train):
+    """A zoo trained through the CLI on ten scenarios."""
+    out = tmp_path_factory.mktemp("cli") / "zoo"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--base", str(base_dir), "--data", str(vcd_train), "--limit", "10", "--epochs", "1",
+              "--rank", "2", "--max-length", "256", "--out", str(out)])
+    assert exit_info.value.code in (0, None)
+    return out
+
+
+def test_make_base(capsys, tmp_path, vcd_train):
+    out = tmp_path / "base"
+    code, stdout, _ = run(capsys, "make-base", "--size", "tiny", "--minutes", "0", "--corpus", vcd_train, "--out", out)
+    assert code == 0
+    assert str(out) in stdout
+    for name in ("config.json", "tokenizer.json", "pft_base.json"):
+        assert (out / name).is_file(), name
+    info = json.loads((out / "pft_base.json").read_text())
+    assert info["size"] == "tiny" and info["pretrain"]["steps"] == 0
+    # a second run onto the same folder is refused, and --overwrite allows it
+    assert "not empty" in user_error(capsys, "make-base", "--size", "tiny", "--minutes", "0", "--corpus", vcd_train,
+                                     "--out", out)
+
+
+def test_make_base_errors(capsys, tmp_path, vcd_train):
+    assert "unknown base size 'huge'" in user_error(capsys, "make-base", "--size", "huge", "--corpus", vcd_train,
+                                                     "--out", tmp_path / "b")
+    assert "missing.json" in user_error(capsys, "make-base", "--size", "tiny", "--corpus", tmp_path / "missing.json",
+                                        "--out", tmp_path / "b")
+
+
+def test_train_then_info(capsys, cli_zoo):
+    capsys.readouterr()
+    assert (cli_zoo / "pft_zoo.json").is_file()
+    assert not cli_zoo.with_name(cli_zoo.name + ".checkpoint").exists()  # dropped after a finished run
+    code, out, _ = run(capsys, "info", cli_zoo, "--json")
+    assert code == 0
+    summary = json.loads(out)
+    assert summary["poles"] and len(summary["poles"]) == 2 * len(summary["dimensions"])
+    for dim, poles in summary["dimensions"].items():
+        assert set(poles) <= set(summary["poles"]), dim
+    assert summary["lora"]["r"] == 2
+    assert summary["head"] is True
+    assert summary["training"]["scenarios"] == 10 and summary["training"]["epochs"] == 1
+
+
+def test_info_text(capsys, cli_zoo):
+    capsys.readouterr()
+    code, out, _ = run(capsys, "info", cli_zoo)
+    assert code == 0
+    assert "LoRA r=2" in out and "+1" in out and "-1" in out
+
+
+def _train_args(base_dir, data, out, *extra):
+    return ("train", "--base", base_dir, "--data", data, "--out", out, "--limit", "10", "--epochs", "1", *extra)
+
+
+def test_train_missing_data_file(capsys, base_dir, tmp_path):
+    line = user_error(capsys, *_train_args(base_dir, tmp_path / "nope.json", tmp_path / "z"))
+    assert "nope.json" in line and "not found" in line
+
+
+def test_train_bad_record(capsys, base_dir, tmp_path):
+    data = tmp_path / "bad.json"
+    data.write_text(json.dumps([{"scenario": "x", "preference domain": "Risk Orientation",
+                                 "options": [{"text": "a", "bias": "Risk-taking"}, {"text": "b", "bias": "Bold"}]}]))
+    line = user_error(capsys, *_train_args(base_dir, data, tmp_path / "z"))
+    assert "bad.json, record 1" in line and "'bias'" in line
+
+
+def test_train_unknown_dimension_suggests(capsys, base_dir, vcd_train, tmp_path):
+    line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "z", "--dims", "risk,chnage"))
+    assert "unknown dimension 'chnage'" in line and "did you mean 'change'" in line
+
+
+@pytest.mark.parametrize("weight, words", [("risk-averse", ["POLE=NUMBER"]), ("risk-averse=lots", ["POLE=NUMBER"]),
+                                            ("risk-avers=2", ["unknown pole", "did you mean 'risk-averse'"])])
+def test_train_bad_pole_weight(capsys, base_dir, vcd_train, tmp_path, weight, words):
+    line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "z", "--dims", "risk", "--pole-weight", weight))
+    for word in words:
+        assert word in line, line
+
+
+def test_train_non_empty_out(capsys, base_dir, vcd_train, tmp_path):
+    out = tmp_path / "busy"
+    out.mkdir()
+    (out / "keep.txt").write_text("x")
+    line = user_error(capsys, *_train_args(base_dir, vcd_train, out))
+    assert str(out) in line and "--overwrite" in line
+    assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_train_bad_pairs_file(capsys, base_dir, vcd_train, tmp_path):
+    pairs = tmp_path / "pairs.json"
+    pairs.write_text('[{"slug": "honesty"')
+    line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "z", "--pairs", pairs))
+    assert "pairs.json" in line and "not valid JSON" in line
+
+
+def test_info_on_a_folder_that_is_not_a_zoo(capsys, tmp_path):
+    (tmp_path / "notes.txt").write_text("hello")
+    line = user_error(capsys, "info", tmp_path)
+    assert str(tmp_path) in line and "not a zoo" in line
+
+
+def test_train_help_teaches_resume_and_torchrun(capsys):
+    code, out, _ = run(capsys, "train", "--help")
+    assert code == 0
+    assert "--resume" in out and "torchrun" in out
+    for option in ("--base", "--data", "--out", "--dims", "--pairs", "--pole-weight", "--grad-accum"):
+        assert option in out, option

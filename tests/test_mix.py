@@ -1,0 +1,210 @@
+"""Mixing by a preference vector: exact against peft, in every mode, and it steers choices."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import peft
+import pytest
+import torch
+
+from pft_adapters.base import load_base
+from pft_adapters.errors import PFTError
+from pft_adapters.mix import MixedModel
+from pft_adapters.values import ValueSpace
+from pft_adapters.vector import parse_vector
+from pft_adapters.zoo import Zoo
+
+SPACE = ValueSpace.builtin()
+TEXTS = ["Scenario: a friend offers a risky investment.\nChosen option:", "Scenario: save or spend?\nChosen option: I"]
+
+
+@pytest.fixture(scope="module")
+def mixed(zoo_dir, base_dir):
+    """The trained tiny zoo with its LoRA B factors amplified, so every pole visibly changes the logits."""
+    zoo = Zoo.from_pretrained(zoo_dir)
+    for tensors in zoo.poles.values():
+        for key in tensors:
+            if "lora_B" in key:
+                tensors[key] = tensors[key] * 3
+    model, tokenizer = load_base(base_dir)
+    return MixedModel(zoo, model, tokenizer)
+
+
+def _peft_model(mixed: MixedModel, base_dir):
+    base, _ = load_base(base_dir)
+    ref = None
+    for pole in mixed.zoo.pole_slugs:
+        if ref is None:
+            ref = peft.get_peft_model(base, mixed.zoo.peft_config(), adapter_name=pole)
+        else:
+            ref.add_adapter(pole, mixed.zoo.peft_config())
+        peft.set_peft_model_state_dict(ref, mixed.zoo.poles[pole], adapter_name=pole)
+    return ref.eval()
+
+
+def _batch(mixed):
+    return mixed._encode(TEXTS, padding_side="right")
+
+
+@torch.no_grad()
+def test_mix_equals_peft_all_active_and_weighted_cat(mixed, base_dir):
+    vector = {"risk": 0.7, "time": -0.4}
+    weights = parse_vector(vector, mixed.zoo.space).pole_weights(mixed.zoo.space)
+    ours = mixed.logits(TEXTS, vector)
+    base = mixed.logits(TEXTS, {})
+    assert (ours - base).abs().max() > 1e-2  # the adapters really act
+
+    ref = _peft_model(mixed, base_dir)
+    ref.base_model.set_adapter(list(weights))
+    for module in ref.modules():
+        if isinstance(module, peft.tuners.lora.LoraLayer):
+            for pole, w in weights.items():
+                module.set_scale(pole, w)
+    torch.testing.assert_close(ours, ref(**_batch(mixed)).logits, atol=1e-5, rtol=1e-5)
+
+    ref = _peft_model(mixed, base_dir)
+    active = [p for p, w in weights.items() if w > 0]
+    ref.add_weighted_adapter(active, [weights[p] for p in active], "mix", combination_type="cat")
+    ref.set_adapter("mix")
+    torch.testing.assert_close(ours, ref(**_batch(mixed)).logits, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_plus_one_is_the_pole_alone_and_zero_is_the_base(mixed, base_dir):
+    alone = mixed.logits(TEXTS, {"risk-averse": 1.0})
+    mixed.adapters.use_weights({"risk-averse": 1.0})
+    torch.testing.assert_close(alone, mixed.model(**_batch(mixed)).logits, atol=1e-6, rtol=0)
+    torch.testing.assert_close(alone, mixed.logits(TEXTS, {"risk": -1}), atol=0, rtol=0)
+    base, _ = load_base(base_dir)
+    assert torch.equal(mixed.logits(TEXTS, {"risk": 0, "time": 0}), base(**_batch(mixed)).logits)
+
+
+@torch.no_grad()
+def test_per_row_vectors_equal_rows_run_one_by_one(mixed):
+    vectors = ["risk=1,time=0.5", "time=-1"]
+    together = mixed.logits(TEXTS, vectors)
+    for i, (text, vector) in enumerate(zip(TEXTS, vectors)):
+        alone = mixed.logits([text], vector)
+        n = alone.shape[1]
+        torch.testing.assert_close(together[i : i + 1, :n], alone, atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_merged_equals_dynamic_and_unmerge_restores_bits(mixed):
+    original = {n: l.base.weight.clone() for n, l in mixed.adapters.layers.items()}
+    dynamic = mixed.logits(TEXTS, "risk=0.3,time=-0.9")
+    with mixed.merged("risk=0.3,time=-0.9"):
+        merged = mixed.model(**_batch(mixed)).logits
+    torch.testing.assert_close(merged, dynamic, atol=1e-5, rtol=1e-5)
+    assert all(torch.equal(l.base.weight, original[n]) for n, l in mixed.adapters.layers.items())
+
+
+def test_switching_vectors_reuses_the_coefficient_buffer(mixed):
+    mixed.set_vector("risk=1")
+    buffer = mixed.adapters.state.columns
+    for v in (-1.0, 0.5, 0.25):
+        mixed.set_vector({"risk": v, "time": 0.1})
+        assert mixed.adapters.state.columns is buffer  # an in-place write, not a rebuild
+    mixed.adapters.off()
+
+
+@torch.no_grad()
+def test_exported_mix_is_a_plain_peft_adapter(mixed, base_dir, tmp_path):
+    vector = "risk=-0.6,time=1"
+    path = mixed.export(vector, tmp_path / "alice")
+    base, _ = load_base(base_dir)
+    loaded = peft.PeftModel.from_pretrained(base, path).eval()
+    assert loaded.peft_config["default"].r == 2 * mixed.zoo.spec.r  # rank = sum of the active ranks
+    torch.testing.assert_close(loaded(**_batch(mixed)).logits, mixed.logits(TEXTS, vector), atol=1e-5, rtol=1e-5)
+
+
+@torch.no_grad()
+def test_merged_model_written_in_hf_format(mixed, tmp_path):
+    path = mixed.save_merged("risk=1", tmp_path / "merged")
+    assert (path / "model.safetensors").exists() and not list(path.glob("*.bin"))
+    model, _ = load_base(path)
+    torch.testing.assert_close(model(**_batch(mixed)).logits, mixed.logits(TEXTS, "risk=1"), atol=1e-5, rtol=1e-5)
+    assert all(type(m).__name__ != "MultiPoleLinear" for m in mixed.model.modules()) is False  # wrappers are back
+
+
+def test_generate_is_seeded_and_takes_a_vector_per_row(mixed):
+    prompts = ["Should I invest my savings?", "Do I buy it now?"]
+    a = mixed.generate(prompts, ["risk=1", "time=-1"], max_new_tokens=8, temperature=0.8, seed=3)
+    b = mixed.generate(prompts, ["risk=1", "time=-1"], max_new_tokens=8, temperature=0.8, seed=3)
+    assert a == b and len(a) == 2
+    greedy = mixed.generate(prompts[:1], "risk=1", max_new_tokens=8)
+    assert greedy == mixed.generate(prompts[:1], "risk=1", max_new_tokens=8)
+    with pytest.raises(PFTError, match="one per prompt"):
+        mixed.generate(prompts, ["risk=1"], max_new_tokens=2)
+
+
+def test_first_pole_share_rises_with_the_vector(trained, base_dir, train_slice):
+    """The share of first-pole choices is monotone in the vector for each trained dimension.
+
+    Seen here: risk 0.08, 0.21, 0.50, 0.79, 0.79 and time 0.17, 0.29, 0.46, 0.92, 0.88 for
+    -1, -0.5, 0, 0.5, 1. Measured on the scenarios the tiny test zoo was trained on: a 100k-parameter base
+    pre-trained for seconds cannot generalise to unseen dilemmas. The same sweep on
+    held-out dev scenarios with the demo-scale base is in benchmarks/vcd_quality.py.
+    """
+    model, tokenizer = load_base(base_dir)
+    mixer = MixedModel(trained.zoo, model, tokenizer)
+    for dim in mixer.zoo.space:
+        data = [s for s in train_slice if s.dimension == dim.slug]
+        shares = []
+        for v in (-1.0, -0.5, 0.0, 0.5, 1.0):
+            picks = mixer.choose(data, {dim.slug: v})
+            shares.append(sum(c.pole == dim.first.slug for c in picks) / len(picks))
+        # non-decreasing, up to one scenario whose two best options are near-tied
+        assert all(b >= a - 1 / len(data) - 1e-9 for a, b in zip(shares, shares[1:])), (dim.slug, shares)
+        assert shares[-1] - shares[0] >= 0.5, (dim.slug, shares)
+
+
+@pytest.mark.parametrize("spec, expected", [
+    ("risk=0.8,time=-0.5", {"risk": 0.8, "time": -0.5}),
+    ("risk-averse=0.6", {"risk": -0.6}),
+    ("Risk-taking=1", {"risk": 1.0}),
+    ('{"social": -1}', {"social": -1.0}),
+    ({"vector": {"change": 0.25}, "confidence": {}}, {"change": 0.25}),
+])
+def test_vector_spellings(spec, expected):
+    assert dict(parse_vector(spec, SPACE)) == expected
+
+
+def test_vector_from_file(tmp_path):
+    (tmp_path / "alice.json").write_text('{"vector": {"risk": -1}, "confidence": {"risk": 0.9}}')
+    assert dict(parse_vector(f"@{tmp_path / 'alice.json'}", SPACE)) == {"risk": -1.0}
+
+
+@pytest.mark.parametrize("spec, message", [
+    ("rsik=0.5", "did you mean 'risk'"),
+    ("risk-avers=1", "did you mean 'risk-averse'"),
+    ("risk=1.5", "outside \\[-1, 1\\]"),
+    ("risk=nan", "NaN"),
+    ("risk=abc", "not a number"),
+    ("risk=0.5,risk=0.2", "duplicate"),
+    ("risk=0.5,risk-averse=0.5", "contradictory"),
+    ("risk-averse=-0.5", "negative"),
+    ("risk", "NAME=VALUE"),
+    ("@missing.json", "not found"),
+    ("{bad json", "not valid JSON"),
+])
+def test_bad_vectors_get_one_clear_line(spec, message):
+    with pytest.raises(PFTError, match=message) as err:
+        parse_vector(spec, SPACE)
+    assert "\n" not in str(err.value)
+
+
+def test_pole_weights_unfold_signs():
+    weights = parse_vector("risk=0.5,time=-0.25", SPACE).pole_weights(SPACE)
+    assert weights["risk-taking"] == 0.5 and weights["risk-averse"] == 0
+    assert weights["delayed-gratification"] == 0.25 and weights["immediate-gratification"] == 0
+    assert math.isclose(sum(weights.values()), 0.75)
+
+
+def test_vector_for_an_absent_pole_is_refused(zoo_dir, base_dir):
+    zoo = Zoo.from_pretrained(zoo_dir, poles=["risk-taking"])
+    model, tokenizer = load_base(base_dir)
+    with pytest.raises(PFTError, match="does not hold"):
+        MixedModel(zoo, model, tokenizer).set_vector("risk=-1")

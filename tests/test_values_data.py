@@ -1,0 +1,346 @@
+"""Value dimensions, pair definition files, scenario data and paired rows."""
+
+from __future__ import annotations
+
+import json
+from collections import defaultdict
+
+import pytest
+
+from pft_adapters.data import format_prompt, format_target, load_scenarios, paired_rows
+from pft_adapters.errors import PFTError
+from pft_adapters.values import BUILTIN_DIMENSIONS, ValueSpace, load_pairs
+
+BUILTIN_POLES = {
+    "risk": ("risk-taking", "risk-averse"),
+    "time": ("immediate-gratification", "delayed-gratification"),
+    "social": ("competitive", "collaborative"),
+    "communication": ("assertive", "accommodating"),
+    "decision": ("intuitive", "analytical"),
+    "change": ("innovation-seeking", "stability-seeking"),
+}
+
+
+# -- built-in dimensions and lookups ----------------------------------------------------
+def test_six_builtin_dimensions_with_described_poles():
+    space = ValueSpace.builtin()
+    assert [d.slug for d in space] == list(BUILTIN_POLES)
+    for dim in space:
+        assert (dim.first.slug, dim.second.slug) == BUILTIN_POLES[dim.slug]
+        for pole in dim.poles:
+            assert pole.name and len(pole.description.split()) >= 8, pole
+    assert len(space.pole_slugs) == 12 == len(set(space.pole_slugs))
+    assert space.dimensions == BUILTIN_DIMENSIONS
+
+
+@pytest.mark.parametrize("name", ["risk", "Risk Orientation", "risk orientation", "RISK"])
+def test_dimension_lookup_by_slug_and_label(name):
+    assert ValueSpace.builtin().dimension(name).slug == "risk"
+
+
+@pytest.mark.parametrize("name", ["risk-averse", "Risk-averse", "risk averse"])
+def test_pole_lookup_by_slug_and_name(name):
+    space = ValueSpace.builtin()
+    assert space.pole(name).slug == "risk-averse"
+    assert space.dimension_of(name).slug == "risk"
+    assert space.pole_index(name) == 1
+
+
+def test_vcd_labels_resolve_to_dimensions():
+    space = ValueSpace.builtin()
+    labels = {"Time Preference": "time", "Social Strategy": "social", "Communication Style": "communication",
+              "Decision-Making Approach": "decision", "Change Preference": "change"}
+    for label, slug in labels.items():
+        assert space.dimension(label).slug == slug
+
+
+def test_sign_and_select():
+    space = ValueSpace.builtin()
+    risk = space.dimension("risk")
+    assert risk.sign("risk-taking") == 1 and risk.sign("risk-averse") == -1
+    sub = space.select(["time", "risk"])
+    assert [d.slug for d in sub] == ["time", "risk"]
+    assert sub.pole_slugs == ["immediate-gratification", "delayed-gratification", "risk-taking", "risk-averse"]
+
+
+@pytest.mark.parametrize(
+    "lookup, name, suggestion",
+    [("dimension", "rsik", "risk"), ("dimension", "comunication", "communication"),
+     ("pole", "risk-avers", "risk-averse"), ("pole", "colaborative", "collaborative")],
+)
+def test_unknown_name_suggests_the_closest(lookup, name, suggestion):
+    with pytest.raises(PFTError) as err:
+        getattr(ValueSpace.builtin(), lookup)(name)
+    msg = str(err.value)
+    assert f"unknown {lookup} '{name}'" in msg
+    assert f"did you mean '{suggestion}'" in msg
+
+
+# -- pair definition files ----------------------------------------------------------------
+HONESTY = {
+    "slug": "honesty",
+    "name": "Honesty Style",
+    "poles": [
+        {"name": "Blunt", "description": "Says the hard truth plainly."},
+        {"name": "Tactful", "slug": "tactful-truth", "description": "Softens the truth to spare feelings."},
+    ],
+}
+
+
+def _write(tmp_path, obj, name="pairs.json"):
+    path = tmp_path / name
+    path.write_text(obj if isinstance(obj, str) else json.dumps(obj), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("wrap", [lambda d: [d], lambda d: {"dimensions": [d]}])
+def test_pairs_file_extends_builtins(tmp_path, wrap):
+    space = load_pairs(_write(tmp_path, wrap(HONESTY)))
+    assert [d.slug for d in space][:6] == list(BUILTIN_POLES)
+    dim = space.dimension("honesty")
+    assert space.dimension("Honesty Style") is dim
+    assert (dim.first.slug, dim.second.slug) == ("blunt", "tactful-truth")
+    assert dim.second.description == "Softens the truth to spare feelings."
+    assert space.dimension_of("Blunt") is dim
+
+
+def _pairs_error(tmp_path, obj) -> str:
+    path = _write(tmp_path, obj)
+    with pytest.raises(PFTError) as err:
+        load_pairs(path)
+    return str(err.value)
+
+
+def test_pairs_need_exactly_two_poles(tmp_path):
+    three = {**HONESTY, "poles": HONESTY["poles"] + [{"name": "Silent", "description": "Says nothing."}]}
+    msg = _pairs_error(tmp_path, [three])
+    assert "exactly two poles" in msg and "got 3" in msg
+    one = {**HONESTY, "poles": HONESTY["poles"][:1]}
+    assert "exactly two poles" in _pairs_error(tmp_path, [one])
+
+
+def test_pairs_poles_with_the_same_slug(tmp_path):
+    same = {**HONESTY, "poles": [{"name": "Blunt", "description": "a"}, {"name": "blunt", "description": "b"}]}
+    msg = _pairs_error(tmp_path, [same])
+    assert "same slug 'blunt'" in msg and "honesty" in msg
+
+
+def test_pairs_duplicate_slugs(tmp_path):
+    other = {"slug": "honesty", "name": "Candour", "poles": [{"name": "Open", "description": "a"},
+                                                            {"name": "Guarded", "description": "b"}]}
+    msg = _pairs_error(tmp_path, [HONESTY, other])
+    assert "'honesty' is used twice" in msg
+    shared_pole = {"slug": "candour", "poles": [{"name": "Blunt", "description": "a"}, {"name": "Guarded", "description": "b"}]}
+    assert "'blunt' is used twice" in _pairs_error(tmp_path, [HONESTY, shared_pole])
+
+
+@pytest.mark.parametrize(
+    "dimension, clash",
+    [({**HONESTY, "slug": "risk"}, "risk"),
+     ({**HONESTY, "poles": [{"name": "Risk-averse", "description": "a"}, HONESTY["poles"][1]]}, "risk-averse")],
+)
+def test_pairs_clash_with_a_builtin(tmp_path, dimension, clash):
+    msg = _pairs_error(tmp_path, [dimension])
+    assert f"'{clash}'" in msg and "clashes" in msg
+
+
+def test_pairs_invalid_json(tmp_path):
+    msg = _pairs_error(tmp_path, '[{"slug": "honesty",')
+    assert "pairs.json" in msg and "not valid JSON" in msg
+
+
+def test_pairs_missing_file(tmp_path):
+    with pytest.raises(PFTError) as err:
+        load_pairs(tmp_path / "nowhere.json")
+    assert "nowhere.json" in str(err.value) and "not found" in str(err.value)
+
+
+def test_pairs_bad_slug_and_missing_name(tmp_path):
+    assert "not a valid slug" in _pairs_error(tmp_path, [{**HONESTY, "slug": "Bad Slug!"}])
+    nameless = {**HONESTY, "poles": [{"description": "a"}, HONESTY["poles"][1]]}
+    assert "pole 1" in (msg := _pairs_error(tmp_path, [nameless])) and "'name'" in msg
+
+
+# -- scenario data -------------------------------------------------------------------------
+def test_load_real_vcd(scenarios, vcd_train):
+    assert len(scenarios) == 975
+    raw = json.loads(vcd_train.read_text(encoding="utf-8"))
+    assert scenarios[0].text == raw[0]["scenario"].strip()
+    assert scenarios[0].scene == raw[0]["scene"]
+    assert {s.dimension for s in scenarios} == set(BUILTIN_POLES)
+    for s in scenarios:
+        assert 2 <= len(s.options) <= 5
+        assert {o.pole for o in s.options} <= set(BUILTIN_POLES[s.dimension])
+        for pole in BUILTIN_POLES[s.dimension]:
+            assert s.options_of(pole)
+
+
+def _record(domain="Risk Orientation", options=None, **extra):
+    options = options or [{"text": "Bet it all on the new venture.", "bias": "Risk-taking"},
+                          {"text": "Keep the savings where they are.", "bias": "Risk-averse"}]
+    return {"scenario": "Sam has some savings.", "preference domain": domain, "scene": "Shopping decisions",
+            "options": options, **extra}
+
+
+def test_vcd_jsonl_matches_json(tmp_path, vcd_train):
+    records = json.loads(vcd_train.read_text(encoding="utf-8"))[:20]
+    jsonl = tmp_path / "part.jsonl"
+    jsonl.write_text("\n".join(json.dumps(r) for r in records[:10]) + "\n\n" + "\n".join(json.dumps(r) for r in records[10:]) + "\n")
+    as_list = _write(tmp_path, records, "part.json")
+    assert load_scenarios(jsonl) == load_scenarios(as_list)
+    assert len(load_scenarios(jsonl)) == 20
+
+
+def _data_error(tmp_path, records, name="data.json") -> str:
+    if name.endswith(".jsonl"):
+        text = "\n".join(r if isinstance(r, str) else json.dumps(r) for r in records) + "\n"
+    else:
+        text = json.dumps(records)
+    path = _write(tmp_path, text, name)
+    with pytest.raises(PFTError) as err:
+        load_scenarios(path)
+    msg = str(err.value)
+    assert name in msg, msg
+    return msg
+
+
+@pytest.mark.parametrize("field", ["scenario", "preference domain", "options"])
+def test_record_missing_field(tmp_path, field):
+    bad = _record()
+    del bad[field]
+    msg = _data_error(tmp_path, [_record(), _record(), bad])
+    assert "record 3" in msg and f"field '{field}'" in msg
+
+
+def test_option_missing_text(tmp_path):
+    bad = _record(options=[{"bias": "Risk-taking"}, {"text": "Keep it.", "bias": "Risk-averse"}])
+    msg = _data_error(tmp_path, [bad])
+    assert "record 1" in msg and "options[1]" in msg and "'text'" in msg
+
+
+def test_unknown_domain(tmp_path):
+    msg = _data_error(tmp_path, [_record(), _record(domain="Humour Style")])
+    assert "record 2" in msg and "'preference domain'" in msg and "Humour Style" in msg
+
+
+def test_unknown_domain_suggests(tmp_path):
+    msg = _data_error(tmp_path, [_record(domain="Risk Orientaton")])
+    assert "did you mean 'risk'" in msg
+
+
+def test_bias_not_a_pole_of_the_domain(tmp_path):
+    options = [{"text": "Bet it all.", "bias": "Risk-taking"}, {"text": "Work together.", "bias": "Collaborative"},
+               {"text": "Keep it.", "bias": "Risk-averse"}]
+    msg = _data_error(tmp_path, [_record(options=options)])
+    assert "record 1" in msg and "options[2]" in msg and "'bias'" in msg and "Collaborative" in msg
+    assert "Risk-taking" in msg and "Risk-averse" in msg
+
+
+def test_domain_missing_one_of_its_poles(tmp_path):
+    options = [{"text": "Bet it all.", "bias": "Risk-taking"}, {"text": "Bet half.", "bias": "Risk-taking"}]
+    msg = _data_error(tmp_path, [_record(), _record(options=options)])
+    assert "record 2" in msg and "'options'" in msg and "Risk-averse" in msg
+
+
+def test_non_object_record(tmp_path):
+    msg = _data_error(tmp_path, [_record(), ["not", "an", "object"]])
+    assert "record 2" in msg and "object" in msg
+
+
+def test_invalid_json_line(tmp_path):
+    msg = _data_error(tmp_path, [_record(), _record(), '{"scenario": "half a record",'], name="data.jsonl")
+    assert "line 3" in msg and "not valid JSON" in msg
+
+
+def test_invalid_json_list(tmp_path):
+    path = _write(tmp_path, "[" + json.dumps(_record()) + ",", "broken.json")
+    with pytest.raises(PFTError) as err:
+        load_scenarios(path)
+    assert "broken.json" in str(err.value) and "not valid JSON" in str(err.value)
+
+
+def test_missing_data_file(tmp_path):
+    with pytest.raises(PFTError) as err:
+        load_scenarios(tmp_path / "absent.json")
+    assert "absent.json" in str(err.value) and "not found" in str(err.value)
+
+
+# -- paired JSONL --------------------------------------------------------------------------
+def test_paired_jsonl(tmp_path):
+    lines = [
+        {"prompt": "A friend offers a quick job abroad.", "responses": {"risk-taking": "Go now.", "risk-averse": "Stay put."}},
+        {"prompt": "Bonus day.", "responses": {"Immediate gratification": "Spend it.", "delayed-gratification": "Save it."}},
+    ]
+    path = _write(tmp_path, "\n".join(json.dumps(x) for x in lines), "pairs.jsonl")
+    first, second = load_scenarios(path)
+    assert first.dimension == "risk" and first.text == lines[0]["prompt"]
+    assert [(o.pole, o.text) for o in first.options] == [("risk-taking", "Go now."), ("risk-averse", "Stay put.")]
+    assert second.dimension == "time" and second.options_of("immediate-gratification") == [0]
+    rows = paired_rows([first, second])
+    assert [(r.pole, r.target, r.scenario) for r in rows] == [
+        ("risk-taking", " Go now.", 0), ("risk-averse", " Stay put.", 0),
+        ("immediate-gratification", " Spend it.", 1), ("delayed-gratification", " Save it.", 1),
+    ]
+
+
+def test_paired_jsonl_with_custom_pairs(tmp_path):
+    space = load_pairs(_write(tmp_path, [HONESTY]))
+    path = _write(tmp_path, json.dumps({"prompt": "Your friend's cake is dry.",
+                                        "responses": {"blunt": "It is dry.", "tactful-truth": "Lovely icing!"}}), "h.jsonl")
+    (scenario,) = load_scenarios(path, space)
+    assert scenario.dimension == "honesty"
+    with pytest.raises(PFTError) as err:
+        load_scenarios(path)  # built-ins only: the poles are unknown
+    assert "line 1" in str(err.value) and "'blunt'" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    "record, words",
+    [({"prompt": "x", "responses": {"risk-taking": "a", "competitive": "b"}}, ["mixes poles"]),
+     ({"prompt": "x", "responses": {"risk-taking": "a"}}, ["'responses'"]),
+     ({"prompt": "x", "responses": {"risk-taking": "a", "risky": "b"}}, ["'risky'", "did you mean"]),
+     ({"prompt": "x", "responses": {"risk-taking": "a", "risk-averse": ""}}, ["risk-averse", "non-empty"]),
+     ({"responses": {"risk-taking": "a", "risk-averse": "b"}}, ["'prompt'"]),
+     ({"prompt": "x"}, ["'responses'"])],
+)
+def test_paired_jsonl_errors(tmp_path, record, words):
+    good = {"prompt": "ok", "responses": {"risk-taking": "a", "risk-averse": "b"}}
+    msg = _data_error(tmp_path, [good, record], name="paired.jsonl")
+    assert "line 2" in msg
+    for word in words:
+        assert word in msg, msg
+
+
+# -- paired rows ---------------------------------------------------------------------------
+def test_paired_rows_on_vcd(scenarios):
+    subset = scenarios[::4]  # the file is sorted by domain: a stride covers all six
+    rows = paired_rows(subset)
+    assert len(rows) == sum(len(s.options) for s in subset)
+    space = ValueSpace.builtin()
+    by_scenario = defaultdict(list)
+    for position, row in enumerate(rows):
+        by_scenario[row.scenario].append((position, row))
+    assert sorted(by_scenario) == list(range(len(subset)))
+    for index, items in by_scenario.items():
+        scenario = subset[index]
+        positions = [p for p, _ in items]
+        assert positions == list(range(positions[0], positions[0] + len(positions))), "rows of a scenario are adjacent"
+        assert {r.prompt for _, r in items} == {format_prompt(scenario)}
+        assert {r.pole for _, r in items} == {p.slug for p in space.dimension(scenario.dimension).poles}
+        for _, row in items:
+            assert row.target in {format_target(scenario.options[i]) for i in scenario.options_of(row.pole)}
+    assert {space.dimension_of(r.pole).slug for r in rows} == set(BUILTIN_POLES)
+
+
+def test_prompt_lists_lettered_options(scenarios):
+    scenario = scenarios[0]
+    prompt = format_prompt(scenario)
+    assert prompt.startswith(f"Scenario: {scenario.text}")
+    for letter, option in zip("ABCDE", scenario.options):
+        assert f"\n{letter}. {option.text}" in prompt
+    assert prompt.endswith("Chosen option:")
+
+
+def test_paired_rows_pole_filter(scenarios):
+    rows = paired_rows(scenarios[::5], poles=["risk-averse"])
+    assert rows and {r.pole for r in rows} == {"risk-averse"}

@@ -1,0 +1,251 @@
+"""The zoo on disk: round trip, checksums, base fingerprint, atomic save, PEFT interop, model card."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+
+import pytest
+import torch
+import yaml
+from peft import PeftModel
+
+import pft_adapters.zoo as zoo_module
+from pft_adapters.base import load_base, tiny_base
+from pft_adapters.errors import PFTError
+from pft_adapters.zoo import MANIFEST, Zoo, fingerprint, sha256_file
+
+
+def _files(folder):
+    return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
+
+
+@pytest.fixture()
+def zoo_copy(zoo_dir, tmp_path):
+    """A private copy of the saved zoo, free to damage."""
+    return shutil.copytree(zoo_dir, tmp_path / "zoo")
+
+
+# -- round trip -----------------------------------------------------------------------
+def test_round_trip(trained, zoo_dir):
+    saved = trained.zoo
+    loaded = Zoo.from_pretrained(zoo_dir)
+    assert loaded.space == saved.space
+    assert loaded.pole_slugs == saved.pole_slugs == ["risk-taking", "risk-averse",
+                                                    "immediate-gratification", "delayed-gratification"]
+    assert loaded.spec == saved.spec
+    assert loaded.base == saved.base
+    assert loaded.training == json.loads(json.dumps(saved.training))
+    assert loaded.training["rows"] > 0 and "head_dev_pole_accuracy" in loaded.training
+    for pole, tensors in saved.poles.items():
+        assert loaded.poles[pole].keys() == tensors.keys()
+        for key, value in tensors.items():
+            assert torch.equal(loaded.poles[pole][key], value), (pole, key)
+    assert loaded.head is not None
+    assert loaded.head.pole_slugs == saved.head.pole_slugs
+    assert loaded.head.dimension_slugs == saved.head.dimension_slugs
+    for key, value in saved.head.state_dict().items():
+        assert torch.equal(loaded.head.state_dict()[key], value), key
+    assert loaded.source == str(zoo_dir)
+
+
+def test_load_only_some_poles(zoo_dir):
+    zoo = Zoo.from_pretrained(zoo_dir, poles=["Risk-averse"])
+    assert zoo.pole_slugs == ["risk-averse"]
+    with pytest.raises(PFTError, match="unknown pole 'honesty'"):
+        Zoo.from_pretrained(zoo_dir, poles=["honesty"])
+
+
+def test_manifest_lists_every_file_with_sha256(zoo_dir, trained):
+    manifest = json.loads((zoo_dir / MANIFEST).read_text())
+    assert manifest["format"] == "pft-zoo" and manifest["format_version"] == 1
+    assert manifest["base_model"]["fingerprint"] == trained.zoo.base.fingerprint
+    assert manifest["base_model"]["fingerprint"].startswith("sha256:")
+    assert manifest["poles"] == trained.zoo.pole_slugs
+    assert [d["slug"] for d in manifest["dimensions"]] == ["risk", "time"]
+    assert manifest["lora"] == {"r": 4, "alpha": 32.0, "target_modules": list(trained.zoo.spec.target_modules)}
+    assert manifest["head"] == "head"
+    on_disk = set(_files(zoo_dir)) - {MANIFEST, "README.md"}
+    assert set(manifest["files"]) == on_disk
+    for pole in manifest["poles"]:
+        assert f"poles/{pole}/adapter_config.json" in on_disk
+        assert f"poles/{pole}/adapter_model.safetensors" in on_disk
+    assert {"head/config.json", "head/model.safetensors"} <= on_disk
+    for rel, digest in manifest["files"].items():
+        assert len(digest) == 64 and digest == sha256_file(zoo_dir / rel), rel
+
+
+# -- damaged files --------------------------------------------------------------------
+@pytest.mark.parametrize("rel", ["poles/risk-averse/adapter_model.safetensors", "poles/risk-taking/adapter_config.json",
+                                 "head/model.safetensors"])
+def test_changed_byte_is_refused(zoo_copy, rel):
+    target = zoo_copy / rel
+    data = bytearray(target.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    target.write_bytes(bytes(data))
+    with pytest.raises(PFTError) as err:
+        Zoo.from_pretrained(zoo_copy)
+    msg = str(err.value)
+    assert rel in msg and "corrupted or truncated" in msg
+
+
+def test_truncated_pole_file_is_refused(zoo_copy):
+    rel = "poles/delayed-gratification/adapter_model.safetensors"
+    target = zoo_copy / rel
+    target.write_bytes(target.read_bytes()[:100])
+    with pytest.raises(PFTError) as err:
+        Zoo.from_pretrained(zoo_copy)
+    assert rel in str(err.value) and "truncated" in str(err.value)
+
+
+def test_missing_pole_file_is_refused(zoo_copy):
+    rel = "poles/risk-taking/adapter_model.safetensors"
+    (zoo_copy / rel).unlink()
+    with pytest.raises(PFTError) as err:
+        Zoo.from_pretrained(zoo_copy)
+    assert rel in str(err.value) and "missing" in str(err.value)
+
+
+def test_damaged_pole_not_loaded_is_ignored(zoo_copy):
+    """Only the files being loaded are checked: pulling one pole does not read the others."""
+    (zoo_copy / "poles/risk-taking/adapter_model.safetensors").write_bytes(b"junk")
+    assert Zoo.from_pretrained(zoo_copy, poles=["risk-averse"]).pole_slugs == ["risk-averse"]
+
+
+def test_corrupted_manifest_is_refused(zoo_copy):
+    (zoo_copy / MANIFEST).write_text('{"format": "pft-zoo", ')
+    with pytest.raises(PFTError, match="not valid JSON"):
+        Zoo.from_pretrained(zoo_copy)
+
+
+def test_folder_that_is_not_a_zoo(tmp_path):
+    with pytest.raises(PFTError, match="is not a zoo"):
+        Zoo.from_pretrained(tmp_path)
+
+
+# -- base fingerprint -----------------------------------------------------------------
+def test_other_base_is_refused_naming_both(trained):
+    other, _ = tiny_base(seed=1)
+    with pytest.raises(PFTError) as err:
+        trained.zoo.attach(other, name="other-tiny")
+    msg = str(err.value)
+    assert trained.zoo.base.id in msg and "other-tiny" in msg
+    assert trained.zoo.base.fingerprint[:19] in msg and fingerprint(other)[:19] in msg
+
+
+def test_fingerprint_ignores_dtype_but_not_weights(base_dir):
+    fp32, _ = load_base(base_dir, dtype=torch.float32)
+    bf16, _ = load_base(base_dir, dtype=torch.bfloat16)
+    assert next(bf16.parameters()).dtype == torch.bfloat16
+    assert fingerprint(fp32) == fingerprint(bf16)
+    a, b = tiny_base(seed=0)[0], tiny_base(seed=1)[0]
+    assert fingerprint(a) == fingerprint(tiny_base(seed=0)[0]) == fingerprint(a.to(torch.bfloat16))
+    assert fingerprint(a) != fingerprint(b)
+    assert fingerprint(fp32) != fingerprint(a)
+
+
+def test_fingerprint_sees_through_adapters(trained, base_dir):
+    model, _ = load_base(base_dir)
+    before = fingerprint(model)
+    trained.zoo.attach(model)
+    assert fingerprint(model) == before == trained.zoo.base.fingerprint
+
+
+# -- saving ---------------------------------------------------------------------------
+def test_save_refuses_non_empty_folder(trained, tmp_path):
+    target = tmp_path / "busy"
+    target.mkdir()
+    (target / "notes.txt").write_text("keep me")
+    with pytest.raises(PFTError) as err:
+        trained.zoo.save_pretrained(target)
+    assert str(target) in str(err.value) and "overwrite" in str(err.value)
+    assert _files(target) == ["notes.txt"]
+
+
+def test_save_into_empty_folder(trained, tmp_path):
+    target = tmp_path / "empty"
+    target.mkdir()
+    trained.zoo.save_pretrained(target)
+    assert Zoo.from_pretrained(target).pole_slugs == trained.zoo.pole_slugs
+
+
+def _fail_after_first(monkeypatch):
+    real = zoo_module.save_file
+    calls = []
+
+    def flaky(*args, **kwargs):
+        calls.append(args)
+        if len(calls) > 1:
+            raise RuntimeError("disk full (simulated)")
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(zoo_module, "save_file", flaky)
+    return calls
+
+
+def test_interrupted_save_leaves_nothing(trained, tmp_path, monkeypatch):
+    calls = _fail_after_first(monkeypatch)
+    target = tmp_path / "out" / "zoo"
+    with pytest.raises(RuntimeError, match="simulated"):
+        trained.zoo.save_pretrained(target)
+    assert len(calls) == 2
+    assert not target.exists()
+    assert os.listdir(target.parent) == []  # no *.partial sibling either
+
+
+def test_interrupted_overwrite_keeps_the_old_zoo(trained, tmp_path, monkeypatch):
+    target = trained.zoo.save_pretrained(tmp_path / "zoo")
+    before = {rel: sha256_file(target / rel) for rel in _files(target)}
+    _fail_after_first(monkeypatch)
+    with pytest.raises(RuntimeError, match="simulated"):
+        trained.zoo.save_pretrained(target, overwrite=True)
+    assert {rel: sha256_file(target / rel) for rel in _files(target)} == before
+    assert os.listdir(tmp_path) == ["zoo"]
+    Zoo.from_pretrained(target)
+
+
+def test_overwrite_replaces_the_folder(trained, tmp_path):
+    target = tmp_path / "zoo"
+    target.mkdir()
+    (target / "stale.txt").write_text("from an older run")
+    trained.zoo.save_pretrained(target, overwrite=True)
+    assert "stale.txt" not in _files(target)  # swapped, not merged
+    assert os.listdir(tmp_path) == ["zoo"]  # no temporary or old sibling left behind
+    trained.zoo.save_pretrained(target, overwrite=True)
+    assert os.listdir(tmp_path) == ["zoo"]
+    assert Zoo.from_pretrained(target).pole_slugs == trained.zoo.pole_slugs
+
+
+# -- PEFT interop -----------------------------------------------------------------------
+@pytest.mark.parametrize("slug", ["risk-averse", "immediate-gratification"])
+def test_pole_folder_is_a_plain_peft_adapter(zoo_dir, base_dir, slug):
+    model, tokenizer = load_base(base_dir)
+    batch = tokenizer(["Scenario: Sam can invest his savings or keep them.\nChosen option:",
+                       "Do they keep the old routine?"], return_tensors="pt", padding=True)
+
+    peft_model = PeftModel.from_pretrained(model, str(zoo_dir), subfolder=f"poles/{slug}").eval()
+    with torch.no_grad():
+        expected = peft_model(**batch).logits
+
+    ours, _ = load_base(base_dir)
+    adapters = Zoo.from_pretrained(zoo_dir).attach(ours)
+    adapters.use_weights({slug: 1.0})
+    with torch.no_grad():
+        got = ours(**batch).logits
+        adapters.off()
+        bare = ours(**batch).logits
+    torch.testing.assert_close(got, expected, atol=1e-5, rtol=0)
+    assert (got - bare).abs().max() > 1e-3  # the adapter really changes the output
+
+
+# -- model card -----------------------------------------------------------------------
+def test_model_card_metadata(zoo_dir):
+    text = (zoo_dir / "README.md").read_text()
+    assert text.startswith("---\n")
+    meta = yaml.safe_load(text.split("---\n")[1])
+    assert meta["library_name"] == "pft-adapters"
+    assert "pft-adapters" in meta["tags"]
+    body = text.split("---\n", 2)[2]
+    for pole in ("risk-taking", "risk-averse", "immediate-gratification", "delayed-gratification"):
+        assert pole in body
