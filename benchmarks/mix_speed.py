@@ -96,6 +96,7 @@ class Settings:
     size: str
     device: str
     dtype: str
+    clock: str
     threads: int
     seed: int
     switch_block: int  # our switches per timed sample
@@ -197,10 +198,17 @@ def random_vectors(n: int, space: ValueSpace, rng: random.Random) -> list[dict[s
 
 
 class Clock:
-    """Wall time of a call, synchronising the GPU before and after."""
+    """Time of a call: wall time (the GPU synchronised before and after), or this process's CPU time.
 
-    def __init__(self, device: str):
+    On a CPU shared with other jobs, wall time mostly measures how long the scheduler kept
+    us waiting; the process's CPU time (with one torch thread, so that no thread spins
+    waiting for another) measures the work itself, and is the default there.
+    """
+
+    def __init__(self, device: str, kind: str):
         self.cuda = device.startswith("cuda")
+        self.kind = kind
+        self.now = time.process_time if kind == "cpu" else time.perf_counter
 
     def sync(self) -> None:
         if self.cuda:
@@ -208,10 +216,10 @@ class Clock:
 
     def __call__(self, fn: Callable[[], object]) -> float:
         self.sync()
-        start = time.perf_counter()
+        start = self.now()
         fn()
         self.sync()
-        return time.perf_counter() - start
+        return self.now() - start
 
 
 def alternate(clock: Clock, arms: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
@@ -226,6 +234,11 @@ def alternate(clock: Clock, arms: dict[str, Callable[[], object]], rounds: int) 
 
 def med(values: list[float]) -> float:
     return statistics.median(values)
+
+
+def paired(num: list[float], den: list[float]) -> float:
+    """Median over rounds of num/den: the two timings of a round ran back to back, under the same load."""
+    return statistics.median(n / d for n, d in zip(num, den))
 
 
 def rss_mb() -> float:
@@ -327,7 +340,8 @@ def measure_switch(s: Settings, clock: Clock, mixed: MixedModel, mixer: PeftMixe
     mixed.adapters.off()
     return {
         "ours_set_vector_us": ours_s * 1e6, "ours_use_weights_us": raw_s * 1e6, "peft_ms": peft_s * 1e3,
-        "speedup": peft_s / ours_s, "speedup_use_weights": peft_s / raw_s,
+        "speedup": paired(times["peft"], times["ours"]) * s.switch_block,
+        "speedup_use_weights": paired(times["peft"], times["raw"]) * s.switch_block,
         "rounds": s.switch_rounds, "ours_switches_per_round": s.switch_block,
         "memory_switches": s.memory_switches, "rss_growth_mb": after - before, "rss_peak_growth_mb": peak - before,
         "rss_mb": after, "cuda_allocated_growth_mb": cuda_growth,
@@ -354,16 +368,16 @@ def measure_users(s: Settings, clock: Clock, mixed: MixedModel, mixer: PeftMixer
 
     def peft_users() -> None:
         for vector, batch in zip(vectors, encoded):
-            t0 = time.perf_counter()
+            t0 = clock.now()
             mixer.switch(vector)
             clock.sync()
-            t1 = time.perf_counter()
+            t1 = clock.now()
             with torch.inference_mode():
                 out = mixer.model.generate(**batch, max_new_tokens=n, min_new_tokens=n, do_sample=False,
                                            pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
             clock.sync()
             split["build"] += t1 - t0
-            split["generate"] += time.perf_counter() - t1
+            split["generate"] += clock.now() - t1
             assert out.shape[1] - batch["input_ids"].shape[1] == n, "peft arm stopped early"
 
     # check once (untimed) that our batched call really makes n tokens for every row
@@ -380,7 +394,7 @@ def measure_users(s: Settings, clock: Clock, mixed: MixedModel, mixer: PeftMixer
     return {
         "users": len(prompts), "new_tokens": n, "rounds": rounds,
         "ours_seconds": med(times["ours"]), "peft_seconds": med(times["peft"]),
-        "ours_tokens_per_s": ours_tps, "peft_tokens_per_s": peft_tps, "speedup": ours_tps / peft_tps,
+        "ours_tokens_per_s": ours_tps, "peft_tokens_per_s": peft_tps, "speedup": paired(times["peft"], times["ours"]),
         "peft_build_seconds_per_round": split["build"] / rounds, "peft_generate_seconds_per_round": split["generate"] / rounds,
     }
 
@@ -425,9 +439,9 @@ def measure_overhead(s: Settings, clock: Clock, mixed: MixedModel, bare, peft96,
         g = alternate(clock, g_arms, s.gen_rounds)
     out["merged"] = {
         "bare_tokens_per_s": tokens / med(t["bare"]), "merged_tokens_per_s": tokens / med(t["merged"]),
-        "ratio": med(t["bare"]) / med(t["merged"]),
+        "ratio": paired(t["bare"], t["merged"]),
         "gen_bare_tokens_per_s": len(prompts) * n / med(g["bare"]), "gen_merged_tokens_per_s": len(prompts) * n / med(g["merged"]),
-        "gen_ratio": med(g["bare"]) / med(g["merged"]),
+        "gen_ratio": paired(g["bare"], g["merged"]),
     }
 
     # dynamic (one shared coefficient row, all 12 poles' rank computed) vs peft r=96 unmerged
@@ -443,9 +457,9 @@ def measure_overhead(s: Settings, clock: Clock, mixed: MixedModel, bare, peft96,
     mixed.adapters.off()
     out["dynamic"] = {
         "dynamic_ms": med(t["dynamic"]) * 1e3, "peft96_ms": med(t["peft96"]) * 1e3, "bare_ms": med(t["bare"]) * 1e3,
-        "ratio": med(t["dynamic"]) / med(t["peft96"]),
+        "ratio": paired(t["dynamic"], t["peft96"]),
         "gen_dynamic_s": med(g["dynamic"]), "gen_peft96_s": med(g["peft96"]),
-        "gen_ratio": med(g["dynamic"]) / med(g["peft96"]),
+        "gen_ratio": paired(g["dynamic"], g["peft96"]),
     }
     return out
 
@@ -461,7 +475,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--size", choices=list(BASE_SIZES), default="medium", help="preset for --config preset (default medium, ~30M params)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda or cuda:N")
     p.add_argument("--dtype", choices=list(DTYPES), default="float32", help="base model dtype (default float32; bfloat16 for a GPU run)")
-    p.add_argument("--threads", type=int, help="torch CPU threads (default: torch's default)")
+    p.add_argument("--threads", type=int, help="torch CPU threads (default 1 on --device cpu, see --clock; torch's default on a GPU run)")
+    p.add_argument("--clock", choices=["auto", "cpu", "wall"], default="auto",
+                   help="what a timing measures: this process's CPU time, or wall time; auto (default) is cpu time on "
+                        "--device cpu with one thread (steady on a shared machine), wall time otherwise")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--new-tokens", type=int, help="new tokens per row in every generation (default 32; --quick 8)")
     p.add_argument("--quick", action="store_true", help="a short version for checks (fewer rounds, fewer tokens)")
@@ -473,13 +490,15 @@ def settings(a: argparse.Namespace) -> Settings:
     q = a.quick
     gpu = a.device.startswith("cuda")
     big = a.config == "qwen05b"
+    threads = a.threads or (torch.get_num_threads() if gpu else 1)
+    clock = a.clock if a.clock != "auto" else ("cpu" if not gpu and threads == 1 else "wall")
     return Settings(
         config=a.config, size=a.size if a.config == "preset" else "qwen05b", device=a.device, dtype=a.dtype,
-        threads=a.threads or torch.get_num_threads(), seed=a.seed,
+        clock=clock, threads=threads, seed=a.seed,
         switch_block=50 if q else 100, switch_rounds=6 if q else (12 if big else 25), memory_switches=1000,
         users=16, new_tokens=a.new_tokens or (8 if q else 32), user_rounds=1 if q else 3,
-        batch=(8 if gpu else 2) if q else (16 if gpu else 4), seq=(256 if gpu else 64) if q else (512 if gpu else 128),
-        forward_rounds=4 if q else (15 if gpu else 9), gen_rounds=2 if q else 5,
+        batch=(8 if gpu else 2) if q else (16 if gpu else 4), seq=(256 if gpu else 64) if q else (512 if gpu else 64),
+        forward_rounds=9 if q else 21, gen_rounds=1 if q else 3,
     )
 
 
@@ -497,7 +516,7 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(s.threads)
     torch.manual_seed(s.seed)
     rng = random.Random(s.seed)
-    clock = Clock(s.device)
+    clock = Clock(s.device, s.clock)
     space = ValueSpace.builtin()
     spec = LoraSpec(r=8, alpha=16.0)
 
@@ -514,7 +533,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"mix_speed: {s.size} base ({params / 1e6:.1f}M params, random weights, {s.dtype}) on {s.device}: {device_name(s.device)}; "
           f"{len(space)} dimensions = {len(space.pole_slugs)} poles, LoRA r={spec.r} on {','.join(m.split('_')[0] for m in spec.target_modules)}"
           f" ({lora / 1e6:.1f}M adapter params); torch {torch.__version__} ({torch.get_num_threads()} threads), "
-          f"transformers {transformers.__version__}, peft {peft.__version__}; setup {setup:.0f} s", flush=True)
+          f"transformers {transformers.__version__}, peft {peft.__version__}; timings in "
+          f"{'process CPU time' if s.clock == 'cpu' else 'wall time'}; setup {setup:.0f} s", flush=True)
 
     figures: dict = {"settings": asdict(s), "machine": {
         "device": device_name(s.device), "python": platform.python_version(), "torch": torch.__version__,

@@ -20,7 +20,7 @@ not depend on what the weights are) and a BPE tokenizer trained on the corpus; n
 is cached or written outside a temporary folder.
 
     python benchmarks/train_speed.py            # full run (a few minutes on 2 CPU cores)
-    python benchmarks/train_speed.py --quick    # short check (tiny base, under a minute)
+    python benchmarks/train_speed.py --quick    # short check (under a minute)
     python benchmarks/train_speed.py --json out.json
 """
 
@@ -411,14 +411,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default=str(DEFAULT_DATA), help="VCD training file (default: ../shared/data/vcd/vcd_train.json from the repo root)")
     p.add_argument("--scenarios", type=int, help="scenarios in the slice, taken round-robin over dimensions (default 36; --quick 6)")
-    p.add_argument("--size", help="base preset of pft_adapters.base (default small; --quick tiny)")
+    p.add_argument("--size", help="base preset of pft_adapters.base (default small)")
     p.add_argument("--batch-size", type=int, default=8, help="rows per optimizer step, for every loop (default 8)")
     p.add_argument("--warmup", type=int, help="untimed steps before the tokens/s measurement (default 2; --quick 1)")
     p.add_argument("--steps", type=int, help="timed steps per loop for tokens/s (default 8; --quick 2)")
     p.add_argument("--memory-steps", type=int, help="training steps in each memory subprocess (default 3; --quick 1)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, help="torch threads for the timed loops (default: torch's default, one per core)")
-    p.add_argument("--quick", action="store_true", help="a short version for checks (tiny base, fewer steps)")
+    p.add_argument("--quick", action="store_true", help="a short version for checks (fewer scenarios and steps)")
     p.add_argument("--json", metavar="PATH", help="also write the figures as JSON here")
     p.add_argument("--child", choices=["ours", "peft"], help=argparse.SUPPRESS)
     p.add_argument("--tokenizer-dir", help=argparse.SUPPRESS)
@@ -431,10 +431,17 @@ def settings(a: argparse.Namespace) -> Settings:
     def pick(value, full, quick):
         return value if value is not None else (quick if q else full)
 
-    return Settings(data=str(Path(a.data).resolve()), scenarios=pick(a.scenarios, 36, 6), size=pick(a.size, "small", "tiny"),
+    return Settings(data=str(Path(a.data).resolve()), scenarios=pick(a.scenarios, 36, 6), size=a.size or "small",
                     batch_size=a.batch_size, warmup=pick(a.warmup, 2, 1), steps=pick(a.steps, 8, 2),
                     memory_steps=pick(a.memory_steps, 3, 1), seed=a.seed, threads=a.threads or torch.get_num_threads(),
                     head_steps=30 if q else TrainConfig.head_steps)
+
+
+def adapter_state_mib(base: torch.nn.Module, spec: LoraSpec, poles: int) -> float:
+    """LoRA parameters + gradients + two AdamW moments, fp32, for `poles` adapters."""
+    per_pole = sum(spec.r * (m.in_features + m.out_features) for name, m in base.named_modules()
+                   if isinstance(m, torch.nn.Linear) and name.rsplit(".", 1)[-1] in spec.target_modules)
+    return per_pole * poles * 4 * 4 / 2**20
 
 
 def verdict(ok: bool) -> str:
@@ -464,6 +471,11 @@ def main(argv: list[str] | None = None) -> int:
           f"{len(scenarios)} scenarios / {len(rows)} rows of {Path(s.data).name}, {len(poles)} poles, "
           f"batch {s.batch_size}, LoRA r={spec.r} on {len(spec.target_modules)} modules, "
           f"torch {torch.__version__} ({torch.get_num_threads()} threads), peft {peft.__version__}", flush=True)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+    if load > (os.cpu_count() or 1):
+        print(f"  note: load average {load:.1f} on {os.cpu_count()} CPUs: other processes compete for the CPU, so every "
+              "timing is slowed and noisy; the ratios come from interleaved runs on the same batches, but consider "
+              "rerunning on a quiet machine (or with --threads 1)", flush=True)
 
     phases = {"setup": time.perf_counter() - started}
     mark = time.perf_counter()
@@ -489,7 +501,8 @@ def main(argv: list[str] | None = None) -> int:
     mib = 1024
     print(f"  peak memory   ours {mem_ours['training_kib'] / mib:6.0f} MiB   peft single adapter {mem_peft['training_kib'] / mib:6.0f} MiB"
           f"   ratio {memory_ratio:.2f}x   target <= {TARGET_MEMORY:.2f}x   {verdict(memory_ok)}"
-          f"   (training peak over pre-training RSS; whole process {mem_ours['peak_kib'] / mib:.0f} vs {mem_peft['peak_kib'] / mib:.0f} MiB)",
+          f"   (RSS peak of {s.memory_steps} steps over RSS before training, fresh process each; adapter params + grads + AdamW"
+          f" moments {adapter_state_mib(base, spec, len(poles)):.0f} vs {adapter_state_mib(base, spec, 1):.0f} MiB)",
           flush=True)
 
     zoo = measure_zoo_time(s, base, tokenizer, scenarios, space)
@@ -510,6 +523,7 @@ def main(argv: list[str] | None = None) -> int:
         "peak_memory": {"ours": mem_ours, "peft": mem_peft, "ratio": memory_ratio, "target": TARGET_MEMORY, "met": memory_ok},
         "zoo_wall_time": zoo | {"target": TARGET_ZOO_TIME, "met": zoo_ok},
         "targets_met": met,
+        "load_average": load,
         "seconds": time.perf_counter() - started,
         "phase_seconds": phases,
     }

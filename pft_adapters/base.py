@@ -12,8 +12,6 @@ import hashlib
 import json
 import math
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -34,6 +32,7 @@ from transformers import (
     PreTrainedTokenizerFast,
 )
 
+from .atomic import atomic_folder, check_target
 from .errors import PFTError
 
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
@@ -412,10 +411,7 @@ def make_base(
 ) -> Path:
     """Train a tokenizer and a pre-trained base on `texts` and save both as a normal HF model folder."""
     out_dir = Path(out_dir)
-    if _is_nonempty_dir(out_dir) and not overwrite:
-        raise PFTError(f"output folder {out_dir} is not empty; choose another --out or pass --overwrite")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise PFTError(f"output path {out_dir} is a file; choose a folder path for --out")
+    check_target(out_dir, overwrite)
     shape = base_size(size)
     if not texts:
         raise PFTError("corpus has no texts; pass a non-empty corpus file")
@@ -428,32 +424,11 @@ def make_base(
         "parameters": model.num_parameters(),
         "pretrain": dataclasses.asdict(stats),
     }
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{out_dir.name}.tmp-", dir=out_dir.parent))
-    try:
+    with atomic_folder(out_dir, overwrite) as staging:
         model.save_pretrained(staging)
         tokenizer.save_pretrained(staging)
         (staging / BASE_INFO_FILE).write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
-        _replace_dir(staging, out_dir)
-    finally:
-        shutil.rmtree(staging, ignore_errors=True)
     return out_dir
-
-
-def _is_nonempty_dir(path: Path) -> bool:
-    """True for a folder with anything in it: the only case where saving would clobber work."""
-    return path.is_dir() and any(path.iterdir())
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Move a finished folder into place so readers never see a half-written base."""
-    if target.exists():
-        old = Path(tempfile.mkdtemp(prefix=f".{target.name}.old-", dir=target.parent))
-        os.replace(target, old / target.name)
-        os.replace(new, target)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(new, target)
 
 
 def _base_info(

@@ -6,6 +6,9 @@ mixed model. With `calibrate=True` (the default) the base model's score of the
 same option is subtracted, which leaves what the adapters add (pointwise mutual
 information) rather than the option's fluency. Every scenario can carry its own
 vector: all options of all scenarios go through in batched forward passes.
+
+`prompts` replaces the scenario prompts (a conditioned zoo puts the described poles
+in front of them, see `conditioned_prompt`); the base is scored on the same text.
 """
 
 from __future__ import annotations
@@ -18,6 +21,14 @@ import torch
 from .batching import Encoder, token_nll
 from .data import Scenario, format_prompt, format_target
 from .layers import PoleAdapters
+from .values import Pole
+
+
+def conditioned_prompt(prompt: str, poles: Sequence[Pole]) -> str:
+    """A prompt led by the described poles: how a conditioned zoo (one shared adapter) is told the preference."""
+    if not poles:
+        return prompt
+    return "".join(f"Preference: {p.name}. {p.description}\n" for p in poles) + prompt
 
 
 @dataclass
@@ -47,7 +58,8 @@ class OptionScores:
 
 @torch.no_grad()
 def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: torch.Tensor,
-                  calibrate: bool = True, batch_size: int = 16, max_length: int = 512) -> list[OptionScores]:
+                  calibrate: bool = True, batch_size: int = 16, max_length: int = 512,
+                  prompts: Sequence[str] | None = None) -> list[OptionScores]:
     """Score of every option of every scenario; `weights` is (P,) for all or (S, P) per scenario."""
     weights = adapters.coefficients(weights)
     if weights.dim() == 1:
@@ -55,7 +67,7 @@ def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenari
     encoder = Encoder(tokenizer, max_length)
     rows, owners = [], []
     for s_idx, scenario in enumerate(scenarios):
-        prompt = format_prompt(scenario)
+        prompt = format_prompt(scenario) if prompts is None else prompts[s_idx]
         for option in scenario.options:
             rows.append(encoder(prompt, format_target(option)))
             owners.append(s_idx)
@@ -90,9 +102,9 @@ def _mean_logprob(adapters: PoleAdapters, batch, row_weights: torch.Tensor | Non
 
 
 def choose(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: torch.Tensor,
-           calibrate: bool = True, batch_size: int = 16) -> list[Choice]:
+           calibrate: bool = True, batch_size: int = 16, prompts: Sequence[str] | None = None) -> list[Choice]:
     """The highest-scoring option of each scenario under its vector."""
-    scores = option_scores(adapters, tokenizer, scenarios, weights, calibrate, batch_size)
+    scores = option_scores(adapters, tokenizer, scenarios, weights, calibrate, batch_size, prompts=prompts)
     choices = []
     for scenario, s in zip(scenarios, scores):
         best = s.best()

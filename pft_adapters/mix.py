@@ -8,6 +8,11 @@ Three exact ways to apply a vector (no SVD, no approximation):
   overhead, and leaving the block restores the original weights bit for bit;
 - per row (`choose` / `generate` / `logits` with a list of vectors): every batch
   row carries its own vector in one forward pass.
+
+A conditioned zoo (`train --method conditioned`: one shared adapter, stored in every
+pole folder) is steered by the prompt instead: `choose` and `generate` put the
+descriptions of the vector's active poles (the sign picks the pole) in front of the
+prompt, and the shared adapter runs at the vector's largest strength.
 """
 
 from __future__ import annotations
@@ -21,8 +26,8 @@ import torch
 from safetensors.torch import save_file
 
 from .atomic import atomic_folder
-from .choose import Choice, choose
-from .data import Scenario, format_open_prompt
+from .choose import Choice, choose, conditioned_prompt
+from .data import Scenario, format_open_prompt, format_prompt
 from .errors import PFTError
 from .layers import PoleAdapters
 from .vector import PreferenceVector, parse_vector
@@ -58,8 +63,32 @@ class MixedModel:
     def weights(self, spec: VectorSpec | Sequence[VectorSpec]) -> torch.Tensor:
         """(P,) pole weights for one vector, (n, P) for a list of vectors."""
         if isinstance(spec, (str, Mapping)):
-            return self.vector(spec).tensor(self.zoo.space)
-        return torch.stack([self.vector(s).tensor(self.zoo.space) for s in spec])
+            return self._pole_tensor(self.vector(spec))
+        return torch.stack([self._pole_tensor(self.vector(s)) for s in spec])
+
+    # -- conditioned zoos: one shared adapter, the preference told in the prompt -------
+    @property
+    def conditioned(self) -> bool:
+        return self.zoo.training.get("method") == "conditioned"
+
+    def _pole_tensor(self, vector: PreferenceVector) -> torch.Tensor:
+        weights = vector.tensor(self.zoo.space)
+        if not self.conditioned:
+            return weights
+        shared = torch.zeros_like(weights)  # every pole folder holds the same adapter: use one copy once
+        shared[self.zoo.space.pole_index(self.zoo.pole_slugs[0])] = max((abs(v) for v in vector.values()), default=0.0)
+        return shared
+
+    def _conditioned(self, prompts: Sequence[str], spec: VectorSpec | Sequence[VectorSpec]) -> list[str]:
+        """Prompts led by the descriptions of each vector's active poles (unchanged for a per-pole zoo)."""
+        if not self.conditioned:
+            return list(prompts)
+        specs = [spec] * len(prompts) if isinstance(spec, (str, Mapping)) else list(spec)
+        out = []
+        for prompt, s in zip(prompts, specs):
+            weights = self.vector(s).pole_weights(self.zoo.space)
+            out.append(conditioned_prompt(prompt, [self.zoo.space.pole(p) for p, w in weights.items() if w > 0]))
+        return out
 
     def set_vector(self, spec: VectorSpec | Sequence[VectorSpec]) -> None:
         """Apply one vector to every row, or one per row; the base weights stay untouched."""
@@ -89,7 +118,8 @@ class MixedModel:
     def choose(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec],
                calibrate: bool = True, batch_size: int = 16) -> list[Choice]:
         """The option each scenario's vector prefers (see `pft_adapters.choose` for the scoring rule)."""
-        return choose(self.adapters, self.tokenizer, scenarios, self.weights(spec), calibrate, batch_size)
+        prompts = self._conditioned([format_prompt(s) for s in scenarios], spec) if self.conditioned else None
+        return choose(self.adapters, self.tokenizer, scenarios, self.weights(spec), calibrate, batch_size, prompts)
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], spec: VectorSpec | Sequence[VectorSpec], max_new_tokens: int = 64,
@@ -100,7 +130,7 @@ class MixedModel:
             raise PFTError(f"got {len(spec)} vectors for {len(prompts)} prompts: give one vector, or one per prompt")
         if seed is not None:
             torch.manual_seed(seed)
-        texts = list(prompts) if raw else [format_open_prompt(p) for p in prompts]
+        texts = self._conditioned(list(prompts) if raw else [format_open_prompt(p) for p in prompts], spec)
         batch = self._encode(texts, padding_side="left")
         sampling = temperature > 0
         with self.mixed(spec):

@@ -10,6 +10,12 @@ single adapter costs. The loss is the paired objective
 Training is deterministic on CPU for a given seed (batch order is a pure
 function of seed and epoch), checkpoints atomically, resumes where it stopped,
 and runs data-parallel under `torchrun` (torch.distributed, DDP).
+
+Two baselines share the trainer (`TrainConfig.method`): "conditioned", the PFT
+paper's design (ONE shared LoRA adapter trained on the same rows, each prompt
+starting with its pole's description; saved as identical copies in every pole
+folder, see docs/formats.md), and "single" (single-preference SFT: one pole's
+rows only, one adapter).
 """
 
 from __future__ import annotations
@@ -32,6 +38,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .batching import Encoder, EncodedRow, row_nll
+from .choose import conditioned_prompt
 from .data import PairedRow, Scenario, paired_rows
 from .errors import PFTError
 from .head import MixingHead, pooled_features
@@ -55,13 +62,51 @@ class TrainConfig:
     seed: int = 0
     pole_weights: dict[str, float] = field(default_factory=dict)
     head_steps: int = 300
+    method: str = "paired"  # "paired" | "conditioned" (one shared adapter, pole described in the prompt) | "single"
+    pole: str | None = None  # the one pole trained by method="single"
 
     def fingerprint(self) -> str:
-        return hashlib.sha256(json.dumps(asdict(self), sort_keys=True, default=str).encode()).hexdigest()[:16]
+        settings = asdict(self)
+        if settings["method"] == "paired" and settings["pole"] is None:  # as before the methods existed: old checkpoints resume
+            del settings["method"], settings["pole"]
+        return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
 def encode_rows(rows: Sequence[PairedRow], encoder: Encoder, space: ValueSpace, config: TrainConfig) -> list[EncodedRow]:
-    return [encoder(r.prompt, r.target, space.pole_index(r.pole), config.pole_weights.get(r.pole, 1.0)) for r in rows]
+    index = (lambda pole: 0) if config.method == "conditioned" else space.pole_index  # one shared adapter
+    return [encoder(r.prompt, r.target, index(r.pole), config.pole_weights.get(r.pole, 1.0)) for r in rows]
+
+
+METHODS = ("paired", "conditioned", "single")
+SHARED = "shared"  # the adapter name of a conditioned run
+
+
+def method_rows(scenarios: Sequence[Scenario], space: ValueSpace, config: TrainConfig) -> tuple[list[PairedRow], list[str]]:
+    """The training rows and adapter names of `config.method`."""
+    if config.method not in METHODS:
+        raise PFTError(f"unknown training method '{config.method}': choose one of {', '.join(METHODS)}")
+    if config.method == "single":
+        if config.pole is None or not space.has_pole(config.pole):
+            raise PFTError(f"method 'single' needs the pole to train (--pole), one of {', '.join(space.pole_slugs)}")
+        return paired_rows(scenarios, [space.pole(config.pole).slug]), space.pole_slugs
+    if config.pole is not None:
+        raise PFTError(f"--pole goes with --method single; method '{config.method}' trains every pole")
+    rows = paired_rows(scenarios)
+    if config.method == "conditioned":
+        rows = [PairedRow(conditioned_prompt(r.prompt, [space.pole(r.pole)]), r.target, r.pole, r.scenario) for r in rows]
+        return rows, [SHARED]
+    return rows, space.pole_slugs
+
+
+def zoo_poles(adapters: PoleAdapters, space: ValueSpace, config: TrainConfig) -> dict[str, dict[str, torch.Tensor]]:
+    """Per-pole LoRA tensors to save: every pole, the shared adapter under every pole, or the single pole."""
+    if config.method == "conditioned":
+        shared = adapters.pole_state_dict(SHARED)
+        return {p: dict(shared) for p in space.pole_slugs}
+    if config.method == "single":
+        pole = space.pole(config.pole).slug
+        return {pole: adapters.pole_state_dict(pole)}
+    return {p: adapters.pole_state_dict(p) for p in space.pole_slugs}
 
 
 def epoch_order(rows: Sequence[PairedRow], seed: int, epoch: int) -> list[int]:
@@ -189,8 +234,8 @@ def train_zoo(
     torch.manual_seed(config.seed)
     base = BaseRef(base_id, base_revision, fingerprint(model))
     model.to(dev_device)
-    adapters = add_pole_adapters(model, config.lora, space.pole_slugs)
-    rows = paired_rows(scenarios)
+    rows, adapter_names = method_rows(scenarios, space, config)
+    adapters = add_pole_adapters(model, config.lora, adapter_names)
     if not rows:
         raise PFTError("no training rows: the data holds no options labelled with a pole of the chosen dimensions")
     encoder = Encoder(tokenizer, config.max_length)
@@ -266,7 +311,8 @@ def train_zoo(
         raise PFTError(f"stopped at step {step}/{total_steps}: rerun with --resume to continue")
     head, head_report = train_head(model, tokenizer, scenarios, dev, space, config)
     training = {
-        "method": "paired",
+        "method": config.method,
+        **({"pole": space.pole(config.pole).slug} if config.method == "single" else {}),
         "rows": len(rows),
         "scenarios": len(scenarios),
         "epochs": config.epochs,
@@ -281,8 +327,8 @@ def train_zoo(
         "head_dev_examples": head_report["examples"],
         "pole_weights": config.pole_weights,
     }
-    zoo = Zoo(space=space, spec=config.lora, base=base,
-              poles={p: adapters.pole_state_dict(p) for p in space.pole_slugs}, head=head, training=training)
+    zoo = Zoo(space=space, spec=config.lora, base=base, poles=zoo_poles(adapters, space, config), head=head,
+              training=training)
     return TrainResult(zoo, losses, tokens / max(seconds, 1e-9), seconds)
 
 

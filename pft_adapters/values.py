@@ -8,13 +8,12 @@ JSON file (see docs/formats.md, "Pair definition file").
 from __future__ import annotations
 
 import difflib
-import json
 import re
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import PFTError
+from .errors import PFTError, read_json
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
@@ -311,11 +310,11 @@ def _check_name(raw: dict, where: str, what: str, required: bool) -> None:
         raise PFTError(f"{where}: {what} 'name' must be a string with at least one letter or digit")
 
 
-def _names_of(dim: Dimension) -> list[tuple[str, str]]:
-    """(lookup key, owner) for every slug and name of a dimension: each key must point at one thing."""
-    keys = [(dim.slug, dim.slug), (_key(dim.label), dim.slug)]
-    for pole in dim.poles:
-        keys += [(pole.slug, pole.slug), (_key(pole.name), pole.slug)]
+def _names_of(dim: Dimension) -> list[tuple[str, str, str]]:
+    """(lookup key, owner slug, which part) for every slug and name of a dimension; a key must point at one thing."""
+    keys = [(dim.slug, dim.slug, ""), (_key(dim.label), dim.slug, "")]
+    for j, pole in enumerate(dim.poles, start=1):
+        keys += [(pole.slug, pole.slug, f", pole {j}"), (_key(pole.name), pole.slug, f", pole {j}")]
     return keys
 
 
@@ -326,24 +325,20 @@ def load_pairs(path: str | Path, base: ValueSpace | None = None) -> ValueSpace:
     clash with a dimension or pole of `base`; errors name the dimension and pole.
     """
     path = Path(path)
-    try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PFTError(f"pair definition file {path} not found: check the --pairs path") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise PFTError(f"{path} is not valid JSON ({err}): fix the file or see docs/pairs.schema.json") from None
+    raw = read_json(path, "pair definition file", "fix the file or see docs/pairs.schema.json")
     base = base if base is not None else ValueSpace.builtin()
     added: list[Dimension] = []
-    owners: dict[str, tuple[str, str]] = {}  # lookup key -> (owner slug, where it was defined)
-    for where, item in pair_records(raw, str(path)):
+    owners: dict[str, tuple[tuple[int, str], str]] = {}  # lookup key -> ((dimension number, owner slug), where)
+    for number, (where, item) in enumerate(pair_records(raw, str(path))):
         dim = _parse_dimension(item, where)
         if dim.first.slug == dim.second.slug:
             raise PFTError(f"{where}: dimension '{dim.slug}' has two poles with the same slug '{dim.first.slug}': give the poles distinct names")
-        for key, owner in _names_of(dim):
+        for key, owner, part in _names_of(dim):
             if base.has_dimension(key) or base.has_pole(key):
-                raise PFTError(f"{where}: '{key}' in dimension '{dim.slug}' clashes with an existing name: choose another slug or name")
-            if key in owners and owners[key][0] != owner:
-                raise PFTError(f"{where}: '{key}' is used twice (also in {owners[key][1]}): every dimension and pole slug and name must be unique")
-            owners.setdefault(key, (owner, where.removeprefix(f"{path}: ")))
+                what = f"dimension '{base.dimension(key).slug}'" if base.has_dimension(key) else f"pole '{base.pole(key).slug}'"
+                raise PFTError(f"{where}{part}: '{key}' clashes with the existing {what}: choose another slug or name")
+            if key in owners and owners[key][0] != (number, owner):
+                raise PFTError(f"{where}{part}: '{key}' is used twice (also in {owners[key][1]}): every dimension and pole slug and name must be unique")
+            owners.setdefault(key, ((number, owner), where.removeprefix(f"{path}: ") + part))
         added.append(dim)
     return ValueSpace(base.dimensions + tuple(added))

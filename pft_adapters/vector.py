@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import PFTError
+from .errors import PFTError, read_json
 from .values import ValueSpace
 
 
@@ -66,12 +66,7 @@ def parse_vector(spec: str | Mapping[str, object], space: ValueSpace) -> Prefere
 
 
 def _read_file(path: Path) -> list[tuple[str, object]]:
-    try:
-        obj = json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PFTError(f"vector file {path} not found: check the path after '@'") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
-        raise PFTError(f"vector file {path} is not valid JSON ({err}): it should hold an object like {{\"risk\": 0.8}}") from None
+    obj = read_json(path, "vector file", 'it should hold an object like {"risk": 0.8}')
     return _object_items(obj, str(path))
 
 

@@ -35,9 +35,11 @@ def make_base(
 
 def train(
     base: str = typer.Option(..., "--base", help="Base causal LM: a Hub model id or a local folder (e.g. from make-base)."),
-    data: Path = typer.Option(..., "--data", help="Training scenarios: VCD JSON/JSONL or paired JSONL."),
+    data: Path = typer.Option(..., "--data", help="Training scenarios: VCD, paired JSONL or A/B items (with --pair)."),
     out: Path = typer.Option(..., "--out", help="Folder to write the zoo to (written atomically)."),
     pairs: Path = PAIRS_OPTION,
+    pair: str = typer.Option(None, "--pair", help="Dimension of A/B items in --data (A/B items do not name one)."),
+    matching: str = typer.Option(None, "--matching", help="Pole of the A/B matching answer (default: the pair's first pole)."),
     dims: str = typer.Option(None, "--dims", help="Comma-separated dimensions to train (default: every dimension in --data)."),
     dev: Path = typer.Option(None, "--dev", help="Held-out scenarios to measure the mixing head (default: a tenth of --data)."),
     limit: int = typer.Option(None, "--limit", help="Use only the first N scenarios (of the --dims, if given; quick runs)."),
@@ -51,6 +53,9 @@ def train(
                                        help="Comma-separated names of the linear layers to adapt."),
     max_length: int = typer.Option(512, "--max-length", help="Longest row in tokens; long prompts lose their start."),
     pole_weight: list[str] = typer.Option([], "--pole-weight", help="Loss weight of a pole, e.g. --pole-weight risk-averse=2 (repeatable)."),
+    method: str = typer.Option("paired", "--method", help="paired: one adapter per pole (default); conditioned: the PFT paper's "
+                               "one shared adapter, pole description in the prompt; single: one pole's rows only (--pole)."),
+    pole: str = typer.Option(None, "--pole", help="The pole trained by --method single (its dimension's data is used)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="Steps between checkpoints."),
@@ -69,7 +74,11 @@ def train(
     from pft_adapters.train import TrainConfig, is_main_process, train_zoo
 
     space = value_space(pairs)
-    scenarios = load_scenarios(data, space)
+    if method == "single" and pole is not None:  # single-preference SFT: the pole's own dimension only
+        if dims and space.dimension_of(pole).slug not in [space.dimension(d.strip()).slug for d in dims.split(",")]:
+            raise PFTError(f"--pole {pole} is not a pole of --dims {dims}")
+        dims = space.dimension_of(pole).slug
+    scenarios = load_scenarios(data, space, pair=pair, matching=matching)
     if dims:  # --limit counts scenarios of the chosen dimensions (VCD files are sorted by domain)
         wanted = [space.dimension(d.strip()).slug for d in dims.split(",")]
         scenarios = [s for s in scenarios if s.dimension in wanted][:limit]
@@ -79,14 +88,14 @@ def train(
     space = space.select(wanted)
     if not scenarios:
         raise PFTError(f"{data} holds no scenarios of {wanted}: check --dims")
-    dev_scenarios = [s for s in load_scenarios(dev, value_space(pairs)) if s.dimension in wanted] if dev else None
+    dev_scenarios = [s for s in load_scenarios(dev, value_space(pairs), pair=pair, matching=matching) if s.dimension in wanted] if dev else None
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise PFTError(f"{out} already exists and is not empty: choose another --out or pass --overwrite")
     config = TrainConfig(
         lora=LoraSpec(r=rank, alpha=alpha, target_modules=tuple(t.strip() for t in target_modules.split(","))),
         epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
-        pole_weights=_pole_weights(pole_weight, space),
+        pole_weights=_pole_weights(pole_weight, space), method=method, pole=pole,
     )
     model, tokenizer = load_base(base)
     result = train_zoo(model, tokenizer, scenarios, space, config, base_id=base, dev=dev_scenarios,

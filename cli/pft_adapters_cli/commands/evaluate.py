@@ -1,0 +1,92 @@
+"""`eval`: measure a zoo like the paper does (select-one, select-all, open-ended), per pole, per scene and overall."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+from pft_adapters.errors import PFTError
+
+from .common import JSON_OPTION, PAIRS_OPTION, echo_json, value_space
+
+
+def evaluate(
+    zoo: str = typer.Argument(..., help="Zoo folder or Hub name."),
+    data: Path = typer.Option(..., "--data", help="Scenarios to evaluate on (VCD JSON/JSONL or paired JSONL), e.g. vcd_dev.json."),
+    all_poles: bool = typer.Option(False, "--all-poles", help="Every pole at +-1 of its dimension, on that dimension's scenarios."),
+    vector: str = typer.Option(None, "--vector", "-v", help="One vector, e.g. 'risk=-1' or 'risk=1,time=-1': each set dimension's "
+                               "scenarios, target pole = the sign."),
+    task: str = typer.Option("select-one", "--task", help="select-one, select-all or open-ended."),
+    judge: str = typer.Option("head", "--judge", help="open-ended judge: 'head' (the zoo's mixing head, offline) or the URL "
+                              "of an OpenAI-compatible API (key from PFT_JUDGE_API_KEY or OPENAI_API_KEY)."),
+    judge_model: str = typer.Option(None, "--judge-model", help="Model name for --judge URL."),
+    judge_timeout: float = typer.Option(60.0, "--judge-timeout", help="Seconds to wait for each judge reply."),
+    limit: int = typer.Option(None, "--limit", help="At most N scenarios per dimension (quick runs)."),
+    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Score options against the base model (PMI)."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Answer length for open-ended."),
+    base: str = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo."),
+    pairs: Path = PAIRS_OPTION,
+    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),
+    out: Path = typer.Option(None, "--out", help="Also write the results, with one record per case, to this JSON file."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Evaluate a zoo on held-out scenarios: select-one, select-all (with micro P/R/F1) or open-ended (0-10 judge score).
+
+    Examples:
+
+      pft-adapters eval zoo/ --data vcd_dev.json --all-poles --task select-one --json
+
+      pft-adapters eval zoo/ --data vcd_dev.json --vector risk=-1 --task select-all
+
+      pft-adapters eval zoo/ --data vcd_dev.json --all-poles --task open-ended --judge http://localhost:8000/v1 --judge-model qwen
+    """
+    from pft_adapters.data import load_scenarios
+    from pft_adapters.evaluate import TASKS, evaluate as run, make_judge
+    from pft_adapters.mix import MixedModel
+
+    if all_poles == (vector is not None):
+        raise PFTError("give exactly one of --all-poles or --vector")
+    if task not in TASKS:
+        raise PFTError(f"unknown --task '{task}': choose one of {', '.join(TASKS)}")
+    if task != "open-ended" and (judge != "head" or judge_model):
+        raise PFTError("--judge and --judge-model go with --task open-ended")
+    if limit is not None and limit < 1:
+        raise PFTError("--limit must be at least 1")
+    mixed = MixedModel.load(zoo, base=base, device=device)
+    scenarios = load_scenarios(data, value_space(pairs).merged(mixed.zoo.space))
+    vec = mixed.vector(vector) if vector is not None else None
+    scorer = make_judge(mixed, judge, judge_model, judge_timeout) if task == "open-ended" else None
+    result = run(mixed, scenarios, task, vector=vec, limit=limit, calibrate=calibrate, judge=scorer,
+                 max_new_tokens=max_new_tokens)
+    summary = {"zoo": zoo, "data": str(data), "method": mixed.zoo.training.get("method", "paired"),
+               "vector": dict(vec) if vec is not None else "all-poles", **result.to_json()}
+    if out:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({**summary, "items": result.items}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+    if json_out:
+        echo_json(summary)
+        return
+    _print(summary)
+    if out:
+        typer.echo(f"results written to {out}")
+
+
+def _print(summary: dict) -> None:
+    figure = summary["metric"]
+    fmt = (lambda x: "  n/a" if x is None else f"{x:5.2f}") if figure == "score" else (lambda x: "  n/a" if x is None else f"{x:5.3f}")
+    typer.echo(f"{summary['task']} on {summary['data']} ({summary['cases']} cases, zoo {summary['zoo']}, method {summary['method']})")
+    for title, key in (("per pole", "per_pole"), ("per dimension", "per_dimension"), ("per scene", "per_scene")):
+        typer.echo(f"  {title} ({figure}):")
+        for name, value in summary[key].items():
+            typer.echo(f"    {name:34s} {fmt(value)}")
+    typer.echo(f"  accuracy {summary['accuracy']:.3f}   macro over poles {summary['macro_accuracy']:.3f}")
+    if summary["task"] == "select-all":
+        typer.echo(f"  micro precision {summary['precision']:.3f}   recall {summary['recall']:.3f}   F1 {summary['f1']:.3f}")
+    if summary["task"] == "open-ended":
+        typer.echo(f"  score {summary['score']:.2f}/10 (judge: {summary['judge']})")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("eval")(evaluate)

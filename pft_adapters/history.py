@@ -1,0 +1,168 @@
+"""A user's history: past decisions, one JSON object per line (JSONL).
+
+    {"scenario": "text", "options": ["text", ...], "chosen": 1,
+     "timestamp": "2025-03-01T18:30:00Z", "dimension": "risk"}
+
+- `options`: two to ten option texts, each a string or an object with a `text`
+  field (so VCD-style options `{"text": ..., "bias": ...}` are accepted; the
+  `bias` is ignored: what counts is what the user chose);
+- `chosen`: the index of the chosen option (0-based) or its exact text;
+- `timestamp` (optional): ISO-8601 (`2025-03-01`, `2025-03-01T18:30:00+01:00`;
+  no zone = UTC) or Unix epoch seconds;
+- `dimension` (optional): the dimension the decision is about, by slug or label;
+  left out, the zoo works it out.
+
+Other fields are ignored. Every line is checked; a bad one is reported by its
+line number and field, in one line.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from .data import LETTERS
+from .errors import PFTError
+from .values import ValueSpace
+
+MAX_OPTIONS = len(LETTERS)
+
+
+@dataclass(frozen=True)
+class Decision:
+    """One past decision: the scenario, its options, which one the user chose, and when."""
+
+    scenario: str
+    options: tuple[str, ...]
+    chosen: int  # 0-based index into options
+    timestamp: float | None = None  # Unix epoch seconds
+    dimension: str | None = None  # dimension slug, when the history says
+    line: int | None = None  # where it was read from, for messages
+
+    @property
+    def chosen_text(self) -> str:
+        return self.options[self.chosen]
+
+    def to_json(self) -> dict:
+        out: dict = {"scenario": self.scenario, "options": list(self.options), "chosen": self.chosen}
+        if self.timestamp is not None:
+            out["timestamp"] = self.timestamp
+        if self.dimension is not None:
+            out["dimension"] = self.dimension
+        return out
+
+
+def parse_timestamp(raw: object, where: str) -> float:
+    """ISO-8601 text or epoch seconds -> epoch seconds (a naive time is read as UTC)."""
+    if isinstance(raw, bool):
+        raise PFTError(f"{where}: field 'timestamp' is {raw!r}: give ISO-8601 text or epoch seconds")
+    if isinstance(raw, (int, float)):
+        value = float(raw)
+        if not math.isfinite(value):
+            raise PFTError(f"{where}: field 'timestamp' is {raw!r}: give ISO-8601 text or epoch seconds")
+        return value
+    if isinstance(raw, str) and raw.strip():
+        text = raw.strip()
+        try:
+            return float(text)
+        except ValueError:
+            pass
+        try:
+            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+        except ValueError:
+            raise PFTError(f"{where}: field 'timestamp' is '{text}', not ISO-8601 (like 2025-03-01T18:30:00Z) "
+                           "or epoch seconds") from None
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=timezone.utc)
+        return moment.timestamp()
+    raise PFTError(f"{where}: field 'timestamp' must be ISO-8601 text or epoch seconds, got {type(raw).__name__}")
+
+
+def _text(raw: object, where: str, field: str) -> str:
+    if not isinstance(raw, str) or not raw.strip():
+        raise PFTError(f"{where}: field '{field}' must be a non-empty string")
+    return raw.strip()
+
+
+def parse_decision(raw: object, where: str, space: ValueSpace | None = None, line: int | None = None) -> Decision:
+    """One validated decision; `space` checks (and normalises to a slug) a given dimension."""
+    if not isinstance(raw, dict):
+        raise PFTError(f"{where}: expected a JSON object with 'scenario', 'options' and 'chosen'")
+    for key in ("scenario", "options", "chosen"):
+        if key not in raw:
+            raise PFTError(f"{where}: missing field '{key}'")
+    scenario = _text(raw["scenario"], where, "scenario")
+    items = raw["options"]
+    if not isinstance(items, list) or not 2 <= len(items) <= MAX_OPTIONS:
+        raise PFTError(f"{where}: field 'options' must be a list of 2 to {MAX_OPTIONS} options")
+    options = []
+    for j, item in enumerate(items):
+        if isinstance(item, dict):
+            item = item.get("text")
+        options.append(_text(item, where, f"options[{j}]" + ("" if isinstance(raw["options"][j], str) else ".text")))
+    chosen = raw["chosen"]
+    if isinstance(chosen, bool) or not isinstance(chosen, (int, str)):
+        raise PFTError(f"{where}: field 'chosen' must be an option's index (0-based) or its text")
+    if isinstance(chosen, int):
+        if not 0 <= chosen < len(options):
+            raise PFTError(f"{where}: field 'chosen' is {chosen}, but the {len(options)} options are numbered 0 to {len(options) - 1}")
+        index = chosen
+    else:
+        text = chosen.strip()
+        if text not in options:
+            short = text if len(text) <= 60 else text[:59] + "…"
+            raise PFTError(f"{where}: field 'chosen' is '{short}', which is none of the options: give its index (0-based) or its exact text")
+        index = options.index(text)
+    timestamp = None if raw.get("timestamp") is None else parse_timestamp(raw["timestamp"], where)
+    dimension = raw.get("dimension")
+    if dimension is not None:
+        dimension = _text(dimension, where, "dimension")
+        if space is not None:
+            if not space.has_dimension(dimension):
+                raise PFTError(f"{where}: field 'dimension' is '{dimension}', not a dimension of this zoo{space.suggest(dimension)}")
+            dimension = space.dimension(dimension).slug
+    return Decision(scenario, tuple(options), index, timestamp, dimension, line)
+
+
+def parse_history(lines: Sequence[str] | str, space: ValueSpace | None = None, source: str = "history") -> list[Decision]:
+    """Decisions from JSONL text (or its lines); blank lines are skipped."""
+    if isinstance(lines, str):
+        lines = lines.splitlines()
+    decisions = []
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{source}, line {number}"
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as err:
+            raise PFTError(f"{where}: not valid JSON ({err.msg}): write one decision object per line") from None
+        decisions.append(parse_decision(raw, where, space, number))
+    if not decisions:
+        raise PFTError(f"{source} holds no decisions: write one JSON object per line with 'scenario', 'options' and 'chosen'")
+    return decisions
+
+
+def load_history(path: str | Path, space: ValueSpace | None = None) -> list[Decision]:
+    """Every decision of a JSONL history file, in file order, each checked (see the module docstring)."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise PFTError(f"history file {path} not found: check the --history path") from None
+    except UnicodeDecodeError:
+        raise PFTError(f"history file {path} is not UTF-8 text: save it as UTF-8 JSONL") from None
+    except IsADirectoryError:
+        raise PFTError(f"history path {path} is a folder: give a JSONL file") from None
+    return parse_history(text, space, str(path))
+
+
+def write_history(decisions: Sequence[Decision], path: str | Path) -> Path:
+    """The decisions as JSONL (the format `load_history` reads)."""
+    path = Path(path)
+    path.write_text("".join(json.dumps(d.to_json(), ensure_ascii=False) + "\n" for d in decisions), encoding="utf-8")
+    return path

@@ -1,0 +1,413 @@
+"""Inferring a user's preference vector from a few past decisions.
+
+Two estimators; both weight each decision by recency and return the vector, a
+per-dimension confidence in [0, 1] and the evidence count (decisions per
+dimension). Dimensions without evidence stay 0.
+
+**head** (one batched forward of the frozen base, adapters off): the zoo's mixing
+head reads every option of every decision. A decision's dimension is the one it
+names, else the dimension the head finds most likely, averaged over the
+decision's options (they share a dimension). Its signal is, on that dimension,
+`P(first) - P(second)` of the chosen option minus the mean of the same over the
+options not chosen, halved into [-1, 1] (`contrast=True`, the default; set it off
+to read the chosen option alone). The vector is the recency-weighted mean of the
+signals per dimension.
+
+**likelihood**: v is D free parameters in [-1, 1] (v = tanh(theta)) fitted, by a
+few dozen Adam steps, to maximise the recency-weighted log-likelihood of the
+chosen options against the others, `softmax over options of beta * score(option | v)`,
+minus a small penalty `lam * |v|^2`. Only dimensions with evidence are free.
+The scores are the zoo's calibrated option scores (`pft_adapters.choose`: mean
+log-likelihood per token under the mix minus under the bare base), taken to
+FIRST ORDER in the pole weights:
+
+    score(o | v) ~= sum_p w_p(v) * (score_p(o) - score_base(o)),   w = pole weights of v
+
+where `score_p` is the option's score under pole p alone at weight 1. The mix is
+exactly linear in the adapters' weight deltas, but the log-likelihood is not
+linear in them: the approximation is exact whenever a single pole is at weight 0
+or 1 (so at every vertex v in {-1, 0, 1} of a single dimension), and otherwise
+interpolates linearly between the bare base and each pole. It makes the fit
+cheap: every option of every decision is scored once under the bare base and
+once under each pole of the dimensions with evidence (1 + 2E forwards per option,
+E <= D, batched, one vector per batch row), after which the fit itself is a few
+dozen steps on a (decisions x options x poles) tensor; no forward pass inside the
+loop. The exact alternative, re-scoring every option under the current v at every
+step, would cost 2 forwards per option per step. `beta` makes the calibrated
+scores unit-free: 2 / (their standard deviation over the history).
+
+Recency: a half-life in decisions (`5`: the decision 5 places before the newest
+counts half) or, when every decision has a timestamp, in time (`3d`, `12h`,
+`90m`, `30s`, `2w`: a decision 3 days older than the newest counts half).
+Decisions are put in time order when all have timestamps, else kept in file
+order. `none` weighs all alike. The default half-life, `DEFAULT_HALF_LIFE`
+decisions, was chosen by measurement (benchmarks/personalize.py).
+
+Confidence: agreement x (1 - 1/(1 + n_eff/2)), where n_eff = (sum w)^2 / sum w^2
+is the effective number of decisions on the dimension and agreement = |sum w s| /
+sum w |s| over the decisions' signed signals s (head: the signals above;
+likelihood: each decision's log-likelihood of its choice under the dimension's
+first pole minus under its second). It grows with evidence and with agreement.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import torch
+
+from .data import Option, Scenario
+from .errors import PFTError
+from .head import MixingHead, pooled_features
+from .history import Decision
+from .values import ValueSpace
+from .vector import PreferenceVector
+
+METHODS = ("head", "likelihood")
+DEFAULT_METHOD = "head"
+DEFAULT_HALF_LIFE = 3.0  # decisions; chosen by measurement in benchmarks/personalize.py
+LIKELIHOOD_STEPS = 40
+LIKELIHOOD_PRIOR = 0.25  # lam: the penalty lam * |v|^2 keeps contradicted dimensions near 0
+FEATURE_BATCH = 512  # option texts per forward pass of the base (one pass for any usual history)
+
+
+@dataclass(frozen=True)
+class HalfLife:
+    """How fast old decisions fade: `value` decisions, or `value` seconds."""
+
+    value: float
+    unit: str  # "records" or "seconds"
+
+    def describe(self) -> str:
+        if self.unit == "records":
+            return f"{self.value:g} decisions"
+        for suffix, seconds in reversed(_UNITS):
+            if self.value >= seconds and (self.value / seconds) == round(self.value / seconds, 3):
+                return f"{self.value / seconds:g}{suffix}"
+        return f"{self.value:g}s"
+
+
+_UNITS = (("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0), ("w", 604800.0))
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([smhdw])\s*$", re.IGNORECASE)
+_NO_RECENCY = ("none", "off", "inf", "infinite")
+
+
+def parse_half_life(spec: str | float | int | HalfLife | None) -> HalfLife | None:
+    """`5` -> 5 decisions, `3d` / `12h` / `90m` / `30s` / `2w` -> a duration, `none` -> no recency (None).
+
+    `None` gives the default (`DEFAULT_HALF_LIFE` decisions).
+    """
+    if spec is None:
+        return HalfLife(DEFAULT_HALF_LIFE, "records")
+    if isinstance(spec, HalfLife):
+        return spec
+    if isinstance(spec, bool):
+        raise PFTError(f"--half-life {spec!r} is not a number of decisions or a duration like 3d")
+    if isinstance(spec, (int, float)):
+        value, unit = float(spec), "records"
+    else:
+        text = spec.strip()
+        if text.lower() in _NO_RECENCY:
+            return None
+        duration = _DURATION.match(text)
+        if duration:
+            value, unit = float(duration[1]) * dict(_UNITS)[duration[2].lower()], "seconds"
+        else:
+            try:
+                value, unit = float(text), "records"
+            except ValueError:
+                raise PFTError(f"--half-life '{text}' is not a number of decisions (5) or a duration (3d, 12h, 90m, "
+                               "30s, 2w), nor 'none'") from None
+    if not math.isfinite(value) or value <= 0:
+        raise PFTError(f"--half-life must be positive (or 'none' for no recency), got {spec}")
+    return HalfLife(value, unit)
+
+
+def recency_weights(decisions: Sequence[Decision], half_life: HalfLife | None) -> torch.Tensor:
+    """(n,) weights in (0, 1]: the newest decision weighs 1, one half-life older weighs 0.5."""
+    n = len(decisions)
+    if half_life is None or n == 0:
+        return torch.ones(n)
+    stamps = [d.timestamp for d in decisions]
+    if half_life.unit == "seconds":
+        missing = next((d for d in decisions if d.timestamp is None), None)
+        if missing is not None:
+            where = f"line {missing.line}" if missing.line else f"decision {decisions.index(missing) + 1}"
+            raise PFTError(f"a half-life in time ({half_life.describe()}) needs a 'timestamp' on every decision, "
+                           f"but {where} has none: add timestamps or give the half-life in decisions (like 5)")
+        newest = max(stamps)
+        ages = torch.tensor([(newest - t) for t in stamps], dtype=torch.float64)
+    else:
+        if all(t is not None for t in stamps):  # time order, ties kept in file order
+            order = sorted(range(n), key=lambda i: (stamps[i], i))
+        else:
+            order = list(range(n))
+        rank = torch.empty(n, dtype=torch.float64)
+        rank[torch.tensor(order)] = torch.arange(n, dtype=torch.float64)
+        ages = (n - 1) - rank
+    return torch.pow(0.5, ages / half_life.value).float()
+
+
+@dataclass
+class Inference:
+    """An inferred vector with, per dimension, its confidence in [0, 1] and evidence count."""
+
+    vector: PreferenceVector
+    confidence: dict[str, float]
+    evidence: dict[str, int]
+    method: str
+
+    def to_json(self) -> dict:
+        """`{"vector", "confidence", "evidence", "method"}`: `mix --vector @file` accepts it as is."""
+        return {
+            "vector": {k: round(float(v), 4) for k, v in self.vector.items()},
+            "confidence": {k: round(float(v), 4) for k, v in self.confidence.items()},
+            "evidence": {k: int(v) for k, v in self.evidence.items()},
+            "method": self.method,
+        }
+
+
+def confidence(signals: torch.Tensor, weights: torch.Tensor) -> float:
+    """Agreement of the signed signals times a factor that grows with their effective number."""
+    if len(signals) == 0 or float(weights.sum()) <= 0:
+        return 0.0
+    w, s = weights.double(), signals.double()
+    n_eff = float(w.sum() ** 2 / (w**2).sum())
+    spread = float((w * s.abs()).sum())
+    agreement = abs(float((w * s).sum())) / spread if spread > 0 else 0.0
+    return round(agreement * (1.0 - 1.0 / (1.0 + n_eff / 2.0)), 6)
+
+
+# -- head -----------------------------------------------------------------------------------
+@dataclass
+class Reading:
+    """What the mixing head reads off one decision's options."""
+
+    poles: torch.Tensor  # (options, D): P(first) - P(second) of each option on each dimension
+    dimensions: torch.Tensor  # (D,): dimension probabilities, averaged over the options
+
+
+@torch.no_grad()
+def read_options(head: MixingHead, features: torch.Tensor, sizes: Sequence[int]) -> list[Reading]:
+    """Split the features of every option (decision after decision) into per-decision readings."""
+    poles = head.pole_probabilities(features)
+    dims = head(features)[1].softmax(-1)
+    out, start = [], 0
+    for n in sizes:
+        out.append(Reading(poles[start : start + n], dims[start : start + n].mean(0)))
+        start += n
+    return out
+
+
+def guess_dimensions(readings: Sequence[Reading], given: Sequence[str | None], head: MixingHead) -> list[str]:
+    """The given dimension of each decision, else the one the head finds most likely."""
+    return [g if g is not None else head.dimension_slugs[int(r.dimensions.argmax())] for r, g in zip(readings, given)]
+
+
+def head_signals(readings: Sequence[Reading], chosen: Sequence[int], dims: Sequence[int], contrast: bool = True) -> torch.Tensor:
+    """(n,) signal of each decision on its dimension (index into the head's dimensions)."""
+    out = []
+    for r, c, d in zip(readings, chosen, dims):
+        picked = r.poles[c, d]
+        if contrast:
+            others = torch.cat([r.poles[:c, d], r.poles[c + 1 :, d]])
+            picked = (picked - others.mean()) / 2 if len(others) else picked
+        out.append(picked)
+    return torch.stack(out) if out else torch.zeros(0)
+
+
+def head_estimate(readings: Sequence[Reading], chosen: Sequence[int], dims: Sequence[str], weights: torch.Tensor,
+                  space: ValueSpace, head_dims: Sequence[str], contrast: bool = True) -> Inference:
+    """Recency-weighted mean of the head's signals per dimension (see the module docstring)."""
+    unknown = sorted(set(dims) - set(head_dims))
+    if unknown:
+        raise PFTError(f"the zoo's mixing head does not know dimension(s) {unknown}: use --method likelihood")
+    index = [list(head_dims).index(d) for d in dims]
+    signals = head_signals(readings, chosen, index, contrast)
+    return _summarise(signals, dims, weights, space, "head")
+
+
+def _summarise(signals: torch.Tensor, dims: Sequence[str], weights: torch.Tensor, space: ValueSpace, method: str,
+               values: dict[str, float] | None = None) -> Inference:
+    """Vector (the weighted mean signal per dimension, unless `values` gives it), confidence and evidence."""
+    vector, conf, evidence = PreferenceVector(), {}, {}
+    for dim in space:
+        rows = [i for i, d in enumerate(dims) if d == dim.slug]
+        evidence[dim.slug] = len(rows)
+        if not rows:
+            vector[dim.slug], conf[dim.slug] = 0.0, 0.0
+            continue
+        s, w = signals[rows].double(), weights[rows].double()
+        value = values[dim.slug] if values is not None else float((w * s).sum() / w.sum())
+        vector[dim.slug] = max(-1.0, min(1.0, value))
+        conf[dim.slug] = confidence(s, w)
+    return Inference(vector, conf, evidence, method)
+
+
+# -- likelihood -------------------------------------------------------------------------------
+def likelihood_estimate(scores: Sequence[torch.Tensor], chosen: Sequence[int], dims: Sequence[str],
+                        weights: torch.Tensor, space: ValueSpace, steps: int = LIKELIHOOD_STEPS,
+                        prior: float = LIKELIHOOD_PRIOR) -> Inference:
+    """Fit v to the choices under first-order calibrated option scores.
+
+    `scores[i]` is (options, P): decision i's calibrated option scores under each pole of
+    `space` alone at weight 1 (score under the pole minus under the bare base); only the
+    columns of dimensions in `dims` are read.
+    """
+    n, n_dims = len(scores), len(space)
+    slugs = [d.slug for d in space]
+    active = sorted({slugs.index(d) for d in dims})
+    dim_index = torch.tensor([slugs.index(d) for d in dims], dtype=torch.long)
+    width = max((len(s) for s in scores), default=1)
+    table = torch.zeros(n, width, 2 * n_dims, dtype=torch.float64)
+    mask = torch.zeros(n, width, dtype=torch.bool)
+    for i, s in enumerate(scores):
+        table[i, : len(s)] = s.double()
+        mask[i, : len(s)] = True
+    cols = [2 * d + k for d in active for k in (0, 1)]
+    used = table[:, :, cols][mask]
+    scale = float(used.std()) if used.numel() > 1 else 0.0
+    beta = 2.0 / scale if scale > 1e-12 else 1.0
+    table = table * beta
+    chosen_t = torch.tensor(list(chosen), dtype=torch.long)
+    w = weights.double()
+
+    def loglik_rows(pole_w: torch.Tensor) -> torch.Tensor:
+        s = (table * pole_w).sum(-1).masked_fill(~mask, float("-inf"))  # (n, width)
+        return s.log_softmax(-1).gather(1, chosen_t[:, None]).squeeze(1)
+
+    # each decision's vote on its own dimension: log-lik of its choice under the first pole alone minus the second
+    rows = torch.arange(n)
+    first = table[rows, :, 2 * dim_index].masked_fill(~mask, float("-inf"))
+    second = table[rows, :, 2 * dim_index + 1].masked_fill(~mask, float("-inf"))
+    votes = first.log_softmax(-1)[rows, chosen_t] - second.log_softmax(-1)[rows, chosen_t]
+
+    free = torch.zeros(n_dims, dtype=torch.float64)
+    free[active] = 1.0
+    start = torch.zeros(n_dims, dtype=torch.float64)
+    for d in active:
+        total = float((w[dim_index == d] * votes[dim_index == d]).sum())
+        start[d] = math.atanh(0.5) * (1.0 if total >= 0 else -1.0)
+    theta = start.clone().requires_grad_(True)
+    optimizer = torch.optim.Adam([theta], lr=0.1)
+    for _ in range(steps if active else 0):
+        v = torch.tanh(theta) * free
+        pole_w = torch.stack([v.clamp_min(0), (-v).clamp_min(0)], -1).reshape(-1)
+        loss = -(w * loglik_rows(pole_w)).sum() + prior * (v**2).sum()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+    fitted = (torch.tanh(theta.detach()) * free).tolist()
+    return _summarise(votes.float(), dims, weights, space, "likelihood", dict(zip(slugs, fitted)))
+
+
+def spread_dimensions(scores: Sequence[torch.Tensor], space: ValueSpace) -> list[str]:
+    """Without a given dimension or a head: the dimension whose two poles move the options apart most."""
+    out = []
+    for s in scores:
+        gap = (s[:, 0::2] - s[:, 1::2]).double()  # (options, D): first pole minus second
+        spread = gap.std(0) if len(gap) > 1 else gap.abs()[0]
+        out.append(space.dimensions[int(spread.argmax())].slug)
+    return out
+
+
+# -- running it on a zoo ------------------------------------------------------------------------
+def decision_scenarios(decisions: Sequence[Decision]) -> list[Scenario]:
+    """Decisions in the shape the scoring code reads (options carry no pole: the user's choice is what counts)."""
+    return [Scenario(d.scenario, d.dimension or "", tuple(Option(t, None) for t in d.options)) for d in decisions]
+
+
+@torch.no_grad()
+def option_features(mixed, decisions: Sequence[Decision]) -> torch.Tensor:
+    """Pooled features of every option of every decision, from the bare base (adapters off), in one pass."""
+    texts = [t for d in decisions for t in d.options]
+    with mixed.adapters.weighted(torch.zeros(mixed.adapters.n_poles)):
+        return pooled_features(mixed.model, mixed.tokenizer, texts, batch_size=min(max(len(texts), 1), FEATURE_BATCH))
+
+
+@torch.no_grad()
+def pole_scores(mixed, scenarios: Sequence[Scenario], poles: Sequence[str] | None = None,
+                batch_size: int = 16) -> list[torch.Tensor]:
+    """(options, P) per scenario: calibrated score of each option under each pole alone at weight 1.
+
+    Columns follow the zoo's value space; poles not asked for (or not in the zoo) stay 0.
+    Cost: (1 + len(poles)) forwards per option, batched with one coefficient row per batch row.
+    """
+    from .choose import option_scores
+
+    space = mixed.zoo.space
+    present = set(mixed.zoo.pole_slugs)
+    wanted = [p for p in (poles if poles is not None else space.pole_slugs) if p in present]
+    n_poles = mixed.adapters.n_poles
+    rows, weights = [], []
+    for scenario in scenarios:
+        for k in range(len(wanted) + 1):
+            rows.append(scenario)
+            w = torch.zeros(n_poles)
+            if k:
+                w[mixed.adapters.pole_slugs.index(wanted[k - 1])] = 1.0
+            weights.append(w)
+    if not rows:
+        return []
+    scored = option_scores(mixed.adapters, mixed.tokenizer, rows, torch.stack(weights), calibrate=False,
+                           batch_size=batch_size)
+    out, step = [], len(wanted) + 1
+    for i, scenario in enumerate(scenarios):
+        group = scored[i * step : (i + 1) * step]
+        table = torch.zeros(len(scenario.options), len(space.pole_slugs))
+        for k, pole in enumerate(wanted, start=1):
+            table[:, space.pole_slugs.index(pole)] = group[k].mixed - group[0].mixed
+        out.append(table)
+    return out
+
+
+def infer(mixed, decisions: Sequence[Decision], method: str = DEFAULT_METHOD,
+          half_life: str | float | HalfLife | None = None, contrast: bool = True) -> Inference:
+    """Infer a preference vector for `mixed` (a `MixedModel`) from a user's decisions.
+
+    `half_life`: None = the default (`DEFAULT_HALF_LIFE` decisions), a number of decisions,
+    a duration string (`3d`), a `HalfLife`, or 'none' for equal weights.
+    """
+    if method not in METHODS:
+        raise PFTError(f"unknown method '{method}': use one of {', '.join(METHODS)}")
+    if not decisions:
+        raise PFTError("the history holds no decisions: there is nothing to infer from")
+    space: ValueSpace = mixed.zoo.space
+    for d in decisions:
+        if d.dimension is not None and not space.has_dimension(d.dimension):
+            where = f"line {d.line}" if d.line else "a decision"
+            raise PFTError(f"{where}: dimension '{d.dimension}' is not in this zoo{space.suggest(d.dimension)}")
+    given = [space.dimension(d.dimension).slug if d.dimension else None for d in decisions]
+    weights = recency_weights(decisions, parse_half_life(half_life))
+    chosen = [d.chosen for d in decisions]
+    head = _head(mixed.zoo, space)
+    readings = None
+    if head is not None and (method == "head" or any(g is None for g in given)):
+        readings = read_options(head, option_features(mixed, decisions), [len(d.options) for d in decisions])
+    if method == "head":
+        if head is None:
+            raise PFTError("this zoo has no mixing head: use --method likelihood, or give every decision a 'dimension'")
+        dims = guess_dimensions(readings, given, head)
+        return head_estimate(readings, chosen, dims, weights, space, head.dimension_slugs, contrast)
+    scenarios = decision_scenarios(decisions)
+    if readings is not None:
+        dims = guess_dimensions(readings, given, head)
+    elif all(g is not None for g in given):
+        dims = list(given)
+    else:  # no head and some dimensions unknown: score under every pole, then place by spread
+        scores = pole_scores(mixed, scenarios)
+        dims = [g or s for g, s in zip(given, spread_dimensions(scores, space))]
+        return likelihood_estimate(scores, chosen, dims, weights, space)
+    poles = [p for dim in space if dim.slug in set(dims) for p in (dim.first.slug, dim.second.slug)]
+    return likelihood_estimate(pole_scores(mixed, scenarios, poles), chosen, dims, weights, space)
+
+
+def _head(zoo, space: ValueSpace) -> MixingHead | None:
+    """The zoo's head restricted to the dimensions it knows (in the space's order), or None."""
+    if zoo.head is None:
+        return None
+    known = [d for d in space if d.slug in zoo.head.dimension_slugs]
+    return zoo.head.select(ValueSpace(known)) if known else None

@@ -1,0 +1,327 @@
+"""Evaluation: metric definitions on hand-made cases, eval on the tiny zoo, the HTTP judge, and the baseline methods."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+import torch
+
+from conftest import TRAIN_DIMS, quick_config
+from pft_adapters.base import load_base
+from pft_adapters.data import Option, Scenario, load_scenarios
+from pft_adapters.errors import PFTError
+from pft_adapters.evaluate import (
+    ChatJudge,
+    HeadJudge,
+    Judged,
+    evaluate,
+    group_means,
+    micro_prf,
+    parse_score,
+    pole_cases,
+    select_all_choice,
+    select_all_score,
+    vector_cases,
+)
+from pft_adapters.mix import MixedModel
+from pft_adapters.train import train_zoo
+from pft_adapters.values import ValueSpace
+from pft_adapters.vector import PreferenceVector
+from pft_adapters.zoo import Zoo
+from pft_adapters_cli.app import main
+
+SPACE = ValueSpace.builtin().select(TRAIN_DIMS)
+RISK = SPACE.dimension("risk")
+
+
+# -- metric definitions --------------------------------------------------------------------------
+def test_select_all_scoring_rules():
+    gold = {0, 2}
+    assert select_all_score({0, 2}, gold) == 1.0  # the exact set
+    assert select_all_score({2}, gold) == 0.5  # a strict subset: |chosen| / |gold|
+    assert select_all_score({0, 1, 2}, gold) == 0.0  # holds a wrong option
+    assert select_all_score({0, 1}, gold) == 0.0
+    assert select_all_score({1}, gold) == 0.0
+    assert select_all_score(set(), gold) == 0.0
+    assert select_all_score({1}, {1}) == 1.0
+    assert select_all_score({0}, {0, 1, 3}) == pytest.approx(1 / 3)
+
+
+def test_select_all_rule_is_above_the_mean():
+    assert select_all_choice([2.0, -1.0, 1.5, -2.0], best=0) == {0, 2}
+    assert select_all_choice([0.1, 0.3], best=1) == {1}
+    assert select_all_choice([0.5, 0.5, 0.5], best=2) == {2}  # all equal: the select-one pick alone
+
+
+def test_micro_precision_recall_f1():
+    # case 1: 1 TP, 1 FP, 1 FN; case 2: 2 TP; case 3: 0 TP, 1 FP, 1 FN
+    prf = micro_prf([({0, 1}, {0, 2}), ({1, 3}, {1, 3}), ({0}, {1})])
+    assert prf.precision == pytest.approx(3 / 5)
+    assert prf.recall == pytest.approx(3 / 5)
+    assert prf.f1 == pytest.approx(3 / 5)
+    prf = micro_prf([({0}, {0, 1, 2})])
+    assert (prf.precision, prf.recall) == (1.0, pytest.approx(1 / 3))
+    assert prf.f1 == pytest.approx(2 * (1 / 3) / (1 + 1 / 3))
+    assert micro_prf([]).f1 == 0.0
+
+
+def test_group_means_keep_order():
+    assert group_means([1, 0, 1, 1], ["b", "a", "b", "a"]) == {"b": 1.0, "a": 0.5}
+
+
+def _scenario(dim: str, text: str) -> Scenario:
+    d = SPACE.dimension(dim)
+    return Scenario(text, d.slug, (Option("x", d.first.slug), Option("y", d.second.slug)), "Gaming")
+
+
+def test_cases_for_all_poles_and_for_a_vector():
+    data = [_scenario("risk", "r1"), _scenario("risk", "r2"), _scenario("time", "t1")]
+    cases = pole_cases(data, SPACE)
+    assert [(c.scenario.text, c.target, dict(c.vector)) for c in cases] == [
+        ("r1", "risk-taking", {"risk": 1.0}), ("r2", "risk-taking", {"risk": 1.0}),
+        ("r1", "risk-averse", {"risk": -1.0}), ("r2", "risk-averse", {"risk": -1.0}),
+        ("t1", "immediate-gratification", {"time": 1.0}), ("t1", "delayed-gratification", {"time": -1.0}),
+    ]
+    assert len(pole_cases(data, SPACE, limit=1)) == 4
+    assert [c.target for c in pole_cases(data, SPACE, poles=["risk-averse"])] == ["risk-averse"] * 2
+    vec = PreferenceVector({"risk": -0.5, "time": 1.0})
+    assert [(c.scenario.text, c.target) for c in vector_cases(data, SPACE, vec)] == [
+        ("r1", "risk-averse"), ("r2", "risk-averse"), ("t1", "immediate-gratification")]
+    assert vector_cases(data, SPACE, PreferenceVector({"time": 0.0})) == []
+
+
+def test_parse_score():
+    assert parse_score("7") == 7.0
+    assert parse_score("Score: 8.5/10") == 8.5
+    assert parse_score(" 10 ") == 10.0
+    for bad in ("high", "", "42"):
+        with pytest.raises(PFTError):
+            parse_score(bad)
+
+
+# -- evaluation on the tiny zoo -------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mixed(zoo_dir, base_dir):
+    model, tokenizer = load_base(base_dir)
+    return MixedModel(Zoo.from_pretrained(zoo_dir), model, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def dev(vcd_dev):
+    return [s for s in load_scenarios(vcd_dev) if s.dimension in TRAIN_DIMS]
+
+
+def test_select_one_and_select_all_on_the_tiny_zoo(mixed, dev):
+    one = evaluate(mixed, dev, "select-one", limit=3, progress=False).to_json()
+    assert one["task"] == "select-one" and one["cases"] == 12
+    assert set(one["per_pole"]) == set(SPACE.pole_slugs)
+    assert set(one["per_dimension"]) == set(TRAIN_DIMS)
+    assert one["per_scene"] and all(0.0 <= v <= 1.0 for v in one["per_scene"].values())
+    assert 0.0 <= one["accuracy"] <= 1.0
+    assert one["macro_accuracy"] == pytest.approx(sum(one["per_pole"].values()) / 4, abs=1e-3)
+    every = evaluate(mixed, dev, "select-all", vector=PreferenceVector({"risk": -1.0}), limit=3, progress=False)
+    out = every.to_json(items=True)
+    assert set(out["per_pole"]) == {"risk-averse"} and out["cases"] == 3
+    assert {"precision", "recall", "f1", "exact"} <= set(out)
+    for item in out["items"]:
+        assert item["score"] == select_all_score(set(item["chosen"]), set(item["gold"]))
+    json.dumps(out)  # plain JSON
+
+
+def test_open_ended_with_the_head_judge(mixed, dev):
+    result = evaluate(mixed, dev, "open-ended", limit=1, max_new_tokens=4, progress=False)
+    out = result.to_json(items=True)
+    assert out["metric"] == "score" and out["judge"] == "head" and out["cases"] == 4
+    assert all(0.0 <= item["score"] <= 10.0 for item in out["items"])
+    assert 0.0 <= out["score"] <= 10.0 and set(out["per_pole"]) == set(SPACE.pole_slugs)
+    # the head judge is P(target): the two poles of one answer add up to 10
+    judge = HeadJudge(mixed)
+    a, b = judge([Judged("s", "I will save the money for later.", RISK.first, RISK.second),
+                  Judged("s", "I will save the money for later.", RISK.second, RISK.first)])
+    assert a + b == pytest.approx(10.0, abs=1e-4)
+
+
+def test_eval_cli_json_and_out(capsys, zoo_dir, vcd_dev, tmp_path):
+    out_file = tmp_path / "res" / "eval.json"
+    with pytest.raises(SystemExit) as exit_info:
+        main(["eval", str(zoo_dir), "--data", str(vcd_dev), "--all-poles", "--task", "select-one", "--limit", "2",
+              "--json", "--out", str(out_file)])
+    assert exit_info.value.code in (0, None)
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["task"] == "select-one" and isinstance(printed["accuracy"], float)
+    assert set(printed["per_pole"]) == set(SPACE.pole_slugs) and "per_scene" in printed
+    saved = json.loads(out_file.read_text())
+    assert saved["accuracy"] == printed["accuracy"] and len(saved["items"]) == printed["cases"] == 8
+
+
+def test_eval_cli_user_errors(capsys, zoo_dir, vcd_dev):
+    for args in (["--all-poles", "--vector", "risk=1"], [], ["--all-poles", "--task", "rank"],
+                 ["--vector", "risk=2"], ["--all-poles", "--judge", "http://x", "--task", "select-one"]):
+        with pytest.raises(SystemExit) as exit_info:
+            main(["eval", str(zoo_dir), "--data", str(vcd_dev), *args])
+        err = capsys.readouterr().err.strip().splitlines()
+        assert exit_info.value.code == 1 and len(err) == 1 and err[0].startswith("error: "), err
+
+
+# -- the HTTP judge against a local OpenAI-compatible server ----------------------------------------
+class _ChatServer:
+    """A tiny chat-completions server on 127.0.0.1: replies are scripted per test."""
+
+    def __init__(self):
+        self.requests: list[dict] = []
+        self.reply = lambda body: {"choices": [{"message": {"role": "assistant", "content": "7"}}]}
+        self.status = 200
+        self.delay = 0.0
+        owner = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+                owner.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
+                time.sleep(owner.delay)
+                payload = json.dumps(owner.reply(body)).encode() if owner.status == 200 else b'{"error": "boom"}'
+                self.send_response(owner.status)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                self.wfile.write(payload)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.fixture()
+def chat_server():
+    server = _ChatServer()
+    yield server
+    server.close()
+
+
+ITEM = Judged("Your friend offers a risky bet.", "I politely decline and keep my savings.", RISK.second, RISK.first)
+
+
+def test_chat_judge_posts_the_rubric_and_parses_the_score(chat_server, monkeypatch):
+    monkeypatch.setenv("PFT_JUDGE_API_KEY", "sk-test")
+
+    def reply(body):
+        system = body["messages"][0]["content"]
+        return {"choices": [{"message": {"content": "Score: 9/10" if "Risk-averse" in system.split("\n")[1] else "1"}}]}
+
+    chat_server.reply = reply
+    judge = ChatJudge(chat_server.url + "/", "judge-model", timeout=5)
+    assert judge([ITEM, Judged(ITEM.scenario, ITEM.response, RISK.first, RISK.second)]) == [9.0, 1.0]
+    req = chat_server.requests[0]
+    assert req["path"] == "/v1/chat/completions" and req["auth"] == "Bearer sk-test"
+    assert req["body"]["model"] == "judge-model" and req["body"]["temperature"] == 0
+    system, user = (m["content"] for m in req["body"]["messages"])
+    assert RISK.second.description in system and RISK.first.name in system and "0-10" in system
+    assert ITEM.scenario in user and ITEM.response in user
+
+
+def test_chat_judge_key_falls_back_and_may_be_absent(chat_server, monkeypatch):
+    monkeypatch.delenv("PFT_JUDGE_API_KEY", raising=False)
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")
+    assert ChatJudge(chat_server.url + "/chat/completions", "m", timeout=5).score(ITEM) == 7.0
+    monkeypatch.delenv("OPENAI_API_KEY")
+    ChatJudge(chat_server.url, "m", timeout=5).score(ITEM)
+    assert [r["auth"] for r in chat_server.requests] == ["Bearer sk-openai", None]
+    assert all(r["path"] == "/v1/chat/completions" for r in chat_server.requests)
+
+
+def test_chat_judge_failures_are_one_line_errors(chat_server):
+    judge = ChatJudge(chat_server.url, "m", timeout=5)
+    chat_server.status = 401
+    with pytest.raises(PFTError, match="HTTP 401.*API key"):
+        judge.score(ITEM)
+    chat_server.status = 503
+    n = len(chat_server.requests)
+    with pytest.raises(PFTError, match="HTTP 503"):
+        judge.score(ITEM)
+    assert len(chat_server.requests) - n == 2  # retried once
+    chat_server.status = 200
+    chat_server.reply = lambda body: {"choices": [{"message": {"content": "It is quite risk-averse."}}]}
+    with pytest.raises(PFTError, match="no 0-10 score"):
+        judge.score(ITEM)
+    chat_server.reply = lambda body: {"id": "x"}
+    with pytest.raises(PFTError, match="no chat completion"):
+        judge.score(ITEM)
+    chat_server.reply = lambda body: {"choices": [{"message": {"content": "5"}}]}
+    chat_server.delay = 1.0
+    with pytest.raises(PFTError, match="did not answer within"):
+        ChatJudge(chat_server.url, "m", timeout=0.2, retries=0).score(ITEM)
+    port = chat_server.httpd.server_address[1]
+    chat_server.close()
+    with pytest.raises(PFTError, match="unreachable"):
+        ChatJudge(f"http://127.0.0.1:{port}/v1", "m", timeout=2).score(ITEM)
+    chat_server.close = lambda: None
+    for bad in (("ftp://x", "m"), ("http://x", "")):
+        with pytest.raises(PFTError):
+            ChatJudge(*bad)
+    for err in ("HTTP 401", "HTTP 503"):
+        assert "\n" not in err
+
+
+# -- baseline training methods --------------------------------------------------------------------
+def _train(base_dir, data, **overrides):
+    model, tokenizer = load_base(base_dir)
+    config = quick_config(epochs=1, head_steps=20, **overrides)
+    return train_zoo(model, tokenizer, data, SPACE, config, base_id=str(base_dir), progress=False).zoo
+
+
+def test_conditioned_training_makes_a_valid_zoo_that_chooses(base_dir, train_slice, tmp_path):
+    zoo = _train(base_dir, train_slice, method="conditioned")
+    assert zoo.training["method"] == "conditioned" and zoo.pole_slugs == SPACE.pole_slugs
+    first = zoo.poles[SPACE.pole_slugs[0]]
+    for pole in SPACE.pole_slugs[1:]:  # one shared adapter, stored in every pole folder
+        for key, value in zoo.poles[pole].items():
+            assert torch.equal(value, first[key])
+    assert any(float(v.abs().max()) > 0 for k, v in first.items() if "lora_B" in k)
+    zoo.save_pretrained(tmp_path / "cond")
+    manifest = json.loads((tmp_path / "cond" / "pft_zoo.json").read_text())
+    hashes = {v for k, v in manifest["files"].items() if k.endswith("adapter_model.safetensors")}
+    assert len(hashes) == 1 and manifest["training"]["method"] == "conditioned"
+    model, tokenizer = load_base(base_dir)
+    mixed = MixedModel(Zoo.from_pretrained(tmp_path / "cond"), model, tokenizer)
+    assert mixed.conditioned
+    # the sign picks the description; the shared adapter runs once, at the vector's strength
+    weights = mixed.weights({"risk": -0.5, "time": 1.0})
+    assert float(weights.sum()) == 1.0 and int((weights != 0).sum()) == 1
+    (prompt,) = mixed._conditioned(["Scenario: x"], "risk=-1")
+    assert prompt.startswith(f"Preference: {RISK.second.name}. {RISK.second.description}\n") and prompt.endswith("Scenario: x")
+    assert mixed._conditioned(["Scenario: x"], "risk=0") == ["Scenario: x"]
+    dev = [s for s in train_slice if s.dimension == "risk"][:3]
+    picks = mixed.choose(dev, ["risk=1", "risk=-1", "risk=-1"])
+    assert len(picks) == 3 and all(p.pole in RISK.poles_slugs if False else p.pole in (RISK.first.slug, RISK.second.slug) for p in picks)
+    assert evaluate(mixed, dev, "select-one", progress=False).cases == 6
+
+
+def test_single_preference_training_holds_one_pole(base_dir, train_slice, tmp_path):
+    risk = [s for s in train_slice if s.dimension == "risk"]
+    zoo = _train(base_dir, risk, method="single", pole="Risk-averse")
+    assert zoo.pole_slugs == ["risk-averse"] and zoo.training["method"] == "single"
+    assert zoo.training["pole"] == "risk-averse" and zoo.training["rows"] == sum(len(s.options_of("risk-averse")) for s in risk)
+    zoo.save_pretrained(tmp_path / "single")
+    model, tokenizer = load_base(base_dir)
+    mixed = MixedModel(Zoo.from_pretrained(tmp_path / "single"), model, tokenizer)
+    assert len(mixed.choose(risk[:2], "risk=-1")) == 2
+    with pytest.raises(PFTError, match="does not hold"):
+        mixed.choose(risk[:2], "risk=1")
+    result = evaluate(mixed, risk[:3], "select-one", progress=False)
+    assert set(result.per_pole) == {"risk-averse"} and result.cases == 3
+    with pytest.raises(PFTError, match="--pole"):
+        _train(base_dir, risk, method="single")
+    with pytest.raises(PFTError, match="unknown training method"):
+        _train(base_dir, risk, method="dpo")

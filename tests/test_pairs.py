@@ -1,0 +1,286 @@
+"""Your own value pairs: pair definition files, A/B behaviour items, conversion, and growing a zoo."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+import torch
+
+from pft_adapters.base import load_base
+from pft_adapters.choose import choose
+from pft_adapters.data import load_scenarios, to_paired, write_jsonl
+from pft_adapters.errors import PFTError
+from pft_adapters.extend import extend_zoo
+from pft_adapters.values import _DIMENSION_KEYS, _POLE_KEYS, _SLUG, ValueSpace, load_pairs
+from pft_adapters.zoo import Zoo, sha256_file
+from pft_adapters_cli.app import main
+
+from conftest import TRAIN_DIMS, quick_config
+
+ROOT = Path(__file__).resolve().parents[1]
+EXAMPLE = ROOT / "examples" / "patience"
+N_TRAIN = 48  # of the example's 64 items; the last 16 are held out
+
+PATIENCE = {
+    "slug": "patience",
+    "name": "Patience",
+    "poles": [
+        {"name": "Patient", "description": "Waits calmly."},
+        {"name": "Impulsive", "description": "Acts on the first urge."},
+    ],
+}
+
+
+def _write(tmp_path: Path, obj, name: str = "pairs.json") -> Path:
+    path = tmp_path / name
+    path.write_text(obj if isinstance(obj, str) else json.dumps(obj), encoding="utf-8")
+    return path
+
+
+def run(capsys, *args) -> tuple[int, str, str]:
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(a) for a in args])
+    out, err = capsys.readouterr()
+    return (exit_info.value.code or 0), out, err
+
+
+@pytest.fixture(scope="module")
+def example_space() -> ValueSpace:
+    return load_pairs(EXAMPLE / "pairs.json")
+
+
+@pytest.fixture(scope="module")
+def items(example_space):
+    return load_scenarios(EXAMPLE / "items.json", example_space, pair="patience")
+
+
+# -- pair definition files ----------------------------------------------------------------------
+def test_example_pair_file(example_space, capsys):
+    dim = example_space.dimension("patience")
+    assert (dim.first.slug, dim.second.slug) == ("patient", "impulsive")
+    assert all(len(p.description.split()) >= 10 for p in dim.poles)
+    code, out, _ = run(capsys, "pairs", "--check", EXAMPLE / "pairs.json")
+    assert code == 0 and out.startswith("OK:") and "patience (patient / impulsive)" in out
+    code, out, _ = run(capsys, "pairs", "--pairs", EXAMPLE / "pairs.json", "--json")
+    listed = {d["slug"]: d for d in json.loads(out)["dimensions"]}
+    assert list(listed)[:6] == [d.slug for d in ValueSpace.builtin()] and listed["patience"]["source"].endswith("pairs.json")
+    assert [p["slug"] for p in listed["patience"]["poles"]] == ["patient", "impulsive"]
+
+
+def _pole(name, **extra):
+    return {"name": name, "description": "a pole", **extra}
+
+
+@pytest.mark.parametrize(
+    "dimensions, words",
+    [
+        ([{**PATIENCE, "poles": PATIENCE["poles"][:1]}], ["dimension 1 ('patience')", "exactly two poles", "got 1"]),
+        ([{**PATIENCE, "poles": [PATIENCE["poles"][0], {"description": "x"}]}], ["dimension 1 ('patience'), pole 2", "'name'"]),
+        ([{"name": "Patience", "poles": [_pole("Patient"), _pole("patient")]}], ["dimension 1", "same slug 'patient'"]),
+        ([PATIENCE, {**PATIENCE, "name": "Waiting", "poles": [_pole("Calm"), _pole("Rash")]}],
+         ["dimension 2 ('patience')", "'patience' is used twice", "dimension 1 ('patience')"]),
+        ([PATIENCE, {"slug": "candour", "poles": [_pole("Candid"), _pole("Impulsive")]}],
+         ["dimension 2 ('candour'), pole 2", "'impulsive' is used twice"]),
+        ([PATIENCE, {"slug": "candour", "poles": [_pole("Candid"), _pole("Guarded", slug="patience")]}],
+         ["dimension 2 ('candour')", "'patience' is used twice"]),
+        ([{**PATIENCE, "slug": "risk"}], ["dimension 1 ('risk')", "clashes", "dimension 'risk'"]),
+        ([{**PATIENCE, "slug": "waiting", "name": "Time Preference"}], ["dimension 1 ('waiting')", "'time-preference'", "clashes"]),
+        ([{**PATIENCE, "poles": [_pole("Patient"), _pole("Risk-taking")]}], ["'risk-taking'", "clashes", "pole 'risk-taking'"]),
+        ([{**PATIENCE, "poles": [_pole("Patient"), _pole("Rash", slug="competitive")]}], ["'competitive'", "clashes"]),
+        ([{**PATIENCE, "descripton": "typo"}], ["dimension 1 ('patience')", "unknown field 'descripton'"]),
+        ([{**PATIENCE, "poles": [_pole("Patient", colour="green"), _pole("Rash")]}], ["pole 1", "unknown field 'colour'"]),
+        ([{**PATIENCE, "slug": "Patience!"}], ["not a valid slug"]),
+        ([{**PATIENCE, "poles": [_pole("???"), _pole("Rash")]}], ["pole 1", "letter or digit"]),
+        ([{**PATIENCE, "poles": [_pole("Patient", description=3), _pole("Rash")]}], ["pole 1", "'description'"]),
+        ([], ["defines no dimensions"]),
+    ],
+)
+def test_malformed_pair_files_are_refused_naming_the_record(tmp_path, capsys, dimensions, words):
+    path = _write(tmp_path, {"dimensions": dimensions})
+    with pytest.raises(PFTError) as err:
+        load_pairs(path)
+    for word in words:
+        assert word in str(err.value), str(err.value)
+    code, _, stderr = run(capsys, "pairs", "--check", path)  # the CLI prints the same one line
+    assert code == 1 and stderr.strip() == f"error: {err.value}"
+
+
+def test_pair_file_shapes_and_schema_agree(tmp_path):
+    """The loader accepts the schema's three shapes, and checks the same keys and slug pattern."""
+    for shape in ([PATIENCE], {"dimensions": [PATIENCE], "$schema": "x"}, PATIENCE):
+        assert load_pairs(_write(tmp_path, shape)).dimension("patience").first.slug == "patient"
+    with pytest.raises(PFTError, match="unknown field 'dims'"):
+        load_pairs(_write(tmp_path, {"dimensions": [PATIENCE], "dims": []}))
+    schema = json.loads((ROOT / "docs" / "pairs.schema.json").read_text(encoding="utf-8"))
+    defs = schema["$defs"]
+    assert set(defs["dimension"]["properties"]) == set(_DIMENSION_KEYS)
+    assert set(defs["pole"]["properties"]) == set(_POLE_KEYS)
+    assert defs["slug"]["pattern"] == _SLUG.pattern
+    assert defs["dimension"]["required"] == ["poles"] and defs["pole"]["required"] == ["name"]
+    assert defs["dimension"]["additionalProperties"] is False and defs["pole"]["additionalProperties"] is False
+
+
+# -- A/B behaviour items --------------------------------------------------------------------------
+def _item(question="You may open a present now or tomorrow. What do you do?", a="Open it now.", b="Wait for tomorrow.",
+          matching=" (B)", not_matching=" (A)"):
+    return {"question": f"{question}\n\nChoices:\n (A) {a}\n (B) {b}\n\nAnswer:",
+            "answer_matching_behavior": matching, "answer_not_matching_behavior": not_matching}
+
+
+def test_ab_items_map_onto_the_pair(tmp_path, example_space):
+    path = _write(tmp_path, [_item()], "ab.json")
+    (s,) = load_scenarios(path, example_space, pair="patience")
+    assert s.text == "You may open a present now or tomorrow. What do you do?"
+    assert [(o.text, o.pole) for o in s.options] == [("Open it now.", "impulsive"), ("Wait for tomorrow.", "patient")]
+    (swapped,) = load_scenarios(path, example_space, pair="patience", matching="impulsive")
+    assert [o.pole for o in swapped.options] == ["patient", "impulsive"]
+
+
+@pytest.mark.parametrize(
+    "record, words",
+    [
+        (_item(matching=" (C)"), ["record 2", "'answer_matching_behavior'", "(C) is not among the question's choices (A), (B)"]),
+        (_item(not_matching=["(D)"]), ["record 2", "'answer_not_matching_behavior'", "(D)"]),
+        (_item(matching=" (A)"), ["record 2", "(A) is both"]),
+        (_item(matching="yes"), ["record 2", "'yes'", "not a choice letter"]),
+        ({"question": "Wait or not?", "answer_matching_behavior": " (A)", "answer_not_matching_behavior": " (B)"},
+         ["record 2", "lettered choices"]),
+        ({k: v for k, v in _item().items() if k != "answer_not_matching_behavior"}, ["record 2", "'answer_not_matching_behavior'"]),
+        (_item(question=""), ["record 2", "put the situation or question before them"]),
+    ],
+)
+def test_malformed_ab_items_are_refused_naming_the_record(tmp_path, example_space, record, words):
+    path = _write(tmp_path, [_item(), record], "ab.json")
+    with pytest.raises(PFTError) as err:
+        load_scenarios(path, example_space, pair="patience")
+    for word in ["ab.json", *words]:
+        assert word in str(err.value), str(err.value)
+
+
+def test_ab_items_need_a_pair(tmp_path, example_space):
+    path = _write(tmp_path, [_item()], "ab.json")
+    with pytest.raises(PFTError, match=r"ab.json, record 1: .*--pair"):
+        load_scenarios(path, example_space)
+    with pytest.raises(PFTError, match="not a pole of 'patience'"):
+        load_scenarios(path, example_space, pair="patience", matching="risk-averse")
+
+
+# -- convert --------------------------------------------------------------------------------------
+def test_convert_ab_round_trip(tmp_path, capsys, items, example_space):
+    out = tmp_path / "patience.jsonl"
+    code, stdout, _ = run(capsys, "convert", "ab", EXAMPLE / "items.json", "--pairs", EXAMPLE / "pairs.json",
+                          "--out", out, "--json")
+    assert code == 0 and json.loads(stdout)["records_out"] == len(items) == 64
+    first = json.loads(out.read_text(encoding="utf-8").splitlines()[0])
+    assert set(first) == {"prompt", "responses", "dimension"} and set(first["responses"]) == {"patient", "impulsive"}
+    assert load_scenarios(out, example_space) == items  # same texts, dimension, options, poles and order
+    assert sum(s.options[s.options_of("patient")[0]] == s.options[0] for s in items) == 32  # both letters used
+    assert run(capsys, "convert", "ab", EXAMPLE / "items.json", "--pairs", EXAMPLE / "pairs.json", "--out", out)[0] == 1
+    assert not list(tmp_path.glob(".*partial"))
+
+
+def test_convert_reports_every_bad_record_and_writes_nothing(tmp_path, capsys, example_space):
+    source = _write(tmp_path, [_item(), _item(matching=" (C)"), _item(), {"question": "no choices"}], "ab.json")
+    out = tmp_path / "x.jsonl"
+    code, _, err = run(capsys, "convert", "ab", source, "--pairs", EXAMPLE / "pairs.json", "--out", out)
+    assert code == 1 and "2 bad record(s)" in err and "record 2" in err and "record 4" in err and not out.exists()
+
+
+def test_convert_vcd_keeps_every_option(tmp_path, vcd_dev):
+    scenarios = load_scenarios(vcd_dev)[:40]
+    out = write_jsonl([r for s in scenarios for r in to_paired(s)], tmp_path / "vcd.jsonl")
+    back = load_scenarios(out)
+    assert len(back) == sum(max(len(s.options_of(p)) for p in {o.pole for o in s.options}) for s in scenarios)
+    by_text: dict[str, set] = {}
+    for s in back:
+        by_text.setdefault(s.text, set()).update((o.text, o.pole) for o in s.options)
+    for s in scenarios:
+        assert by_text[s.text] == {(o.text, o.pole) for o in s.options}
+    simple = [s for s in scenarios if len(s.options) == 2]
+    assert simple and all(load_scenarios(write_jsonl(to_paired(s), tmp_path / "one.jsonl"))[0] == s for s in simple)
+
+
+# -- extend ---------------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def grown(zoo_dir, items, example_space, vcd_dev, tmp_path_factory):
+    """The risk/time zoo extended with the example pair, trained on the first 48 items, saved."""
+    zoo = Zoo.from_pretrained(zoo_dir)
+    model, tokenizer = zoo.load_base()
+    old_dev = [s for s in load_scenarios(vcd_dev) if s.dimension in TRAIN_DIMS][:20]
+    result = extend_zoo(zoo, model, tokenizer, items[:N_TRAIN], example_space.select(["patience"]),
+                        quick_config(epochs=8, lr=1e-3), old_data=old_dev, progress=False)
+    path = result.zoo.save_pretrained(tmp_path_factory.mktemp("grown") / "zoo2")
+    return result, path
+
+
+def test_extend_keeps_old_pole_files_byte_identical(zoo_dir, grown):
+    result, path = grown
+    old = Zoo.from_pretrained(zoo_dir)
+    for pole in old.pole_slugs:
+        for name in ("adapter_model.safetensors", "adapter_config.json"):
+            assert sha256_file(zoo_dir / "poles" / pole / name) == sha256_file(path / "poles" / pole / name), (pole, name)
+    grown_zoo = Zoo.from_pretrained(path)
+    assert grown_zoo.pole_slugs == old.pole_slugs + ["patient", "impulsive"]
+    assert [d.slug for d in grown_zoo.space] == [*TRAIN_DIMS, "patience"] and grown_zoo.base == old.base
+    (entry,) = grown_zoo.training["extensions"]
+    assert entry["dimensions"] == ["patience"] and entry["scenarios"] == N_TRAIN
+    report = entry["head"]
+    assert report["new_examples"] > 0 and report["old_examples"] > 0
+    assert report["old_pole_accuracy"] == report["old_pole_accuracy_before"]  # old poles are read as before
+    # the head reads old poles exactly as before: same standardisation, same rows
+    head = grown_zoo.head
+    assert head.pole_slugs[:4] == old.head.pole_slugs and head.dimension_slugs == [*old.head.dimension_slugs, "patience"]
+    assert torch.equal(head.mean, old.head.mean) and torch.equal(head.std, old.head.std)
+    assert torch.equal(head.poles.weight[:4], old.head.poles.weight) and torch.equal(head.dimensions.bias[:2], old.head.dimensions.bias)
+
+
+def test_extended_zoo_chooses_the_right_pole_on_held_out_items(grown, base_dir, items):
+    """Measured: 24 of 32 held-out choices right (0.75; patient 13/16 under patient=1, impulsive 11/16
+    under impulsive=1) with the fixture's tiny base on a quiet machine; a base pre-trained for a
+    quarter of the time still gave 0.66. Chance is 0.5."""
+    result, _ = grown
+    held = items[N_TRAIN:]
+    model, tokenizer = load_base(base_dir)
+    adapters = result.zoo.attach(model)
+    right, patient_picks = 0, {}
+    for pole in ("patient", "impulsive"):
+        choices = choose(adapters, tokenizer, held, {pole: 1.0})
+        right += sum(c.pole == pole for c in choices)
+        patient_picks[pole] = sum(c.pole == "patient" for c in choices)
+    assert right / (2 * len(held)) >= 0.625, (right, patient_picks)
+    assert patient_picks["patient"] - patient_picks["impulsive"] >= 3, patient_picks  # the vector moves the choice
+
+
+def test_old_poles_choose_as_before_after_extending(grown, zoo_dir, base_dir, vcd_dev):
+    result, path = grown
+    slice_ = [s for s in load_scenarios(vcd_dev) if s.dimension in TRAIN_DIMS][:16]
+    before_zoo, after_zoo = Zoo.from_pretrained(zoo_dir), Zoo.from_pretrained(path)
+    for pole in ("risk-averse", "delayed-gratification"):
+        runs = []
+        for zoo in (before_zoo, after_zoo):
+            model, tokenizer = load_base(base_dir)
+            runs.append(choose(zoo.attach(model), tokenizer, slice_, {pole: 1.0}))
+        assert [c.index for c in runs[0]] == [c.index for c in runs[1]]
+        assert all(a.scores == pytest.approx(b.scores, abs=1e-3) for a, b in zip(*runs))
+
+
+def test_extend_cli_and_refusals(tmp_path, capsys, zoo_dir, vcd_dev):
+    """The CLI on A/B input with --old-data; a dimension the zoo already has is refused."""
+    small = _write(tmp_path, json.loads((EXAMPLE / "items.json").read_text(encoding="utf-8"))[:8], "few.json")
+    old = _write(tmp_path, [r for r in json.loads(vcd_dev.read_text(encoding="utf-8"))
+                            if r["preference domain"] == "Risk Orientation"][:6], "old.json")
+    out = tmp_path / "zoo2"
+    code, stdout, err = run(capsys, "extend", zoo_dir, "--pairs", EXAMPLE / "pairs.json", "--data", small,
+                            "--old-data", old, "--epochs", "1", "--max-length", "256", "--out", out, "--json")
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["added_poles"] == ["patient", "impulsive"]
+    assert summary["head"]["old_pole_accuracy"] == summary["head"]["old_pole_accuracy_before"] is not None
+    assert re.fullmatch(r"[0-9a-f]{64}", sha256_file(out / "poles" / "patient" / "adapter_model.safetensors"))
+    assert sha256_file(out / "poles" / "risk-averse" / "adapter_model.safetensors") == sha256_file(
+        zoo_dir / "poles" / "risk-averse" / "adapter_model.safetensors")
+    code, _, err = run(capsys, "extend", zoo_dir, "--data", old, "--dims", "risk", "--out", tmp_path / "z3")
+    assert code == 1 and "already has 'risk'" in err
