@@ -9,6 +9,10 @@ vector: all options of all scenarios go through in batched forward passes.
 
 `prompts` replaces the scenario prompts (a conditioned zoo puts the described poles
 in front of them, see `conditioned_prompt`); the base is scored on the same text.
+`reference` (pole weights) calibrates against that mix instead of the bare base,
+read on `reference_prompts` when given: `MixedModel.choose(calibrate="mirror")`
+uses the opposite vector, so an option scores what the vector's poles give it beyond
+their opposite poles (a paired zoo's adapters read as a contrastive pair).
 """
 
 from __future__ import annotations
@@ -40,7 +44,7 @@ class Choice:
 
 @dataclass
 class OptionScores:
-    """Mean log-likelihood per token of each option under the mix, and under the bare base."""
+    """Mean log-likelihood per token of each option under the mix, and under the bare base (or the reference mix)."""
 
     mixed: torch.Tensor
     base: torch.Tensor | None
@@ -59,17 +63,23 @@ class OptionScores:
 @torch.no_grad()
 def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: torch.Tensor,
                   calibrate: bool = True, batch_size: int = 16, max_length: int = 512,
-                  prompts: Sequence[str] | None = None) -> list[OptionScores]:
-    """Score of every option of every scenario; `weights` is (P,) for all or (S, P) per scenario."""
+                  prompts: Sequence[str] | None = None, reference: torch.Tensor | None = None,
+                  reference_prompts: Sequence[str] | None = None) -> list[OptionScores]:
+    """Score of every option of every scenario; `weights` (and `reference`) are (P,) for all or (S, P) per scenario."""
     weights = adapters.coefficients(weights)
     if weights.dim() == 1:
         weights = weights.expand(len(scenarios), -1)
+    if reference is not None:
+        reference = adapters.coefficients(reference)
+        reference = reference.expand(len(scenarios), -1) if reference.dim() == 1 else reference
     encoder = Encoder(tokenizer, max_length)
-    rows, owners = [], []
+    rows, ref_rows, owners = [], [], []
     for s_idx, scenario in enumerate(scenarios):
         prompt = format_prompt(scenario) if prompts is None else prompts[s_idx]
         for option in scenario.options:
             rows.append(encoder(prompt, format_target(option)))
+            if reference_prompts is not None:
+                ref_rows.append(encoder(reference_prompts[s_idx], format_target(option)))
             owners.append(s_idx)
     device = weights.device
     mixed, base = torch.empty(len(rows)), torch.empty(len(rows))
@@ -80,7 +90,9 @@ def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenari
             row_weights = weights[owners[start : start + batch_size]]
             mixed[start : start + len(batch.input_ids)] = _mean_logprob(adapters, batch, row_weights)
             if calibrate:
-                base[start : start + len(batch.input_ids)] = _mean_logprob(adapters, batch, None)
+                ref_batch = batch if reference_prompts is None else encoder.collate(ref_rows[start : start + batch_size]).to(device)
+                ref_weights = None if reference is None else reference[owners[start : start + batch_size]]
+                base[start : start + len(batch.input_ids)] = _mean_logprob(adapters, ref_batch, ref_weights)
     finally:
         adapters.state.mode, adapters.state.columns, adapters.state.route, adapters.state.route_scale = saved
     out, start = [], 0
@@ -102,9 +114,11 @@ def _mean_logprob(adapters: PoleAdapters, batch, row_weights: torch.Tensor | Non
 
 
 def choose(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: torch.Tensor,
-           calibrate: bool = True, batch_size: int = 16, prompts: Sequence[str] | None = None) -> list[Choice]:
+           calibrate: bool = True, batch_size: int = 16, prompts: Sequence[str] | None = None,
+           reference: torch.Tensor | None = None, reference_prompts: Sequence[str] | None = None) -> list[Choice]:
     """The highest-scoring option of each scenario under its vector."""
-    scores = option_scores(adapters, tokenizer, scenarios, weights, calibrate, batch_size, prompts=prompts)
+    scores = option_scores(adapters, tokenizer, scenarios, weights, calibrate, batch_size, prompts=prompts,
+                           reference=reference, reference_prompts=reference_prompts)
     choices = []
     for scenario, s in zip(scenarios, scores):
         best = s.best()

@@ -249,7 +249,8 @@ def _answer_letters(raw: dict, key: str, letters: list[str], where: str) -> set[
 
 def _ab(raw: dict, space: ValueSpace, where: str, ab: ABPoles | None) -> Scenario:
     if ab is None:
-        raise PFTError(f"{where}: an A/B item does not say which value pair it measures: name it with --pair SLUG (pair= in Python)")
+        raise PFTError(f"{where}: an A/B item does not say which value pair it measures: name it with --pair SLUG, "
+                       "or convert the file first with `pft-adapters convert ab`")
     text, choices = split_choices(_text(raw, "question", where), where)
     letters = [letter for letter, _ in choices]
     matching = _answer_letters(raw, "answer_matching_behavior", letters, where)

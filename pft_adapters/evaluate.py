@@ -4,8 +4,12 @@ A *case* is one scenario, the vector the model runs with, and the pole its answe
 should carry. `--all-poles` makes two cases per scenario (its dimension at +1 and at
 -1); `--vector` makes one per scenario of each dimension the vector sets.
 
-- **select-one**: the option `MixedModel.choose` picks (calibrated by default)
-  carries the target pole: 1, else 0.
+- **select-one**: the option `MixedModel.choose` picks carries the target pole: 1,
+  else 0. Options are scored by mean log-likelihood per token under the vector
+  minus the same under the mirrored vector (`calibrate="mirror"`, the default here:
+  each pole adapter against its opposite, which measured 0.12-0.19 above calibrating
+  against the bare base on VCD); `"base"` (PMI, `MixedModel.choose`'s default) and
+  `"none"` are there to compare.
 - **select-all**: the model returns every option whose score under the vector is
   above the mean score of the scenario's options (when all scores are equal: the
   select-one pick alone). Against the gold set (the options of the target pole):
@@ -213,7 +217,12 @@ def _chunks(cases: Sequence[Case], size: int) -> Iterable[Sequence[Case]]:
         yield cases[start : start + size]
 
 
-def choices(mixed, cases: Sequence[Case], calibrate: bool = True, chunk: int = 8, progress: bool = True,
+def calibration_name(calibrate: bool | str) -> str:
+    """"base", "mirror" or "none" for any accepted spelling (True = base, False = none)."""
+    return {True: "base", False: "none"}[calibrate] if isinstance(calibrate, bool) else str(calibrate)
+
+
+def choices(mixed, cases: Sequence[Case], calibrate: bool | str = "mirror", chunk: int = 8, progress: bool = True,
             desc: str = "choosing"):
     """`MixedModel.choose` over every case (each with its own vector), with a progress bar."""
     out = []
@@ -224,27 +233,37 @@ def choices(mixed, cases: Sequence[Case], calibrate: bool = True, chunk: int = 8
     return out
 
 
-def select_one(mixed, cases: Sequence[Case], calibrate: bool = True, progress: bool = True) -> EvalResult:
-    """Select-one accuracy: the chosen option carries the target pole."""
-    picks = choices(mixed, cases, calibrate, progress=progress, desc="eval select-one")
+def score_select_one(cases: Sequence[Case], picks: Sequence, space: ValueSpace, extra: dict | None = None) -> EvalResult:
+    """Select-one figures from the picks (`Choice`s, one per case): right when the pick carries the target."""
     hits = [float(p.pole == c.target) for p, c in zip(picks, cases)]
     items = [_item(c) | {"chosen": p.index, "pole": p.pole, "scores": p.scores, "correct": bool(h)}
              for c, p, h in zip(cases, picks, hits)]
-    return summarize("select-one", cases, hits, hits, mixed.zoo.space, {"calibrated": calibrate}, items)
+    return summarize("select-one", cases, hits, hits, space, extra, items)
 
 
-def select_all(mixed, cases: Sequence[Case], calibrate: bool = True, progress: bool = True) -> EvalResult:
-    """Select-all accuracy (exact set 1, strict subset |chosen|/|gold|, wrong 0) and micro P/R/F1."""
-    picks = choices(mixed, cases, calibrate, progress=progress, desc="eval select-all")
+def score_select_all(cases: Sequence[Case], picks: Sequence, space: ValueSpace, extra: dict | None = None) -> EvalResult:
+    """Select-all figures from the picks' scores: exact set 1, strict subset |chosen|/|gold|, wrong 0; micro P/R/F1."""
     chosen = [select_all_choice(p.scores, p.index) for p in picks]
     gold = [gold_options(c.scenario, c.target) for c in cases]
     scores = [select_all_score(ch, g) for ch, g in zip(chosen, gold)]
     prf = micro_prf(zip(chosen, gold))
     items = [_item(c) | {"chosen": sorted(ch), "gold": sorted(g), "scores": p.scores, "score": s}
              for c, p, ch, g, s in zip(cases, picks, chosen, gold, scores)]
-    extra = {"precision": _r(prf.precision), "recall": _r(prf.recall), "f1": _r(prf.f1),
-             "exact": _r(_mean([float(ch == g) for ch, g in zip(chosen, gold)])), "calibrated": calibrate}
-    return summarize("select-all", cases, scores, scores, mixed.zoo.space, extra, items)
+    figures = {"precision": _r(prf.precision), "recall": _r(prf.recall), "f1": _r(prf.f1),
+               "exact": _r(_mean([float(ch == g) for ch, g in zip(chosen, gold)]))}
+    return summarize("select-all", cases, scores, scores, space, figures | (extra or {}), items)
+
+
+def select_one(mixed, cases: Sequence[Case], calibrate: bool | str = "mirror", progress: bool = True) -> EvalResult:
+    """Select-one accuracy: the chosen option carries the target pole."""
+    picks = choices(mixed, cases, calibrate, progress=progress, desc="eval select-one")
+    return score_select_one(cases, picks, mixed.zoo.space, {"calibration": calibration_name(calibrate)})
+
+
+def select_all(mixed, cases: Sequence[Case], calibrate: bool | str = "mirror", progress: bool = True) -> EvalResult:
+    """Select-all accuracy (exact set 1, strict subset |chosen|/|gold|, wrong 0) and micro P/R/F1."""
+    picks = choices(mixed, cases, calibrate, progress=progress, desc="eval select-all")
+    return score_select_all(cases, picks, mixed.zoo.space, {"calibration": calibration_name(calibrate)})
 
 
 def _item(case: Case) -> dict:
@@ -449,7 +468,7 @@ def open_ended(mixed, cases: Sequence[Case], judge: Judge, max_new_tokens: int =
 
 
 def evaluate(mixed, scenarios: Sequence[Scenario], task: str, vector: PreferenceVector | None = None,
-             limit: int | None = None, calibrate: bool = True, judge: Judge | None = None,
+             limit: int | None = None, calibrate: bool | str = "mirror", judge: Judge | None = None,
              max_new_tokens: int = 64, progress: bool = True) -> EvalResult:
     """One task on `scenarios`: every pole the zoo holds at +-1 (`vector=None`), or one vector."""
     if task not in TASKS:

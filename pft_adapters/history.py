@@ -102,8 +102,9 @@ def parse_decision(raw: object, where: str, space: ValueSpace | None = None, lin
     options = []
     for j, item in enumerate(items):
         if isinstance(item, dict):
-            item = item.get("text")
-        options.append(_text(item, where, f"options[{j}]" + ("" if isinstance(raw["options"][j], str) else ".text")))
+            options.append(_text(item.get("text"), where, f"options[{j}].text"))
+        else:
+            options.append(_text(item, where, f"options[{j}]"))
     chosen = raw["chosen"]
     if isinstance(chosen, bool) or not isinstance(chosen, (int, str)):
         raise PFTError(f"{where}: field 'chosen' must be an option's index (0-based) or its text")

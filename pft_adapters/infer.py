@@ -34,7 +34,9 @@ E <= D, batched, one vector per batch row), after which the fit itself is a few
 dozen steps on a (decisions x options x poles) tensor; no forward pass inside the
 loop. The exact alternative, re-scoring every option under the current v at every
 step, would cost 2 forwards per option per step. `beta` makes the calibrated
-scores unit-free: 2 / (their standard deviation over the history).
+scores unit-free: 1 / (their standard deviation over the history). (beta and the size
+of v trade off like a temperature: a sharper beta fits a smaller |v|; at this beta a
+consistent history gives |v| of about 0.6-0.8.)
 
 Recency: a half-life in decisions (`5`: the decision 5 places before the newest
 counts half) or, when every decision has a timestamp, in time (`3d`, `12h`,
@@ -71,6 +73,7 @@ DEFAULT_METHOD = "head"
 DEFAULT_HALF_LIFE = 3.0  # decisions; chosen by measurement in benchmarks/personalize.py
 LIKELIHOOD_STEPS = 40
 LIKELIHOOD_PRIOR = 0.25  # lam: the penalty lam * |v|^2 keeps contradicted dimensions near 0
+LIKELIHOOD_SHARPNESS = 1.0  # beta = this / (std of the calibrated scores over the history)
 FEATURE_BATCH = 512  # option texts per forward pass of the base (one pass for any usual history)
 
 
@@ -250,7 +253,7 @@ def _summarise(signals: torch.Tensor, dims: Sequence[str], weights: torch.Tensor
 # -- likelihood -------------------------------------------------------------------------------
 def likelihood_estimate(scores: Sequence[torch.Tensor], chosen: Sequence[int], dims: Sequence[str],
                         weights: torch.Tensor, space: ValueSpace, steps: int = LIKELIHOOD_STEPS,
-                        prior: float = LIKELIHOOD_PRIOR) -> Inference:
+                        prior: float = LIKELIHOOD_PRIOR, sharpness: float = LIKELIHOOD_SHARPNESS) -> Inference:
     """Fit v to the choices under first-order calibrated option scores.
 
     `scores[i]` is (options, P): decision i's calibrated option scores under each pole of
@@ -270,14 +273,10 @@ def likelihood_estimate(scores: Sequence[torch.Tensor], chosen: Sequence[int], d
     cols = [2 * d + k for d in active for k in (0, 1)]
     used = table[:, :, cols][mask]
     scale = float(used.std()) if used.numel() > 1 else 0.0
-    beta = 2.0 / scale if scale > 1e-12 else 1.0
+    beta = sharpness / scale if scale > 1e-12 else 1.0
     table = table * beta
     chosen_t = torch.tensor(list(chosen), dtype=torch.long)
     w = weights.double()
-
-    def loglik_rows(pole_w: torch.Tensor) -> torch.Tensor:
-        s = (table * pole_w).sum(-1).masked_fill(~mask, float("-inf"))  # (n, width)
-        return s.log_softmax(-1).gather(1, chosen_t[:, None]).squeeze(1)
 
     # each decision's vote on its own dimension: log-lik of its choice under the first pole alone minus the second
     rows = torch.arange(n)
@@ -287,20 +286,26 @@ def likelihood_estimate(scores: Sequence[torch.Tensor], chosen: Sequence[int], d
 
     free = torch.zeros(n_dims, dtype=torch.float64)
     free[active] = 1.0
-    start = torch.zeros(n_dims, dtype=torch.float64)
-    for d in active:
+    theta = torch.zeros(n_dims, dtype=torch.float64)
+    for d in active:  # start at v = +-0.5, on the side the votes favour (the pole weights have a kink at 0)
         total = float((w[dim_index == d] * votes[dim_index == d]).sum())
-        start[d] = math.atanh(0.5) * (1.0 if total >= 0 else -1.0)
-    theta = start.clone().requires_grad_(True)
-    optimizer = torch.optim.Adam([theta], lr=0.1)
-    for _ in range(steps if active else 0):
+        theta[d] = math.atanh(0.5) * (1.0 if total >= 0 else -1.0)
+    picked = table[rows, chosen_t]  # (n, P): the chosen option's scores
+    # Adam on theta with the gradient written out (no autograd: a fit is a few ms)
+    m1, m2, lr, b1, b2 = torch.zeros_like(theta), torch.zeros_like(theta), 0.1, 0.9, 0.999
+    for step in range(1, (steps if active else 0) + 1):
         v = torch.tanh(theta) * free
         pole_w = torch.stack([v.clamp_min(0), (-v).clamp_min(0)], -1).reshape(-1)
-        loss = -(w * loglik_rows(pole_w)).sum() + prior * (v**2).sum()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-    fitted = (torch.tanh(theta.detach()) * free).tolist()
+        probs = (table @ pole_w).masked_fill(~mask, float("-inf")).softmax(-1)  # (n, width)
+        expected = (probs.unsqueeze(-1) * table).sum(1)  # (n, P): score expected under the model
+        grad_w = -(w[:, None] * (picked - expected)).sum(0)  # d(-loglik)/d(pole weights)
+        grad_w = grad_w.view(n_dims, 2)
+        grad_v = torch.where(v > 0, grad_w[:, 0], torch.where(v < 0, -grad_w[:, 1], 0.5 * (grad_w[:, 0] - grad_w[:, 1])))
+        grad = (grad_v + 2 * prior * v) * (1 - torch.tanh(theta) ** 2) * free
+        m1 = b1 * m1 + (1 - b1) * grad
+        m2 = b2 * m2 + (1 - b2) * grad**2
+        theta = theta - lr * (m1 / (1 - b1**step)) / ((m2 / (1 - b2**step)).sqrt() + 1e-8)
+    fitted = (torch.tanh(theta) * free).tolist()
     return _summarise(votes.float(), dims, weights, space, "likelihood", dict(zip(slugs, fitted)))
 
 
@@ -334,34 +339,42 @@ def pole_scores(mixed, scenarios: Sequence[Scenario], poles: Sequence[str] | Non
     """(options, P) per scenario: calibrated score of each option under each pole alone at weight 1.
 
     Columns follow the zoo's value space; poles not asked for (or not in the zoo) stay 0.
-    Cost: (1 + len(poles)) forwards per option, batched with one coefficient row per batch row.
+    Cost: (1 + len(poles)) forwards per option, batched with one coefficient row per batch
+    row. A conditioned zoo (one shared adapter told the pole in the prompt) is scored with
+    the pole's description in front of the prompt, its base on that same prompt
+    (2 forwards per option and pole).
     """
-    from .choose import option_scores
+    from .choose import conditioned_prompt, option_scores
+    from .data import format_prompt
 
     space = mixed.zoo.space
     present = set(mixed.zoo.pole_slugs)
     wanted = [p for p in (poles if poles is not None else space.pole_slugs) if p in present]
-    n_poles = mixed.adapters.n_poles
-    rows, weights = [], []
+    tables = [torch.zeros(len(s.options), len(space.pole_slugs)) for s in scenarios]
+    if not scenarios or not wanted:
+        return tables
+    conditioned = bool(getattr(mixed, "conditioned", False))
+    rows, weights, prompts = [], [], []
     for scenario in scenarios:
-        for k in range(len(wanted) + 1):
+        for k in range(len(wanted) + (0 if conditioned else 1)):
+            pole = wanted[k] if conditioned else (wanted[k - 1] if k else None)
             rows.append(scenario)
-            w = torch.zeros(n_poles)
-            if k:
-                w[mixed.adapters.pole_slugs.index(wanted[k - 1])] = 1.0
-            weights.append(w)
-    if not rows:
-        return []
-    scored = option_scores(mixed.adapters, mixed.tokenizer, rows, torch.stack(weights), calibrate=False,
-                           batch_size=batch_size)
-    out, step = [], len(wanted) + 1
-    for i, scenario in enumerate(scenarios):
+            if pole is None:
+                weights.append(torch.zeros(mixed.adapters.n_poles))
+                continue
+            dim = space.dimension_of(pole)
+            weights.append(mixed.weights({dim.slug: float(dim.sign(pole))}).float().cpu())
+            if conditioned:
+                prompts.append(conditioned_prompt(format_prompt(scenario), [space.pole(pole)]))
+    scored = option_scores(mixed.adapters, mixed.tokenizer, rows, torch.stack(weights), calibrate=conditioned,
+                           batch_size=batch_size, prompts=prompts if conditioned else None)
+    step = len(wanted) + (0 if conditioned else 1)
+    for i, table in enumerate(tables):
         group = scored[i * step : (i + 1) * step]
-        table = torch.zeros(len(scenario.options), len(space.pole_slugs))
-        for k, pole in enumerate(wanted, start=1):
-            table[:, space.pole_slugs.index(pole)] = group[k].mixed - group[0].mixed
-        out.append(table)
-    return out
+        for k, pole in enumerate(wanted):
+            column = space.pole_slugs.index(pole)
+            table[:, column] = group[k].scores() if conditioned else group[k + 1].mixed - group[0].mixed
+    return tables
 
 
 def infer(mixed, decisions: Sequence[Decision], method: str = DEFAULT_METHOD,

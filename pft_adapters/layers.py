@@ -170,7 +170,9 @@ class PoleAdapters:
             self.off()
             return
         cols = self.state.expand(c)
-        if self.state.mode == "shared" and self.state.columns is not None and self.state.columns.shape == cols.shape:
+        current = self.state.columns
+        if (self.state.mode == "shared" and current is not None and current.shape == cols.shape
+                and (torch.is_inference_mode_enabled() or not current.is_inference())):
             self.state.columns.copy_(cols)  # in place: switching costs one small copy
         else:
             self.state.mode, self.state.columns, self.state.route = "shared", cols, None
@@ -202,24 +204,17 @@ class PoleAdapters:
 
     # -- folding the mix into the weights -----------------------------------------
     def merge(self, weights: dict[str, float] | torch.Tensor) -> None:
+        """Fold the mix into the base weights and put the plain `nn.Linear` layers back in
+        the model, so a merged model runs exactly the base's code (zero overhead)."""
         c = self.coefficients(weights)
-        for layer in self.layers.values():
+        for name, layer in self.layers.items():
             layer.merge(c)
+            _set_module(self.model, name, layer.base)
 
     def unmerge(self) -> None:
-        for layer in self.layers.values():
-            layer.unmerge()
-
-    @contextmanager
-    def unwrapped(self) -> Iterator[nn.Module]:
-        """The model with plain `nn.Linear` layers back in place (e.g. to save a merged model)."""
         for name, layer in self.layers.items():
-            _set_module(self.model, name, layer.base)
-        try:
-            yield self.model
-        finally:
-            for name, layer in self.layers.items():
-                _set_module(self.model, name, layer)
+            _set_module(self.model, name, layer)
+            layer.unmerge()
 
     # -- per-pole factors in peft's layout ----------------------------------------
     def pole_state_dict(self, pole: str) -> dict[str, torch.Tensor]:

@@ -34,6 +34,7 @@ from .vector import PreferenceVector, parse_vector
 from .zoo import Zoo
 
 VectorSpec = str | Mapping[str, object] | PreferenceVector
+CALIBRATIONS = ("base", "mirror", "none")
 
 
 class MixedModel:
@@ -116,10 +117,30 @@ class MixedModel:
             return self.model(**batch).logits
 
     def choose(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec],
-               calibrate: bool = True, batch_size: int = 16) -> list[Choice]:
-        """The option each scenario's vector prefers (see `pft_adapters.choose` for the scoring rule)."""
-        prompts = self._conditioned([format_prompt(s) for s in scenarios], spec) if self.conditioned else None
-        return choose(self.adapters, self.tokenizer, scenarios, self.weights(spec), calibrate, batch_size, prompts)
+               calibrate: bool | str = True, batch_size: int = 16) -> list[Choice]:
+        """The option each scenario's vector prefers (see `pft_adapters.choose` for the scoring rule).
+
+        `calibrate`: True or "base" scores against the bare base (PMI); "mirror" against the
+        opposite vector (every dimension's sign flipped: the other pole of each pair, or for a
+        conditioned zoo the other poles' descriptions); False or "none" takes the raw likelihood.
+        """
+        mode = {True: "base", False: "none"}.get(calibrate, calibrate) if isinstance(calibrate, bool) else calibrate
+        if mode not in CALIBRATIONS:
+            raise PFTError(f"unknown calibration '{calibrate}': choose one of {', '.join(CALIBRATIONS)}")
+        specs = [spec] * len(scenarios) if isinstance(spec, (str, Mapping)) else list(spec)
+        vectors = [self.vector(s) for s in specs]
+        plain = [format_prompt(s) for s in scenarios]
+        prompts = self._conditioned(plain, vectors) if self.conditioned else None
+        reference = reference_prompts = None
+        if mode == "mirror":
+            mirrors = [PreferenceVector({k: -v for k, v in vec.items() if v}) for vec in vectors]
+            reference = torch.stack([self._pole_tensor(m) for m in mirrors])  # absent poles add nothing
+            reference_prompts = self._conditioned(plain, mirrors) if self.conditioned else None
+        if not vectors:
+            return []
+        weights = torch.stack([self._pole_tensor(v) for v in vectors])
+        return choose(self.adapters, self.tokenizer, scenarios, weights, mode != "none", batch_size, prompts,
+                      reference, reference_prompts)
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], spec: VectorSpec | Sequence[VectorSpec], max_new_tokens: int = 64,
@@ -181,7 +202,7 @@ class MixedModel:
 
     def save_merged(self, spec: VectorSpec, out: str | Path, overwrite: bool = False) -> Path:
         """A full model with the mix folded in, saved in Hugging Face format (safetensors)."""
-        with self.merged(spec), self.adapters.unwrapped(), atomic_folder(out, overwrite) as tmp:
+        with self.merged(spec), atomic_folder(out, overwrite) as tmp:
             self.model.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
         return Path(out)

@@ -277,8 +277,8 @@ def train_zoo(
                 adapters.use_route(batch.poles)
                 sync = ddp.no_sync() if ddp is not None and g < group_count - 1 else _null()
                 with sync, torch.autocast(dev_device.type, dtype=torch.bfloat16, enabled=autocast):
-                    logits = forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-                    nll = row_nll(logits, batch.labels)
+                    # logits go out of scope before backward: they are the largest activation
+                    nll = row_nll(forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits, batch.labels)
                     # sum over this process's rows / rows in the global batch; DDP averages over processes
                     loss = (batch.weights * nll).sum() / len(global_batch) * world
                 loss.backward()

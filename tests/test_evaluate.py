@@ -184,11 +184,14 @@ class _ChatServer:
                 owner.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
                 time.sleep(owner.delay)
                 payload = json.dumps(owner.reply(body)).encode() if owner.status == 200 else b'{"error": "boom"}'
-                self.send_response(owner.status)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(payload)))
-                self.end_headers()
-                self.wfile.write(payload)
+                try:
+                    self.send_response(owner.status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(payload)))
+                    self.end_headers()
+                    self.wfile.write(payload)
+                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+                    pass
 
             def log_message(self, *args):
                 pass
@@ -270,8 +273,6 @@ def test_chat_judge_failures_are_one_line_errors(chat_server):
     for bad in (("ftp://x", "m"), ("http://x", "")):
         with pytest.raises(PFTError):
             ChatJudge(*bad)
-    for err in ("HTTP 401", "HTTP 503"):
-        assert "\n" not in err
 
 
 # -- baseline training methods --------------------------------------------------------------------
@@ -304,7 +305,7 @@ def test_conditioned_training_makes_a_valid_zoo_that_chooses(base_dir, train_sli
     assert mixed._conditioned(["Scenario: x"], "risk=0") == ["Scenario: x"]
     dev = [s for s in train_slice if s.dimension == "risk"][:3]
     picks = mixed.choose(dev, ["risk=1", "risk=-1", "risk=-1"])
-    assert len(picks) == 3 and all(p.pole in RISK.poles_slugs if False else p.pole in (RISK.first.slug, RISK.second.slug) for p in picks)
+    assert len(picks) == 3 and all(p.pole in (RISK.first.slug, RISK.second.slug) for p in picks)
     assert evaluate(mixed, dev, "select-one", progress=False).cases == 6
 
 

@@ -211,7 +211,7 @@ def grown(zoo_dir, items, example_space, vcd_dev, tmp_path_factory):
     model, tokenizer = zoo.load_base()
     old_dev = [s for s in load_scenarios(vcd_dev) if s.dimension in TRAIN_DIMS][:20]
     result = extend_zoo(zoo, model, tokenizer, items[:N_TRAIN], example_space.select(["patience"]),
-                        quick_config(epochs=8, lr=1e-3), old_data=old_dev, progress=False)
+                        quick_config(epochs=8, lr=5e-3), old_data=old_dev, progress=False)
     path = result.zoo.save_pretrained(tmp_path_factory.mktemp("grown") / "zoo2")
     return result, path
 
@@ -238,9 +238,10 @@ def test_extend_keeps_old_pole_files_byte_identical(zoo_dir, grown):
 
 
 def test_extended_zoo_chooses_the_right_pole_on_held_out_items(grown, base_dir, items):
-    """Measured: 24 of 32 held-out choices right (0.75; patient 13/16 under patient=1, impulsive 11/16
-    under impulsive=1) with the fixture's tiny base on a quiet machine; a base pre-trained for a
-    quarter of the time still gave 0.66. Chance is 0.5."""
+    """Measured: 24 of 32 held-out choices right (0.75: patient 12/16 under patient=1, impulsive 12/16
+    under impulsive=1) on the fixture's tiny base built on a quiet machine (about 230 pre-training
+    steps). The base is pre-trained for a fixed time, so a loaded machine gives a weaker one: over
+    bases of 9 to 630 steps and seeds 0-2 the rate ranged 21-25 of 32 (0.66-0.78). Chance is 0.5."""
     result, _ = grown
     held = items[N_TRAIN:]
     model, tokenizer = load_base(base_dir)

@@ -24,7 +24,8 @@ def evaluate(
     judge_model: str = typer.Option(None, "--judge-model", help="Model name for --judge URL."),
     judge_timeout: float = typer.Option(60.0, "--judge-timeout", help="Seconds to wait for each judge reply."),
     limit: int = typer.Option(None, "--limit", help="At most N scenarios per dimension (quick runs)."),
-    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Score options against the base model (PMI)."),
+    calibrate: str = typer.Option("mirror", "--calibrate", help="What option scores are measured against: mirror (the "
+                                  "opposite vector; default), base (the bare base model, PMI) or none (raw likelihood)."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Answer length for open-ended."),
     base: str = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo."),
     pairs: Path = PAIRS_OPTION,
@@ -52,6 +53,8 @@ def evaluate(
         raise PFTError(f"unknown --task '{task}': choose one of {', '.join(TASKS)}")
     if task != "open-ended" and (judge != "head" or judge_model):
         raise PFTError("--judge and --judge-model go with --task open-ended")
+    if calibrate not in ("mirror", "base", "none"):
+        raise PFTError(f"unknown --calibrate '{calibrate}': choose mirror, base or none")
     if limit is not None and limit < 1:
         raise PFTError("--limit must be at least 1")
     mixed = MixedModel.load(zoo, base=base, device=device)

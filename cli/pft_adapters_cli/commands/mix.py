@@ -9,6 +9,7 @@ import typer
 from pft_adapters.errors import PFTError
 
 from .common import JSON_OPTION, PAIRS_OPTION, echo_json, value_space
+from .infer import HALF_LIFE_HELP, HISTORY_HELP, METHOD_HELP, infer_from_history
 
 VECTOR_HELP = (
     "Preference vector: DIM=VALUE pairs in [-1, 1] (+1 = first pole), pole names as keys, a JSON object, "
@@ -18,7 +19,10 @@ VECTOR_HELP = (
 
 def mix(
     zoo: str = typer.Argument(..., help="Zoo folder or Hub name (org/name, org/name:pole,pole@revision)."),
-    vector: str = typer.Option(..., "--vector", "-v", help=VECTOR_HELP),
+    vector: str = typer.Option(None, "--vector", "-v", help=VECTOR_HELP),
+    history: Path = typer.Option(None, "--history", help="Infer the vector from this history first (instead of --vector). " + HISTORY_HELP),
+    method: str = typer.Option("head", "--method", help="With --history: how to infer. " + METHOD_HELP),
+    half_life: str = typer.Option(None, "--half-life", help="With --history: " + HALF_LIFE_HELP),
     prompt: list[str] = typer.Option([], "--prompt", "-p", help="Generate a response to this prompt (repeatable: one batch)."),
     scenarios: Path = typer.Option(None, "--scenarios", help="Pick one option per scenario (VCD JSON/JSONL or paired JSONL)."),
     export: Path = typer.Option(None, "--export", help="Write the mix as one standard PEFT LoRA adapter to this folder."),
@@ -37,6 +41,8 @@ def mix(
 ) -> None:
     """Mix a zoo's pole adapters by a preference vector, then generate (--prompt), choose (--scenarios) or export.
 
+    The vector is given (--vector) or inferred from the user's past decisions (--history; see `infer`).
+
     Examples:
 
       pft-adapters mix zoo/ --vector "risk=0.8,time=-0.5" --prompt "Should I take the new job?"
@@ -44,6 +50,8 @@ def mix(
       pft-adapters mix zoo/ --vector "risk-averse=1" --scenarios dilemmas.json --json
 
       pft-adapters mix zoo/ --vector @alice.json --export alice-adapter/
+
+      pft-adapters mix zoo/ --history alice.jsonl --prompt "Should I take the new job?"
     """
     from pft_adapters.data import load_scenarios
     from pft_adapters.mix import MixedModel
@@ -51,11 +59,30 @@ def mix(
     jobs = sum(bool(x) for x in (prompt, scenarios, export, merge_out))
     if jobs != 1:
         raise PFTError("give exactly one of --prompt, --scenarios, --export or --merge-out")
+    if (vector is None) == (history is None):
+        raise PFTError("give exactly one of --vector (the preference vector) or --history (infer it from past decisions)")
+    if history is None and (method != "head" or half_life is not None):
+        raise PFTError("--method and --half-life go with --history: they say how to infer the vector")
+    if history is not None:
+        from pft_adapters.infer import METHODS, parse_half_life
+
+        if method not in METHODS:
+            raise PFTError(f"--method '{method}' is not one of {', '.join(METHODS)}")
+        parse_half_life(half_life)
     mixed = MixedModel.load(zoo, base=base, device=device)
-    vec = mixed.vector(vector)
+    inferred = None
+    if history is not None:
+        inferred = infer_from_history(mixed, history, method, half_life)
+        vec = mixed.vector(inferred.vector)
+        if not json_out:
+            typer.echo(f"inferred from {history} ({inferred.method}): {vec.describe()}", err=True)
+    else:
+        vec = mixed.vector(vector)
     if export or merge_out:
         path = mixed.export(vec, export, overwrite) if export else mixed.save_merged(vec, merge_out, overwrite)
         result = {"vector": dict(vec), "written": str(path), "kind": "peft-lora" if export else "merged-model"}
+        if inferred is not None:
+            result["inferred"] = inferred.to_json()
         echo_json(result) if json_out else typer.echo(f"{result['kind']} for {vec.describe()} written to {path}")
         return
     if scenarios:
@@ -64,7 +91,7 @@ def mix(
         rows = [{"scenario": s.text, "chosen": c.index, "text": s.options[c.index].text, "pole": c.pole, "scores": c.scores}
                 for s, c in zip(data, picks)]
         if json_out:
-            echo_json({"vector": dict(vec), "calibrated": calibrate, "choices": rows})
+            echo_json({"vector": dict(vec), "calibrated": calibrate, "choices": rows} | _inferred(inferred))
             return
         for i, row in enumerate(rows, 1):
             typer.echo(f"{i}. {_short(row['scenario'], 90)}\n   -> {chr(65 + row['chosen'])}. {_short(row['text'], 110)} [{row['pole']}]")
@@ -77,10 +104,16 @@ def mix(
     texts = mixed.generate(prompt, vec, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
                            seed=seed, streamer=streamer, raw=raw)
     if json_out:
-        echo_json({"vector": dict(vec), "responses": [{"prompt": p, "response": t} for p, t in zip(prompt, texts)]})
+        echo_json({"vector": dict(vec), "responses": [{"prompt": p, "response": t} for p, t in zip(prompt, texts)]}
+                  | _inferred(inferred))
     elif streamer is None:
         for p, t in zip(prompt, texts):
             typer.echo(f"> {p}\n{t}\n")
+
+
+def _inferred(inference) -> dict:
+    """The inference behind the vector (confidence, evidence, method), when it came from --history."""
+    return {"inferred": inference.to_json()} if inference is not None else {}
 
 
 def _short(text: str, width: int) -> str:

@@ -1,0 +1,748 @@
+"""Personalisation from a few past choices: infer a user's preference vector, then mix (VCD dev).
+
+Simulated users. Each has a true vector over the zoo's dimensions, every entry -1, 0
+or +1 (independently, a third each; never all 0). The dev scenarios of the user's
+non-zero dimensions are split at random in two halves: the user's history is drawn
+from one (in order, reshuffled when used up), and the user is scored on the other
+(at most --eval-per-user of them). On a history scenario the user picks a random
+option of their pole, except for a 10% slip: a random option of any pole. The
+history records do not name their dimension: the zoo works it out. Histories are
+nested (the first K records of one sequence of 20), so K only adds records.
+
+User alignment = share of the user's scoring scenarios where the system picks an
+option of the user's pole; the figure is its mean over users with a 95% interval
+(normal, over users). Systems:
+
+| system | what it is |
+| --- | --- |
+| base | the bare base model: the option with the highest mean log-likelihood per token |
+| single-preference | one fixed vector for everybody: per dimension, the pole most users hold (the paper's baseline) |
+| in-context | the base with the history pasted into the prompt (the user's last chosen options, newest last), scored against the base without it (PMI); on a subset of users and scenarios (--incontext-users, --incontext-eval) |
+| head | vector inferred by `pft_adapters.infer` (method head, default half-life), then mixed |
+| likelihood | the same with method likelihood |
+| oracle | the true vector, then mixed |
+
+head and likelihood use the library's default settings; "head (chosen option alone)"
+is the head read without the contrast to the options not chosen, shown beside it.
+
+Mixing and choosing. Every system's pick follows `pft_adapters.choose`: calibrated
+scores (mean log-likelihood per token under the mix minus under the bare base),
+highest wins, the base's own preference breaks a full tie. Two ways to score:
+- `--exact` (the default on a GPU): every (scenario, vector) pair is scored under the
+  full mixed model, one vector per batch row, each distinct pair once;
+- first order (the default on a CPU): every dev option is scored once under the bare base
+  and once under each pole alone at weight 1, and the score under v is
+  `sum_p w_p(v) * (score_p - score_base)`, exact for a single dimension at +1 or -1
+  (the oracle on a user with one dimension) and first order otherwise. With
+  `--exact` the agreement of the two is reported.
+The same per-pole scores feed the likelihood estimator (as in the library), and the
+mixing head's readings of every dev option are computed once (one batched forward).
+
+Targets (issue 4): at K = 5 the better estimator is within 5 points of oracle and beats
+single-preference by more than 44.76% relative; at K = 10 the sign of every dimension
+with at least two observations (history records of that dimension) is right for >= 90%
+of users (better estimator). Changing users: one dimension flips after 10 of 20 history
+records, all of that dimension; the lag is the number of post-flip records after which
+the inferred sign is right and stays right (11 = not within 10). Target with the
+default half-life: median lag <= 4; the no-recency lag and a sweep of half-lives are
+shown beside it. Cost: wall time of `pft_adapters.infer.infer` per inference (K = 10),
+both estimators, on this machine.
+
+The zoo: `--zoo PATH` (a trained zoo on a real base). Without one (or if PATH does not
+exist yet) it is built and cached under benchmarks/cache/ (git-ignored): a "small" base
+(`pft_adapters.base.cached_base` on the vcd_train texts) and a zoo of all six dimensions
+trained on vcd_train.json (paired, LoRA r=8, --epochs). Building takes a few minutes on
+a GPU and hours on a CPU.
+
+    python benchmarks/personalize.py --quick                  # short check
+    python benchmarks/personalize.py --zoo benchmarks/cache/... --json personalize.json
+    python benchmarks/personalize.py --device cuda            # full run, exact scoring
+
+Every figure is printed beside its target; one summary line ends the run; exit code 1
+when a target is missed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import math
+import os
+import platform
+import random
+import statistics
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from pft_adapters import infer as inference
+from pft_adapters.base import cached_base, corpus_texts, load_base
+from pft_adapters.choose import option_scores
+from pft_adapters.data import Scenario, load_scenarios
+from pft_adapters.history import Decision
+from pft_adapters.layers import LoraSpec
+from pft_adapters.mix import MixedModel
+from pft_adapters.train import TrainConfig, train_zoo
+from pft_adapters.values import ValueSpace
+from pft_adapters.zoo import MANIFEST, Zoo
+
+TARGET_ORACLE_GAP = 0.05  # oracle - better estimator at K = 5, at most
+TARGET_GAIN = 0.4476  # better estimator / single-preference - 1 at K = 5, more than
+TARGET_SIGN = 0.90  # share of users with every sign right (dims with >= 2 observations) at K = 10, at least
+TARGET_LAG = 4  # median post-flip records until the sign follows, default half-life, at most
+SLIP = 0.10
+FLIP_AT, FLIP_TOTAL = 10, 20
+PROGRESS = sys.stderr.isatty()  # progress bars on a terminal only, not in logs
+REPO = Path(__file__).resolve().parents[1]
+CACHE = REPO / "benchmarks" / "cache"
+
+
+@dataclass
+class Settings:
+    users: int
+    ks: tuple[int, ...]
+    per_dim: int | None  # dev scenarios per dimension (None = all)
+    eval_per_user: int
+    incontext_users: int
+    incontext_eval: int
+    flip_users: int
+    half_lives: tuple[float | None, ...]
+    timing_users: int
+    exact: bool
+    device: str
+    seed: int
+    batch_size: int
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--zoo", help="a trained zoo (folder); built and cached under benchmarks/cache/ when absent")
+    p.add_argument("--data", help="folder holding vcd_train.json and vcd_dev.json (default: $VCD_DIR or ../shared/data/vcd)")
+    p.add_argument("--quick", action="store_true", help="a short version, for checks")
+    p.add_argument("--users", type=int, help="simulated users (default 200; --quick 40)")
+    p.add_argument("--exact", action=argparse.BooleanOptionalAction, default=None,
+                   help="score every (scenario, vector) under the full mix (default: on a GPU only)")
+    p.add_argument("--eval-per-user", type=int, default=24, help="scoring scenarios per user, at most")
+    p.add_argument("--incontext-users", type=int, help="users the in-context baseline runs on (default all; --quick 6)")
+    p.add_argument("--incontext-eval", type=int, help="scoring scenarios per user for in-context (default 8; --quick 3)")
+    p.add_argument("--flip-users", type=int, help="users in the changing-preference test (default 100; --quick 16)")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
+    p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--json", help="write every figure to this JSON file")
+    build = p.add_argument_group("building the zoo when --zoo is absent")
+    build.add_argument("--size", default="small", help="base preset (default small)")
+    build.add_argument("--base-minutes", type=float, default=8.0, help="base pre-training budget in minutes")
+    build.add_argument("--epochs", type=float, default=3.0, help="zoo training epochs")
+    build.add_argument("--train-limit", type=int, help="train on the first N scenarios only (checks)")
+    build.add_argument("--build-only", action="store_true", help="build (or find) the zoo, print its path and stop")
+    return p.parse_args(argv)
+
+
+def settings(a: argparse.Namespace, device: str) -> Settings:
+    quick = a.quick
+    return Settings(
+        users=a.users or (40 if quick else 200),
+        ks=(1, 5, 10) if quick else (1, 3, 5, 10, 20),
+        per_dim=5 if quick else None,
+        eval_per_user=a.eval_per_user,
+        incontext_users=a.incontext_users if a.incontext_users is not None else (6 if quick else 10**9),
+        incontext_eval=a.incontext_eval or (3 if quick else 8),
+        flip_users=a.flip_users or (16 if quick else 100),
+        half_lives=(2.0, 3.0, None) if quick else (1.0, 2.0, 3.0, 4.0, 6.0, 10.0, None),
+        timing_users=3 if quick else 10,
+        exact=a.exact if a.exact is not None else device.startswith("cuda"),
+        device=device,
+        seed=a.seed,
+        batch_size=128 if device.startswith("cuda") else 16,
+    )
+
+
+def vcd_dir(arg: str | None) -> Path:
+    if arg:
+        return Path(arg)
+    if os.environ.get("VCD_DIR"):
+        return Path(os.environ["VCD_DIR"])
+    return REPO.parent / "shared" / "data" / "vcd"
+
+
+# -------------------------------------------------------------------------- the zoo
+
+
+def short_hash(obj: object) -> str:
+    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()[:12]
+
+
+def build_zoo(a: argparse.Namespace, data: Path, device: str) -> Path:
+    """The cached zoo for these build settings, trained (and its base pre-trained) if absent."""
+    train_file = data / "vcd_train.json"
+    texts = corpus_texts(train_file)
+    base = _base(texts, a, device)
+    space = ValueSpace.builtin()
+    scenarios = load_scenarios(train_file, space)[: a.train_limit]
+    config = TrainConfig(lora=LoraSpec(r=8, alpha=16.0), epochs=a.epochs, batch_size=8, lr=1e-3, max_length=512,
+                         seed=a.seed)
+    key = short_hash({"base": base.name, "config": asdict(config), "scenarios": len(scenarios),
+                      "data": hashlib.sha256(train_file.read_bytes()).hexdigest()})
+    out = Path(a.zoo) if a.zoo else CACHE / f"personalize-zoo-{key}"
+    if (out / MANIFEST).is_file():
+        return out
+    print(f"personalize: training a zoo of {len(space)} dimensions on {len(scenarios)} scenarios of "
+          f"{train_file.name} ({a.epochs:g} epochs) into {_rel(out)}", flush=True)
+    model, tokenizer = load_base(base)
+    dev = load_scenarios(data / "vcd_dev.json", space)
+    result = train_zoo(model, tokenizer, scenarios, space, config, base_id=_rel(base), dev=dev, device=device,
+                       progress=PROGRESS)
+    result.zoo.save_pretrained(out, overwrite=True)
+    print(f"personalize: zoo trained in {result.seconds:.0f} s, final loss {result.zoo.training['final_loss']}, "
+          f"head dev pole accuracy {result.zoo.training['head_dev_pole_accuracy']}", flush=True)
+    return out
+
+
+def _base(texts: list[str], a: argparse.Namespace, device: str) -> Path:
+    """`cached_base`, with the model pre-trained on `device` (cached_base builds it on the CPU).
+
+    The cache key does not record the device: a base pre-trained for N minutes on a GPU has
+    taken many more steps than one pre-trained for N minutes on a CPU.
+    """
+    import pft_adapters.base as base_module
+
+    original = base_module.build_model
+
+    def on_device(*args, **kwargs):
+        return original(*args, **kwargs).to(device)
+
+    base_module.build_model = on_device
+    try:
+        return cached_base(texts, CACHE / "bases", size=a.size, pretrain_minutes=a.base_minutes, seed=a.seed,
+                           threads=a.threads, progress=PROGRESS)
+    finally:
+        base_module.build_model = original
+
+
+def _rel(path: Path) -> str:
+    """A path as written into manifests and messages: relative to the repository when inside it."""
+    try:
+        return Path(os.path.relpath(Path(path).resolve(), REPO)).as_posix()
+    except ValueError:
+        return str(path)
+
+
+def load_mixed(zoo_path: Path, device: str) -> MixedModel:
+    zoo = Zoo.from_pretrained(zoo_path)
+    base = zoo.base.id
+    if not Path(base).exists() and (REPO / base).exists():  # a base recorded relative to the repository
+        base = str(REPO / base)
+    model, tokenizer = zoo.load_base(base if base != zoo.base.id else None, device=device)
+    return MixedModel(zoo, model, tokenizer, zoo.base.id)
+
+
+# -------------------------------------------------------------------------- dev scenarios, scored once
+
+
+@dataclass
+class Table:
+    """Every dev scenario with what the systems need of it, computed once."""
+
+    scenarios: list[Scenario]
+    dim: list[int]  # dimension index per scenario
+    sign: list[list[int]]  # per option: +1 first pole, -1 second, 0 neither
+    base: list[torch.Tensor]  # (options,) mean log-likelihood per token under the bare base
+    poles: list[torch.Tensor]  # (options, P) calibrated score under each pole alone at weight 1
+    readings: list[inference.Reading]
+
+    def by_dim(self, d: int) -> list[int]:
+        return [i for i, x in enumerate(self.dim) if x == d]
+
+
+def dev_scenarios(data: Path, space: ValueSpace, per_dim: int | None, seed: int) -> list[Scenario]:
+    wanted = {d.slug for d in space}
+    scenarios = [s for s in load_scenarios(data / "vcd_dev.json", ValueSpace.builtin().merged(space)) if s.dimension in wanted]
+    if per_dim is None:
+        return scenarios
+    rng = random.Random(seed)
+    out = []
+    for dim in space:
+        mine = [s for s in scenarios if s.dimension == dim.slug]
+        out += rng.sample(mine, min(per_dim, len(mine)))
+    return out
+
+
+def score_rows(mixed: MixedModel, requests: Sequence[tuple[Scenario, torch.Tensor]], batch_size: int,
+               desc: str, max_length: int = 512) -> list[torch.Tensor]:
+    """Mean log-likelihood per token of every option of each (scenario, pole weights), batched per row."""
+    out: list[torch.Tensor] = []
+    chunk = max(batch_size * 4, 64)
+    with tqdm(total=len(requests), desc=desc, unit="scenario", leave=False, mininterval=2.0, disable=not PROGRESS) as bar:
+        for start in range(0, len(requests), chunk):
+            part = requests[start : start + chunk]
+            weights = torch.stack([w for _, w in part])
+            scored = option_scores(mixed.adapters, mixed.tokenizer, [s for s, _ in part], weights, calibrate=False,
+                                   batch_size=batch_size, max_length=max_length)
+            out += [s.mixed for s in scored]
+            bar.update(len(part))
+    return out
+
+
+def build_table(mixed: MixedModel, scenarios: list[Scenario], s: Settings) -> Table:
+    space = mixed.zoo.space
+    n_poles = len(space.pole_slugs)
+    slugs = [d.slug for d in space]
+    requests = []
+    for sc in scenarios:
+        requests.append((sc, torch.zeros(n_poles)))
+        for p in range(n_poles):
+            requests.append((sc, torch.nn.functional.one_hot(torch.tensor(p), n_poles).float()))
+    raw = score_rows(mixed, requests, s.batch_size, "scoring dev options under each pole")
+    step = n_poles + 1
+    base, poles = [], []
+    for i in range(len(scenarios)):
+        group = raw[i * step : (i + 1) * step]
+        base.append(group[0])
+        poles.append(torch.stack([g - group[0] for g in group[1:]], 1))
+    decisions = [Decision(sc.text, tuple(o.text for o in sc.options), 0) for sc in scenarios]
+    head = inference._head(mixed.zoo, space)
+    readings = inference.read_options(head, inference.option_features(mixed, decisions), [len(sc.options) for sc in scenarios])
+    signs = []
+    for sc in scenarios:
+        dim = space.dimension(sc.dimension)
+        signs.append([1 if o.pole == dim.first.slug else -1 if o.pole == dim.second.slug else 0 for o in sc.options])
+    return Table(scenarios, [slugs.index(sc.dimension) for sc in scenarios], signs, base, poles, readings)
+
+
+# -------------------------------------------------------------------------- users
+
+
+@dataclass
+class User:
+    truth: list[int]
+    history: list[tuple[int, int]]  # (scenario, chosen option), oldest first
+    scoring: list[int]
+
+
+def choose_as(table: Table, scenario: int, sign: int, rng: random.Random) -> int:
+    mine = [i for i, x in enumerate(table.sign[scenario]) if x == sign]
+    if rng.random() < SLIP or not mine:
+        return rng.randrange(len(table.sign[scenario]))
+    return rng.choice(mine)
+
+
+def draw(pool: list[int], n: int, rng: random.Random) -> list[int]:
+    """n scenarios from the pool in a random order, reshuffled each time it is used up."""
+    out: list[int] = []
+    while len(out) < n:
+        batch = list(pool)
+        rng.shuffle(batch)
+        out += batch
+    return out[:n]
+
+
+def sample_users(table: Table, n_dims: int, s: Settings, rng: random.Random, kmax: int) -> list[User]:
+    users = []
+    while len(users) < s.users:
+        truth = [rng.choice((-1, 0, 1)) for _ in range(n_dims)]
+        pool = [i for i, d in enumerate(table.dim) if truth[d] != 0]
+        if len(pool) < 2:
+            continue
+        rng.shuffle(pool)
+        half = len(pool) // 2
+        past, scoring = pool[:half], pool[half:][: s.eval_per_user]
+        history = [(i, choose_as(table, i, truth[table.dim[i]], rng)) for i in draw(past, kmax, rng)]
+        users.append(User(truth, history, scoring))
+    return users
+
+
+# -------------------------------------------------------------------------- estimating
+
+
+_BLANK = Decision("-", ("a", "b"), 0)
+
+
+def weights_for(k: int, half_life: float | None) -> torch.Tensor:
+    hl = inference.HalfLife(half_life, "records") if half_life is not None else None
+    return inference.recency_weights([_BLANK] * k, hl)
+
+
+class Estimator:
+    """The library's estimators on the cached readings and scores (what `infer` computes on the fly)."""
+
+    def __init__(self, mixed: MixedModel, table: Table):
+        self.space = mixed.zoo.space
+        self.head = inference._head(mixed.zoo, self.space)
+        self.table = table
+
+    def __call__(self, history: Sequence[tuple[int, int]], method: str, half_life: float | None,
+                 contrast: bool = True) -> list[float]:
+        t = self.table
+        readings = [t.readings[i] for i, _ in history]
+        chosen = [c for _, c in history]
+        weights = weights_for(len(history), half_life)
+        dims = inference.guess_dimensions(readings, [None] * len(history), self.head)
+        if method == "head":
+            result = inference.head_estimate(readings, chosen, dims, weights, self.space, self.head.dimension_slugs, contrast)
+        else:
+            result = inference.likelihood_estimate([t.poles[i] for i, _ in history], chosen, dims, weights, self.space)
+        return [result.vector[d.slug] for d in self.space]
+
+
+# -------------------------------------------------------------------------- picking
+
+
+def pole_weights(vector: Sequence[float]) -> torch.Tensor:
+    v = torch.tensor(vector, dtype=torch.float32)
+    return torch.stack([v.clamp_min(0), (-v).clamp_min(0)], -1).reshape(-1)
+
+
+def best(calibrated: torch.Tensor, base: torch.Tensor) -> int:
+    """pft_adapters.choose's rule: highest calibrated score; a full tie goes to the base's own preference."""
+    if float(calibrated.max() - calibrated.min()) < 1e-9:
+        return int(base.argmax())
+    return int(calibrated.argmax())
+
+
+class Picker:
+    """Which option a mix picks on a dev scenario: first order from the table, or exact (cached per pair)."""
+
+    def __init__(self, mixed: MixedModel, table: Table, s: Settings):
+        self.mixed, self.table, self.s = mixed, table, s
+        self.exact: dict[tuple[int, tuple[float, ...]], int] = {}
+        self.pending: set[tuple[int, tuple[float, ...]]] = set()
+
+    @staticmethod
+    def key(vector: Sequence[float]) -> tuple[float, ...]:
+        return tuple(round(float(x), 3) + 0.0 for x in vector)
+
+    def approx(self, scenario: int, vector: Sequence[float]) -> int:
+        t = self.table
+        return best(t.poles[scenario] @ pole_weights(self.key(vector)), t.base[scenario])
+
+    def request(self, scenario: int, vector: Sequence[float]) -> None:
+        k = (scenario, self.key(vector))
+        if self.s.exact and k not in self.exact:
+            self.pending.add(k)
+
+    def run(self) -> int:
+        """Score every pending pair under the full mix; returns how many (scenario, vector) pairs that was."""
+        pending = sorted(self.pending)
+        self.pending.clear()
+        if not pending:
+            return 0
+        requests = [(self.table.scenarios[i], pole_weights(v)) for i, v in pending]
+        raw = score_rows(self.mixed, requests, self.s.batch_size, "scoring under the full mix")
+        for (i, v), scores in zip(pending, raw):
+            self.exact[(i, v)] = best(scores - self.table.base[i], self.table.base[i])
+        return len(pending)
+
+    def __call__(self, scenario: int, vector: Sequence[float]) -> int:
+        if self.s.exact:
+            return self.exact[(scenario, self.key(vector))]
+        return self.approx(scenario, vector)
+
+
+def alignment(table: Table, user: User, picks: Sequence[int], scenarios: Sequence[int] | None = None) -> float:
+    scenarios = user.scoring if scenarios is None else scenarios
+    right = [table.sign[i][p] == user.truth[table.dim[i]] for i, p in zip(scenarios, picks)]
+    return sum(right) / len(right)
+
+
+def summary(values: Sequence[float]) -> dict:
+    n = len(values)
+    mean = statistics.fmean(values) if n else float("nan")
+    half = 1.96 * statistics.stdev(values) / math.sqrt(n) if n > 1 else float("nan")
+    return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
+
+
+def incontext_picks(mixed: MixedModel, table: Table, users: Sequence[User], ks: Sequence[int], s: Settings,
+                    rng: random.Random) -> dict[int, list[float]]:
+    """Per K, the in-context alignment of each user of the subset (history pasted into the prompt)."""
+    subset = users[: s.incontext_users]
+    jobs = []  # (K, user index, scenario)
+    for k in ks:
+        for u, user in enumerate(subset):
+            for i in user.scoring[: s.incontext_eval]:
+                jobs.append((k, u, i))
+    requests = []
+    for k, u, i in jobs:
+        sc = table.scenarios[i]
+        past = [table.scenarios[h].options[c].text for h, c in subset[u].history[:k]]
+        text = "Earlier choices of this person:\n" + "\n".join(f"- {p}" for p in past) + f"\n\nNow: {sc.text}"
+        requests.append((Scenario(text, sc.dimension, sc.options), torch.zeros(len(mixed.zoo.space.pole_slugs))))
+    raw = score_rows(mixed, requests, max(1, s.batch_size // 2), "in-context baseline", max_length=1024)
+    picks: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for (k, u, i), scores in zip(jobs, raw):
+        picks.setdefault((k, u), []).append((i, best(scores - table.base[i], scores)))
+    out: dict[int, list[float]] = {k: [] for k in ks}
+    for (k, u), items in picks.items():
+        out[k].append(alignment(table, subset[u], [p for _, p in items], [i for i, _ in items]))
+    return out
+
+
+# -------------------------------------------------------------------------- changing users
+
+
+def flip_lags(table: Table, estimator: Estimator, n_dims: int, s: Settings, rng: random.Random) -> dict:
+    """Median (and mean) post-flip records until the inferred sign follows, per method and half-life."""
+    present = sorted(set(table.dim))
+    cases = []
+    for _ in range(s.flip_users):
+        d = rng.choice(present)
+        sign = rng.choice((-1, 1))
+        order = draw(table.by_dim(d), FLIP_TOTAL, rng)
+        history = [(i, choose_as(table, i, sign if n < FLIP_AT else -sign, rng)) for n, i in enumerate(order)]
+        cases.append((d, -sign, history))
+    out = {}
+    for method in ("head", "likelihood"):
+        for hl in s.half_lives:
+            lags = []
+            for d, new_sign, history in cases:
+                right = [estimator(history[: FLIP_AT + j], method, hl)[d] * new_sign > 0 for j in range(FLIP_TOTAL - FLIP_AT + 1)]
+                lag = FLIP_TOTAL - FLIP_AT + 1
+                for j in range(len(right) - 1, -1, -1):
+                    if not right[j]:
+                        break
+                    lag = j
+                lags.append(lag)
+            out[(method, hl)] = {"median": statistics.median(lags), "mean": statistics.fmean(lags),
+                                 "followed": sum(x <= FLIP_TOTAL - FLIP_AT for x in lags) / len(lags)}
+    return out
+
+
+def sign_share(table: Table, users: Sequence[User], vectors: Sequence[Sequence[float]], k: int) -> float:
+    """Share of users whose inferred sign is right on every dimension with >= 2 observations in the history."""
+    ok = total = 0
+    for user, vector in zip(users, vectors):
+        counts: dict[int, int] = {}
+        for i, _ in user.history[:k]:
+            counts[table.dim[i]] = counts.get(table.dim[i], 0) + 1
+        dims = [d for d, c in counts.items() if c >= 2]
+        if not dims:
+            continue
+        total += 1
+        ok += all(vector[d] * user.truth[d] > 0 for d in dims)
+    return ok / total if total else float("nan")
+
+
+# -------------------------------------------------------------------------- main
+
+
+def fmt(x: dict) -> str:
+    return f"{x['mean']:.3f} [{x['low']:.3f}, {x['high']:.3f}]"
+
+
+def verdict(ok: bool) -> str:
+    return "ok" if ok else "MISSED"
+
+
+def hl_name(hl: float | None) -> str:
+    return "none" if hl is None else f"{hl:g}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    a = parse_args(argv)
+    started = time.perf_counter()
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # long in-context prompts are cut to fit by design; no per-file loading bars
+    hf_logging.disable_progress_bar()
+    if a.threads:
+        torch.set_num_threads(a.threads)
+    device = a.device if a.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
+    s = settings(a, device)
+    data = vcd_dir(a.data)
+    if not (data / "vcd_dev.json").is_file():
+        print(f"personalize: VCD data not found in {data}: pass --data DIR or set VCD_DIR", file=sys.stderr)
+        return 2
+    zoo_path = Path(a.zoo) if a.zoo and (Path(a.zoo) / MANIFEST).is_file() else build_zoo(a, data, device)
+    if a.build_only:
+        print(f"personalize: zoo at {_rel(zoo_path)}")
+        return 0
+    mixed = load_mixed(zoo_path, device)
+    space = mixed.zoo.space
+    if mixed.zoo.head is None or mixed.conditioned:
+        print("personalize: this benchmark needs a per-pole zoo with a mixing head", file=sys.stderr)
+        return 2
+    rng = random.Random(s.seed)
+    torch.manual_seed(s.seed)
+    scenarios = dev_scenarios(data, space, s.per_dim, s.seed)
+    default_hl = inference.DEFAULT_HALF_LIFE
+    print(f"personalize: zoo {_rel(zoo_path)} ({len(space)} dimensions, base {mixed.zoo.base.id}), "
+          f"{len(scenarios)} dev scenarios, {s.users} users, K = {', '.join(map(str, s.ks))}, "
+          f"{'exact' if s.exact else 'first-order'} scoring, default half-life {default_hl:g} decisions, "
+          f"device {device}, torch {torch.__version__} ({torch.get_num_threads()} threads)"
+          + (" [quick]" if a.quick else ""), flush=True)
+    phases = {}
+    mark = time.perf_counter()
+    table = build_table(mixed, scenarios, s)
+    phases["table"] = time.perf_counter() - mark
+    n_dims = len(space)
+    kmax = max(max(s.ks), FLIP_TOTAL)
+    users = sample_users(table, n_dims, s, rng, kmax)
+    estimator = Estimator(mixed, table)
+    picker = Picker(mixed, table, s)
+
+    # single-preference: per dimension the pole most users hold (ties: the first pole)
+    single = [1 if sum(u.truth[d] for u in users) >= 0 else -1 for d in range(n_dims)]
+    mark = time.perf_counter()
+    vectors: dict[tuple[str, int], list[list[float]]] = {}
+    systems = ("head", "head (chosen option alone)", "likelihood")
+    for k in s.ks:
+        for name in systems:
+            method = "likelihood" if name == "likelihood" else "head"
+            vectors[(name, k)] = [estimator(u.history[:k], method, default_hl, contrast=name == "head") for u in users]
+    vectors_none = {k: {m: [estimator(u.history[:k], m, None) for u in users] for m in ("head", "likelihood")}
+                    for k in s.ks if k in (10, 20)}
+    phases["estimate"] = time.perf_counter() - mark
+
+    fixed = {"oracle": [list(map(float, u.truth)) for u in users], "single-preference": [list(map(float, single))] * len(users)}
+    for u_idx, user in enumerate(users):
+        for i in user.scoring:
+            for vecs in list(fixed.values()):
+                picker.request(i, vecs[u_idx])
+            for k in s.ks:
+                for name in systems:
+                    picker.request(i, vectors[(name, k)][u_idx])
+    mark = time.perf_counter()
+    scored_pairs = picker.run()
+    phases["exact_scoring"] = time.perf_counter() - mark
+
+    results: dict[str, dict[int, dict]] = {}
+    base_row = summary([alignment(table, u, [int(table.base[i].argmax()) for i in u.scoring]) for u in users])
+    results["base"] = {k: base_row for k in s.ks}
+    for name, vecs in fixed.items():
+        row = summary([alignment(table, u, [picker(i, vecs[j]) for i in u.scoring]) for j, u in enumerate(users)])
+        results[name] = {k: row for k in s.ks}
+    for name in systems:
+        results[name] = {k: summary([alignment(table, u, [picker(i, vectors[(name, k)][j]) for i in u.scoring])
+                                     for j, u in enumerate(users)]) for k in s.ks}
+    agreement = None
+    if s.exact:
+        same = total = 0
+        for j, u in enumerate(users):
+            for vec in [fixed["oracle"][j]] + [vectors[(n, k)][j] for n in ("head", "likelihood") for k in s.ks]:
+                for i in u.scoring:
+                    same += picker(i, vec) == picker.approx(i, vec)
+                    total += 1
+        agreement = same / total
+    order = ("base", "single-preference", "head", "head (chosen option alone)", "likelihood", "oracle")
+    print("\n  user alignment (mean over users, 95% interval; in-context: at the end)")
+    print(f"  {'system':28s}" + "".join(f"{'K=' + str(k):>26s}" for k in s.ks))
+    for name in order:
+        print(f"  {name:28s}" + "".join(f"{fmt(results[name][k]):>26s}" for k in s.ks))
+    if agreement is not None:
+        print(f"  (first-order picks agree with exact picks on {agreement:.1%} of the scored pairs; {scored_pairs} pairs scored exactly)")
+
+    # targets at K = 5 / K = 10
+    k5 = 5 if 5 in s.ks else s.ks[len(s.ks) // 2]
+    better = max(("head", "likelihood"), key=lambda n: results[n][k5]["mean"])
+    oracle5, best5, single5 = results["oracle"][k5]["mean"], results[better][k5]["mean"], results["single-preference"][k5]["mean"]
+    gap_ok = oracle5 - best5 <= TARGET_ORACLE_GAP
+    gain = best5 / single5 - 1 if single5 > 0 else float("inf")
+    gain_ok = gain > TARGET_GAIN
+    k10 = 10 if 10 in s.ks else max(s.ks)
+    signs = {n: sign_share(table, users, vectors[(n, k10)], k10) for n in ("head", "likelihood")}
+    signs_none = {m: sign_share(table, users, v, k10) for m, v in vectors_none.get(k10, {}).items()}
+    sign_ok = signs[better] >= TARGET_SIGN
+    print(f"\n  K={k5}: better estimator '{better}' {best5:.3f} vs oracle {oracle5:.3f}: gap {oracle5 - best5:+.3f}"
+          f"   target <= {TARGET_ORACLE_GAP:.2f}   {verdict(gap_ok)}")
+    print(f"  K={k5}: '{better}' vs single-preference {single5:.3f}: gain {gain:+.1%}   target > +{TARGET_GAIN:.2%}   {verdict(gain_ok)}")
+    print(f"  K={k10}: users with every sign right (dims with >= 2 observations): head {signs['head']:.3f}, likelihood "
+          f"{signs['likelihood']:.3f} (no recency: " + ", ".join(f"{m} {v:.3f}" for m, v in signs_none.items())
+          + f")   target >= {TARGET_SIGN:.2f} ({better})   {verdict(sign_ok)}")
+
+    # changing users and the half-life sweep
+    mark = time.perf_counter()
+    lags = flip_lags(table, estimator, n_dims, s, rng)
+    sweep = {}
+    for hl in s.half_lives:
+        for m in ("head", "likelihood"):
+            vecs = [estimator(u.history[:k10], m, hl) for u in users]
+            sweep[(m, hl)] = sign_share(table, users, vecs, k10)
+    phases["changing"] = time.perf_counter() - mark
+    lag_default = lags[(better, default_hl)]["median"] if (better, default_hl) in lags else float("nan")
+    lag_ok = lag_default <= TARGET_LAG
+    print(f"\n  changing users ({s.flip_users}, one dimension flips after {FLIP_AT} of {FLIP_TOTAL} records): median post-flip "
+          f"records until the sign follows (mean; share followed within {FLIP_TOTAL - FLIP_AT}), and K={k10} sign share of the "
+          f"stationary users, per half-life")
+    print(f"  {'half-life':>10s}" + "".join(f"{m + ' lag':>26s}{m + ' signs':>18s}" for m in ("head", "likelihood")))
+    for hl in s.half_lives:
+        cells = ""
+        for m in ("head", "likelihood"):
+            x = lags[(m, hl)]
+            cells += f"{x['median']:>9g} ({x['mean']:4.1f}; {x['followed']:4.0%})" + f"{sweep[(m, hl)]:>18.3f}"
+        mark_default = " <- default" if hl == default_hl else ""
+        print(f"  {hl_name(hl):>10s}{cells}{mark_default}")
+    lag_none = lags.get((better, None), {}).get("median", float("nan"))
+    print(f"  default half-life {default_hl:g}: '{better}' median lag {lag_default:g} (no recency: {lag_none:g})"
+          f"   target <= {TARGET_LAG}   {verdict(lag_ok)}")
+
+    # cost of one inference through the library (K = 10, on the model)
+    mark = time.perf_counter()
+    timings = {}
+    sample = users[: s.timing_users]
+    for method in ("head", "likelihood"):
+        times = []
+        for j, user in enumerate(sample):
+            decisions = [Decision(table.scenarios[i].text, tuple(o.text for o in table.scenarios[i].options), c)
+                         for i, c in user.history[:k10]]
+            if j == 0:
+                inference.infer(mixed, decisions, method)  # warm-up
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            t0 = time.perf_counter()
+            inference.infer(mixed, decisions, method)
+            if device.startswith("cuda"):
+                torch.cuda.synchronize()
+            times.append(time.perf_counter() - t0)
+        timings[method] = statistics.median(times)
+    phases["timing"] = time.perf_counter() - mark
+    print(f"\n  wall time per inference (K={k10}, median of {len(sample)}, {device}): head {timings['head'] * 1000:.0f} ms, "
+          f"likelihood {timings['likelihood'] * 1000:.0f} ms   (no target)")
+
+    # in-context last: the costliest baseline (long prompts, nothing shared between users)
+    mark = time.perf_counter()
+    incontext = incontext_picks(mixed, table, users, s.ks, s, rng)
+    results["in-context"] = {k: summary(v) for k, v in incontext.items()}
+    phases["in_context"] = time.perf_counter() - mark
+    n_ic = min(s.incontext_users, len(users))
+    print(f"\n  {'in-context':28s}" + "".join(f"{fmt(results['in-context'][k]):>26s}" for k in s.ks)
+          + f"   ({n_ic} users x {s.incontext_eval} scenarios, history pasted into the prompt, newest last)")
+
+    met = sum((gap_ok, gain_ok, sign_ok, lag_ok))
+    seconds = time.perf_counter() - started
+    figures = {
+        "settings": asdict(s) | {"zoo": _rel(zoo_path), "quick": a.quick, "dev_scenarios": len(scenarios)},
+        "machine": {"python": platform.python_version(), "torch": torch.__version__, "device": device,
+                    "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
+                    "threads": torch.get_num_threads()},
+        "zoo_training": mixed.zoo.training,
+        "alignment": {name: {str(k): v for k, v in rows.items()} for name, rows in results.items()},
+        "first_order_agreement": agreement,
+        "targets": {
+            "oracle_gap": {"K": k5, "better": better, "value": oracle5 - best5, "target": TARGET_ORACLE_GAP, "met": gap_ok},
+            "gain_over_single": {"K": k5, "value": gain, "target": TARGET_GAIN, "met": gain_ok},
+            "signs": {"K": k10, "head": signs["head"], "likelihood": signs["likelihood"], "no_recency": signs_none,
+                      "target": TARGET_SIGN, "met": sign_ok},
+            "flip_lag": {"half_life": default_hl, "value": lag_default, "no_recency": lag_none, "target": TARGET_LAG, "met": lag_ok},
+        },
+        "changing": {f"{m}@{hl_name(hl)}": v for (m, hl), v in lags.items()},
+        "sign_share_by_half_life": {f"{m}@{hl_name(hl)}": v for (m, hl), v in sweep.items()},
+        "seconds_per_inference": timings,
+        "seconds": seconds,
+        "phase_seconds": phases,
+    }
+    if a.json:
+        Path(a.json).write_text(json.dumps(figures, indent=2, default=str) + "\n")
+    print(f"\npersonalize: {met}/4 targets met: K={k5} {better} {best5:.3f} vs oracle {oracle5:.3f}, single-preference "
+          f"{single5:.3f} ({gain:+.1%}); K={k10} signs {signs[better]:.3f}; flip lag {lag_default:g} "
+          f"(no recency {lag_none:g}); {'exact' if s.exact else 'first-order'} scoring, {s.users} users ({seconds:.0f} s)")
+    return 0 if met == 4 else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""`infer`: a user's preference vector from their past decisions (a JSONL history)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+
+from .common import JSON_OPTION, echo_json
+
+HISTORY_HELP = "The user's past decisions, JSONL: one {\"scenario\", \"options\", \"chosen\"[, \"timestamp\", \"dimension\"]} per line (see docs/personalize.md)."
+METHOD_HELP = "head: the mixing head reads the chosen options (one forward pass, fast); likelihood: fit the vector so the mixed model prefers what the user chose."
+HALF_LIFE_HELP = ("Recency: a number of decisions (5: a decision 5 places before the newest counts half), a duration when every "
+                  "decision has a timestamp (3d, 12h, 90m, 2w), or 'none' for equal weights. Default: 3 decisions.")
+
+
+def infer_from_history(mixed, history: Path, method: str, half_life: str | None):
+    """Read the history (checked against the zoo's dimensions) and infer the vector: an `Inference`."""
+    from pft_adapters.history import load_history
+    from pft_adapters.infer import infer
+
+    return infer(mixed, load_history(history, mixed.zoo.space), method=method, half_life=half_life)
+
+
+def describe(result, space) -> list[str]:
+    lines = [f"vector ({result.method}): {result.vector.describe()}"]
+    for dim in space:
+        v = result.vector.get(dim.slug, 0.0)
+        n = result.evidence.get(dim.slug, 0)
+        if n == 0:
+            lines.append(f"  {dim.slug:14s}  0      no evidence")
+            continue
+        pole = dim.first.name if v > 0 else dim.second.name if v < 0 else "neither pole"
+        lines.append(f"  {dim.slug:14s} {v:+.2f}  {pole:24s} confidence {result.confidence.get(dim.slug, 0.0):.2f}, "
+                     f"{n} decision{'s' if n != 1 else ''}")
+    return lines
+
+
+def infer_command(
+    zoo: str = typer.Argument(..., help="Zoo folder or Hub name (org/name, org/name@revision)."),
+    history: Path = typer.Option(..., "--history", help=HISTORY_HELP),
+    method: str = typer.Option("head", "--method", help=METHOD_HELP),
+    half_life: str = typer.Option(None, "--half-life", help=HALF_LIFE_HELP),
+    base: str = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo (checked by fingerprint)."),
+    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),
+    json_out: bool = JSON_OPTION,
+) -> None:
+    """Infer a user's preference vector from their past decisions, with a confidence and evidence count per dimension.
+
+    The JSON output is accepted as is by `mix --vector @file`. Dimensions with no evidence stay 0.
+
+    Examples:
+
+      pft-adapters infer zoo/ --history alice.jsonl --json > alice.json
+
+      pft-adapters infer zoo/ --history alice.jsonl --half-life 5 --method likelihood
+
+      pft-adapters infer zoo/ --history alice.jsonl --half-life 3d
+    """
+    from pft_adapters.infer import METHODS, parse_half_life
+    from pft_adapters.errors import PFTError
+    from pft_adapters.mix import MixedModel
+
+    if method not in METHODS:
+        raise PFTError(f"--method '{method}' is not one of {', '.join(METHODS)}")
+    parse_half_life(half_life)  # a bad value fails before the model loads
+    mixed = MixedModel.load(zoo, base=base, device=device)
+    result = infer_from_history(mixed, history, method, half_life)
+    if json_out:
+        echo_json(result.to_json())
+        return
+    for line in describe(result, mixed.zoo.space):
+        typer.echo(line)
+
+
+def register(app: typer.Typer) -> None:
+    app.command("infer")(infer_command)

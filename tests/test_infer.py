@@ -1,0 +1,313 @@
+"""Inferring a preference vector from history: the history format, both estimators, recency, JSON and the CLI.
+
+The simulated users answer the scenarios the tiny test zoo was trained on (train_slice):
+a 100k-parameter base pre-trained for seconds reads its own training scenarios well,
+unseen ones barely (benchmarks/personalize.py measures held-out dev scenarios on a real zoo).
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+import torch
+
+from pft_adapters.base import load_base
+from pft_adapters.errors import PFTError
+from pft_adapters.history import Decision, load_history, parse_history, write_history
+from pft_adapters.infer import (
+    DEFAULT_HALF_LIFE,
+    HalfLife,
+    guess_dimensions,
+    head_estimate,
+    infer,
+    likelihood_estimate,
+    option_features,
+    parse_half_life,
+    pole_scores,
+    read_options,
+    recency_weights,
+)
+from pft_adapters.mix import MixedModel
+from pft_adapters.values import ValueSpace
+from pft_adapters.vector import parse_vector
+
+SPACE = ValueSpace.builtin()
+
+
+# -- history format ------------------------------------------------------------------------------
+def test_history_lines_in_every_accepted_spelling():
+    lines = [
+        json.dumps({"scenario": "Invest or save?", "options": ["Invest it all", "Keep it safe"], "chosen": 1}),
+        "",
+        json.dumps({"scenario": "Eat now or later?", "options": [{"text": "Now"}, {"text": "Later", "bias": "x"}],
+                    "chosen": "Later", "timestamp": "2025-03-01T00:00:00Z", "dimension": "Time Preference"}),
+        json.dumps({"scenario": "s", "options": ["a", "b", "c"], "chosen": 0, "timestamp": 1740787200, "dimension": "risk",
+                    "user": "alice"}),
+    ]
+    decisions = parse_history(lines, SPACE)
+    assert [d.chosen for d in decisions] == [1, 1, 0]
+    assert [d.line for d in decisions] == [1, 3, 4]
+    assert decisions[1].chosen_text == "Later" and decisions[1].options == ("Now", "Later")
+    assert decisions[1].dimension == "time" and decisions[2].dimension == "risk" and decisions[0].dimension is None
+    assert decisions[1].timestamp == decisions[2].timestamp == 1740787200.0  # ISO and epoch seconds agree
+
+
+def test_history_file_round_trip(tmp_path):
+    decisions = [Decision("s", ("a", "b"), 1, 10.0, "risk"), Decision("t", ("c", "d", "e"), 2)]
+    path = write_history(decisions, tmp_path / "alice.jsonl")
+    assert [(d.scenario, d.options, d.chosen, d.timestamp, d.dimension) for d in load_history(path, SPACE)] == [
+        (d.scenario, d.options, d.chosen, d.timestamp, d.dimension) for d in decisions]
+
+
+GOOD = {"scenario": "s", "options": ["a", "b"], "chosen": 0}
+
+
+@pytest.mark.parametrize("bad, field", [
+    ("{not json", "not valid JSON"),
+    ('["a list"]', "expected a JSON object"),
+    ({"options": ["a", "b"], "chosen": 0}, "missing field 'scenario'"),
+    (GOOD | {"scenario": "  "}, "field 'scenario'"),
+    (GOOD | {"options": ["only one"]}, "field 'options'"),
+    (GOOD | {"options": "a, b"}, "field 'options'"),
+    (GOOD | {"options": ["a", 3]}, "field 'options\\[1\\]'"),
+    (GOOD | {"options": ["a", {"txt": "b"}]}, "field 'options\\[1\\].text'"),
+    ({"scenario": "s", "options": ["a", "b"]}, "missing field 'chosen'"),
+    (GOOD | {"chosen": 2}, "field 'chosen' is 2"),
+    (GOOD | {"chosen": -1}, "field 'chosen' is -1"),
+    (GOOD | {"chosen": "c"}, "field 'chosen' is 'c', which is none of the options"),
+    (GOOD | {"chosen": True}, "field 'chosen' must be"),
+    (GOOD | {"timestamp": "yesterday"}, "field 'timestamp'"),
+    (GOOD | {"timestamp": [1]}, "field 'timestamp'"),
+    (GOOD | {"dimension": "rsik"}, "field 'dimension' is 'rsik'.*did you mean 'risk'"),
+])
+def test_bad_lines_are_reported_by_number_and_field(tmp_path, bad, field):
+    path = tmp_path / "h.jsonl"
+    path.write_text(json.dumps(GOOD) + "\n" + (bad if isinstance(bad, str) else json.dumps(bad)) + "\n")
+    with pytest.raises(PFTError, match=f"h.jsonl, line 2: .*{field}") as err:
+        load_history(path, SPACE)
+    assert "\n" not in str(err.value)
+
+
+def test_empty_or_missing_history_is_one_clear_line(tmp_path):
+    (tmp_path / "empty.jsonl").write_text("\n\n")
+    with pytest.raises(PFTError, match="holds no decisions"):
+        load_history(tmp_path / "empty.jsonl")
+    with pytest.raises(PFTError, match="not found"):
+        load_history(tmp_path / "nope.jsonl")
+
+
+# -- recency ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("spec, expected", [
+    ("5", HalfLife(5.0, "records")), (2, HalfLife(2.0, "records")), ("3d", HalfLife(3 * 86400.0, "seconds")),
+    ("12h", HalfLife(12 * 3600.0, "seconds")), ("90m", HalfLife(5400.0, "seconds")), ("2w", HalfLife(14 * 86400.0, "seconds")),
+    ("none", None), (None, HalfLife(DEFAULT_HALF_LIFE, "records")),
+])
+def test_half_life_spellings(spec, expected):
+    assert parse_half_life(spec) == expected
+
+
+@pytest.mark.parametrize("spec", ["0", "-2", "3x", "soon", "d"])
+def test_bad_half_life(spec):
+    with pytest.raises(PFTError, match="half-life"):
+        parse_half_life(spec)
+
+
+def test_recency_weights_in_records_and_in_time():
+    plain = [Decision("s", ("a", "b"), 0, line=i + 1) for i in range(4)]
+    torch.testing.assert_close(recency_weights(plain, HalfLife(1.0, "records")), torch.tensor([0.125, 0.25, 0.5, 1.0]))
+    assert torch.equal(recency_weights(plain, None), torch.ones(4))
+    day = 86400.0
+    stamped = [Decision("s", ("a", "b"), 0, t * day, line=i + 1) for i, t in enumerate([3, 0, 2, 1])]  # out of file order
+    torch.testing.assert_close(recency_weights(stamped, HalfLife(1.0, "records")), torch.tensor([1.0, 0.125, 0.5, 0.25]))
+    torch.testing.assert_close(recency_weights(stamped, parse_half_life("2d")), torch.tensor([1.0, 2**-1.5, 2**-0.5, 0.5]))
+    with pytest.raises(PFTError, match="line 3 has none"):
+        recency_weights(stamped[:2] + plain[2:3], parse_half_life("2d"))
+
+
+# -- estimators on the tiny zoo -----------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def mixed(trained, base_dir):
+    model, tokenizer = load_base(base_dir)
+    return MixedModel(trained.zoo, model, tokenizer)
+
+
+@pytest.fixture(scope="module")
+def read(mixed, train_slice):
+    """The head's readings and the per-pole scores of every train_slice scenario, computed once."""
+    decisions = [Decision(s.text, tuple(o.text for o in s.options), 0) for s in train_slice]
+    head = mixed.zoo.head
+    readings = read_options(head, option_features(mixed, decisions), [len(s.options) for s in train_slice])
+    return readings, pole_scores(mixed, train_slice)
+
+
+def simulate(train_slice, truth: dict[str, int], k: int, seed: int, slip: float = 0.1, flip_after: int | None = None):
+    """A user answering k train_slice scenarios of their non-zero dimensions: (scenario index, chosen option)."""
+    rng = random.Random(seed)
+    pool = [i for i, s in enumerate(train_slice) if truth.get(s.dimension, 0)]
+    out = []
+    for n, i in enumerate(rng.sample(pool, k)):
+        s = train_slice[i]
+        dim = SPACE.dimension(s.dimension)
+        sign = truth[s.dimension] * (-1 if flip_after is not None and n >= flip_after else 1)
+        mine = s.options_of(dim.first.slug if sign > 0 else dim.second.slug)
+        out.append((i, rng.randrange(len(s.options)) if rng.random() < slip else rng.choice(mine)))
+    return out
+
+
+def estimate(mixed, read, history, method, weights=None, dims=None):
+    readings, scores = read
+    chosen = [c for _, c in history]
+    weights = torch.ones(len(history)) if weights is None else weights
+    rd = [readings[i] for i, _ in history]
+    dims = dims or guess_dimensions(rd, [None] * len(history), mixed.zoo.head)
+    space = mixed.zoo.space
+    if method == "head":
+        return head_estimate(rd, chosen, dims, weights, space, mixed.zoo.head.dimension_slugs)
+    return likelihood_estimate([scores[i] for i, _ in history], chosen, dims, weights, space)
+
+
+USERS = [{"risk": 1, "time": 1}, {"risk": 1, "time": -1}, {"risk": -1, "time": 1}, {"risk": -1, "time": -1}]
+
+
+@pytest.mark.parametrize("method", ["head", "likelihood"])
+def test_estimators_recover_the_signs_of_a_simulated_user(mixed, read, train_slice, method):
+    right = total = 0
+    for seed in range(3):
+        for truth in USERS:
+            result = estimate(mixed, read, simulate(train_slice, truth, 10, seed), method)
+            assert result.method == method
+            for dim, sign in truth.items():
+                total += 1
+                right += result.vector[dim] * sign > 0
+                assert 0.0 <= result.confidence[dim] <= 1.0
+    # the tiny base is pre-trained for a fixed time, not steps, so the zoo varies a little from run to run
+    assert right >= 0.8 * total, (method, right, total)
+
+
+def test_infer_on_the_model_equals_the_estimators_on_cached_readings(mixed, read, train_slice):
+    history = simulate(train_slice, {"risk": -1, "time": 1}, 6, seed=7)
+    decisions = [Decision(train_slice[i].text, tuple(o.text for o in train_slice[i].options), c) for i, c in history]
+    weights = recency_weights(decisions, parse_half_life(None))
+    for method in ("head", "likelihood"):
+        live = infer(mixed, decisions, method)
+        cached = estimate(mixed, read, history, method, weights)
+        assert live.evidence == cached.evidence
+        for dim in ("risk", "time"):
+            assert live.vector[dim] == pytest.approx(cached.vector[dim], abs=1e-3)
+
+
+@pytest.mark.parametrize("method", ["head", "likelihood"])
+def test_dimensions_without_evidence_stay_zero(mixed, train_slice, method):
+    risk = [s for s in train_slice if s.dimension == "risk"][:3]
+    decisions = [Decision(s.text, tuple(o.text for o in s.options), s.options_of("risk-averse")[0], dimension="risk")
+                 for s in risk]
+    result = infer(mixed, decisions, method)
+    assert result.vector["risk"] < 0
+    assert result.vector["time"] == 0.0 and result.evidence["time"] == 0 and result.confidence["time"] == 0.0
+    assert result.evidence["risk"] == 3 and result.confidence["risk"] > 0
+
+
+@pytest.mark.parametrize("method", ["head", "likelihood"])
+def test_a_half_life_follows_a_user_who_flips(mixed, read, train_slice, method):
+    truth = {"risk": 1}
+    history = simulate(train_slice, truth, 16, seed=3, slip=0.0, flip_after=10)  # 10 risk-taking, then 6 risk-averse
+    dims = ["risk"] * len(history)
+    blank = [Decision("s", ("a", "b"), 0)] * len(history)
+    still = estimate(mixed, read, history, method, recency_weights(blank, None), dims)
+    followed = estimate(mixed, read, history, method, recency_weights(blank, parse_half_life(2)), dims)
+    assert still.vector["risk"] > 0 > followed.vector["risk"]
+
+
+def test_confidence_grows_with_evidence_and_agreement(mixed, read, train_slice):
+    history = simulate(train_slice, {"risk": 1}, 12, seed=5, slip=0.0)
+    dims = ["risk"] * 12
+    few = estimate(mixed, read, history[:2], "head", dims=dims[:2])
+    many = estimate(mixed, read, history, "head", dims=dims)
+    assert many.confidence["risk"] > few.confidence["risk"]
+    mixed_up = history[:6] + simulate(train_slice, {"risk": -1}, 6, seed=6, slip=0.0)
+    assert estimate(mixed, read, mixed_up, "head", dims=dims).confidence["risk"] < many.confidence["risk"]
+
+
+def test_json_round_trip_through_parse_vector(mixed, train_slice, tmp_path):
+    time_ = [s for s in train_slice if s.dimension == "time"][:2]
+    decisions = [Decision(s.text, tuple(o.text for o in s.options), 0) for s in time_]
+    out = infer(mixed, decisions, "head").to_json()
+    assert list(out) == ["vector", "confidence", "evidence", "method"] and out["method"] == "head"
+    assert set(out["vector"]) == set(out["confidence"]) == set(out["evidence"]) == {"risk", "time"}
+    (tmp_path / "alice.json").write_text(json.dumps(out))
+    assert dict(parse_vector(f"@{tmp_path / 'alice.json'}", mixed.zoo.space)) == out["vector"]
+    assert dict(parse_vector(out, mixed.zoo.space)) == out["vector"]
+
+
+def test_unknown_method_and_empty_history(mixed):
+    with pytest.raises(PFTError, match="unknown method"):
+        infer(mixed, [Decision("s", ("a", "b"), 0)], "vote")
+    with pytest.raises(PFTError, match="no decisions"):
+        infer(mixed, [], "head")
+
+
+# -- command line ---------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def history_file(train_slice, tmp_path_factory):
+    """A risk-averse, time-patient user's history, as JSONL."""
+    decisions = []
+    for i, s in enumerate(train_slice[::4]):
+        pole = "risk-averse" if s.dimension == "risk" else "delayed-gratification"
+        decisions.append(Decision(s.text, tuple(o.text for o in s.options), s.options_of(pole)[0], 1_700_000_000.0 + i * 3600))
+    return write_history(decisions, tmp_path_factory.mktemp("history") / "alice.jsonl")
+
+
+def run_cli(args, capsys):
+    from pft_adapters_cli.app import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(args)
+    out = capsys.readouterr()
+    return exit_info.value.code or 0, out.out, out.err
+
+
+def test_cli_infer_json(zoo_dir, history_file, capsys, tmp_path):
+    code, out, _ = run_cli(["infer", str(zoo_dir), "--history", str(history_file), "--json", "--half-life", "1d"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert list(result) == ["vector", "confidence", "evidence", "method"]
+    assert result["vector"]["risk"] < 0 and result["vector"]["time"] < 0
+    assert sum(result["evidence"].values()) == 12
+    (tmp_path / "alice.json").write_text(out)
+    code, out, _ = run_cli(["mix", str(zoo_dir), "--vector", f"@{tmp_path / 'alice.json'}", "--prompt", "Save or spend?",
+                            "--max-new-tokens", "2", "--json"], capsys)
+    assert code == 0 and json.loads(out)["vector"] == {k: v for k, v in result["vector"].items()}
+
+
+def test_cli_infer_text_and_errors(zoo_dir, history_file, capsys, tmp_path):
+    code, out, _ = run_cli(["infer", str(zoo_dir), "--history", str(history_file)], capsys)
+    assert code == 0 and "Risk-averse" in out and "confidence" in out
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(history_file.read_text() + '{"scenario": "s", "options": ["a"], "chosen": 0}\n')
+    code, _, err = run_cli(["infer", str(zoo_dir), "--history", str(bad)], capsys)
+    assert code == 1 and "line 13" in err and "'options'" in err and err.count("\n") == 1
+    code, _, err = run_cli(["infer", str(zoo_dir), "--history", str(history_file), "--half-life", "soon"], capsys)
+    assert code == 1 and "half-life" in err
+
+
+def test_cli_mix_history(zoo_dir, history_file, capsys):
+    args = ["mix", str(zoo_dir), "--history", str(history_file), "--method", "likelihood", "--json"]
+    code, out, _ = run_cli(args + ["--prompt", "Should I invest?", "--max-new-tokens", "2"], capsys)
+    assert code == 0
+    result = json.loads(out)
+    assert result["inferred"]["method"] == "likelihood" and result["vector"] == result["inferred"]["vector"]
+    assert result["vector"]["risk"] < 0
+    code, _, err = run_cli(["mix", str(zoo_dir), "--prompt", "x"], capsys)
+    assert code == 1 and "exactly one of --vector" in err
+    code, _, err = run_cli(["mix", str(zoo_dir), "--vector", "risk=1", "--history", str(history_file), "--prompt", "x"], capsys)
+    assert code == 1 and "exactly one of --vector" in err
+    code, _, err = run_cli(["mix", str(zoo_dir), "--vector", "risk=1", "--half-life", "3", "--prompt", "x"], capsys)
+    assert code == 1 and "go with --history" in err
+
+
+def test_help_states_the_default_half_life():
+    from pft_adapters_cli.commands.infer import HALF_LIFE_HELP
+
+    assert f"Default: {DEFAULT_HALF_LIFE:g} decisions" in HALF_LIFE_HELP
