@@ -129,8 +129,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--exact", action=argparse.BooleanOptionalAction, default=None,
                    help="score every (scenario, vector) under the full mix (default: on a GPU only)")
     p.add_argument("--eval-per-user", type=int, default=24, help="scoring scenarios per user, at most")
-    p.add_argument("--incontext-users", type=int, help="users the in-context baseline runs on (default all; --quick 6)")
-    p.add_argument("--incontext-eval", type=int, help="scoring scenarios per user for in-context (default 8; --quick 3)")
+    p.add_argument("--incontext-users", type=int, help="users the in-context baseline runs on (default: all on a GPU, 20 on a CPU; --quick 6)")
+    p.add_argument("--incontext-eval", type=int, help="scoring scenarios per user for in-context (default: 8 on a GPU, 4 on a CPU; --quick 3)")
     p.add_argument("--flip-users", type=int, help="users in the changing-preference test (default 100; --quick 16)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own)")
@@ -146,21 +146,22 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def settings(a: argparse.Namespace, device: str) -> Settings:
-    quick = a.quick
+    quick, gpu = a.quick, device.startswith("cuda")
     return Settings(
         users=a.users or (40 if quick else 200),
         ks=(1, 5, 10) if quick else (1, 3, 5, 10, 20),
         per_dim=5 if quick else None,
         eval_per_user=a.eval_per_user,
-        incontext_users=a.incontext_users if a.incontext_users is not None else (6 if quick else 10**9),
-        incontext_eval=a.incontext_eval or (3 if quick else 8),
+        # in-context prompts are long and shared by nobody: all users on a GPU, a sample on a CPU
+        incontext_users=a.incontext_users if a.incontext_users is not None else (6 if quick else 10**9 if gpu else 20),
+        incontext_eval=a.incontext_eval or (3 if quick else 8 if gpu else 4),
         flip_users=a.flip_users or (16 if quick else 100),
         half_lives=(2.0, 3.0, None) if quick else (1.0, 2.0, 3.0, 4.0, 6.0, 10.0, None),
-        timing_users=3 if quick else 10,
-        exact=a.exact if a.exact is not None else device.startswith("cuda"),
+        timing_users=2 if quick else 5,
+        exact=a.exact if a.exact is not None else gpu,
         device=device,
         seed=a.seed,
-        batch_size=128 if device.startswith("cuda") else 16,
+        batch_size=128 if gpu else 16,
     )
 
 

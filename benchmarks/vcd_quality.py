@@ -78,6 +78,7 @@ TARGET_PERPLEXITY = 1.10  # mixed / base perplexity on held-out scenario text, a
 PAPER_SELECT_ONE = 0.9667  # the paper's best select-one (7B models)
 PAPER_OPEN_ENDED = 8.69  # the paper's open-ended score (LLM judge)
 METHODS = ("paired", "conditioned", "single")
+HEAD_WEIGHT = 0.5  # "paired + head": z(adapter score) + HEAD_WEIGHT x z(head score), per scenario
 
 
 @dataclass
@@ -87,6 +88,7 @@ class Settings:
     minutes: float
     epochs: float
     lr: float
+    max_length: int
     rank: int
     alpha: float
     batch_size: int
@@ -106,8 +108,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--base", help="a Hub id or folder of a real causal LM instead of the offline base (use a GPU)")
     p.add_argument("--size", help="offline base preset (default small; --quick tiny)")
     p.add_argument("--minutes", type=float, help="pre-training minutes of the offline base (default 8; --quick 0.5)")
-    p.add_argument("--epochs", type=float, help="epochs of every method (default 2; --quick 1)")
-    p.add_argument("--lr", type=float, default=1e-3)
+    p.add_argument("--epochs", type=float, help="epochs of every method (default 1)")
+    p.add_argument("--lr", type=float, default=2e-3)
+    p.add_argument("--max-length", type=int, default=256, help="row length in tokens for training and scoring; a long "
+                   "prompt loses its start (the scenario), never the listed options (default 256)")
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--alpha", type=float, default=16.0)
     p.add_argument("--batch-size", type=int, default=8)
@@ -115,7 +119,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--train-per-dim", type=int, help="at most N training scenarios per dimension (default all; --quick 16)")
     p.add_argument("--dev-per-dim", type=int, help="at most N dev scenarios per dimension (default all; --quick 4)")
-    p.add_argument("--max-new-tokens", type=int, help="open-ended answer length (default 48; --quick 8)")
+    p.add_argument("--max-new-tokens", type=int, help="open-ended answer length (default 32; --quick 8)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
     p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="folder holding vcd_train.json and vcd_dev.json")
     p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the report, JSON and plots go")
@@ -130,10 +134,10 @@ def settings(a: argparse.Namespace) -> Settings:
         return value if value is not None else (quick if q else full)
 
     return Settings(
-        base=a.base, size=pick(a.size, "small", "tiny"), minutes=pick(a.minutes, 8.0, 0.5), epochs=pick(a.epochs, 2.0, 1.0),
-        lr=a.lr, rank=a.rank, alpha=a.alpha, batch_size=a.batch_size, seed=a.seed, threads=a.threads,
+        base=a.base, size=pick(a.size, "small", "tiny"), minutes=pick(a.minutes, 8.0, 0.5), epochs=pick(a.epochs, 1.0, 1.0),
+        lr=a.lr, max_length=a.max_length, rank=a.rank, alpha=a.alpha, batch_size=a.batch_size, seed=a.seed, threads=a.threads,
         train_per_dim=pick(a.train_per_dim, None, 16), dev_per_dim=pick(a.dev_per_dim, None, 4),
-        sweep=(-1.0, 0.0, 1.0) if q else (-1.0, -0.5, 0.0, 0.5, 1.0), max_new_tokens=pick(a.max_new_tokens, 48, 8),
+        sweep=(-1.0, 0.0, 1.0) if q else (-1.0, -0.5, 0.0, 0.5, 1.0), max_new_tokens=pick(a.max_new_tokens, 32, 8),
         device=a.device, quick=q,
     )
 
@@ -167,9 +171,20 @@ def fresh_model(base: str, s: Settings):
     return model.to(s.device), tokenizer
 
 
+def code_hash() -> str:
+    """The training code's own hash, so a cached zoo is not reused after the trainer changed."""
+    import pft_adapters
+
+    root = Path(pft_adapters.__file__).parent
+    digest = hashlib.sha256()
+    for name in ("train.py", "choose.py", "batching.py", "layers.py", "head.py", "data.py"):
+        digest.update((root / name).read_bytes())
+    return digest.hexdigest()[:12]
+
+
 def train_config(s: Settings, method: str, pole: str | None = None) -> TrainConfig:
     return TrainConfig(lora=LoraSpec(r=s.rank, alpha=s.alpha), epochs=s.epochs, batch_size=s.batch_size, lr=s.lr,
-                       seed=s.seed, method=method, pole=pole)
+                       max_length=s.max_length, seed=s.seed, method=method, pole=pole)
 
 
 def trained_zoo(base: str, s: Settings, scenarios: Sequence[Scenario], space: ValueSpace, method: str,
@@ -178,7 +193,7 @@ def trained_zoo(base: str, s: Settings, scenarios: Sequence[Scenario], space: Va
     model, tokenizer = fresh_model(base, s)
     config = train_config(s, method, pole)
     data = hashlib.sha256(json.dumps([[x.text, [(o.text, o.pole) for o in x.options]] for x in scenarios]).encode())
-    key = hashlib.sha256(f"{fingerprint(model)}|{config.fingerprint()}|{data.hexdigest()}|{s.device}".encode()).hexdigest()[:16]
+    key = hashlib.sha256(f"{fingerprint(model)}|{config.fingerprint()}|{data.hexdigest()}|{s.device}|{code_hash()}".encode()).hexdigest()[:16]
     folder = CACHE / "zoos" / f"{method}{'-' + pole if pole else ''}-{key}"
     if folder.is_dir() and not retrain:
         zoo = Zoo.from_pretrained(folder)
@@ -258,45 +273,72 @@ def head_picks(mixed: MixedModel, cases: Sequence[Case]) -> list[Choice]:
 # -------------------------------------------------------------------------- extra measurements
 
 
-def composition(mixed: MixedModel, dev: Sequence[Scenario], alone: EvalResult, quick: bool) -> dict:
-    """Each dimension's select-one accuracy with a second dimension mixed in at the opposite sign, vs alone."""
+def other_pole(space: ValueSpace, pole: str) -> str:
+    dim = space.dimension_of(pole)
+    return dim.second.slug if pole == dim.first.slug else dim.first.slug
+
+
+def combined(adapter: Sequence[Choice], head: Sequence[Choice], cases: Sequence[Case], weight: float) -> list[Choice]:
+    """Adapters and head together: per scenario, z-scored adapter scores + weight x z-scored head scores."""
+    out = []
+    for a, h, case in zip(adapter, head, cases):
+        za, zh = (np.array(x.scores) for x in (a, h))
+        za, zh = ((x - x.mean()) / (x.std() + 1e-6) for x in (za, zh))
+        scores = za + weight * zh
+        best = int(np.argmax(scores))
+        out.append(Choice(best, case.scenario.options[best].pole, [round(float(x), 4) for x in scores]))
+    return out
+
+
+def composition(mixed: MixedModel, cases: Sequence[Case], alone: EvalResult, calibrate: str) -> dict:
+    """Each dimension's select-one accuracy with a second dimension mixed in at the opposite sign, vs alone.
+
+    The partner dimension rotates over the other dimensions from case to case (e.g. risk=1, time=-1 for
+    one scenario, risk=1, social=-1 for the next), so every pair is covered at the cost of one pass.
+    """
     space = mixed.zoo.space
     dims = [d.slug for d in space]
-    cases = []
-    for case in pole_cases(dev, space):
+    mixed_cases, seen = [], {}
+    for case in cases:
         dim = space.dimension_of(case.target).slug
+        others = [d for d in dims if d != dim]
+        k = seen[dim] = seen.get(dim, -1) + 1
         sign = case.vector[dim]
-        partners = [p for p in dims if p != dim][: 1 if quick else None]
-        cases += [Case(case.scenario, PreferenceVector({dim: sign, p: -sign}), case.target) for p in partners]
-    picks = choices(mixed, cases, desc="composition")
-    mixed_result = score_select_one(cases, picks, space)
+        mixed_cases.append(Case(case.scenario, PreferenceVector({dim: sign, others[k % len(others)]: -sign}), case.target))
+    picks = choices(mixed, mixed_cases, calibrate, desc="composition")
+    result = score_select_one(mixed_cases, picks, space)
     out = {}
     for dim in dims:
-        if dim in alone.per_dimension and dim in mixed_result.per_dimension:
-            a, m = alone.per_dimension[dim], mixed_result.per_dimension[dim]
+        if dim in alone.per_dimension and dim in result.per_dimension:
+            a, m = alone.per_dimension[dim], result.per_dimension[dim]
             out[dim] = {"alone": a, "mixed": m, "diff": m - a}
     worst = max((abs(v["diff"]) for v in out.values()), default=float("nan"))
-    return {"per_dimension": out, "worst_abs_diff": worst, "partners": "every other dimension at the opposite sign",
-            "cases": len(cases)}
+    return {"per_dimension": out, "worst_abs_diff": worst, "cases": len(mixed_cases),
+            "partners": "a second dimension at the opposite sign, rotating over the other dimensions"}
 
 
-def sweep(mixed: MixedModel, dev: Sequence[Scenario], values: Sequence[float]) -> dict:
-    """Share of first-pole choices on each dimension's scenarios as its vector entry sweeps -1..1."""
+def sweep(mixed: MixedModel, dev: Sequence[Scenario], values: Sequence[float], calibrate: str,
+          known: dict[tuple[str, float], list[bool]]) -> dict:
+    """Share of first-pole choices on each dimension's scenarios as its vector entry sweeps -1..1.
+
+    `known` holds first-pole hits already measured (the +-1 points of the main evaluation).
+    At 0 the mix adds nothing and the base's own preference picks.
+    """
     space = mixed.zoo.space
-    cases, keys = [], []
+    hits = {k: list(v) for k, v in known.items()}
+    for v in values:
+        todo = [(dim, x) for dim in space for x in dev if x.dimension == dim.slug and (dim.slug, v) not in known]
+        if not todo:
+            continue
+        cases = [Case(x, PreferenceVector({dim.slug: v}), dim.first.slug) for dim, x in todo]
+        picks = choices(mixed, cases, calibrate if v else "none", desc=f"vector sweep {v:+g}")
+        for (dim, _), pick in zip(todo, picks):
+            hits.setdefault((dim.slug, v), []).append(pick.pole == dim.first.slug)
+    share: dict[str, dict[str, float]] = {}
     for dim in space:
         for v in values:
-            for x in dev:
-                if x.dimension == dim.slug:
-                    cases.append(Case(x, PreferenceVector({dim.slug: v}), dim.first.slug))
-                    keys.append((dim.slug, v))
-    picks = choices(mixed, cases, desc="vector sweep")
-    share: dict[str, dict[str, float]] = {}
-    counts: dict[tuple, list[float]] = {}
-    for (dim, v), pick in zip(keys, picks):
-        counts.setdefault((dim, v), []).append(float(pick.pole == space.dimension(dim).first.slug))
-    for (dim, v), hits in counts.items():
-        share.setdefault(dim, {})[f"{v:g}"] = sum(hits) / len(hits)
+            if hits.get((dim.slug, v)):
+                share.setdefault(dim.slug, {})[f"{v:g}"] = sum(hits[(dim.slug, v)]) / len(hits[(dim.slug, v)])
     return share
 
 
@@ -337,7 +379,7 @@ def plot_per_pole(path: Path, space: ValueSpace, rows: dict[str, dict[str, float
     import matplotlib.pyplot as plt
 
     poles = space.pole_slugs
-    fig, ax = plt.subplots(figsize=(13, 4.8))
+    fig, ax = plt.subplots(figsize=(13, 5.4))
     width = 0.8 / len(rows)
     for k, (name, per_pole) in enumerate(rows.items()):
         ax.bar(np.arange(len(poles)) + (k - (len(rows) - 1) / 2) * width, [per_pole.get(p, np.nan) for p in poles],
@@ -348,8 +390,8 @@ def plot_per_pole(path: Path, space: ValueSpace, rows: dict[str, dict[str, float
     ax.set_ylim(0, 1)
     ax.set_ylabel("select-one accuracy")
     ax.set_title("VCD dev: select-one accuracy per pole, by method")
-    ax.legend(fontsize=8, ncol=4, loc="lower right")
-    fig.tight_layout()
+    fig.legend(*ax.get_legend_handles_labels(), fontsize=8, ncol=5, loc="lower center")
+    fig.tight_layout(rect=(0, 0.1, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
 
@@ -392,8 +434,11 @@ def write_report(path: Path, fig: dict, targets: list[dict], space: ValueSpace) 
           "attention and MLP projections. The paired zoo holds one adapter per pole (12); the conditioned zoo one shared "
           "adapter; single-preference SFT is one run per pole on that pole's rows only.",
           f"**Evaluation:** {fig['data']['dev_scenarios']} scenarios of vcd_dev.json, every pole at +-1 of its dimension on "
-          "that dimension's scenarios; options scored by mean log-likelihood per token minus the base's (PMI, "
-          "`MixedModel.choose` defaults). Chance is about 0.5.", ""]
+          "that dimension's scenarios (`pft-adapters eval --all-poles`). Options are scored by mean log-likelihood per "
+          "token under the vector minus the same under the mirrored vector (`--calibrate mirror`: each pole adapter read "
+          "against its opposite; for the conditioned zoo the opposite pole's description with the same adapter). A lone "
+          "single-preference adapter has no opposite, so it is read against the bare base (PMI, `--calibrate base`); "
+          "the paired zoo read that way is shown too. Chance is about 0.5.", ""]
     L += ["## Targets", "", "| figure | measured | target | |", "| --- | --- | --- | --- |"]
     for t in targets:
         L.append(f"| {t['name']} | {t['shown']} | {t['target']} | {'ok' if t['ok'] else 'MISSED'}{' (not judged: --quick)' if s['quick'] else ''} |")
@@ -406,7 +451,7 @@ def write_report(path: Path, fig: dict, targets: list[dict], space: ValueSpace) 
     for name, r in one.items():
         L.append(f"| {name} | **{fmt(r['macro_accuracy'])}** | {fmt(r['accuracy'])} | "
                  + " | ".join(fmt(r["per_dimension"].get(d)) for d in dims) + " |")
-    L += ["", "Per scene (macro over the methods' cases):", "",
+    L += ["", "Per scene (accuracy over each scene's cases):", "",
           "| method | " + " | ".join(next(iter(one.values()))["per_scene"]) + " |",
           "| --- | " + " | ".join("---" for _ in next(iter(one.values()))["per_scene"]) + " |"]
     for name, r in one.items():
@@ -489,17 +534,22 @@ def main(argv: list[str] | None = None) -> int:
     mark = time.perf_counter()
     mixed = {name: MixedModel(zoo, *fresh_model(base, s)) for name, zoo in zoos.items()}
     cases = pole_cases(dev, space)
-    opposite = [Case(c.scenario, c.vector, space.dimension_of(c.target).second.slug
-                     if c.target == space.dimension_of(c.target).first.slug else space.dimension_of(c.target).first.slug)
-                for c in cases]
-    picks = {name: choices(m, cases, desc=f"choosing ({name})") for name, m in mixed.items()}
+    opposite = [Case(c.scenario, c.vector, other_pole(space, c.target)) for c in cases]
+    # paired and conditioned read each pole against its opposite (mirror); a lone single-preference
+    # adapter has no opposite, so it is read against the base (PMI), as is paired for comparison
+    picks = {"paired": choices(mixed["paired"], cases, "mirror", desc="choosing (paired)"),
+             "paired, PMI vs base": choices(mixed["paired"], cases, "base", desc="choosing (paired, vs base)"),
+             "conditioned": choices(mixed["conditioned"], cases, "mirror", desc="choosing (conditioned)"),
+             "single": choices(mixed["single"], cases, "base", desc="choosing (single)")}
     nb = NaiveBayes(train, space)
-    baselines = {"naive Bayes (bag of words)": [nb.pick(c) for c in cases],
-                 "mixing head alone": head_picks(mixed["paired"], cases)}
-    select_one = {name: score_select_one(cases, p, space) for name, p in picks.items()}
+    head = head_picks(mixed["paired"], cases)
+    picks["paired + head"] = combined(picks["paired"], head, cases, HEAD_WEIGHT)
+    baselines = {"naive Bayes (bag of words)": [nb.pick(c) for c in cases], "mixing head alone": head}
+    order = ["paired", "paired + head", "paired, PMI vs base", "conditioned", "single"]
+    select_one = {name: score_select_one(cases, picks[name], space) for name in order}
     select_one["single, opposite pole"] = score_select_one(opposite, picks["single"], space)
     select_one |= {name: score_select_one(cases, p, space) for name, p in baselines.items()}
-    select_all = {name: score_select_all(cases, p, space) for name, p in picks.items()}
+    select_all = {name: score_select_all(cases, picks[name], space) for name in order}
     select_all["naive Bayes (bag of words)"] = score_select_all(cases, baselines["naive Bayes (bag of words)"], space)
     seconds["select"] = time.perf_counter() - mark
 
@@ -511,8 +561,12 @@ def main(argv: list[str] | None = None) -> int:
     seconds["open_ended"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    comp = composition(mixed["paired"], dev, select_one["paired"], s.quick)
-    sweeps = {"paired": sweep(mixed["paired"], dev, s.sweep)}
+    comp = composition(mixed["paired"], cases, select_one["paired"], "mirror")
+    known: dict[tuple[str, float], list[bool]] = {}
+    for case, pick in zip(cases, picks["paired"]):
+        dim = space.dimension_of(case.target)
+        known.setdefault((dim.slug, case.vector[dim.slug]), []).append(pick.pole == dim.first.slug)
+    sweeps = {"paired": sweep(mixed["paired"], dev, s.sweep, "mirror", known)}
     texts = [x.text for x in dev]
     vectors: dict[str, PreferenceVector | None] = {"base": None}
     for dim in space:
@@ -550,8 +604,13 @@ def main(argv: list[str] | None = None) -> int:
         f"Conditioned (the paper's one shared adapter) vs paired, same rows, epochs, rank and batch: "
         f"{fmt(cond_macro)} vs {fmt(paired_macro)} select-one macro.",
         "Single-preference SFT on its own pole trains each adapter on exactly the rows the paired zoo gives that pole "
-        "(the paired trainer routes each row to its own pole), so own-pole figures of single and paired differ only by "
-        "batch composition and step count; the opposite-pole row is the conflict the paper is about.",
+        "(the paired trainer routes each row to its own pole); what pairing adds at choice time is the opposite adapter "
+        f"to read against: paired {fmt(paired_macro)} against its mirror vs {fmt(select_one['paired, PMI vs base'].macro_accuracy)}"
+        " against the base. The opposite-pole row is the conflict the paper is about: one preference's adapter "
+        "serving a user of the other.",
+        f"'paired + head' adds the mixing head's reading of each option (z-scores, weight {HEAD_WEIGHT}) to the "
+        f"adapters' scores: {fmt(select_one['paired + head'].macro_accuracy)}; the head alone gives "
+        f"{fmt(select_one['mixing head alone'].macro_accuracy)}.",
         "The head judge is the paired zoo's mixing head (a linear probe on the base's pooled features, "
         f"{fmt(zoos['paired'].training.get('head_dev_pole_accuracy'))} pole accuracy on held-out training options), "
         "not an LLM: its 0-10 scores are not comparable with the paper's GPT-4 scores.",

@@ -29,10 +29,16 @@ from .values import Pole
 
 
 def conditioned_prompt(prompt: str, poles: Sequence[Pole]) -> str:
-    """A prompt led by the described poles: how a conditioned zoo (one shared adapter) is told the preference."""
+    """The prompt with the described poles on the lines just before its last line (the answer cue).
+
+    This is how a conditioned zoo (one shared adapter) is told the preference. Next to the
+    cue, the description survives truncation, which cuts a long prompt's start.
+    """
     if not poles:
         return prompt
-    return "".join(f"Preference: {p.name}. {p.description}\n" for p in poles) + prompt
+    described = "".join(f"Preference: {p.name}. {p.description}\n" for p in poles)
+    head, newline, last = prompt.rpartition("\n")
+    return f"{head}{newline}{described}{last}" if newline else described + prompt
 
 
 @dataclass
@@ -115,9 +121,10 @@ def _mean_logprob(adapters: PoleAdapters, batch, row_weights: torch.Tensor | Non
 
 def choose(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: torch.Tensor,
            calibrate: bool = True, batch_size: int = 16, prompts: Sequence[str] | None = None,
-           reference: torch.Tensor | None = None, reference_prompts: Sequence[str] | None = None) -> list[Choice]:
+           reference: torch.Tensor | None = None, reference_prompts: Sequence[str] | None = None,
+           max_length: int = 512) -> list[Choice]:
     """The highest-scoring option of each scenario under its vector."""
-    scores = option_scores(adapters, tokenizer, scenarios, weights, calibrate, batch_size, prompts=prompts,
+    scores = option_scores(adapters, tokenizer, scenarios, weights, calibrate, batch_size, max_length, prompts=prompts,
                            reference=reference, reference_prompts=reference_prompts)
     choices = []
     for scenario, s in zip(scenarios, scores):

@@ -33,7 +33,7 @@ once under each pole of the dimensions with evidence (1 + 2E forwards per option
 E <= D, batched, one vector per batch row), after which the fit itself is a few
 dozen steps on a (decisions x options x poles) tensor; no forward pass inside the
 loop. The exact alternative, re-scoring every option under the current v at every
-step, would cost 2 forwards per option per step. `beta` makes the calibrated
+step, would cost a forward and a backward pass of the mixed model per option per step. `beta` makes the calibrated
 scores unit-free: 1 / (their standard deviation over the history). (beta and the size
 of v trade off like a temperature: a sharper beta fits a smaller |v|; at this beta a
 consistent history gives |v| of about 0.6-0.8.)
@@ -245,7 +245,7 @@ def _summarise(signals: torch.Tensor, dims: Sequence[str], weights: torch.Tensor
             continue
         s, w = signals[rows].double(), weights[rows].double()
         value = values[dim.slug] if values is not None else float((w * s).sum() / w.sum())
-        vector[dim.slug] = max(-1.0, min(1.0, value))
+        vector[dim.slug] = round(max(-1.0, min(1.0, value)), 4)  # as `to_json` prints it, so both mix the same
         conf[dim.slug] = confidence(s, w)
     return Inference(vector, conf, evidence, method)
 

@@ -123,6 +123,7 @@ class MixedModel:
         `calibrate`: True or "base" scores against the bare base (PMI); "mirror" against the
         opposite vector (every dimension's sign flipped: the other pole of each pair, or for a
         conditioned zoo the other poles' descriptions); False or "none" takes the raw likelihood.
+        Rows are cut to the zoo's training `max_length` (512 when not recorded), as in training.
         """
         mode = {True: "base", False: "none"}.get(calibrate, calibrate) if isinstance(calibrate, bool) else calibrate
         if mode not in CALIBRATIONS:
@@ -140,7 +141,7 @@ class MixedModel:
             return []
         weights = torch.stack([self._pole_tensor(v) for v in vectors])
         return choose(self.adapters, self.tokenizer, scenarios, weights, mode != "none", batch_size, prompts,
-                      reference, reference_prompts)
+                      reference, reference_prompts, max_length=int(self.zoo.training.get("max_length", 512)))
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], spec: VectorSpec | Sequence[VectorSpec], max_new_tokens: int = 64,

@@ -13,8 +13,8 @@ and runs data-parallel under `torchrun` (torch.distributed, DDP).
 
 Two baselines share the trainer (`TrainConfig.method`): "conditioned", the PFT
 paper's design (ONE shared LoRA adapter trained on the same rows, each prompt
-starting with its pole's description; saved as identical copies in every pole
-folder, see docs/formats.md), and "single" (single-preference SFT: one pole's
+holding its pole's description, see `choose.conditioned_prompt`; saved as identical
+copies in every pole folder, see docs/formats.md), and "single" (single-preference SFT: one pole's
 rows only, one adapter).
 """
 
@@ -319,6 +319,7 @@ def train_zoo(
         "steps": total_steps,
         "batch_size": config.batch_size,
         "lr": config.lr,
+        "max_length": config.max_length,
         "seed": config.seed,
         "final_loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 4) if losses else None,
         "processes": world,

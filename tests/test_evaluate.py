@@ -132,6 +132,20 @@ def test_select_one_and_select_all_on_the_tiny_zoo(mixed, dev):
     json.dumps(out)  # plain JSON
 
 
+def test_mirror_calibration_reads_each_pole_against_its_opposite(mixed, dev):
+    data = [s for s in dev if s.dimension == "risk"][:3]
+    up = mixed.choose(data, "risk=1", calibrate="mirror")
+    down = mixed.choose(data, "risk=-1", calibrate="mirror")
+    for a, b in zip(up, down):  # score(v) = ll(v) - ll(-v), so the mirror of a vector negates its scores
+        assert a.scores == pytest.approx([-x for x in b.scores], abs=2e-4)
+        assert any(abs(x) > 0 for x in a.scores)
+    off = mixed.choose(data, {}, calibrate="mirror")  # nothing mixed: flat scores, the base's own pick
+    assert [c.index for c in off] == [c.index for c in mixed.choose(data, {}, calibrate="none")]
+    assert all(x == 0 for c in off for x in c.scores)
+    with pytest.raises(PFTError, match="unknown calibration"):
+        mixed.choose(data, "risk=1", calibrate="median")
+
+
 def test_open_ended_with_the_head_judge(mixed, dev):
     result = evaluate(mixed, dev, "open-ended", limit=1, max_new_tokens=4, progress=False)
     out = result.to_json(items=True)
@@ -160,7 +174,8 @@ def test_eval_cli_json_and_out(capsys, zoo_dir, vcd_dev, tmp_path):
 
 def test_eval_cli_user_errors(capsys, zoo_dir, vcd_dev):
     for args in (["--all-poles", "--vector", "risk=1"], [], ["--all-poles", "--task", "rank"],
-                 ["--vector", "risk=2"], ["--all-poles", "--judge", "http://x", "--task", "select-one"]):
+                 ["--vector", "risk=2"], ["--all-poles", "--judge", "http://x", "--task", "select-one"],
+                 ["--all-poles", "--calibrate", "median"], ["--vector", "social=1"]):
         with pytest.raises(SystemExit) as exit_info:
             main(["eval", str(zoo_dir), "--data", str(vcd_dev), *args])
         err = capsys.readouterr().err.strip().splitlines()
@@ -303,6 +318,9 @@ def test_conditioned_training_makes_a_valid_zoo_that_chooses(base_dir, train_sli
     (prompt,) = mixed._conditioned(["Scenario: x"], "risk=-1")
     assert prompt.startswith(f"Preference: {RISK.second.name}. {RISK.second.description}\n") and prompt.endswith("Scenario: x")
     assert mixed._conditioned(["Scenario: x"], "risk=0") == ["Scenario: x"]
+    described = f"Preference: {RISK.first.name}. {RISK.first.description}\n"
+    # next to the answer cue, where truncation (which cuts a prompt's start) never reaches
+    assert mixed._conditioned(["Scenario: x\nA. y\nChosen option:"], "risk=1") == [f"Scenario: x\nA. y\n{described}Chosen option:"]
     dev = [s for s in train_slice if s.dimension == "risk"][:3]
     picks = mixed.choose(dev, ["risk=1", "risk=-1", "risk=-1"])
     assert len(picks) == 3 and all(p.pole in (RISK.first.slug, RISK.second.slug) for p in picks)

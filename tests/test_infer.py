@@ -134,25 +134,36 @@ def mixed(trained, base_dir):
 
 
 @pytest.fixture(scope="module")
-def read(mixed, train_slice):
-    """The head's readings and the per-pole scores of every train_slice scenario, computed once."""
-    decisions = [Decision(s.text, tuple(o.text for o in s.options), 0) for s in train_slice]
-    head = mixed.zoo.head
-    readings = read_options(head, option_features(mixed, decisions), [len(s.options) for s in train_slice])
-    return readings, pole_scores(mixed, train_slice)
+def pool(train_slice):
+    """The users' scenarios: 12 of each trained dimension."""
+    return [s for s in train_slice if s.dimension == "risk"][:12] + [s for s in train_slice if s.dimension == "time"][:12]
 
 
-def simulate(train_slice, truth: dict[str, int], k: int, seed: int, slip: float = 0.1, flip_after: int | None = None):
-    """A user answering k train_slice scenarios of their non-zero dimensions: (scenario index, chosen option)."""
+@pytest.fixture(scope="module")
+def read(mixed, pool):
+    """The head's readings and the per-pole scores of every pool scenario, computed once."""
+    decisions = [Decision(s.text, tuple(o.text for o in s.options), 0) for s in pool]
+    readings = read_options(mixed.zoo.head, option_features(mixed, decisions), [len(s.options) for s in pool])
+    return readings, pole_scores(mixed, pool)
+
+
+def simulate(scenarios, truth: dict[str, int], k: int, seed: int, slip: float = 0.1, flip_after: int | None = None):
+    """A user answering k of the scenarios of their non-zero dimensions: (scenario index, chosen option).
+
+    The scenarios come in a random order, reshuffled when used up; after `flip_after` answers the user flips.
+    """
     rng = random.Random(seed)
-    pool = [i for i, s in enumerate(train_slice) if truth.get(s.dimension, 0)]
+    mine = [i for i, s in enumerate(scenarios) if truth.get(s.dimension, 0)]
+    order: list[int] = []
+    while len(order) < k:
+        order += rng.sample(mine, len(mine))
     out = []
-    for n, i in enumerate(rng.sample(pool, k)):
-        s = train_slice[i]
+    for n, i in enumerate(order[:k]):
+        s = scenarios[i]
         dim = SPACE.dimension(s.dimension)
         sign = truth[s.dimension] * (-1 if flip_after is not None and n >= flip_after else 1)
-        mine = s.options_of(dim.first.slug if sign > 0 else dim.second.slug)
-        out.append((i, rng.randrange(len(s.options)) if rng.random() < slip else rng.choice(mine)))
+        options = s.options_of(dim.first.slug if sign > 0 else dim.second.slug)
+        out.append((i, rng.randrange(len(s.options)) if rng.random() < slip else rng.choice(options)))
     return out
 
 
@@ -172,11 +183,11 @@ USERS = [{"risk": 1, "time": 1}, {"risk": 1, "time": -1}, {"risk": -1, "time": 1
 
 
 @pytest.mark.parametrize("method", ["head", "likelihood"])
-def test_estimators_recover_the_signs_of_a_simulated_user(mixed, read, train_slice, method):
+def test_estimators_recover_the_signs_of_a_simulated_user(mixed, read, pool, method):
     right = total = 0
     for seed in range(3):
         for truth in USERS:
-            result = estimate(mixed, read, simulate(train_slice, truth, 10, seed), method)
+            result = estimate(mixed, read, simulate(pool, truth, 10, seed), method)
             assert result.method == method
             for dim, sign in truth.items():
                 total += 1
@@ -186,9 +197,9 @@ def test_estimators_recover_the_signs_of_a_simulated_user(mixed, read, train_sli
     assert right >= 0.8 * total, (method, right, total)
 
 
-def test_infer_on_the_model_equals_the_estimators_on_cached_readings(mixed, read, train_slice):
-    history = simulate(train_slice, {"risk": -1, "time": 1}, 6, seed=7)
-    decisions = [Decision(train_slice[i].text, tuple(o.text for o in train_slice[i].options), c) for i, c in history]
+def test_infer_on_the_model_equals_the_estimators_on_cached_readings(mixed, read, pool):
+    history = simulate(pool, {"risk": -1, "time": 1}, 6, seed=7)
+    decisions = [Decision(pool[i].text, tuple(o.text for o in pool[i].options), c) for i, c in history]
     weights = recency_weights(decisions, parse_half_life(None))
     for method in ("head", "likelihood"):
         live = infer(mixed, decisions, method)
@@ -210,9 +221,9 @@ def test_dimensions_without_evidence_stay_zero(mixed, train_slice, method):
 
 
 @pytest.mark.parametrize("method", ["head", "likelihood"])
-def test_a_half_life_follows_a_user_who_flips(mixed, read, train_slice, method):
+def test_a_half_life_follows_a_user_who_flips(mixed, read, pool, method):
     truth = {"risk": 1}
-    history = simulate(train_slice, truth, 16, seed=3, slip=0.0, flip_after=10)  # 10 risk-taking, then 6 risk-averse
+    history = simulate(pool, truth, 16, seed=3, slip=0.0, flip_after=10)  # 10 risk-taking, then 6 risk-averse
     dims = ["risk"] * len(history)
     blank = [Decision("s", ("a", "b"), 0)] * len(history)
     still = estimate(mixed, read, history, method, recency_weights(blank, None), dims)
@@ -220,13 +231,13 @@ def test_a_half_life_follows_a_user_who_flips(mixed, read, train_slice, method):
     assert still.vector["risk"] > 0 > followed.vector["risk"]
 
 
-def test_confidence_grows_with_evidence_and_agreement(mixed, read, train_slice):
-    history = simulate(train_slice, {"risk": 1}, 12, seed=5, slip=0.0)
+def test_confidence_grows_with_evidence_and_agreement(mixed, read, pool):
+    history = simulate(pool, {"risk": 1}, 12, seed=5, slip=0.0)
     dims = ["risk"] * 12
     few = estimate(mixed, read, history[:2], "head", dims=dims[:2])
     many = estimate(mixed, read, history, "head", dims=dims)
     assert many.confidence["risk"] > few.confidence["risk"]
-    mixed_up = history[:6] + simulate(train_slice, {"risk": -1}, 6, seed=6, slip=0.0)
+    mixed_up = history[:6] + simulate(pool, {"risk": -1}, 6, seed=6, slip=0.0)
     assert estimate(mixed, read, mixed_up, "head", dims=dims).confidence["risk"] < many.confidence["risk"]
 
 
@@ -253,7 +264,7 @@ def test_unknown_method_and_empty_history(mixed):
 def history_file(train_slice, tmp_path_factory):
     """A risk-averse, time-patient user's history, as JSONL."""
     decisions = []
-    for i, s in enumerate(train_slice[::4]):
+    for i, s in enumerate(train_slice[::6]):
         pole = "risk-averse" if s.dimension == "risk" else "delayed-gratification"
         decisions.append(Decision(s.text, tuple(o.text for o in s.options), s.options_of(pole)[0], 1_700_000_000.0 + i * 3600))
     return write_history(decisions, tmp_path_factory.mktemp("history") / "alice.jsonl")
@@ -274,7 +285,7 @@ def test_cli_infer_json(zoo_dir, history_file, capsys, tmp_path):
     result = json.loads(out)
     assert list(result) == ["vector", "confidence", "evidence", "method"]
     assert result["vector"]["risk"] < 0 and result["vector"]["time"] < 0
-    assert sum(result["evidence"].values()) == 12
+    assert sum(result["evidence"].values()) == 8
     (tmp_path / "alice.json").write_text(out)
     code, out, _ = run_cli(["mix", str(zoo_dir), "--vector", f"@{tmp_path / 'alice.json'}", "--prompt", "Save or spend?",
                             "--max-new-tokens", "2", "--json"], capsys)
@@ -287,7 +298,7 @@ def test_cli_infer_text_and_errors(zoo_dir, history_file, capsys, tmp_path):
     bad = tmp_path / "bad.jsonl"
     bad.write_text(history_file.read_text() + '{"scenario": "s", "options": ["a"], "chosen": 0}\n')
     code, _, err = run_cli(["infer", str(zoo_dir), "--history", str(bad)], capsys)
-    assert code == 1 and "line 13" in err and "'options'" in err and err.count("\n") == 1
+    assert code == 1 and "line 9" in err and "'options'" in err and err.count("\n") == 1
     code, _, err = run_cli(["infer", str(zoo_dir), "--history", str(history_file), "--half-life", "soon"], capsys)
     assert code == 1 and "half-life" in err
 
