@@ -276,8 +276,12 @@ def dev_scenarios(data: Path, space: ValueSpace, per_dim: int | None, seed: int)
 
 
 def score_rows(mixed: MixedModel, requests: Sequence[tuple[Scenario, torch.Tensor]], batch_size: int,
-               desc: str, max_length: int = 512) -> list[torch.Tensor]:
-    """Mean log-likelihood per token of every option of each (scenario, pole weights), batched per row."""
+               desc: str, max_length: int | None = None) -> list[torch.Tensor]:
+    """Mean log-likelihood per token of every option of each (scenario, pole weights), batched per row.
+
+    Rows are cut to the zoo's training max_length, as `MixedModel.choose` does, unless given.
+    """
+    max_length = max_length or int(mixed.zoo.training.get("max_length", 512))
     out: list[torch.Tensor] = []
     chunk = max(batch_size * 4, 64)
     with tqdm(total=len(requests), desc=desc, unit="scenario", leave=False, mininterval=2.0, disable=not PROGRESS) as bar:

@@ -124,6 +124,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="folder holding vcd_train.json and vcd_dev.json")
     p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the report, JSON and plots go")
     p.add_argument("--retrain", action="store_true", help="ignore cached zoos (the base stays cached)")
+    p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     return p.parse_args(argv)
 
 
@@ -636,6 +637,8 @@ def main(argv: list[str] | None = None) -> int:
     out = a.out_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / "vcd_quality.json").write_text(json.dumps(figures, indent=2, default=float) + "\n", encoding="utf-8")
+    if a.json:
+        a.json.write_text(json.dumps(figures, indent=2, default=float) + "\n", encoding="utf-8")
     plot_per_pole(out / "vcd_quality_per_pole.png", space,
                   {k: v.per_pole for k, v in select_one.items()})
     plot_sweep(out / "vcd_quality_sweep.png", space, sweeps)
