@@ -295,22 +295,37 @@ def score_rows(mixed: MixedModel, requests: Sequence[tuple[Scenario, torch.Tenso
     return out
 
 
-def build_table(mixed: MixedModel, scenarios: list[Scenario], s: Settings) -> Table:
+def scenario_key(sc: Scenario) -> str:
+    return short_hash([sc.text, [o.text for o in sc.options]])
+
+
+def build_table(mixed: MixedModel, scenarios: list[Scenario], s: Settings, zoo_path: Path) -> Table:
+    """Score every option once under the bare base and under each pole alone (cached on disk per zoo and scenario)."""
+    from safetensors.torch import load_file, save_file
+
     space = mixed.zoo.space
     n_poles = len(space.pole_slugs)
     slugs = [d.slug for d in space]
+    max_length = int(mixed.zoo.training.get("max_length", 512))
+    store = CACHE / "personalize-scores" / f"{short_hash([(zoo_path / MANIFEST).read_text(), max_length])}.safetensors"
+    cached = load_file(store) if store.is_file() else {}
+    missing = [sc for sc in scenarios if f"{scenario_key(sc)}.base" not in cached]
     requests = []
-    for sc in scenarios:
+    for sc in missing:
         requests.append((sc, torch.zeros(n_poles)))
         for p in range(n_poles):
             requests.append((sc, torch.nn.functional.one_hot(torch.tensor(p), n_poles).float()))
     raw = score_rows(mixed, requests, s.batch_size, "scoring dev options under each pole")
     step = n_poles + 1
-    base, poles = [], []
-    for i in range(len(scenarios)):
+    for i, sc in enumerate(missing):
         group = raw[i * step : (i + 1) * step]
-        base.append(group[0])
-        poles.append(torch.stack([g - group[0] for g in group[1:]], 1))
+        cached[f"{scenario_key(sc)}.base"] = group[0].contiguous()
+        cached[f"{scenario_key(sc)}.poles"] = torch.stack([g - group[0] for g in group[1:]], 1).contiguous()
+    if missing:
+        store.parent.mkdir(parents=True, exist_ok=True)
+        save_file(cached, store)
+    base = [cached[f"{scenario_key(sc)}.base"] for sc in scenarios]
+    poles = [cached[f"{scenario_key(sc)}.poles"] for sc in scenarios]
     decisions = [Decision(sc.text, tuple(o.text for o in sc.options), 0) for sc in scenarios]
     head = inference._head(mixed.zoo, space)
     readings = inference.read_options(head, inference.option_features(mixed, decisions), [len(sc.options) for sc in scenarios])
@@ -383,12 +398,13 @@ class Estimator:
         self.table = table
 
     def __call__(self, history: Sequence[tuple[int, int]], method: str, half_life: float | None,
-                 contrast: bool = True) -> list[float]:
+                 contrast: bool = True, given: bool = False) -> list[float]:
         t = self.table
         readings = [t.readings[i] for i, _ in history]
         chosen = [c for _, c in history]
         weights = weights_for(len(history), half_life)
-        dims = inference.guess_dimensions(readings, [None] * len(history), self.head)
+        names = [t.scenarios[i].dimension if given else None for i, _ in history]  # given: the history says
+        dims = inference.guess_dimensions(readings, names, self.head)
         if method == "head":
             result = inference.head_estimate(readings, chosen, dims, weights, self.space, self.head.dimension_slugs, contrast)
         else:
@@ -491,8 +507,12 @@ def incontext_picks(mixed: MixedModel, table: Table, users: Sequence[User], ks: 
 # -------------------------------------------------------------------------- changing users
 
 
-def flip_lags(table: Table, estimator: Estimator, n_dims: int, s: Settings, rng: random.Random) -> dict:
-    """Median (and mean) post-flip records until the inferred sign follows, per method and half-life."""
+def flip_lags(table: Table, estimator: Estimator, s: Settings, rng: random.Random,
+              extra: Sequence[tuple[str, float | None, bool]] = ()) -> dict:
+    """Median (and mean) post-flip records until the inferred sign follows, per (method, half-life, dimension given).
+
+    Every method at every half-life of the sweep with the dimension inferred, plus the `extra` settings.
+    """
     present = sorted(set(table.dim))
     cases = []
     for _ in range(s.flip_users):
@@ -501,20 +521,21 @@ def flip_lags(table: Table, estimator: Estimator, n_dims: int, s: Settings, rng:
         order = draw(table.by_dim(d), FLIP_TOTAL, rng)
         history = [(i, choose_as(table, i, sign if n < FLIP_AT else -sign, rng)) for n, i in enumerate(order)]
         cases.append((d, -sign, history))
+    settings_ = [(m, hl, False) for m in ("head", "likelihood") for hl in s.half_lives] + list(extra)
     out = {}
-    for method in ("head", "likelihood"):
-        for hl in s.half_lives:
-            lags = []
-            for d, new_sign, history in cases:
-                right = [estimator(history[: FLIP_AT + j], method, hl)[d] * new_sign > 0 for j in range(FLIP_TOTAL - FLIP_AT + 1)]
-                lag = FLIP_TOTAL - FLIP_AT + 1
-                for j in range(len(right) - 1, -1, -1):
-                    if not right[j]:
-                        break
-                    lag = j
-                lags.append(lag)
-            out[(method, hl)] = {"median": statistics.median(lags), "mean": statistics.fmean(lags),
-                                 "followed": sum(x <= FLIP_TOTAL - FLIP_AT for x in lags) / len(lags)}
+    for method, hl, given in settings_:
+        lags = []
+        for d, new_sign, history in cases:
+            right = [estimator(history[: FLIP_AT + j], method, hl, given=given)[d] * new_sign > 0
+                     for j in range(FLIP_TOTAL - FLIP_AT + 1)]
+            lag = FLIP_TOTAL - FLIP_AT + 1
+            for j in range(len(right) - 1, -1, -1):
+                if not right[j]:
+                    break
+                lag = j
+            lags.append(lag)
+        out[(method, hl, given)] = {"median": statistics.median(lags), "mean": statistics.fmean(lags),
+                                    "followed": sum(x <= FLIP_TOTAL - FLIP_AT for x in lags) / len(lags)}
     return out
 
 
@@ -583,7 +604,7 @@ def main(argv: list[str] | None = None) -> int:
           + (" [quick]" if a.quick else ""), flush=True)
     phases = {}
     mark = time.perf_counter()
-    table = build_table(mixed, scenarios, s)
+    table = build_table(mixed, scenarios, s, zoo_path)
     phases["table"] = time.perf_counter() - mark
     n_dims = len(space)
     kmax = max(max(s.ks), FLIP_TOTAL)
@@ -595,11 +616,12 @@ def main(argv: list[str] | None = None) -> int:
     single = [1 if sum(u.truth[d] for u in users) >= 0 else -1 for d in range(n_dims)]
     mark = time.perf_counter()
     vectors: dict[tuple[str, int], list[list[float]]] = {}
-    systems = ("head", "head (chosen option alone)", "likelihood")
+    systems = ("head", "head (chosen option alone)", "likelihood", "head (dimension given)", "likelihood (dimension given)")
     for k in s.ks:
         for name in systems:
-            method = "likelihood" if name == "likelihood" else "head"
-            vectors[(name, k)] = [estimator(u.history[:k], method, default_hl, contrast=name == "head") for u in users]
+            method = "likelihood" if name.startswith("likelihood") else "head"
+            vectors[(name, k)] = [estimator(u.history[:k], method, default_hl, contrast=name != "head (chosen option alone)",
+                                            given="given" in name) for u in users]
     vectors_none = {k: {m: [estimator(u.history[:k], m, None) for u in users] for m in ("head", "likelihood")}
                     for k in s.ks if k in (10, 20)}
     phases["estimate"] = time.perf_counter() - mark
@@ -634,7 +656,8 @@ def main(argv: list[str] | None = None) -> int:
                     same += picker(i, vec) == picker.approx(i, vec)
                     total += 1
         agreement = same / total
-    order = ("base", "single-preference", "head", "head (chosen option alone)", "likelihood", "oracle")
+    order = ("base", "single-preference", "head", "head (chosen option alone)", "likelihood", "head (dimension given)",
+             "likelihood (dimension given)", "oracle")
     print("\n  user alignment (mean over users, 95% interval; in-context: at the end)")
     print(f"  {'system':28s}" + "".join(f"{'K=' + str(k):>26s}" for k in s.ks))
     for name in order:
@@ -651,6 +674,7 @@ def main(argv: list[str] | None = None) -> int:
     gain_ok = gain > TARGET_GAIN
     k10 = 10 if 10 in s.ks else max(s.ks)
     signs = {n: sign_share(table, users, vectors[(n, k10)], k10) for n in ("head", "likelihood")}
+    signs_given = {n: sign_share(table, users, vectors[(f"{n} (dimension given)", k10)], k10) for n in ("head", "likelihood")}
     signs_none = {m: sign_share(table, users, v, k10) for m, v in vectors_none.get(k10, {}).items()}
     sign_ok = signs[better] >= TARGET_SIGN
     print(f"\n  K={k5}: better estimator '{better}' {best5:.3f} vs oracle {oracle5:.3f}: gap {oracle5 - best5:+.3f}"
@@ -658,18 +682,19 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  K={k5}: '{better}' vs single-preference {single5:.3f}: gain {gain:+.1%}   target > +{TARGET_GAIN:.2%}   {verdict(gain_ok)}")
     print(f"  K={k10}: users with every sign right (dims with >= 2 observations): head {signs['head']:.3f}, likelihood "
           f"{signs['likelihood']:.3f} (no recency: " + ", ".join(f"{m} {v:.3f}" for m, v in signs_none.items())
-          + f")   target >= {TARGET_SIGN:.2f} ({better})   {verdict(sign_ok)}")
+          + f"; dimension given: head {signs_given['head']:.3f}, likelihood {signs_given['likelihood']:.3f})"
+          f"   target >= {TARGET_SIGN:.2f} ({better})   {verdict(sign_ok)}")
 
     # changing users and the half-life sweep
     mark = time.perf_counter()
-    lags = flip_lags(table, estimator, n_dims, s, rng)
+    lags = flip_lags(table, estimator, s, rng, [(m, hl, True) for m in ("head", "likelihood") for hl in (default_hl, None)])
     sweep = {}
     for hl in s.half_lives:
         for m in ("head", "likelihood"):
             vecs = [estimator(u.history[:k10], m, hl) for u in users]
             sweep[(m, hl)] = sign_share(table, users, vecs, k10)
     phases["changing"] = time.perf_counter() - mark
-    lag_default = lags[(better, default_hl)]["median"] if (better, default_hl) in lags else float("nan")
+    lag_default = lags[(better, default_hl, False)]["median"] if (better, default_hl, False) in lags else float("nan")
     lag_ok = lag_default <= TARGET_LAG
     print(f"\n  changing users ({s.flip_users}, one dimension flips after {FLIP_AT} of {FLIP_TOTAL} records): median post-flip "
           f"records until the sign follows (mean; share followed within {FLIP_TOTAL - FLIP_AT}), and K={k10} sign share of the "
@@ -678,11 +703,14 @@ def main(argv: list[str] | None = None) -> int:
     for hl in s.half_lives:
         cells = ""
         for m in ("head", "likelihood"):
-            x = lags[(m, hl)]
+            x = lags[(m, hl, False)]
             cells += f"{x['median']:>9g} ({x['mean']:4.1f}; {x['followed']:4.0%})" + f"{sweep[(m, hl)]:>18.3f}"
         mark_default = " <- default" if hl == default_hl else ""
         print(f"  {hl_name(hl):>10s}{cells}{mark_default}")
-    lag_none = lags.get((better, None), {}).get("median", float("nan"))
+    lag_none = lags.get((better, None, False), {}).get("median", float("nan"))
+    print("  with the dimension given in the history: " + ", ".join(
+        f"{m} median lag {lags[(m, default_hl, True)]['median']:g} (no recency {lags[(m, None, True)]['median']:g})"
+        for m in ("head", "likelihood")))
     print(f"  default half-life {default_hl:g}: '{better}' median lag {lag_default:g} (no recency: {lag_none:g})"
           f"   target <= {TARGET_LAG}   {verdict(lag_ok)}")
 
@@ -732,10 +760,10 @@ def main(argv: list[str] | None = None) -> int:
             "oracle_gap": {"K": k5, "better": better, "value": oracle5 - best5, "target": TARGET_ORACLE_GAP, "met": gap_ok},
             "gain_over_single": {"K": k5, "value": gain, "target": TARGET_GAIN, "met": gain_ok},
             "signs": {"K": k10, "head": signs["head"], "likelihood": signs["likelihood"], "no_recency": signs_none,
-                      "target": TARGET_SIGN, "met": sign_ok},
+                      "dimension_given": signs_given, "target": TARGET_SIGN, "met": sign_ok},
             "flip_lag": {"half_life": default_hl, "value": lag_default, "no_recency": lag_none, "target": TARGET_LAG, "met": lag_ok},
         },
-        "changing": {f"{m}@{hl_name(hl)}": v for (m, hl), v in lags.items()},
+        "changing": {f"{m}@{hl_name(hl)}" + ("/dimension-given" if given else ""): v for (m, hl, given), v in lags.items()},
         "sign_share_by_half_life": {f"{m}@{hl_name(hl)}": v for (m, hl), v in sweep.items()},
         "seconds_per_inference": timings,
         "seconds": seconds,

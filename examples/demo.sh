@@ -18,7 +18,7 @@ echo "== 1/4 build a small base model offline (BPE tokenizer + Llama-style LM pr
 
 echo "== 2/4 train a zoo: one LoRA adapter per pole of 'risk' and 'time', plus the mixing head, in one paired run"
 "$PFT" train --base "$OUT/base" --data "$DATA/vcd_train.json" --dims risk,time --out "$OUT/zoo" \
-  --epochs "${EPOCHS:-1}" --max-length 256 --overwrite
+  --epochs "${EPOCHS:-1}" --max-length 256 --lr 5e-3 --alpha 32 --overwrite
 
 echo "== 3/4 what the zoo holds"
 "$PFT" info "$OUT/zoo"

@@ -9,7 +9,7 @@ import typer
 
 from pft_adapters.errors import PFTError
 
-from .common import JSON_OPTION, PAIRS_OPTION, echo_json, value_space
+from .common import JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, echo_json, value_space
 
 
 def make_base(
@@ -38,8 +38,8 @@ def train(
     data: Path = typer.Option(..., "--data", help="Training scenarios: VCD, paired JSONL or A/B items (with --pair)."),
     out: Path = typer.Option(..., "--out", help="Folder to write the zoo to (written atomically)."),
     pairs: Path = PAIRS_OPTION,
-    pair: str = typer.Option(None, "--pair", help="Dimension of A/B items in --data (A/B items do not name one)."),
-    matching: str = typer.Option(None, "--matching", help="Pole of the A/B matching answer (default: the pair's first pole)."),
+    pair: str = PAIR_OPTION,
+    matching: str = MATCHING_OPTION,
     dims: str = typer.Option(None, "--dims", help="Comma-separated dimensions to train (default: every dimension in --data)."),
     dev: Path = typer.Option(None, "--dev", help="Held-out scenarios to measure the mixing head (default: a tenth of --data)."),
     limit: int = typer.Option(None, "--limit", help="Use only the first N scenarios (of the --dims, if given; quick runs)."),

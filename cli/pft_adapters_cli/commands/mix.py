@@ -8,7 +8,7 @@ import typer
 
 from pft_adapters.errors import PFTError
 
-from .common import JSON_OPTION, PAIRS_OPTION, echo_json, value_space
+from .common import JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, echo_json, value_space
 from .infer import HALF_LIFE_HELP, HISTORY_HELP, METHOD_HELP, infer_from_history
 
 VECTOR_HELP = (
@@ -29,6 +29,8 @@ def mix(
     merge_out: Path = typer.Option(None, "--merge-out", help="Write a full model with the mix merged in (safetensors)."),
     base: str = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo (checked by fingerprint)."),
     pairs: Path = PAIRS_OPTION,
+    pair: str = PAIR_OPTION,
+    matching: str = MATCHING_OPTION,
     calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Score options against the base model (PMI); see docs/mix.md."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy decoding."),
@@ -86,7 +88,7 @@ def mix(
         echo_json(result) if json_out else typer.echo(f"{result['kind']} for {vec.describe()} written to {path}")
         return
     if scenarios:
-        data = load_scenarios(scenarios, value_space(pairs).merged(mixed.zoo.space))
+        data = load_scenarios(scenarios, value_space(pairs).merged(mixed.zoo.space), pair=pair, matching=matching)
         picks = mixed.choose(data, vec, calibrate=calibrate)
         rows = [{"scenario": s.text, "chosen": c.index, "text": s.options[c.index].text, "pole": c.pole, "scores": c.scores}
                 for s, c in zip(data, picks)]
