@@ -57,6 +57,11 @@ a GPU and hours on a CPU.
     python benchmarks/personalize.py --quick                  # short check
     python benchmarks/personalize.py --zoo benchmarks/cache/... --json personalize.json
     python benchmarks/personalize.py --device cuda            # full run, exact scoring
+    python benchmarks/personalize.py --zoo ZOO --split train --per-dim 12   # in-sample diagnostic
+
+The per-pole scores of every scenario are cached per zoo under benchmarks/cache/personalize-scores/.
+`--split train` runs the same simulation on training scenarios the zoo has seen: not the
+target setting, but it tells a weak zoo (nothing reads on dev) from a weak estimator.
 
 Every figure is printed beside its target; one summary line ends the run; exit code 1
 when a target is missed.
@@ -129,6 +134,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--exact", action=argparse.BooleanOptionalAction, default=None,
                    help="score every (scenario, vector) under the full mix (default: on a GPU only)")
     p.add_argument("--eval-per-user", type=int, default=24, help="scoring scenarios per user, at most")
+    p.add_argument("--split", choices=("dev", "train"), default="dev",
+                   help="scenarios the users answer and are scored on; 'train' is an in-sample diagnostic (what the zoo "
+                        "can read when it reads well), never the target setting")
+    p.add_argument("--per-dim", type=int, help="scenarios per dimension, a random sample (default: all; --quick 5)")
     p.add_argument("--incontext-users", type=int, help="users the in-context baseline runs on (default: all on a GPU, 20 on a CPU; --quick 6)")
     p.add_argument("--incontext-eval", type=int, help="scoring scenarios per user for in-context (default: 8 on a GPU, 4 on a CPU; --quick 3)")
     p.add_argument("--flip-users", type=int, help="users in the changing-preference test (default 100; --quick 16)")
@@ -150,7 +159,7 @@ def settings(a: argparse.Namespace, device: str) -> Settings:
     return Settings(
         users=a.users or (40 if quick else 200),
         ks=(1, 5, 10) if quick else (1, 3, 5, 10, 20),
-        per_dim=5 if quick else None,
+        per_dim=a.per_dim or (5 if quick else None),
         eval_per_user=a.eval_per_user,
         # in-context prompts are long and shared by nobody: all users on a GPU, a sample on a CPU
         incontext_users=a.incontext_users if a.incontext_users is not None else (6 if quick else 10**9 if gpu else 20),
@@ -262,9 +271,9 @@ class Table:
         return [i for i, x in enumerate(self.dim) if x == d]
 
 
-def dev_scenarios(data: Path, space: ValueSpace, per_dim: int | None, seed: int) -> list[Scenario]:
+def dev_scenarios(data: Path, space: ValueSpace, per_dim: int | None, seed: int, split: str = "dev") -> list[Scenario]:
     wanted = {d.slug for d in space}
-    scenarios = [s for s in load_scenarios(data / "vcd_dev.json", ValueSpace.builtin().merged(space)) if s.dimension in wanted]
+    scenarios = [s for s in load_scenarios(data / f"vcd_{split}.json", ValueSpace.builtin().merged(space)) if s.dimension in wanted]
     if per_dim is None:
         return scenarios
     rng = random.Random(seed)
@@ -282,6 +291,8 @@ def score_rows(mixed: MixedModel, requests: Sequence[tuple[Scenario, torch.Tenso
     Rows are cut to the zoo's training max_length, as `MixedModel.choose` does, unless given.
     """
     max_length = max_length or int(mixed.zoo.training.get("max_length", 512))
+    if not requests:
+        return []
     out: list[torch.Tensor] = []
     chunk = max(batch_size * 4, 64)
     with tqdm(total=len(requests), desc=desc, unit="scenario", leave=False, mininterval=2.0, disable=not PROGRESS) as bar:
@@ -595,10 +606,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     rng = random.Random(s.seed)
     torch.manual_seed(s.seed)
-    scenarios = dev_scenarios(data, space, s.per_dim, s.seed)
+    scenarios = dev_scenarios(data, space, s.per_dim, s.seed, a.split)
     default_hl = inference.DEFAULT_HALF_LIFE
     print(f"personalize: zoo {_rel(zoo_path)} ({len(space)} dimensions, base {mixed.zoo.base.id}), "
-          f"{len(scenarios)} dev scenarios, {s.users} users, K = {', '.join(map(str, s.ks))}, "
+          f"{len(scenarios)} {a.split} scenarios{' (IN-SAMPLE DIAGNOSTIC: the zoo was trained on them)' if a.split == 'train' else ''}, {s.users} users, K = {', '.join(map(str, s.ks))}, "
           f"{'exact' if s.exact else 'first-order'} scoring, default half-life {default_hl:g} decisions, "
           f"device {device}, torch {torch.__version__} ({torch.get_num_threads()} threads)"
           + (" [quick]" if a.quick else ""), flush=True)
@@ -749,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
     met = sum((gap_ok, gain_ok, sign_ok, lag_ok))
     seconds = time.perf_counter() - started
     figures = {
-        "settings": asdict(s) | {"zoo": _rel(zoo_path), "quick": a.quick, "dev_scenarios": len(scenarios)},
+        "settings": asdict(s) | {"zoo": _rel(zoo_path), "quick": a.quick, "split": a.split, "scenarios": len(scenarios)},
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "device": device,
                     "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
                     "threads": torch.get_num_threads()},
