@@ -80,7 +80,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import torch
@@ -490,8 +490,8 @@ def summary(values: Sequence[float]) -> dict:
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
 
 
-def incontext_picks(mixed: MixedModel, table: Table, users: Sequence[User], ks: Sequence[int], s: Settings,
-                    rng: random.Random) -> dict[int, list[float]]:
+def incontext_picks(mixed: MixedModel, table: Table, users: Sequence[User], ks: Sequence[int],
+                    s: Settings) -> dict[int, list[float]]:
     """Per K, the in-context alignment of each user of the subset (history pasted into the prompt)."""
     subset = users[: s.incontext_users]
     jobs = []  # (K, user index, scenario)
@@ -750,7 +750,7 @@ def main(argv: list[str] | None = None) -> int:
 
     # in-context last: the costliest baseline (long prompts, nothing shared between users)
     mark = time.perf_counter()
-    incontext = incontext_picks(mixed, table, users, s.ks, s, rng)
+    incontext = incontext_picks(mixed, table, users, s.ks, s)
     results["in-context"] = {k: summary(v) for k, v in incontext.items()}
     phases["in_context"] = time.perf_counter() - mark
     n_ic = min(s.incontext_users, len(users))
