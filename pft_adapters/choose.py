@@ -11,8 +11,9 @@ vector: all options of all scenarios go through in batched forward passes.
 in front of them, see `conditioned_prompt`); the base is scored on the same text.
 `reference` (pole weights) calibrates against that mix instead of the bare base,
 read on `reference_prompts` when given: `MixedModel.choose(calibrate="mirror")`
-uses the opposite vector, so an option scores what the vector's poles give it beyond
-their opposite poles (a paired zoo's adapters read as a contrastive pair).
+uses the vector with the scenario's dimension flipped, so an option scores what the
+vector's pole gives it beyond the opposite pole (a paired zoo's adapters read as a
+contrastive pair).
 """
 
 from __future__ import annotations

@@ -7,7 +7,7 @@ should carry. `--all-poles` makes two cases per scenario (its dimension at +1 an
 - **select-one**: the option `MixedModel.choose` picks carries the target pole: 1,
   else 0. Options are scored by mean log-likelihood per token under the vector
   minus the same under the mirrored vector (`calibrate="mirror"`, the default here:
-  each pole adapter against its opposite, which measured 0.12-0.19 above calibrating
+  each pole adapter against its opposite, which measured 0.11-0.19 above calibrating
   against the bare base on VCD); `"base"` (PMI, `MixedModel.choose`'s default) and
   `"none"` are there to compare.
 - **select-all**: the model returns every option whose score under the vector is

@@ -121,8 +121,9 @@ class MixedModel:
         """The option each scenario's vector prefers (see `pft_adapters.choose` for the scoring rule).
 
         `calibrate`: True or "base" scores against the bare base (PMI); "mirror" against the
-        opposite vector (every dimension's sign flipped: the other pole of each pair, or for a
-        conditioned zoo the other poles' descriptions); False or "none" takes the raw likelihood.
+        mirrored vector: the scenario's own dimension at the opposite sign, the rest unchanged
+        (the other pole's adapter, or for a conditioned zoo its description; when the vector
+        leaves that dimension at 0, every entry flipped); False or "none" takes the raw likelihood.
         Rows are cut to the zoo's training `max_length` (512 when not recorded), as in training.
         """
         mode = {True: "base", False: "none"}.get(calibrate, calibrate) if isinstance(calibrate, bool) else calibrate
@@ -134,7 +135,7 @@ class MixedModel:
         prompts = self._conditioned(plain, vectors) if self.conditioned else None
         reference = reference_prompts = None
         if mode == "mirror":
-            mirrors = [PreferenceVector({k: -v for k, v in vec.items() if v}) for vec in vectors]
+            mirrors = [_mirror(vec, s.dimension) for vec, s in zip(vectors, scenarios)]
             reference = torch.stack([self._pole_tensor(m) for m in mirrors])  # absent poles add nothing
             reference_prompts = self._conditioned(plain, mirrors) if self.conditioned else None
         if not vectors:
@@ -207,6 +208,13 @@ class MixedModel:
             self.model.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)
         return Path(out)
+
+
+def _mirror(vector: PreferenceVector, dimension: str) -> PreferenceVector:
+    """The vector with `dimension` at the opposite sign; every entry flipped when `dimension` is 0 in it."""
+    if vector.get(dimension, 0.0):
+        return PreferenceVector({**vector, dimension: -vector[dimension]})
+    return PreferenceVector({k: -v for k, v in vector.items() if v})
 
 
 def _mix_note(vector: PreferenceVector, zoo: Zoo) -> str:

@@ -139,6 +139,11 @@ def test_mirror_calibration_reads_each_pole_against_its_opposite(mixed, dev):
     for a, b in zip(up, down):  # score(v) = ll(v) - ll(-v), so the mirror of a vector negates its scores
         assert a.scores == pytest.approx([-x for x in b.scores], abs=2e-4)
         assert any(abs(x) > 0 for x in a.scores)
+    # with a second dimension mixed in, only the scenario's own dimension is flipped: the partner acts on both sides
+    both = mixed.choose(data, "risk=1,time=-1", calibrate="mirror")
+    flipped = mixed.choose(data, "risk=-1,time=-1", calibrate="mirror")
+    for a, b in zip(both, flipped):
+        assert a.scores == pytest.approx([-x for x in b.scores], abs=2e-4)
     off = mixed.choose(data, {}, calibrate="mirror")  # nothing mixed: flat scores, the base's own pick
     assert [c.index for c in off] == [c.index for c in mixed.choose(data, {}, calibrate="none")]
     assert all(x == 0 for c in off for x in c.scores)
