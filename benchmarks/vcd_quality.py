@@ -431,7 +431,7 @@ def write_report(path: Path, fig: dict, targets: list[dict], space: ValueSpace) 
     L += [f"**Base:** {b['id']}" + (f", {b['parameters'] / 1e6:.1f}M parameters, {b['pretrain']['steps']} pre-training steps "
           f"({b['pretrain']['epochs']:g} epochs, final loss {b['pretrain']['final_loss']:.2f})" if "pretrain" in b else "") + ".",
           f"**Training (every method, same rows and budget):** {fig['data']['train_scenarios']} scenarios of vcd_train.json, "
-          f"{s['epochs']:g} epochs, batch {s['batch_size']}, lr {s['lr']:g}, LoRA r={s['rank']} alpha={s['alpha']:g} on all "
+          f"{s['epochs']:g} epoch{'' if s['epochs'] == 1 else 's'}, batch {s['batch_size']}, rows of at most {s['max_length']} tokens, lr {s['lr']:g}, LoRA r={s['rank']} alpha={s['alpha']:g} on all "
           "attention and MLP projections. The paired zoo holds one adapter per pole (12); the conditioned zoo one shared "
           "adapter; single-preference SFT is one run per pole on that pole's rows only.",
           f"**Evaluation:** {fig['data']['dev_scenarios']} scenarios of vcd_dev.json, every pole at +-1 of its dimension on "
@@ -492,7 +492,10 @@ def write_report(path: Path, fig: dict, targets: list[dict], space: ValueSpace) 
         L.append("")
     L += ["![share of first-pole choices as the vector sweeps](vcd_quality_sweep.png)", ""]
     L += ["## Notes", ""] + [f"- {n}" for n in fig["notes"]] + [""]
-    L += ["Time per phase (s): " + ", ".join(f"{k} {v:.0f}" for k, v in fig["seconds"].items()), ""]
+    L += ["Time per phase (s): " + ", ".join(f"{k} {v:.0f}" for k, v in fig["seconds"].items())
+          + (f". The base and the zoos come from benchmarks/cache/ when built before: building the base took "
+             f"{b['pretrain']['seconds']:.0f} s of pre-training, and training took "
+             f"{sum(fig['training']['seconds'].values()):.0f} s in all (the first run pays both)." if "pretrain" in b else "."), ""]
     path.write_text("\n".join(L), encoding="utf-8")
 
 
@@ -530,7 +533,7 @@ def main(argv: list[str] | None = None) -> int:
     zoos["single"] = single_zoos(base, s, train, space, a.retrain, train_seconds, zoos["paired"])
     seconds["training"] = time.perf_counter() - mark
     print(f"  training: {', '.join(f'{k} {v:.0f} s' for k, v in train_seconds.items() if '/' not in k)}, "
-          f"single (12 runs) {sum(v for k, v in train_seconds.items() if '/' in k):.0f} s (cached runs count 0)", flush=True)
+          f"single (12 runs) {sum(v for k, v in train_seconds.items() if '/' in k):.0f} s (as recorded when trained; cached zoos are reused)", flush=True)
 
     mark = time.perf_counter()
     mixed = {name: MixedModel(zoo, *fresh_model(base, s)) for name, zoo in zoos.items()}

@@ -11,8 +11,8 @@ Three exact ways to apply a vector (no SVD, no approximation):
 
 A conditioned zoo (`train --method conditioned`: one shared adapter, stored in every
 pole folder) is steered by the prompt instead: `choose` and `generate` put the
-descriptions of the vector's active poles (the sign picks the pole) in front of the
-prompt, and the shared adapter runs at the vector's largest strength.
+descriptions of the vector's active poles (the sign picks the pole) into the prompt,
+just before its answer cue, and the shared adapter runs at the vector's largest strength.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ class MixedModel:
         return shared
 
     def _conditioned(self, prompts: Sequence[str], spec: VectorSpec | Sequence[VectorSpec]) -> list[str]:
-        """Prompts led by the descriptions of each vector's active poles (unchanged for a per-pole zoo)."""
+        """Prompts carrying the descriptions of each vector's active poles (unchanged for a per-pole zoo)."""
         if not self.conditioned:
             return list(prompts)
         specs = [spec] * len(prompts) if isinstance(spec, (str, Mapping)) else list(spec)
@@ -126,7 +126,7 @@ class MixedModel:
         leaves that dimension at 0, every entry flipped); False or "none" takes the raw likelihood.
         Rows are cut to the zoo's training `max_length` (512 when not recorded), as in training.
         """
-        mode = {True: "base", False: "none"}.get(calibrate, calibrate) if isinstance(calibrate, bool) else calibrate
+        mode = ("base" if calibrate else "none") if isinstance(calibrate, bool) else calibrate
         if mode not in CALIBRATIONS:
             raise PFTError(f"unknown calibration '{calibrate}': choose one of {', '.join(CALIBRATIONS)}")
         specs = [spec] * len(scenarios) if isinstance(spec, (str, Mapping)) else list(spec)
