@@ -33,7 +33,7 @@ from transformers import (
 )
 
 from .atomic import atomic_folder, check_target
-from .errors import PFTError
+from .errors import PFTError, read_text
 
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
 MAX_POSITIONS = 1024
@@ -107,7 +107,7 @@ def corpus_texts(path: str | os.PathLike[str]) -> list[str]:
         raise PFTError(
             f"corpus {path}: unsupported file type {suffix!r}; use a .json or .jsonl VCD file or a .txt file"
         )
-    text = _read_text(path)
+    text = read_text(path, "corpus")
     if suffix == ".txt":
         texts = [line.strip() for line in text.splitlines() if line.strip()]
     else:
@@ -115,16 +115,6 @@ def corpus_texts(path: str | os.PathLike[str]) -> list[str]:
     if not texts:
         raise PFTError(f"corpus {path} contains no texts; point --corpus at a non-empty VCD .json/.jsonl or .txt file")
     return texts
-
-
-def _read_text(path: Path) -> str:
-    """File contents as UTF-8, with user-facing errors instead of tracebacks."""
-    try:
-        return path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise PFTError(f"corpus {path} is not UTF-8 text (byte {exc.start}); save it as UTF-8") from exc
-    except OSError as exc:
-        raise PFTError(f"cannot read corpus {path}: {exc.strerror or exc}; check the path") from exc
 
 
 def _json_records(path: Path, text: str, suffix: str) -> Iterator[tuple[str, object]]:

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_write_text
-from .errors import PFTError
+from .errors import PFTError, read_text
 from .values import ValueSpace
 
 LETTERS = "ABCDEFGHIJ"
@@ -75,12 +75,7 @@ def read_records(path: str | Path) -> list[tuple[str, object]]:
     """(position, raw record) from a JSON list or a JSONL file; the position reads
     `record N` (1-based) for JSON and `line N` for JSONL."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PFTError(f"data file {path} not found: check the path") from None
-    except UnicodeDecodeError:
-        raise PFTError(f"{path} is not UTF-8 text: save it as UTF-8 JSON or JSONL") from None
+    text = read_text(path, "data file")
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:

@@ -5,15 +5,26 @@ class PFTError(Exception):
     """A user-facing error: the message names the problem and how to fix it."""
 
 
-def read_json(path, what: str, fix: str) -> object:
-    """Parse a user's JSON file; a missing or malformed file becomes one PFTError line."""
-    import json
+def read_text(path, what: str) -> str:
+    """A user's file as UTF-8 text; a missing, unreadable or non-UTF-8 file becomes one PFTError line."""
     from pathlib import Path
 
     path = Path(path)
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        raise PFTError(f"{what} {path} not found: check the path") from None
-    except (json.JSONDecodeError, UnicodeDecodeError) as err:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as err:
+        raise PFTError(f"{what} {path} is not UTF-8 text (byte {err.start}): save it as UTF-8") from None
+    except IsADirectoryError:
+        raise PFTError(f"cannot read {what} {path}: it is a folder; give a file") from None
+    except OSError as err:
+        raise PFTError(f"cannot read {what} {path}: {'not found' if isinstance(err, FileNotFoundError) else err.strerror or err}; check the path") from None
+
+
+def read_json(path, what: str, fix: str) -> object:
+    """Parse a user's JSON file; a missing or malformed file becomes one PFTError line."""
+    import json
+
+    try:
+        return json.loads(read_text(path, what))
+    except json.JSONDecodeError as err:
         raise PFTError(f"{what} {path} is not valid JSON ({err}): {fix}") from None

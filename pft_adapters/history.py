@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .data import LETTERS
-from .errors import PFTError
+from .errors import PFTError, read_text
 from .values import ValueSpace
 
 MAX_OPTIONS = len(LETTERS)
@@ -151,14 +151,7 @@ def parse_history(lines: Sequence[str] | str, space: ValueSpace | None = None, s
 def load_history(path: str | Path, space: ValueSpace | None = None) -> list[Decision]:
     """Every decision of a JSONL history file, in file order, each checked (see the module docstring)."""
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise PFTError(f"history file {path} not found: check the --history path") from None
-    except UnicodeDecodeError:
-        raise PFTError(f"history file {path} is not UTF-8 text: save it as UTF-8 JSONL") from None
-    except IsADirectoryError:
-        raise PFTError(f"history path {path} is a folder: give a JSONL file") from None
+    text = read_text(path, "history file")
     return parse_history(text, space, str(path))
 
 
