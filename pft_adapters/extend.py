@@ -62,7 +62,7 @@ def extend_zoo(
     if not scenarios:
         raise PFTError("no scenarios for the new dimensions: check --data and --pair")
     zoo.check_base(model, base_name)
-    config = replace(config, lora=zoo.spec)
+    config = replace(config, lora=zoo.spec, kind=zoo.kind)
     result = train_zoo(model, tokenizer, scenarios, space, config, base_id=zoo.base.id, base_revision=zoo.base.revision,
                        dev=dev, progress=progress, device=device, **train_options)
     head, report = None, {"head": "none: the zoo had no mixing head"}
@@ -85,7 +85,7 @@ def extend_zoo(
     training["extensions"] = [*training.get("extensions", []), entry]
     training["extended_with"] = ", ".join(d for e in training["extensions"] for d in e["dimensions"])
     grown = Zoo(space=combined, spec=zoo.spec, base=zoo.base, poles={**zoo.poles, **result.zoo.poles},
-                head=head, training=training)
+                head=head, training=training, kind=zoo.kind, score_heads={**zoo.score_heads, **result.zoo.score_heads})
     return ExtendResult(grown, report, result.losses, result.seconds)
 
 

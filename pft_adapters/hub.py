@@ -405,6 +405,9 @@ def assemble(names: Sequence[str | Path]) -> Zoo:
                 f"cannot assemble: '{first_name}' is on base '{first.base.id}' ({first.base.fingerprint[:19]}) but "
                 f"'{name}' is on base '{zoo.base.id}' ({zoo.base.fingerprint[:19]}): poles only combine on one base model"
             )
+        if zoo.kind != first.kind:
+            raise PFTError(f"cannot assemble: '{first_name}' is a {first.kind} zoo but '{name}' is a {zoo.kind} zoo: "
+                           "poles only combine within one kind")
         if zoo.spec != first.spec:
             raise PFTError(f"cannot assemble: '{name}' uses LoRA {zoo.spec} but '{first_name}' uses {first.spec}: "
                            "every pole of a zoo needs the same rank, alpha and target modules")
@@ -426,9 +429,10 @@ def assemble(names: Sequence[str | Path]) -> Zoo:
     if datasets:
         training["datasets"] = datasets
     poles = {slug: tensors for _, zoo in parts for slug, tensors in zoo.poles.items()}
+    score_heads = {slug: tensors for _, zoo in parts for slug, tensors in zoo.score_heads.items()}
     return Zoo(space=space, spec=first.spec, base=first.base, poles=poles,
                head=head.select(space) if covers else None, training=training,
-               source=" + ".join(n for n, _ in parts))
+               source=" + ".join(n for n, _ in parts), kind=first.kind, score_heads=score_heads)
 
 
 def _with_poles(zoo: Zoo) -> ValueSpace:

@@ -338,6 +338,8 @@ def pole_scores(mixed, scenarios: Sequence[Scenario], poles: Sequence[str] | Non
                 batch_size: int = 16) -> list[torch.Tensor]:
     """(options, P) per scenario: calibrated score of each option under each pole alone at weight 1.
 
+    (For a scorer zoo, `ScorerModel.pole_scores`: the pole's own score, one forward per option and pole.)
+
     Columns follow the zoo's value space; poles not asked for (or not in the zoo) stay 0.
     Cost: (1 + len(poles)) forwards per option, batched with one coefficient row per batch
     row. A conditioned zoo (one shared adapter told the pole in the prompt) is scored with
@@ -347,6 +349,8 @@ def pole_scores(mixed, scenarios: Sequence[Scenario], poles: Sequence[str] | Non
     from .choose import conditioned_prompt, option_scores
     from .data import format_prompt
 
+    if mixed.zoo.kind == "scorer":  # a scorer's score of an option under a pole alone: nothing to calibrate
+        return mixed.pole_scores(scenarios, poles)
     space = mixed.zoo.space
     present = set(mixed.zoo.pole_slugs)
     wanted = [p for p in (poles if poles is not None else space.pole_slugs) if p in present]

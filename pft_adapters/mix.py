@@ -37,8 +37,8 @@ VectorSpec = str | Mapping[str, object] | PreferenceVector
 CALIBRATIONS = ("base", "mirror", "none")
 
 
-class MixedModel:
-    """The user-facing model object: a zoo attached to its base, mix off until a vector is set."""
+class Mixer:
+    """A zoo attached to its base, mix off until a vector is set: what LLM and scorer zoos share."""
 
     def __init__(self, zoo: Zoo, model: torch.nn.Module, tokenizer, base_name: str | None = None):
         self.zoo, self.tokenizer = zoo, tokenizer
@@ -47,7 +47,7 @@ class MixedModel:
 
     @classmethod
     def load(cls, zoo: str | Path | Zoo, base: str | None = None, device: str | None = None,
-             dtype: torch.dtype | None = None) -> MixedModel:
+             dtype: torch.dtype | None = None):
         """Load a zoo (folder or Hub name) and its base model; `base` overrides where the base is read from."""
         zoo = zoo if isinstance(zoo, Zoo) else Zoo.from_pretrained(zoo)
         model, tokenizer = zoo.load_base(base, device=device, dtype=dtype)
@@ -66,6 +66,45 @@ class MixedModel:
         if isinstance(spec, (str, Mapping)):
             return self._pole_tensor(self.vector(spec))
         return torch.stack([self._pole_tensor(self.vector(s)) for s in spec])
+
+    def _pole_tensor(self, vector: PreferenceVector) -> torch.Tensor:
+        return vector.tensor(self.zoo.space)
+
+    def set_vector(self, spec: VectorSpec | Sequence[VectorSpec]) -> None:
+        """Apply one vector to every row, or one per row; the base weights stay untouched."""
+        self.adapters.use_weights(self.weights(spec))
+
+    @contextmanager
+    def mixed(self, spec: VectorSpec | Sequence[VectorSpec]) -> Iterator[Mixer]:
+        with self.adapters.weighted(self.weights(spec)):
+            yield self
+
+    @contextmanager
+    def merged(self, spec: VectorSpec) -> Iterator[Mixer]:
+        """Fold the mix into the base weights; the originals come back, bit for bit, on exit."""
+        self.adapters.merge(self.weights(spec))
+        try:
+            yield self
+        finally:
+            self.adapters.unmerge()
+
+
+def load_mixed(zoo: str | Path | Zoo, base: str | None = None, device: str | None = None,
+               dtype: torch.dtype | None = None) -> Mixer:
+    """The mixed model a zoo's kind calls for: `MixedModel` (LLM zoo) or `scorer.ScorerModel`."""
+    from .scorer import ScorerModel
+
+    zoo = zoo if isinstance(zoo, Zoo) else Zoo.from_pretrained(zoo)
+    return (ScorerModel if zoo.kind == "scorer" else MixedModel).load(zoo, base, device, dtype)
+
+
+class MixedModel(Mixer):
+    """The user-facing model object of an LLM zoo: generate, choose and score under preference vectors."""
+
+    def __init__(self, zoo: Zoo, model: torch.nn.Module, tokenizer, base_name: str | None = None):
+        if zoo.kind != "llm":
+            raise PFTError(f"{zoo.source or 'this zoo'} is a {zoo.kind} zoo: load it with pft_adapters.load_mixed")
+        super().__init__(zoo, model, tokenizer, base_name)
 
     # -- conditioned zoos: one shared adapter, the preference told in the prompt -------
     @property
@@ -90,24 +129,6 @@ class MixedModel:
             weights = self.vector(s).pole_weights(self.zoo.space)
             out.append(conditioned_prompt(prompt, [self.zoo.space.pole(p) for p, w in weights.items() if w > 0]))
         return out
-
-    def set_vector(self, spec: VectorSpec | Sequence[VectorSpec]) -> None:
-        """Apply one vector to every row, or one per row; the base weights stay untouched."""
-        self.adapters.use_weights(self.weights(spec))
-
-    @contextmanager
-    def mixed(self, spec: VectorSpec | Sequence[VectorSpec]) -> Iterator[MixedModel]:
-        with self.adapters.weighted(self.weights(spec)):
-            yield self
-
-    @contextmanager
-    def merged(self, spec: VectorSpec) -> Iterator[MixedModel]:
-        """Fold the mix into the base weights; the originals come back, bit for bit, on exit."""
-        self.adapters.merge(self.weights(spec))
-        try:
-            yield self
-        finally:
-            self.adapters.unmerge()
 
     # -- using the mix --------------------------------------------------------------
     @torch.no_grad()
@@ -135,7 +156,7 @@ class MixedModel:
         prompts = self._conditioned(plain, vectors) if self.conditioned else None
         reference = reference_prompts = None
         if mode == "mirror":
-            mirrors = [_mirror(vec, s.dimension) for vec, s in zip(vectors, scenarios)]
+            mirrors = [mirror(vec, s.dimension) for vec, s in zip(vectors, scenarios)]
             reference = torch.stack([self._pole_tensor(m) for m in mirrors])  # absent poles add nothing
             reference_prompts = self._conditioned(plain, mirrors) if self.conditioned else None
         if not vectors:
@@ -210,7 +231,7 @@ class MixedModel:
         return Path(out)
 
 
-def _mirror(vector: PreferenceVector, dimension: str) -> PreferenceVector:
+def mirror(vector: PreferenceVector, dimension: str) -> PreferenceVector:
     """The vector with `dimension` at the opposite sign; every entry flipped when `dimension` is 0 in it."""
     if vector.get(dimension, 0.0):
         return PreferenceVector({**vector, dimension: -vector[dimension]})

@@ -11,6 +11,11 @@ Training is deterministic on CPU for a given seed (batch order is a pure
 function of seed and epoch), checkpoints atomically, resumes where it stopped,
 and runs data-parallel under `torchrun` (torch.distributed, DDP).
 
+The same loop trains scorer zoos (`TrainConfig.kind="scorer"`: the adapters on a
+sentence encoder, with a score head per pole; see `scorer`): only the per-batch loss
+differs, so each kind brings an objective with `batch_loss`, and the loop, checkpoints,
+`--resume` and DDP are shared.
+
 Two baselines share the trainer (`TrainConfig.method`): "conditioned", the PFT
 paper's design (ONE shared LoRA adapter trained on the same rows, each prompt
 holding its pole's description, see `choose.conditioned_prompt`; saved as identical
@@ -37,38 +42,54 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
-from .batching import Encoder, EncodedRow, row_nll
+from .batching import Encoder, EncodedRow, row_nll, segment_nll
 from .choose import conditioned_prompt
 from .data import PairedRow, Scenario, paired_rows
 from .errors import PFTError
 from .head import MixingHead, pooled_features
 from .layers import LoraSpec, PoleAdapters, add_pole_adapters
 from .values import ValueSpace
-from .zoo import BaseRef, Zoo, fingerprint
+from .scorer import DEFAULT_MAX_LENGTH as SCORER_MAX_LENGTH
+from .scorer import DEFAULT_TARGETS as SCORER_TARGETS
+from .scorer import ScorerObjective, ScorerRow, scorer_rows
+from .zoo import KINDS, BaseRef, Zoo, fingerprint
 
 
 @dataclass
 class TrainConfig:
     """Everything that shapes the result; its hash guards `--resume` against changed settings."""
 
-    lora: LoraSpec = field(default_factory=LoraSpec)
+    lora: LoraSpec | None = None  # None: r=8, alpha=16 on the kind's usual projections
     epochs: float = 2.0
     batch_size: int = 8  # rows per optimizer step, summed over processes and accumulation
     grad_accum: int = 1
     lr: float = 1e-3
     weight_decay: float = 0.0
     warmup: float = 0.05
-    max_length: int = 512
+    max_length: int | None = None  # tokens per row; None: 512 for an LLM zoo, 128 for a scorer zoo
     seed: int = 0
     pole_weights: dict[str, float] = field(default_factory=dict)
     head_steps: int = 300
     method: str = "paired"  # "paired" | "conditioned" (one shared adapter, pole described in the prompt) | "single"
     pole: str | None = None  # the one pole trained by method="single"
+    kind: str = "llm"  # "llm" (causal LM base) or "scorer" (sentence-encoder base, see `scorer`)
+    pack: bool = True  # LLM zoos: rows sharing a prompt and a pole go through as one sequence (`Encoder.pack`)
+
+    def __post_init__(self) -> None:
+        if self.kind not in KINDS:
+            raise PFTError(f"unknown zoo kind '{self.kind}': choose one of {', '.join(KINDS)}")
+        scorer = self.kind == "scorer"
+        if self.lora is None:
+            self.lora = LoraSpec(target_modules=SCORER_TARGETS) if scorer else LoraSpec()
+        if self.max_length is None:
+            self.max_length = SCORER_MAX_LENGTH if scorer else 512
 
     def fingerprint(self) -> str:
         settings = asdict(self)
         if settings["method"] == "paired" and settings["pole"] is None:  # as before the methods existed: old checkpoints resume
             del settings["method"], settings["pole"]
+        if settings["kind"] == "llm":
+            del settings["kind"]
         return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -98,6 +119,59 @@ def method_rows(scenarios: Sequence[Scenario], space: ValueSpace, config: TrainC
     return rows, space.pole_slugs
 
 
+class CausalObjective:
+    """The paired objective on a causal LM: each row's target NLL under its own pole (prompt masked).
+
+    With `pack`, the rows of a micro-batch that share a prompt and a pole (one scenario's
+    options of one pole) run as one sequence whose block mask lets each target see the
+    prompt and itself only: the same NLL as separate rows, the prompt computed once.
+    """
+
+    def __init__(self, adapters: PoleAdapters, encoder: Encoder, pack: bool):
+        self.adapters, self.encoder, self.pack = adapters, encoder, pack
+
+    @property
+    def module(self) -> nn.Module:
+        return self.adapters.model
+
+    def parameters(self) -> list[nn.Parameter]:
+        return []  # the LoRA factors are all there is
+
+    def batch_loss(self, forward: nn.Module, rows: Sequence[EncodedRow], device: torch.device) -> tuple[torch.Tensor, int]:
+        """(weighted loss summed over rows, tokens of the rows as given) for one micro-batch."""
+        tokens = sum(len(r.ids) for r in rows)
+        # logits go out of scope before backward: they are the largest activation
+        if self.pack:
+            packed = self.encoder.collate_packed(Encoder.pack(rows)).to(device, getattr(self.module, "dtype", None))
+            self.adapters.use_route(packed.poles)
+            logits = forward(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
+                             position_ids=packed.position_ids).logits
+            return (packed.weights * segment_nll(logits, packed)).sum(), tokens
+        batch = self.encoder.collate(rows).to(device)
+        self.adapters.use_route(batch.poles)
+        nll = row_nll(forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits, batch.labels)
+        return (batch.weights * nll).sum(), tokens
+
+    def score_heads(self, space: ValueSpace) -> dict[str, dict[str, torch.Tensor]]:
+        return {}  # an LLM zoo scores through its base's likelihood
+
+
+def training_setup(model: nn.Module, tokenizer, scenarios: Sequence[Scenario], space: ValueSpace,
+                   config: TrainConfig) -> tuple[PoleAdapters, CausalObjective | ScorerObjective, list, list, list[str]]:
+    """(adapters, objective, units in scenario order, their encoded items, a key per unit for the data hash)."""
+    if config.kind == "scorer":
+        if config.method != "paired":
+            raise PFTError(f"scorer zoos train by the paired method only, not '{config.method}'")
+        adapters = add_pole_adapters(model, config.lora, space.pole_slugs)
+        units = scorer_rows(scenarios, space, config.pole_weights)
+        return adapters, ScorerObjective(adapters, tokenizer, config.max_length), units, units, [u.key() for u in units]
+    rows, adapter_names = method_rows(scenarios, space, config)
+    adapters = add_pole_adapters(model, config.lora, adapter_names)
+    encoder = Encoder(tokenizer, config.max_length)
+    keys = [f"{r.pole}\0{r.prompt}\0{r.target}" for r in rows]
+    return adapters, CausalObjective(adapters, encoder, config.pack), rows, encode_rows(rows, encoder, space, config), keys
+
+
 def zoo_poles(adapters: PoleAdapters, space: ValueSpace, config: TrainConfig) -> dict[str, dict[str, torch.Tensor]]:
     """Per-pole LoRA tensors to save: every pole, the shared adapter under every pole, or the single pole."""
     if config.method == "conditioned":
@@ -109,7 +183,7 @@ def zoo_poles(adapters: PoleAdapters, space: ValueSpace, config: TrainConfig) ->
     return {p: adapters.pole_state_dict(p) for p in space.pole_slugs}
 
 
-def epoch_order(rows: Sequence[PairedRow], seed: int, epoch: int) -> list[int]:
+def epoch_order(rows: Sequence[PairedRow | ScorerRow], seed: int, epoch: int) -> list[int]:
     """Row indices for one epoch: scenarios shuffled, each scenario's rows kept together."""
     by_scenario: dict[int, list[int]] = {}
     for i, row in enumerate(rows):
@@ -129,12 +203,11 @@ def lr_factor(step: int, total: int, warmup: float) -> float:
 
 
 # -- checkpoints ------------------------------------------------------------------------
-def save_checkpoint(folder: Path, adapters: PoleAdapters, optimizer: torch.optim.Optimizer, step: int, meta: dict) -> None:
-    """LoRA factors, optimizer moments and progress, as safetensors + JSON, written atomically."""
+def save_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: torch.optim.Optimizer, step: int, meta: dict) -> None:
+    """Trained parameters, optimizer moments and progress, as safetensors + JSON, written atomically."""
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    params = list(adapters.parameters())
     save_file({f"p{i}": p.detach().cpu().contiguous() for i, p in enumerate(params)}, tmp / "adapters.safetensors")
     moments = {}
     for i, p in enumerate(params):
@@ -149,7 +222,7 @@ def save_checkpoint(folder: Path, adapters: PoleAdapters, optimizer: torch.optim
     os.replace(tmp, folder)
 
 
-def load_checkpoint(folder: Path, adapters: PoleAdapters, optimizer: torch.optim.Optimizer, meta: dict) -> int:
+def load_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: torch.optim.Optimizer, meta: dict) -> int:
     try:
         progress = json.loads((folder / "progress.json").read_text())
         tensors = load_file(folder / "adapters.safetensors")
@@ -159,7 +232,6 @@ def load_checkpoint(folder: Path, adapters: PoleAdapters, optimizer: torch.optim
     for key in ("config", "data", "base"):
         if progress.get(key) != meta[key]:
             raise PFTError(f"checkpoint {folder} was made with a different {key}: train without --resume, or delete the checkpoint")
-    params = list(adapters.parameters())
     with torch.no_grad():
         for i, p in enumerate(params):
             p.copy_(tensors[f"p{i}"])
@@ -234,26 +306,23 @@ def train_zoo(
     torch.manual_seed(config.seed)
     base = BaseRef(base_id, base_revision, fingerprint(model))
     model.to(dev_device)
-    rows, adapter_names = method_rows(scenarios, space, config)
-    adapters = add_pole_adapters(model, config.lora, adapter_names)
+    adapters, objective, rows, encoded, keys = training_setup(model, tokenizer, scenarios, space, config)
     if not rows:
         raise PFTError("no training rows: the data holds no options labelled with a pole of the chosen dimensions")
-    encoder = Encoder(tokenizer, config.max_length)
-    encoded = encode_rows(rows, encoder, space, config)
     steps_per_epoch = max(1, len(rows) // config.batch_size)
     total_steps = max(1, round(steps_per_epoch * config.epochs))
-    params = list(adapters.parameters())
+    params = list(adapters.parameters()) + objective.parameters()
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    meta = {"config": config.fingerprint(), "data": _data_hash(rows), "base": base.fingerprint, "total_steps": total_steps}
+    meta = {"config": config.fingerprint(), "data": _data_hash(keys), "base": base.fingerprint, "total_steps": total_steps}
     step = 0
     if resume and checkpoint_dir and (checkpoint_dir / "progress.json").exists():
-        step = load_checkpoint(checkpoint_dir, adapters, optimizer, meta)
+        step = load_checkpoint(checkpoint_dir, params, optimizer, meta)
     ddp = None
     if world > 1:
-        ddp = nn.parallel.DistributedDataParallel(model, device_ids=[dev_device.index] if dev_device.type == "cuda" else None)
-    forward = ddp or model
+        ddp = nn.parallel.DistributedDataParallel(objective.module, device_ids=[dev_device.index] if dev_device.type == "cuda" else None)
+    forward = ddp or objective.module
     autocast = dev_device.type == "cuda" and torch.cuda.is_bf16_supported()
     micro = config.batch_size // (world * config.grad_accum)
     losses: list[float] = []
@@ -273,17 +342,14 @@ def train_zoo(
                 chunk = mine[g * micro : (g + 1) * micro]
                 if not chunk:
                     continue
-                batch = encoder.collate(chunk).to(dev_device)
-                adapters.use_route(batch.poles)
                 sync = ddp.no_sync() if ddp is not None and g < group_count - 1 else _null()
                 with sync, torch.autocast(dev_device.type, dtype=torch.bfloat16, enabled=autocast):
-                    # logits go out of scope before backward: they are the largest activation
-                    nll = row_nll(forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits, batch.labels)
+                    chunk_loss, chunk_tokens = objective.batch_loss(forward, chunk, dev_device)
                     # sum over this process's rows / rows in the global batch; DDP averages over processes
-                    loss = (batch.weights * nll).sum() / len(global_batch) * world
+                    loss = chunk_loss / len(global_batch) * world
                 loss.backward()
-                step_loss += float((batch.weights * nll).detach().sum())
-                tokens += int(batch.attention_mask.sum())
+                step_loss += float(chunk_loss.detach())
+                tokens += chunk_tokens
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * lr_factor(step, total_steps, config.warmup)
             optimizer.step()
@@ -295,10 +361,10 @@ def train_zoo(
             if on_step:
                 on_step(step, losses[-1])
             if checkpoint_dir and rank == 0 and (step % checkpoint_every == 0 or step == stop_after):
-                save_checkpoint(checkpoint_dir, adapters, optimizer, step, meta)
+                save_checkpoint(checkpoint_dir, params, optimizer, step, meta)
     except KeyboardInterrupt:
         if checkpoint_dir and rank == 0:
-            save_checkpoint(checkpoint_dir, adapters, optimizer, step, meta)
+            save_checkpoint(checkpoint_dir, params, optimizer, step, meta)
         raise PFTError(f"interrupted at step {step}/{total_steps}: rerun the same command with --resume to continue") from None
     finally:
         bar.close()
@@ -311,6 +377,7 @@ def train_zoo(
         raise PFTError(f"stopped at step {step}/{total_steps}: rerun with --resume to continue")
     head, head_report = train_head(model, tokenizer, scenarios, dev, space, config)
     training = {
+        "kind": config.kind,
         "method": config.method,
         **({"pole": space.pole(config.pole).slug} if config.method == "single" else {}),
         "rows": len(rows),
@@ -329,7 +396,7 @@ def train_zoo(
         "pole_weights": config.pole_weights,
     }
     zoo = Zoo(space=space, spec=config.lora, base=base, poles=zoo_poles(adapters, space, config), head=head,
-              training=training)
+              training=training, kind=config.kind, score_heads=objective.score_heads(space))
     return TrainResult(zoo, losses, tokens / max(seconds, 1e-9), seconds)
 
 
@@ -350,10 +417,10 @@ class _null:
         return False
 
 
-def _data_hash(rows: Sequence[PairedRow]) -> str:
+def _data_hash(keys: Sequence[str]) -> str:
     digest = hashlib.sha256()
-    for r in rows:
-        digest.update(f"{r.pole}\0{r.prompt}\0{r.target}\n".encode())
+    for key in keys:
+        digest.update(f"{key}\n".encode())
     return digest.hexdigest()[:16]
 
 

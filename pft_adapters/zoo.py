@@ -4,6 +4,7 @@
     README.md                                     model card with Hub metadata
     poles/<pole-slug>/adapter_config.json         a plain PEFT LoRA adapter, loadable with
     poles/<pole-slug>/adapter_model.safetensors   PeftModel.from_pretrained(base, zoo, subfolder="poles/<slug>")
+    poles/<pole-slug>/score_head.safetensors      scorer zoos only: the pole's score head (see `scorer`)
     head/config.json, head/model.safetensors      the mixing head
 
 Saving is atomic (everything goes to a temporary sibling folder that is renamed
@@ -35,6 +36,8 @@ from .values import ValueSpace
 MANIFEST = "pft_zoo.json"
 FORMAT = "pft-zoo"
 FORMAT_VERSION = 1
+KINDS = ("llm", "scorer")  # a causal LM's adapters, or a sentence encoder's adapters with score heads
+SCORE_HEAD = "score_head.safetensors"
 
 
 @dataclass(frozen=True)
@@ -94,11 +97,17 @@ class Zoo:
     head: MixingHead | None = None
     training: dict = field(default_factory=dict)
     source: str | None = None  # where it was loaded from, for messages
+    kind: str = "llm"
+    score_heads: dict[str, dict[str, torch.Tensor]] = field(default_factory=dict)  # scorer zoos: pole slug -> head
 
     def __post_init__(self) -> None:
         unknown = set(self.poles) - set(self.space.pole_slugs)
         if unknown:
             raise PFTError(f"zoo holds adapters for poles {sorted(unknown)} that none of its dimensions define")
+        if self.kind not in KINDS:
+            raise PFTError(f"unknown zoo kind '{self.kind}': this pft-adapters reads {', '.join(KINDS)}; upgrade it")
+        if self.kind == "scorer" and set(self.score_heads) != set(self.poles):
+            raise PFTError("a scorer zoo needs a score head for every pole it holds, and no other")
 
     @property
     def pole_slugs(self) -> list[str]:
@@ -131,11 +140,10 @@ class Zoo:
 
     def load_base(self, base: str | None = None, device: str | None = None, dtype: torch.dtype | None = None):
         """The base model and tokenizer this zoo was trained on (or `base`, checked by fingerprint)."""
-        from .base import load_base
+        from .base import load_base, load_encoder
 
-        model, tokenizer = load_base(base or self.base.id, revision=None if base else self.base.revision,
-                                     dtype=dtype, device=device)
-        return model, tokenizer
+        load = load_encoder if self.kind == "scorer" else load_base
+        return load(base or self.base.id, revision=None if base else self.base.revision, dtype=dtype, device=device)
 
     # -- disk format ------------------------------------------------------------------
     def peft_config(self) -> peft.LoraConfig:
@@ -149,6 +157,7 @@ class Zoo:
         return {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
+            "kind": self.kind,
             "created_with": f"pft-adapters {__version__}",
             "base_model": asdict(self.base),
             "dimensions": self.space.to_json(),
@@ -170,6 +179,9 @@ class Zoo:
                 self.peft_config().save_pretrained(folder)
                 save_file(self.poles[slug], folder / "adapter_model.safetensors")
                 written += [folder / "adapter_config.json", folder / "adapter_model.safetensors"]
+                if self.kind == "scorer":
+                    save_file(self.score_heads[slug], folder / SCORE_HEAD)
+                    written.append(folder / SCORE_HEAD)
             if self.head is not None:
                 written += self.head.save(tmp / "head")
             files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in written}
@@ -218,6 +230,8 @@ class Zoo:
         tensors = {slug: _load_checked(path, f"poles/{slug}/adapter_model.safetensors", files) for slug in wanted}
         for slug in wanted:
             _verify(path, f"poles/{slug}/adapter_config.json", files)
+        kind = manifest.get("kind", "llm")
+        score_heads = {slug: _load_checked(path, f"poles/{slug}/{SCORE_HEAD}", files) for slug in wanted} if kind == "scorer" else {}
         head = None
         if manifest.get("head"):
             _verify(path, "head/config.json", files)
@@ -232,6 +246,8 @@ class Zoo:
             head=head,
             training=manifest.get("training", {}),
             source=str(path),
+            kind=kind,
+            score_heads=score_heads,
         )
 
 

@@ -86,3 +86,50 @@ def trained(base_dir, train_slice):
 @pytest.fixture(scope="session")
 def zoo_dir(trained, tmp_path_factory) -> Path:
     return trained.zoo.save_pretrained(tmp_path_factory.mktemp("zoo") / "zoo")
+
+
+@pytest.fixture(scope="session")
+def encoder_dir(tmp_path_factory, vcd_train) -> Path:
+    """A tiny BERT-style sentence encoder (random weights, WordPiece trained on VCD text), in HF format."""
+    from tokenizers import Tokenizer, models, normalizers, pre_tokenizers, processors, trainers
+    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
+
+    special = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
+    tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+    tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+    tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+    tok.train_from_iterator(corpus_texts(vcd_train)[:1500], trainers.WordPieceTrainer(vocab_size=800, special_tokens=special))
+    cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
+    tok.post_processor = processors.TemplateProcessing(
+        single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])
+    tokenizer = PreTrainedTokenizerFast(tokenizer_object=tok, unk_token="[UNK]", pad_token="[PAD]", cls_token="[CLS]",
+                                        sep_token="[SEP]", mask_token="[MASK]", model_max_length=256)
+    torch.manual_seed(0)
+    config = BertConfig(vocab_size=tok.get_vocab_size(), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=256)
+    path = tmp_path_factory.mktemp("encoder") / "tiny-encoder"
+    BertModel(config).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path
+
+
+def scorer_config(**overrides) -> TrainConfig:
+    settings = dict(kind="scorer", lora=LoraSpec(r=4, alpha=8.0, target_modules=("query", "key", "value", "dense")),
+                    epochs=4, batch_size=8, lr=1e-2, max_length=64, seed=0, head_steps=100)
+    settings.update(overrides)
+    return TrainConfig(**settings)
+
+
+@pytest.fixture(scope="session")
+def scorer_trained(encoder_dir, train_slice):
+    """A scorer zoo for risk and time trained on the slice (the TrainResult)."""
+    from pft_adapters.base import load_encoder
+
+    model, tokenizer = load_encoder(encoder_dir)
+    space = ValueSpace.builtin().select(TRAIN_DIMS)
+    return train_zoo(model, tokenizer, train_slice, space, scorer_config(), base_id=str(encoder_dir), progress=False)
+
+
+@pytest.fixture(scope="session")
+def scorer_dir(scorer_trained, tmp_path_factory) -> Path:
+    return scorer_trained.zoo.save_pretrained(tmp_path_factory.mktemp("scorer") / "scorer-zoo")

