@@ -28,3 +28,17 @@ def read_json(path, what: str, fix: str) -> object:
         return json.loads(read_text(path, what))
     except json.JSONDecodeError as err:
         raise PFTError(f"{what} {path} is not valid JSON ({err}): {fix}") from None
+
+
+def jsonl_records(lines, source: str, fix: str):
+    """(line number, "SOURCE, line N", parsed value) for each non-blank JSONL line; bad JSON names its line."""
+    import json
+
+    for number, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        where = f"{source}, line {number}"
+        try:
+            yield number, where, json.loads(line)
+        except json.JSONDecodeError as err:
+            raise PFTError(f"{where}: not valid JSON ({err.msg}): {fix}") from None

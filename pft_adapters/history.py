@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .data import LETTERS
-from .errors import PFTError, read_text
+from .errors import PFTError, jsonl_records, read_text
 from .values import ValueSpace
 
 MAX_OPTIONS = len(LETTERS)
@@ -133,16 +133,8 @@ def parse_history(lines: Sequence[str] | str, space: ValueSpace | None = None, s
     """Decisions from JSONL text (or its lines); blank lines are skipped."""
     if isinstance(lines, str):
         lines = lines.splitlines()
-    decisions = []
-    for number, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        where = f"{source}, line {number}"
-        try:
-            raw = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PFTError(f"{where}: not valid JSON ({err.msg}): write one decision object per line") from None
-        decisions.append(parse_decision(raw, where, space, number))
+    decisions = [parse_decision(raw, where, space, number)
+                 for number, where, raw in jsonl_records(lines, source, "write one decision object per line")]
     if not decisions:
         raise PFTError(f"{source} holds no decisions: write one JSON object per line with 'scenario', 'options' and 'chosen'")
     return decisions

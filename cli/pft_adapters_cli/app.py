@@ -9,7 +9,7 @@ import typer
 from pft_adapters import __version__
 from pft_adapters.errors import PFTError
 
-from .commands import build, evaluate, hub, infer, mix, pairs
+from .commands import build, evaluate, hub, infer, mix, pairs, rerank
 
 app = typer.Typer(
     name="pft-adapters",
@@ -19,7 +19,7 @@ app = typer.Typer(
     pretty_exceptions_show_locals=False,
 )
 
-for module in (build, hub, mix, pairs, evaluate, infer):
+for module in (build, hub, mix, rerank, pairs, evaluate, infer):
     module.register(app)
 
 

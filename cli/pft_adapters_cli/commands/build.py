@@ -34,7 +34,8 @@ def make_base(
 
 
 def train(
-    base: str = typer.Option(..., "--base", help="Base causal LM: a Hub model id or a local folder (e.g. from make-base)."),
+    base: str = typer.Option(..., "--base", help="Base model: a Hub model id or a local folder (a causal LM, e.g. from "
+                             "make-base; with --kind scorer a sentence encoder, e.g. sentence-transformers/all-MiniLM-L6-v2)."),
     data: Path = typer.Option(..., "--data", help="Training scenarios: VCD, paired JSONL or A/B items (with --pair)."),
     out: Path = typer.Option(..., "--out", help="Folder to write the zoo to (written atomically)."),
     pairs: Path = PAIRS_OPTION,
@@ -49,9 +50,12 @@ def train(
     lr: float = typer.Option(1e-3, "--lr"),
     rank: int = typer.Option(8, "--rank", "-r", help="LoRA rank of every pole adapter."),
     alpha: float = typer.Option(16.0, "--alpha", help="LoRA alpha (scale = alpha / rank)."),
-    target_modules: str = typer.Option("q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj", "--target-modules",
-                                       help="Comma-separated names of the linear layers to adapt."),
-    max_length: int = typer.Option(512, "--max-length", help="Longest row in tokens; long prompts lose their start."),
+    target_modules: str = typer.Option(None, "--target-modules", help="Comma-separated names of the linear layers to adapt "
+                                       "(default: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj; scorer: query,key,value,dense)."),
+    max_length: int = typer.Option(None, "--max-length", help="Longest row in tokens, long prompts losing their start "
+                                   "(default: 512; scorer: 128)."),
+    kind: str = typer.Option("llm", "--kind", help="llm: adapters on a causal LM (default); scorer: adapters on a sentence "
+                             "encoder with a score head per pole, for ranking texts (see `rerank`)."),
     pole_weight: list[str] = typer.Option([], "--pole-weight", help="Loss weight of a pole, e.g. --pole-weight risk-averse=2 (repeatable)."),
     method: str = typer.Option("paired", "--method", help="paired: one adapter per pole (default); conditioned: the PFT paper's "
                                "one shared adapter, pole description in the prompt; single: one pole's rows only (--pole)."),
@@ -68,7 +72,7 @@ def train(
     Runs data-parallel under torchrun:  torchrun --nproc-per-node 2 -m pft_adapters_cli train ...
     Interrupt with Ctrl-C at any time; rerun the same command with --resume to continue.
     """
-    from pft_adapters.base import load_base
+    from pft_adapters.base import load_base, load_encoder
     from pft_adapters.data import dimensions_in, load_scenarios
     from pft_adapters.layers import LoraSpec
     from pft_adapters.train import TrainConfig, is_main_process, train_zoo
@@ -92,12 +96,13 @@ def train(
     out = Path(out)
     if out.exists() and any(out.iterdir()) and not overwrite:
         raise PFTError(f"{out} already exists and is not empty: choose another --out or pass --overwrite")
-    config = TrainConfig(
-        lora=LoraSpec(r=rank, alpha=alpha, target_modules=tuple(t.strip() for t in target_modules.split(","))),
+    targets = tuple(t.strip() for t in target_modules.split(",")) if target_modules else None
+    config = TrainConfig(  # lora=None and max_length=None take the kind's defaults
         epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
-        pole_weights=_pole_weights(pole_weight, space), method=method, pole=pole,
+        pole_weights=_pole_weights(pole_weight, space), method=method, pole=pole, kind=kind,
     )
-    model, tokenizer = load_base(base)
+    config.lora = LoraSpec(r=rank, alpha=alpha, target_modules=targets or config.lora.target_modules)
+    model, tokenizer = (load_encoder if kind == "scorer" else load_base)(base)
     result = train_zoo(model, tokenizer, scenarios, space, config, base_id=base, dev=dev_scenarios,
                        checkpoint_dir=out.with_name(out.name + ".checkpoint"), resume=resume,
                        checkpoint_every=checkpoint_every, device=device)
@@ -139,6 +144,7 @@ def info(
     z = Zoo.from_pretrained(zoo)
     summary = {
         "zoo": zoo,
+        "kind": z.kind,
         "base_model": {"id": z.base.id, "revision": z.base.revision, "fingerprint": z.base.fingerprint},
         "dimensions": {d.slug: [d.first.slug, d.second.slug] for d in z.space},
         "poles": z.pole_slugs,
@@ -149,7 +155,7 @@ def info(
     if json_out:
         echo_json(summary)
         return
-    typer.echo(f"zoo {zoo} on base {z.base.id}")
+    typer.echo(f"{z.kind} zoo {zoo} on base {z.base.id}")
     for d in z.space:
         typer.echo(f"  {d.slug:14s} +1 {d.first.slug:24s} -1 {d.second.slug}")
     typer.echo(f"  LoRA r={z.spec.r} alpha={z.spec.alpha} on {', '.join(z.spec.target_modules)}")

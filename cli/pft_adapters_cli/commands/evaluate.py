@@ -45,7 +45,7 @@ def evaluate(
     """
     from pft_adapters.data import load_scenarios
     from pft_adapters.evaluate import TASKS, evaluate as run, make_judge
-    from pft_adapters.mix import MixedModel
+    from pft_adapters.mix import load_mixed
 
     if all_poles == (vector is not None):
         raise PFTError("give exactly one of --all-poles or --vector")
@@ -57,7 +57,7 @@ def evaluate(
         raise PFTError(f"unknown --calibrate '{calibrate}': choose mirror, base or none")
     if limit is not None and limit < 1:
         raise PFTError("--limit must be at least 1")
-    mixed = MixedModel.load(zoo, base=base, device=device)
+    mixed = load_mixed(zoo, base=base, device=device)
     scenarios = load_scenarios(data, value_space(pairs).merged(mixed.zoo.space))
     vec = mixed.vector(vector) if vector is not None else None
     scorer = make_judge(mixed, judge, judge_model, judge_timeout) if task == "open-ended" else None

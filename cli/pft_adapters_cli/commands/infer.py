@@ -59,12 +59,12 @@ def infer_command(
     """
     from pft_adapters.infer import METHODS, parse_half_life
     from pft_adapters.errors import PFTError
-    from pft_adapters.mix import MixedModel
+    from pft_adapters.mix import load_mixed
 
     if method not in METHODS:
         raise PFTError(f"--method '{method}' is not one of {', '.join(METHODS)}")
     parse_half_life(half_life)  # a bad value fails before the model loads
-    mixed = MixedModel.load(zoo, base=base, device=device)
+    mixed = load_mixed(zoo, base=base, device=device)
     result = infer_from_history(mixed, history, method, half_life)
     if json_out:
         echo_json(result.to_json())

@@ -43,6 +43,8 @@ def mix(
 ) -> None:
     """Mix a zoo's pole adapters by a preference vector, then generate (--prompt), choose (--scenarios) or export.
 
+    A scorer zoo (`train --kind scorer`) is mixed the same way and chooses with --scenarios; see also `rerank`.
+
     The vector is given (--vector) or inferred from the user's past decisions (--history; see `infer`).
 
     Examples:
@@ -56,7 +58,7 @@ def mix(
       pft-adapters mix zoo/ --history alice.jsonl --prompt "Should I take the new job?"
     """
     from pft_adapters.data import load_scenarios
-    from pft_adapters.mix import MixedModel
+    from pft_adapters.mix import load_mixed
 
     jobs = sum(bool(x) for x in (prompt, scenarios, export, merge_out))
     if jobs != 1:
@@ -71,7 +73,10 @@ def mix(
         if method not in METHODS:
             raise PFTError(f"--method '{method}' is not one of {', '.join(METHODS)}")
         parse_half_life(half_life)
-    mixed = MixedModel.load(zoo, base=base, device=device)
+    mixed = load_mixed(zoo, base=base, device=device)
+    if mixed.zoo.kind == "scorer" and not scenarios:
+        raise PFTError("a scorer zoo ranks texts, it does not write them or export an LLM adapter: use --scenarios here, "
+                       "or `pft-adapters rerank` for free candidates")
     inferred = None
     if history is not None:
         inferred = infer_from_history(mixed, history, method, half_life)

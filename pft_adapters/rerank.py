@@ -1,0 +1,98 @@
+"""Ranking candidate texts for one person's values with a scorer zoo.
+
+Candidates come as JSONL, one per line: a JSON string, or an object
+
+    {"text": "...", "context": "the shared prompt", "group": "q1", "vector": "risk=-1"}
+
+where only `text` is required. Candidates of one `group` (all of them when no line
+names a group) are ranked against each other. `context` is read before the
+candidate, as the scenario is in training. `vector` (any form `mix --vector` takes,
+or an `infer --json` object) overrides the command's vector for that line, so one
+batch can rank for many users. A bad line is reported by its number and field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import PFTError, jsonl_records, read_text
+
+FIELDS = ("text", "context", "group", "vector", "id")
+
+
+@dataclass(frozen=True)
+class Candidate:
+    text: str
+    context: str | None = None
+    group: str = ""
+    vector: str | Mapping | None = None  # this line's own vector, if any
+    id: str | int | None = None
+    line: int = 0
+
+
+def read_candidates(path: str | Path) -> list[Candidate]:
+    """Candidates from a JSONL file, every line checked."""
+    lines = read_text(path, "candidates file").splitlines()
+    out = [_candidate(raw, where, number)
+           for number, where, raw in jsonl_records(lines, str(path), "write one JSON string or object per line")]
+    if not out:
+        raise PFTError(f"{path} holds no candidates: write one JSON string or object per line")
+    return out
+
+
+def _candidate(raw: object, where: str, line: int) -> Candidate:
+    if isinstance(raw, str):
+        raw = {"text": raw}
+    if not isinstance(raw, dict):
+        raise PFTError(f"{where}: expected a string or an object with 'text', got {type(raw).__name__}")
+    unknown = sorted(set(raw) - set(FIELDS))
+    if unknown:
+        raise PFTError(f"{where}: unknown field(s) {unknown}; a candidate has {', '.join(FIELDS)}")
+    text = raw.get("text")
+    if not isinstance(text, str) or not text.strip():
+        raise PFTError(f"{where}: field 'text' must be a non-empty string")
+    for key in ("context", "group"):
+        if raw.get(key) is not None and not isinstance(raw[key], str):
+            raise PFTError(f"{where}: field '{key}' must be a string")
+    vector = raw.get("vector")
+    if vector is not None and not isinstance(vector, (str, dict)):
+        raise PFTError(f"{where}: field 'vector' must be a string like 'risk=-1' or an object like {{\"risk\": -1}}")
+    return Candidate(text, raw.get("context"), raw.get("group") or "", vector, raw.get("id"), line)
+
+
+@dataclass(frozen=True)
+class Ranked:
+    candidate: Candidate
+    index: int  # position in the input
+    score: float
+    rank: int  # 1 = best within its group
+
+    def to_json(self, vector: Mapping[str, float]) -> dict:
+        c = self.candidate
+        out = {"index": self.index, "rank": self.rank, "score": round(self.score, 4), "text": c.text}
+        out |= {k: v for k, v in (("id", c.id), ("group", c.group or None), ("context", c.context)) if v is not None}
+        return out | {"vector": dict(vector)}
+
+
+def rerank(scorer, candidates: Sequence[Candidate], vector=None) -> tuple[list[Ranked], list]:
+    """Score every candidate under its vector (its own, else `vector`) in batched passes; rank within groups.
+
+    Returns the candidates grouped in order of first appearance, best first in each group,
+    and the vector each input line was scored under.
+    """
+    missing = [c.line for c in candidates if c.vector is None and vector is None]
+    if missing:
+        raise PFTError(f"line {missing[0]} has no vector: give --vector or --history, or a 'vector' on every line")
+    vectors = [scorer.vector(c.vector if c.vector is not None else vector) for c in candidates]
+    contexts = [c.context for c in candidates]
+    scores = scorer.scores([c.text for c in candidates], vectors, contexts if any(contexts) else None)
+    groups: dict[str, list[int]] = {}
+    for i, c in enumerate(candidates):
+        groups.setdefault(c.group, []).append(i)
+    ranked = []
+    for members in groups.values():
+        order = sorted(members, key=lambda i: -float(scores[i]))
+        ranked += [Ranked(candidates[i], i, float(scores[i]), r) for r, i in enumerate(order, 1)]
+    return ranked, vectors

@@ -1,0 +1,84 @@
+"""`train --kind scorer` and `rerank` on the command line, and the candidates format."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from pft_adapters.errors import PFTError
+from pft_adapters.rerank import read_candidates
+from test_cli_build import run, user_error
+
+ANSWERS = [
+    {"text": "Put it all on the new venture; fortune favours the bold.", "group": "q1"},
+    {"text": "Keep the savings where they are and wait for a safer moment.", "group": "q1"},
+    {"text": "Take the cash prize right now and enjoy it tonight.", "group": "q2", "context": "You won a prize."},
+    {"text": "Let the prize grow in the fund for a bigger payout next year.", "group": "q2", "context": "You won a prize."},
+]
+
+
+@pytest.fixture(scope="module")
+def cli_scorer(tmp_path_factory, encoder_dir, vcd_train):
+    out = tmp_path_factory.mktemp("cli-scorer") / "zoo"
+    from pft_adapters_cli.app import main
+
+    with pytest.raises(SystemExit) as exit_info:
+        main(["train", "--kind", "scorer", "--base", str(encoder_dir), "--data", str(vcd_train), "--dims", "risk,time",
+              "--limit", "16", "--epochs", "1", "--rank", "2", "--out", str(out)])
+    assert exit_info.value.code in (0, None)
+    return out
+
+
+@pytest.fixture()
+def answers(tmp_path):
+    path = tmp_path / "answers.jsonl"
+    path.write_text("\n".join(json.dumps(a) for a in ANSWERS) + "\n")
+    return path
+
+
+def test_train_scorer_through_the_cli_records_the_kind(cli_scorer, capsys):
+    code, out, _ = run(capsys, "info", cli_scorer, "--json")
+    info = json.loads(out)
+    assert code == 0 and info["kind"] == "scorer"
+    assert info["lora"]["target_modules"] == ["query", "key", "value", "dense"] and info["training"]["max_length"] == 128
+
+
+def test_rerank_ranks_each_group_and_keeps_per_line_vectors(cli_scorer, answers, tmp_path, capsys):
+    code, out, _ = run(capsys, "rerank", cli_scorer, "--vector", "risk=-1", "--candidates", answers, "--json")
+    ranking = json.loads(out)["ranking"]
+    assert code == 0 and sorted(r["index"] for r in ranking) == [0, 1, 2, 3]
+    for group in ("q1", "q2"):
+        rows = [r for r in ranking if r["group"] == group]
+        assert [r["rank"] for r in rows] == [1, 2] and rows[0]["score"] >= rows[1]["score"]
+    per_line = tmp_path / "per-line.jsonl"
+    per_line.write_text("\n".join(json.dumps(a | {"vector": v}) for a, v in zip(ANSWERS, ["risk=1", "risk=-1", "time=1", "time=-1"])))
+    code, out, _ = run(capsys, "rerank", cli_scorer, "--candidates", per_line, "--json", "--top", "1")
+    ranking = json.loads(out)["ranking"]
+    assert code == 0 and len(ranking) == 2 and {r["group"] for r in ranking} == {"q1", "q2"}
+    assert ranking[0]["vector"] in ({"risk": 1.0}, {"risk": -1.0})
+
+
+def test_rerank_user_errors_are_one_line(cli_scorer, zoo_dir, answers, tmp_path, capsys):
+    assert "no vector" in user_error(capsys, "rerank", cli_scorer, "--candidates", answers)
+    assert "scorer zoo" in user_error(capsys, "rerank", zoo_dir, "--vector", "risk=1", "--candidates", answers)
+    assert "riks" in user_error(capsys, "rerank", cli_scorer, "--vector", "riks=1", "--candidates", answers)
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('"fine"\n{"txt": "typo"}\n')
+    assert "line 2" in user_error(capsys, "rerank", cli_scorer, "--vector", "risk=1", "--candidates", bad)
+    assert "does not write" in user_error(capsys, "mix", cli_scorer, "--vector", "risk=1", "--prompt", "Hello?")
+
+
+def test_candidates_file_is_checked_line_by_line(tmp_path):
+    path = tmp_path / "c.jsonl"
+    path.write_text('"plain text"\n\n{"text": "with context", "context": "ctx", "group": "g", "id": 7}\n')
+    items = read_candidates(path)
+    assert [c.text for c in items] == ["plain text", "with context"] and items[1].line == 3 and items[1].id == 7
+    for line, message in (("{", "not valid JSON"), ("3", "expected a string"), ('{"text": ""}', "non-empty"),
+                          ('{"text": "x", "vector": 3}', "vector"), ('{"text": "x", "group": 1}', "group")):
+        path.write_text(line + "\n")
+        with pytest.raises(PFTError, match=message):
+            read_candidates(path)
+    path.write_text("\n")
+    with pytest.raises(PFTError, match="no candidates"):
+        read_candidates(path)
