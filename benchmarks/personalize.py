@@ -80,7 +80,7 @@ import statistics
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 import torch
@@ -90,10 +90,11 @@ from pft_adapters import infer as inference
 from pft_adapters.base import cached_base, corpus_texts, load_base
 from pft_adapters.choose import option_scores
 from pft_adapters.data import Scenario, load_scenarios
+from pft_adapters.head import MixingHead, head_features
 from pft_adapters.history import Decision
 from pft_adapters.layers import LoraSpec
 from pft_adapters.mix import MixedModel
-from pft_adapters.train import TrainConfig, train_zoo
+from pft_adapters.train import TrainConfig, train_head, train_zoo
 from pft_adapters.values import ValueSpace
 from pft_adapters.zoo import MANIFEST, Zoo
 
@@ -144,6 +145,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, ...")
     p.add_argument("--threads", type=int, help="CPU threads for torch (default: torch's own)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--head-encoder", help="also refit the mixing head on this sentence encoder's features (e.g. "
+                   "sentence-transformers/all-MiniLM-L6-v2) and report head inference with both heads")
     p.add_argument("--json", help="write every figure to this JSON file")
     build = p.add_argument_group("building the zoo when --zoo is absent")
     build.add_argument("--size", default="small", help="base preset (default small)")
@@ -403,10 +406,8 @@ def weights_for(k: int, half_life: float | None) -> torch.Tensor:
 class Estimator:
     """The library's estimators on the cached readings and scores (what `infer` computes on the fly)."""
 
-    def __init__(self, mixed: MixedModel, table: Table):
-        self.space = mixed.zoo.space
-        self.head = inference._head(mixed.zoo, self.space)
-        self.table = table
+    def __init__(self, space: ValueSpace, head: MixingHead, table: Table):
+        self.space, self.head, self.table = space, head, table
 
     def __call__(self, history: Sequence[tuple[int, int]], method: str, half_life: float | None,
                  contrast: bool = True, given: bool = False) -> list[float]:
@@ -421,6 +422,25 @@ class Estimator:
         else:
             result = inference.likelihood_estimate([t.poles[i] for i, _ in history], chosen, dims, weights, self.space)
         return [result.vector[d.slug] for d in self.space]
+
+
+ENCODER_SYSTEMS = ("head, encoder", "head, encoder (dimension given)")
+
+
+def encoder_head_estimator(mixed: MixedModel, table: Table, data: Path, encoder: str,
+                           seed: int) -> tuple[Estimator, dict[str, float]]:
+    """The head estimator with the zoo's head refit on `encoder`'s features, as `train --head-encoder` fits it."""
+    space = mixed.zoo.space
+    train = [x for x in load_scenarios(data / "vcd_train.json", ValueSpace.builtin().merged(space))
+             if space.has_dimension(x.dimension)]
+    config = TrainConfig(head_encoder=encoder, head_steps=int(mixed.zoo.training.get("head_steps", 300)), seed=seed)
+    head, report = train_head(mixed.model, mixed.tokenizer, train, table.scenarios, space, config)
+    texts = [o.text for sc in table.scenarios for o in sc.options]
+    features = head_features(mixed.model, mixed.tokenizer, texts, head.encoder)
+    readings = inference.read_options(head, features, [len(sc.options) for sc in table.scenarios])
+    reports = {"encoder": report["pole_accuracy"],
+               "base": float(mixed.zoo.training.get("head_dev_pole_accuracy", float("nan")))}
+    return Estimator(space, head, replace(table, readings=readings)), reports
 
 
 # -------------------------------------------------------------------------- picking
@@ -620,7 +640,7 @@ def main(argv: list[str] | None = None) -> int:
     n_dims = len(space)
     kmax = max(max(s.ks), FLIP_TOTAL)
     users = sample_users(table, n_dims, s, rng, kmax)
-    estimator = Estimator(mixed, table)
+    estimator = Estimator(space, inference._head(mixed.zoo, space), table)
     picker = Picker(mixed, table, s)
 
     # single-preference: per dimension the pole most users hold (ties: the first pole)
@@ -628,11 +648,17 @@ def main(argv: list[str] | None = None) -> int:
     mark = time.perf_counter()
     vectors: dict[tuple[str, int], list[list[float]]] = {}
     systems = ("head", "head (chosen option alone)", "likelihood", "head (dimension given)", "likelihood (dimension given)")
+    estimators = dict.fromkeys(systems, estimator)
+    if a.head_encoder:
+        encoder_estimator, head_reports = encoder_head_estimator(mixed, table, data, a.head_encoder, s.seed)
+        systems += ENCODER_SYSTEMS
+        estimators |= dict.fromkeys(ENCODER_SYSTEMS, encoder_estimator)
     for k in s.ks:
         for name in systems:
             method = "likelihood" if name.startswith("likelihood") else "head"
-            vectors[(name, k)] = [estimator(u.history[:k], method, default_hl, contrast=name != "head (chosen option alone)",
-                                            given="given" in name) for u in users]
+            vectors[(name, k)] = [estimators[name](u.history[:k], method, default_hl,
+                                                   contrast=name != "head (chosen option alone)", given="given" in name)
+                                  for u in users]
     vectors_none = {k: {m: [estimator(u.history[:k], m, None) for u in users] for m in ("head", "likelihood")}
                     for k in s.ks if k in (10, 20)}
     phases["estimate"] = time.perf_counter() - mark
@@ -671,8 +697,12 @@ def main(argv: list[str] | None = None) -> int:
              "likelihood (dimension given)", "oracle")
     print("\n  user alignment (mean over users, 95% interval; in-context: at the end)")
     print(f"  {'system':28s}" + "".join(f"{'K=' + str(k):>26s}" for k in s.ks))
-    for name in order:
+    for name in order + (ENCODER_SYSTEMS if a.head_encoder else ()):
         print(f"  {name:28s}" + "".join(f"{fmt(results[name][k]):>26s}" for k in s.ks))
+    if a.head_encoder:
+        print(f"  (head, encoder: the mixing head refit on {a.head_encoder}'s features of the training options, as "
+              f"`train --head-encoder` fits it; dev pole accuracy {head_reports['encoder']:.3f} vs the base-LM head's "
+              f"{head_reports['base']:.3f})")
     if agreement is not None:
         print(f"  (first-order picks agree with exact picks on {agreement:.1%} of the scored pairs; {scored_pairs} pairs scored exactly)")
 
@@ -767,6 +797,7 @@ def main(argv: list[str] | None = None) -> int:
         "zoo_training": mixed.zoo.training,
         "alignment": {name: {str(k): v for k, v in rows.items()} for name, rows in results.items()},
         "first_order_agreement": agreement,
+        "head_encoder": {"encoder": a.head_encoder, "head_dev_pole_accuracy": head_reports} if a.head_encoder else None,
         "targets": {
             "oracle_gap": {"K": k5, "better": better, "value": oracle5 - best5, "target": TARGET_ORACLE_GAP, "met": gap_ok},
             "gain_over_single": {"K": k5, "value": gain, "target": TARGET_GAIN, "met": gain_ok},

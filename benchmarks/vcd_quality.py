@@ -19,6 +19,14 @@ of the mixed model on held-out scenario text against the base.
     python benchmarks/vcd_quality.py                 # defaults: under 30 minutes on 2 CPU cores
     python benchmarks/vcd_quality.py --quick         # a short run for checks (tiny base, small slices)
     python benchmarks/vcd_quality.py --base Qwen/Qwen2.5-0.5B-Instruct --device cuda
+    python benchmarks/vcd_quality.py --scorer        # the scorer zoo on all-MiniLM-L6-v2 instead
+
+`--scorer` trains a scorer zoo (`train --kind scorer`: the pole adapters on a sentence
+encoder, a score head per pole; all-MiniLM-L6-v2 offline by default, `--encoder` for
+another) on the same training split and writes its own report,
+vcd_quality_scorer.md/.json: select-one (target macro >= 0.90) and select-all on
+vcd_dev.json beside the naive Bayes floor, composition of two dimensions (each within 3
+points of alone) and the training time.
 
 Writes benchmarks/results/vcd_quality.md (a table per task), vcd_quality.json and two
 PNG plots next to it; prints every figure beside its target, one summary line, and
@@ -44,7 +52,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pft_adapters.base import cached_base, corpus_texts, load_base
+from pft_adapters.base import MINILM, cached_base, corpus_texts, load_base, load_encoder
 from pft_adapters.batching import token_nll
 from pft_adapters.choose import Choice
 from pft_adapters.data import Scenario, load_scenarios
@@ -58,9 +66,11 @@ from pft_adapters.evaluate import (
     score_select_all,
     score_select_one,
 )
-from pft_adapters.head import pooled_features
+from pft_adapters.head import head_features
 from pft_adapters.layers import LoraSpec
 from pft_adapters.mix import MixedModel
+from pft_adapters.scorer import DEFAULT_MAX_LENGTH as SCORER_MAX_LENGTH
+from pft_adapters.scorer import ScorerModel
 from pft_adapters.train import TrainConfig, train_zoo
 from pft_adapters.values import ValueSpace
 from pft_adapters.vector import PreferenceVector
@@ -75,6 +85,7 @@ TARGET_SELECT_ONE = 0.80  # paired zoo, select-one macro over poles, at least
 TARGET_OPPOSITE = 0.50  # single-preference adapter judged on the opposite pole: below
 TARGET_COMPOSITION = 0.03  # |accuracy mixed with a second dimension - alone|, per dimension, at most
 TARGET_PERPLEXITY = 1.10  # mixed / base perplexity on held-out scenario text, at most
+TARGET_SCORER_SELECT_ONE = 0.90  # scorer zoo on all-MiniLM-L6-v2, select-one macro over poles, at least
 PAPER_SELECT_ONE = 0.9667  # the paper's best select-one (7B models)
 PAPER_OPEN_ENDED = 8.69  # the paper's open-ended score (LLM judge)
 METHODS = ("paired", "conditioned", "single")
@@ -125,6 +136,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the report, JSON and plots go")
     p.add_argument("--retrain", action="store_true", help="ignore cached zoos (the base stays cached)")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    p.add_argument("--scorer", action="store_true", help="evaluate a scorer zoo on a sentence encoder instead (own report)")
+    p.add_argument("--encoder", default=MINILM, help=f"with --scorer: the sentence encoder (default {MINILM}, offline)")
+    p.add_argument("--scorer-epochs", type=float, help="with --scorer: epochs (default 3; --quick 1)")
+    p.add_argument("--scorer-lr", type=float, default=1e-3, help="with --scorer: learning rate (default 1e-3)")
+    p.add_argument("--scorer-max-length", type=int, default=SCORER_MAX_LENGTH,
+                   help=f"with --scorer: tokens per (scenario, option) pair, the scenario's start cut first (default {SCORER_MAX_LENGTH})")
     return p.parse_args(argv)
 
 
@@ -178,7 +195,7 @@ def code_hash() -> str:
 
     root = Path(pft_adapters.__file__).parent
     digest = hashlib.sha256()
-    for name in ("train.py", "choose.py", "batching.py", "layers.py", "head.py", "data.py"):
+    for name in ("train.py", "choose.py", "batching.py", "layers.py", "head.py", "data.py", "scorer.py"):
         digest.update((root / name).read_bytes())
     return digest.hexdigest()[:12]
 
@@ -258,7 +275,8 @@ def head_picks(mixed: MixedModel, cases: Sequence[Case]) -> list[Choice]:
     """The mixing head alone as a chooser: the option whose text reads most like the target pole."""
     texts = [o.text for c in cases for o in c.scenario.options]
     with mixed.adapters.weighted(torch.zeros(mixed.adapters.n_poles)):
-        diff = mixed.zoo.head.pole_probabilities(pooled_features(mixed.model, mixed.tokenizer, texts)).detach()
+        features = head_features(mixed.model, mixed.tokenizer, texts, mixed.zoo.head.encoder)
+        diff = mixed.zoo.head.pole_probabilities(features).detach()
     out, row = [], 0
     for case in cases:
         dim = mixed.zoo.space.dimension_of(case.target)
@@ -502,6 +520,96 @@ def write_report(path: Path, fig: dict, targets: list[dict], space: ValueSpace) 
 # -------------------------------------------------------------------------- main
 
 
+def trained_scorer(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], space: ValueSpace) -> Zoo:
+    """Train (or reuse from benchmarks/cache/zoos) the scorer zoo on `train`."""
+    model, tokenizer = load_encoder(a.encoder, device=s.device)
+    config = TrainConfig(kind="scorer", epochs=a.scorer_epochs or (1.0 if s.quick else 3.0), lr=a.scorer_lr,
+                         max_length=a.scorer_max_length, batch_size=s.batch_size, seed=s.seed)
+    data = hashlib.sha256(json.dumps([[x.text, [(o.text, o.pole) for o in x.options]] for x in train]).encode())
+    key = hashlib.sha256(f"{fingerprint(model)}|{config.fingerprint()}|{data.hexdigest()}|{s.device}|{code_hash()}".encode()).hexdigest()[:16]
+    folder = CACHE / "zoos" / f"scorer-{key}"
+    if folder.is_dir() and not a.retrain:
+        return Zoo.from_pretrained(folder)
+    print(f"  training the scorer zoo on {a.encoder}: {len(train)} scenarios, {config.epochs:g} epochs", flush=True)
+    start = time.perf_counter()
+    result = train_zoo(model, tokenizer, train, space, config, base_id=a.encoder, device=s.device)
+    result.zoo.training["seconds"] = round(time.perf_counter() - start, 1)
+    result.zoo.save_pretrained(folder, overwrite=True)
+    return result.zoo
+
+
+def scorer_main(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], dev: Sequence[Scenario],
+                space: ValueSpace, started: float) -> int:
+    """The scorer zoo's figures and targets, in vcd_quality_scorer.md/.json."""
+    zoo = trained_scorer(a, s, train, space)
+    scorer = ScorerModel(zoo, *load_encoder(a.encoder, device=s.device))
+    cases = pole_cases(dev, space)
+    picks = {"scorer zoo (mirror)": choices(scorer, cases, "mirror", desc="choosing (scorer, mirror)"),
+             "scorer zoo (own score)": choices(scorer, cases, "none", desc="choosing (scorer)")}
+    picks["naive Bayes (bag of words)"] = [NaiveBayes(train, space).pick(c) for c in cases]
+    select_one = {name: score_select_one(cases, p, space) for name, p in picks.items()}
+    select_all = {name: score_select_all(cases, p, space) for name, p in picks.items()}
+    headline = "scorer zoo (mirror)"
+    macro = select_one[headline].macro_accuracy
+    comp = composition(scorer, cases, select_one[headline], "mirror")
+    nb_macro = select_one["naive Bayes (bag of words)"].macro_accuracy
+    minutes = zoo.training.get("seconds", float("nan")) / 60
+    targets = [
+        {"name": "scorer select-one macro", "value": macro, "shown": fmt(macro),
+         "target": f">= {TARGET_SCORER_SELECT_ONE:.2f}", "ok": macro >= TARGET_SCORER_SELECT_ONE},
+        {"name": "scorer composition: worst |mixed - alone| per dimension", "value": comp["worst_abs_diff"],
+         "shown": fmt(comp["worst_abs_diff"]), "target": f"<= {TARGET_COMPOSITION:.2f}",
+         "ok": comp["worst_abs_diff"] <= TARGET_COMPOSITION},
+    ]
+    figures = {
+        "encoder": a.encoder, "settings": dataclasses.asdict(s) | {"scorer_epochs": zoo.training.get("epochs"),
+                                                                   "scorer_lr": a.scorer_lr, "scorer_max_length": a.scorer_max_length},
+        "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": s.threads, "cpus": os.cpu_count()},
+        "data": {"train_scenarios": len(train), "dev_scenarios": len(dev), "cases": len(cases)},
+        "training": zoo.training, "training_minutes": minutes,
+        "select_one": {k: v.to_json() for k, v in select_one.items()},
+        "select_all": {k: v.to_json() for k, v in select_all.items()},
+        "composition": comp, "targets": targets, "seconds": {"total": time.perf_counter() - started},
+    }
+    out = a.out_dir
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "vcd_quality_scorer.json").write_text(json.dumps(figures, indent=2, default=float) + "\n", encoding="utf-8")
+    lines = [f"# VCD quality: scorer zoo on {a.encoder}", "",
+             f"Rerun: `python benchmarks/vcd_quality.py --scorer` ({len(train)} training / {len(dev)} dev scenarios, "
+             f"{zoo.training.get('epochs')} epochs, lr {a.scorer_lr}, {a.scorer_max_length} tokens per pair, "
+             f"LoRA r={zoo.spec.r} on {', '.join(zoo.spec.target_modules)}; training took {minutes:.1f} min on "
+             f"{s.threads} CPU threads).", "",
+             "## Targets", "", "| figure | value | target | |", "| --- | --- | --- | --- |"]
+    lines += [f"| {t['name']} | {t['shown']} | {t['target']} | {'met' if t['ok'] else 'MISSED'} |" for t in targets]
+    lines += ["", "## Select-one and select-all on vcd_dev.json", "",
+              "| chooser | select-one macro | select-one micro | select-all acc | P | R | F1 |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for name in picks:
+        o, x = select_one[name], select_all[name]
+        lines.append(f"| {name} | {fmt(o.macro_accuracy)} | {fmt(o.accuracy)} | {fmt(x.accuracy)} | {fmt(x.extra['precision'])} "
+                     f"| {fmt(x.extra['recall'])} | {fmt(x.extra['f1'])} |")
+    lines += ["", "'mirror' scores each option under the vector minus under the mirrored vector (the scenario's dimension "
+              "at the opposite sign); 'own score' takes the mixed model's score as is.", "",
+              f"Gap to the naive Bayes floor ({fmt(nb_macro)}): {macro - nb_macro:+.3f}; to the paper's {PAPER_SELECT_ONE}: "
+              f"{macro - PAPER_SELECT_ONE:+.3f}.", "", "## Composition (two dimensions mixed at once)", "",
+              "| dimension | alone | mixed | diff |", "| --- | --- | --- | --- |"]
+    lines += [f"| {d} | {fmt(v['alone'])} | {fmt(v['mixed'])} | {v['diff']:+.3f} |" for d, v in comp["per_dimension"].items()]
+    lines += ["", f"Each case mixes {comp['partners']}.", ""]
+    (out / "vcd_quality_scorer.md").write_text("\n".join(lines), encoding="utf-8")
+    if a.json:
+        a.json.write_text(json.dumps(figures, indent=2, default=float) + "\n", encoding="utf-8")
+    print("\nscorer select-one (macro / micro), select-all (acc / F1):")
+    for name in picks:
+        print(f"  {name:30s} {select_one[name].macro_accuracy:.3f} / {select_one[name].accuracy:.3f}   "
+              f"{select_all[name].accuracy:.3f} / {select_all[name].extra['f1']:.3f}")
+    for t in targets:
+        print(f"  {t['name']:58s} {t['shown']:>8s}   target {t['target']:>7s}   {'ok' if t['ok'] else 'MISSED'}")
+    met = sum(t["ok"] for t in targets)
+    judged = "" if not s.quick else " (--quick: targets not judged)"
+    print(f"\nvcd_quality --scorer: {met}/{len(targets)} targets met{judged}; select-one macro {macro:.3f} (naive Bayes "
+          f"{nb_macro:.3f}); training {minutes:.1f} min; report {out / 'vcd_quality_scorer.md'}")
+    return 0 if s.quick or met == len(targets) else 1
+
+
 def main(argv: list[str] | None = None) -> int:
     a = parse_args(argv)
     s = settings(a)
@@ -520,6 +628,8 @@ def main(argv: list[str] | None = None) -> int:
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
     print(f"vcd_quality: {len(train)} training / {len(dev)} dev scenarios, {s.epochs:g} epochs per method, "
           f"torch {torch.__version__} ({s.threads} threads, load average {load:.1f} on {os.cpu_count()} CPUs)", flush=True)
+    if a.scorer:
+        return scorer_main(a, s, train, dev, space, started)
 
     mark = time.perf_counter()
     base, base_info = get_base(s, train, train_file)

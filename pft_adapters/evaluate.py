@@ -43,7 +43,7 @@ from tqdm.auto import tqdm
 
 from .data import Scenario
 from .errors import PFTError
-from .head import pooled_features
+from .head import head_features
 from .values import Pole, ValueSpace
 from .vector import PreferenceVector
 
@@ -286,7 +286,7 @@ Judge = Callable[[Sequence[Judged]], list[float]]
 
 
 class HeadJudge:
-    """The zoo's mixing head as a local judge: 10 x P(target pole) of the answer, read from the bare base."""
+    """The zoo's mixing head as a local judge: 10 x P(target pole) of the answer, read as the head was trained to."""
 
     name = "head"
 
@@ -300,9 +300,9 @@ class HeadJudge:
         if not items:
             return []
         off = torch.zeros(self.mixed.adapters.n_poles)
-        with self.mixed.adapters.weighted(off):  # the head was trained on the frozen base's features
-            features = pooled_features(self.mixed.model, self.mixed.tokenizer, [i.response or " " for i in items],
-                                       batch_size=self.batch_size)
+        with self.mixed.adapters.weighted(off):  # the head was trained on the frozen base's (or its encoder's) features
+            features = head_features(self.mixed.model, self.mixed.tokenizer, [i.response or " " for i in items],
+                                     self.head.encoder, batch_size=self.batch_size)
         diff = self.head.pole_probabilities(features)  # P(first) - P(second) per dimension
         scores = []
         for row, item in zip(diff, items):

@@ -2,7 +2,8 @@
 
 The zoo's own pole adapters are carried over untouched, so their saved files stay
 byte-identical; only the new poles are trained, by the same paired trainer, on the
-zoo's own base model. The mixing head grows: its feature standardisation and its
+zoo's own base model. The mixing head grows, reading texts as before (through its
+encoder, if it records one): its feature standardisation and its
 rows for the old poles and dimensions are copied from the old head and kept
 frozen, and only the new rows are fitted, on the new data. Old poles are therefore
 read exactly as before; for the dimension logits (a softmax over every dimension),
@@ -21,7 +22,7 @@ from torch import nn
 
 from .data import Scenario, dimensions_in
 from .errors import PFTError
-from .head import MixingHead, pooled_features
+from .head import MixingHead, head_features
 from .train import TrainConfig, train_zoo
 from .values import ValueSpace
 from .zoo import Zoo
@@ -118,9 +119,10 @@ def grow_head(old: MixingHead, model: nn.Module, tokenizer, scenarios: Sequence[
         cut = max(1, len(scenarios) // 10) if len(scenarios) > 1 else 0
         dev, scenarios = [scenarios[i] for i in order[:cut]], [scenarios[i] for i in order[cut:]]
     texts, poles, dims = _labelled(scenarios)
-    features = pooled_features(model, tokenizer, texts)
+    features = head_features(model, tokenizer, texts, old.encoder)
     n_old_dims, n_new_dims = len(old.dimension_slugs), len(space)
-    head = MixingHead(old.hidden_size, old.pole_slugs + space.pole_slugs, old.dimension_slugs + [d.slug for d in space])
+    head = MixingHead(old.hidden_size, old.pole_slugs + space.pole_slugs, old.dimension_slugs + [d.slug for d in space],
+                      old.encoder)
     generator = torch.Generator().manual_seed(config.seed)
     new_poles = nn.Linear(old.hidden_size, 2 * n_new_dims)
     new_dims = nn.Linear(old.hidden_size, n_new_dims)
@@ -160,13 +162,13 @@ def grow_head(old: MixingHead, model: nn.Module, tokenizer, scenarios: Sequence[
               "old_dimension_accuracy": None, "old_dimension_accuracy_before": None, "old_examples": 0}
     dev_texts, dev_poles, dev_dims = _labelled(dev)
     if dev_texts:
-        scored = head.evaluate(pooled_features(model, tokenizer, dev_texts), dev_poles, dev_dims)
+        scored = head.evaluate(head_features(model, tokenizer, dev_texts, old.encoder), dev_poles, dev_dims)
         report.update(new_pole_accuracy=round(scored.pole_accuracy, 4),
                       new_dimension_accuracy=round(scored.dimension_accuracy, 4), new_examples=scored.examples)
     known = set(old.dimension_slugs)
     old_texts, old_poles, old_dims = _labelled([s for s in old_data or () if s.dimension in known])
     if old_texts:
-        old_features = pooled_features(model, tokenizer, old_texts)
+        old_features = head_features(model, tokenizer, old_texts, old.encoder)
         after, before = head.evaluate(old_features, old_poles, old_dims), old.evaluate(old_features, old_poles, old_dims)
         report.update(old_pole_accuracy=round(after.pole_accuracy, 4), old_pole_accuracy_before=round(before.pole_accuracy, 4),
                       old_dimension_accuracy=round(after.dimension_accuracy, 4),

@@ -3,19 +3,26 @@
 It is a linear probe on pooled hidden states of the frozen base model, so it is
 cheap to train alongside the adapters and cheap to run over a user's history.
 Features are standardised with statistics stored in the head itself.
+
+A head may instead read texts through a named sentence encoder (`HeadEncoder`,
+recorded with the weights' fingerprint): a pretrained encoder reads options better
+than a small base. Every caller that fits or reads a head takes its features from
+`head_features`, so a head is always read with the features it was trained on.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
+from functools import lru_cache
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
 
+from .base import load_encoder, resolve_encoder
 from .errors import PFTError
 from .values import ValueSpace
 
@@ -27,12 +34,25 @@ class HeadReport:
     examples: int
 
 
-class MixingHead(nn.Module):
-    """Pole logits (one pair per dimension) and dimension logits from one feature vector."""
+@dataclass(frozen=True)
+class HeadEncoder:
+    """The sentence encoder a head reads texts through; the fingerprint pins the weights it was fitted on."""
 
-    def __init__(self, hidden_size: int, pole_slugs: Sequence[str], dimension_slugs: Sequence[str]):
+    id: str  # a Hub id or a folder, as given to training
+    fingerprint: str
+
+
+class MixingHead(nn.Module):
+    """Pole logits (one pair per dimension) and dimension logits from one feature vector.
+
+    `encoder` None: the features are the base's own hidden states.
+    """
+
+    def __init__(self, hidden_size: int, pole_slugs: Sequence[str], dimension_slugs: Sequence[str],
+                 encoder: HeadEncoder | None = None):
         super().__init__()
         self.pole_slugs, self.dimension_slugs = list(pole_slugs), list(dimension_slugs)
+        self.encoder = encoder
         if len(self.pole_slugs) != 2 * len(self.dimension_slugs):
             raise PFTError("a mixing head needs exactly two poles per dimension")
         self.register_buffer("mean", torch.zeros(hidden_size))
@@ -89,8 +109,10 @@ class MixingHead(nn.Module):
 
     def save(self, folder: Path) -> list[Path]:
         folder.mkdir(parents=True, exist_ok=True)
+        source = "the head encoder" if self.encoder else "the base"
         config = {"hidden_size": self.hidden_size, "pole_slugs": self.pole_slugs,
-                  "dimension_slugs": self.dimension_slugs, "features": "mean-pooled last hidden state of the base"}
+                  "dimension_slugs": self.dimension_slugs, "features": f"mean-pooled last hidden state of {source}",
+                  "encoder": asdict(self.encoder) if self.encoder else None}
         (folder / "config.json").write_text(json.dumps(config, indent=2))
         save_file({k: v.contiguous() for k, v in self.state_dict().items()}, folder / "model.safetensors")
         return [folder / "config.json", folder / "model.safetensors"]
@@ -98,13 +120,17 @@ class MixingHead(nn.Module):
     @classmethod
     def load(cls, folder: Path) -> MixingHead:
         config = json.loads((folder / "config.json").read_text())
-        head = cls(config["hidden_size"], config["pole_slugs"], config["dimension_slugs"])
+        encoder = config.get("encoder")  # absent in heads written before head encoders existed
+        if encoder is not None and not (isinstance(encoder, dict) and {"id", "fingerprint"} <= set(encoder)):
+            raise PFTError(f"{folder / 'config.json'}: 'encoder' needs an 'id' and a 'fingerprint': re-download or re-train the zoo")
+        head = cls(config["hidden_size"], config["pole_slugs"], config["dimension_slugs"],
+                   HeadEncoder(str(encoder["id"]), str(encoder["fingerprint"])) if encoder else None)
         head.load_state_dict(load_file(folder / "model.safetensors"))
         return head.eval()
 
     def select(self, space: ValueSpace) -> MixingHead:
         """A head restricted to (and ordered by) the dimensions of `space`."""
-        head = MixingHead(self.hidden_size, space.pole_slugs, [d.slug for d in space])
+        head = MixingHead(self.hidden_size, space.pole_slugs, [d.slug for d in space], self.encoder)
         pi = [self.pole_slugs.index(p) for p in space.pole_slugs]
         di = [self.dimension_slugs.index(d.slug) for d in space]
         with torch.no_grad():
@@ -130,3 +156,36 @@ def pooled_features(model: nn.Module, tokenizer, texts: Sequence[str], batch_siz
         mask = batch["attention_mask"].unsqueeze(-1).float()
         out.append(((hidden * mask).sum(1) / mask.sum(1).clamp_min(1)).cpu())
     return torch.cat(out) if out else torch.zeros(0, model.config.hidden_size)
+
+
+def head_features(model: nn.Module, tokenizer, texts: Sequence[str], encoder: HeadEncoder | None = None,
+                  batch_size: int = 32) -> torch.Tensor:
+    """The features a head reads: through `encoder` when it has one (on `model`'s device), else `model`'s own."""
+    if encoder is not None:
+        model, tokenizer = encoder_model(encoder, next(model.parameters()).device)
+    return pooled_features(model, tokenizer, texts, batch_size=batch_size)
+
+
+def head_encoder(name_or_path: str) -> HeadEncoder:
+    """Pin the sentence encoder `name_or_path` (a Hub id or folder) by its weights, for a head to record."""
+    return HeadEncoder(str(name_or_path), _loaded_encoder(resolve_encoder(name_or_path))[2])
+
+
+def encoder_model(encoder: HeadEncoder, device: torch.device | str | None = None) -> tuple[nn.Module, object]:
+    """The head's encoder and tokenizer, refused unless its weights are the ones the head was fitted on."""
+    model, tokenizer, found = _loaded_encoder(resolve_encoder(encoder.id))
+    if found != encoder.fingerprint:
+        raise PFTError(
+            f"the mixing head was trained on encoder '{encoder.id}' ({encoder.fingerprint[:19]}), but that name now "
+            f"loads other weights ({found[:19]}): restore the original encoder there, or retrain the zoo with --head-encoder"
+        )
+    return (model.to(device) if device is not None else model), tokenizer
+
+
+@lru_cache(maxsize=4)
+def _loaded_encoder(resolved: str) -> tuple[nn.Module, object, str]:
+    """(model, tokenizer, fingerprint) of an encoder, loaded once per process: repeated inferences do not reload it."""
+    from .zoo import fingerprint  # zoo imports this module
+
+    model, tokenizer = load_encoder(resolved)
+    return model, tokenizer, fingerprint(model)

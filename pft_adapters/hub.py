@@ -10,7 +10,9 @@ like this everywhere (CLI and Python):
 
 Pulling reads `pft_zoo.json` first and then fetches only the files it lists for the wanted poles, pinned to
 the manifest's commit (a push in between cannot mix versions); every file is checked against the manifest's
-sha256. Nothing is ever unpickled: a repo that holds pickle weights is refused outright.
+sha256. Nothing is ever unpickled: a repo that holds pickle weights is refused outright. A zoo whose mixing
+head reads texts through a Hub encoder (`head_encoder` in the manifest) brings that encoder along (its
+config, tokenizer and safetensors weights), so inference works offline afterwards.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, TypeVar
 
-from huggingface_hub import HfApi, constants, get_token, hf_hub_download, is_offline_mode
+from huggingface_hub import HfApi, constants, get_token, hf_hub_download, is_offline_mode, snapshot_download
 from huggingface_hub.errors import (
     GatedRepoError,
     HFValidationError,
@@ -48,6 +50,7 @@ if TYPE_CHECKING:
 
 TAG = "pft-adapters"
 PICKLE_SUFFIXES = (".bin", ".pt", ".pth", ".pkl", ".pickle", ".ckpt")
+ENCODER_FILES = ["*.json", "*.txt", "*.model", "*.safetensors"]  # config, tokenizer, vocab, weights: never pickles
 CARD = "README.md"
 LOGIN_HINT = "set HF_TOKEN or run `hf auth login`"
 T = TypeVar("T")
@@ -264,6 +267,9 @@ def fetch(name: str | Path, poles: Sequence[str] | None = None, revision: str | 
             )
         fetched[rel] = path
     card = src.get(CARD) if listing is None or CARD in listing else None
+    encoder = (manifest.get("head_encoder") or {}).get("id")
+    if isinstance(src, _HubSource) and encoder:
+        fetch_encoder(encoder, retry)
 
     if target is None:
         path = manifest_path.parent
@@ -272,6 +278,24 @@ def fetch(name: str | Path, poles: Sequence[str] | None = None, revision: str | 
             **manifest, "poles": wanted, "files": {f: files[f] for f in needed}}
         path = _write_folder(target, manifest_path, subset, fetched, card)
     return Pulled(path=path, source=src.name, commit=src.commit, poles=wanted, files=needed)
+
+
+def fetch_encoder(name: str, retry: str) -> Path | None:
+    """Download a head encoder given by Hub id into the cache (safetensors only); None for a local or packaged one."""
+    from .base import resolve_encoder
+
+    if Path(name).is_dir() or resolve_encoder(name) != name:
+        return None
+    with _hub_errors(name, None, retry):
+        try:
+            path = Path(snapshot_download(name, allow_patterns=ENCODER_FILES))
+        except HFValidationError:
+            raise PFTError(f"the zoo's head encoder '{name}' is neither a folder here nor a Hub id: put the encoder "
+                           "at that path, or retrain the zoo with --head-encoder set to a Hub id") from None
+    if not any(path.glob("*.safetensors")):
+        raise PFTError(f"the zoo's head encoder '{name}' publishes no safetensors weights: pft-adapters never unpickles "
+                       "files; retrain the zoo with --head-encoder set to an encoder that has model.safetensors")
+    return path
 
 
 def pull(name: str | Path, poles: Sequence[str] | None = None, revision: str | None = None,

@@ -63,7 +63,7 @@ import torch
 
 from .data import Option, Scenario
 from .errors import PFTError
-from .head import MixingHead, pooled_features
+from .head import MixingHead, head_features
 from .history import Decision
 from .values import ValueSpace
 from .vector import PreferenceVector
@@ -327,10 +327,15 @@ def decision_scenarios(decisions: Sequence[Decision]) -> list[Scenario]:
 
 @torch.no_grad()
 def option_features(mixed, decisions: Sequence[Decision]) -> torch.Tensor:
-    """Pooled features of every option of every decision, from the bare base (adapters off), in one pass."""
+    """Pooled features of every option of every decision, in one pass, as the zoo's head was trained on them.
+
+    From the head's encoder when it records one (loaded once per process, checked by fingerprint),
+    else from the bare base (adapters off).
+    """
     texts = [t for d in decisions for t in d.options]
+    encoder = mixed.zoo.head.encoder if mixed.zoo.head is not None else None
     with mixed.adapters.weighted(torch.zeros(mixed.adapters.n_poles)):
-        return pooled_features(mixed.model, mixed.tokenizer, texts, batch_size=min(max(len(texts), 1), FEATURE_BATCH))
+        return head_features(mixed.model, mixed.tokenizer, texts, encoder, batch_size=min(max(len(texts), 1), FEATURE_BATCH))
 
 
 @torch.no_grad()

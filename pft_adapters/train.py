@@ -46,7 +46,7 @@ from .batching import Encoder, EncodedRow, row_nll, segment_nll
 from .choose import conditioned_prompt
 from .data import PairedRow, Scenario, paired_rows
 from .errors import PFTError
-from .head import MixingHead, pooled_features
+from .head import MixingHead, head_encoder, head_features
 from .layers import LoraSpec, PoleAdapters, add_pole_adapters
 from .values import ValueSpace
 from .scorer import DEFAULT_MAX_LENGTH as SCORER_MAX_LENGTH
@@ -74,6 +74,7 @@ class TrainConfig:
     pole: str | None = None  # the one pole trained by method="single"
     kind: str = "llm"  # "llm" (causal LM base) or "scorer" (sentence-encoder base, see `scorer`)
     pack: bool = True  # LLM zoos: rows sharing a prompt and a pole go through as one sequence (`Encoder.pack`)
+    head_encoder: str | None = None  # sentence encoder (Hub id or folder) the mixing head reads; None: the base
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -90,6 +91,8 @@ class TrainConfig:
             del settings["method"], settings["pole"]
         if settings["kind"] == "llm":
             del settings["kind"]
+        if settings["head_encoder"] is None:  # as before head encoders existed: old checkpoints resume
+            del settings["head_encoder"]
         return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -300,6 +303,8 @@ def train_zoo(
     that many optimizer steps (with a checkpoint), as an interrupt would.
     """
     rank, world = _world()
+    if config.head_encoder:
+        head_encoder(config.head_encoder)  # a bad name fails now, not after training (the load is cached)
     if config.batch_size % (world * config.grad_accum):
         raise PFTError(f"--batch-size {config.batch_size} must be divisible by processes x --grad-accum ({world * config.grad_accum})")
     dev_device = pick_device(device)
@@ -426,7 +431,7 @@ def _data_hash(keys: Sequence[str]) -> str:
 
 def train_head(model: nn.Module, tokenizer, scenarios: Sequence[Scenario], dev: Sequence[Scenario] | None,
                space: ValueSpace, config: TrainConfig) -> tuple[MixingHead, dict]:
-    """Fit the mixing head on the frozen base's features of option texts.
+    """Fit the mixing head on features of option texts: the frozen base's, or `config.head_encoder`'s.
 
     Without dev data, a tenth of the scenarios is held out to measure it.
     """
@@ -442,8 +447,10 @@ def train_head(model: nn.Module, tokenizer, scenarios: Sequence[Scenario], dev: 
         return [t[0] for t in triples], [t[1] for t in triples], [t[2] for t in triples]
 
     texts, poles, dims = labelled(scenarios)
-    head = MixingHead(model.config.hidden_size, space.pole_slugs, [d.slug for d in space])
-    head.fit(pooled_features(model, tokenizer, texts), poles, dims, steps=config.head_steps, seed=config.seed)
+    encoder = head_encoder(config.head_encoder) if config.head_encoder else None
+    features = head_features(model, tokenizer, texts, encoder)
+    head = MixingHead(features.shape[1], space.pole_slugs, [d.slug for d in space], encoder)
+    head.fit(features, poles, dims, steps=config.head_steps, seed=config.seed)
     dev_texts, dev_poles, dev_dims = labelled(dev)
-    report = head.evaluate(pooled_features(model, tokenizer, dev_texts), dev_poles, dev_dims) if dev_texts else None
+    report = head.evaluate(head_features(model, tokenizer, dev_texts, encoder), dev_poles, dev_dims) if dev_texts else None
     return head.eval(), asdict(report) if report else {"pole_accuracy": float("nan"), "dimension_accuracy": float("nan"), "examples": 0}

@@ -164,9 +164,14 @@ class Zoo:
             "poles": self.pole_slugs,
             "lora": {"r": self.spec.r, "alpha": self.spec.alpha, "target_modules": list(self.spec.target_modules)},
             "head": "head" if self.head is not None else None,
+            "head_encoder": self.head_encoder(),
             "files": files,
             "training": self.training,
         }
+
+    def head_encoder(self) -> dict | None:
+        """`{"id", "fingerprint"}` of the encoder the head reads texts through; None: the base's own hidden states."""
+        return asdict(self.head.encoder) if self.head is not None and self.head.encoder else None
 
     def save_pretrained(self, path: str | Path, overwrite: bool = False) -> Path:
         """Write the zoo atomically: a killed save leaves the old folder (or none), never half a zoo."""
@@ -238,7 +243,7 @@ class Zoo:
             _verify(path, "head/model.safetensors", files)
             head = MixingHead.load(path / "head")
         lora = manifest["lora"]
-        return cls(
+        zoo = cls(
             space=space,
             spec=LoraSpec(r=int(lora["r"]), alpha=float(lora["alpha"]), target_modules=tuple(lora["target_modules"])),
             base=BaseRef(**manifest["base_model"]),
@@ -249,6 +254,9 @@ class Zoo:
             kind=kind,
             score_heads=score_heads,
         )
+        if manifest.get("head_encoder") != zoo.head_encoder():  # a pull fetches the manifest's encoder, the head reads its own
+            raise PFTError(f"{path}: the manifest's head_encoder differs from head/config.json's encoder: re-download or re-train the zoo")
+        return zoo
 
 
 def read_manifest(path: Path) -> dict:

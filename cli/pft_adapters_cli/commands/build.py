@@ -60,6 +60,9 @@ def train(
     method: str = typer.Option("paired", "--method", help="paired: one adapter per pole (default); conditioned: the PFT paper's "
                                "one shared adapter, pole description in the prompt; single: one pole's rows only (--pole)."),
     pole: str = typer.Option(None, "--pole", help="The pole trained by --method single (its dimension's data is used)."),
+    head_encoder: str = typer.Option(None, "--head-encoder", help="Sentence encoder the mixing head reads texts through "
+                                     "(Hub id or folder), e.g. sentence-transformers/all-MiniLM-L6-v2; default: the base "
+                                     "model's own hidden states."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="Steps between checkpoints."),
@@ -74,6 +77,7 @@ def train(
     """
     from pft_adapters.base import load_base, load_encoder
     from pft_adapters.data import dimensions_in, load_scenarios
+    from pft_adapters.head import head_encoder as pin_encoder
     from pft_adapters.layers import LoraSpec
     from pft_adapters.train import TrainConfig, is_main_process, train_zoo
 
@@ -99,9 +103,11 @@ def train(
     targets = tuple(t.strip() for t in target_modules.split(",")) if target_modules else None
     config = TrainConfig(  # lora=None and max_length=None take the kind's defaults
         epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
-        pole_weights=_pole_weights(pole_weight, space), method=method, pole=pole, kind=kind,
+        pole_weights=_pole_weights(pole_weight, space), method=method, pole=pole, kind=kind, head_encoder=head_encoder,
     )
     config.lora = LoraSpec(r=rank, alpha=alpha, target_modules=targets or config.lora.target_modules)
+    if head_encoder:
+        pin_encoder(head_encoder)  # a bad name fails now, not after training; the loaded encoder is reused
     model, tokenizer = (load_encoder if kind == "scorer" else load_base)(base)
     result = train_zoo(model, tokenizer, scenarios, space, config, base_id=base, dev=dev_scenarios,
                        checkpoint_dir=out.with_name(out.name + ".checkpoint"), resume=resume,
@@ -150,6 +156,7 @@ def info(
         "poles": z.pole_slugs,
         "lora": {"r": z.spec.r, "alpha": z.spec.alpha, "target_modules": list(z.spec.target_modules)},
         "head": z.head is not None,
+        "head_encoder": z.head_encoder(),
         "training": z.training,
     }
     if json_out:
@@ -159,6 +166,8 @@ def info(
     for d in z.space:
         typer.echo(f"  {d.slug:14s} +1 {d.first.slug:24s} -1 {d.second.slug}")
     typer.echo(f"  LoRA r={z.spec.r} alpha={z.spec.alpha} on {', '.join(z.spec.target_modules)}")
+    if summary["head_encoder"]:
+        typer.echo(f"  mixing head reads texts through {summary['head_encoder']['id']}")
     for key, value in z.training.items():
         typer.echo(f"  {key}: {value}")
 
