@@ -7,7 +7,9 @@ written by any model, even a remote one. For pole weights `c` (see `layers`):
     score_c(x) = (sum_p c_p h_p) . pool(encoder_c(x)) + sum_p c_p b_p
 
 where `encoder_c` carries the same exact LoRA mix as an LLM zoo's base and `pool` is the
-mean of the last hidden state over the text's tokens. The mixed score is the score of
+mean of the last hidden state over the candidate's own tokens (read in its context, but
+not averaged with it: options of one scenario share most of a long context, and a mean
+over the whole pair would blur them together). The mixed score is the score of
 the mixed model, NOT the mix of the poles' scores (`sum_p c_p score_p(x)`): the vector
 acts inside the encoder. A one-hot `c` gives the pole alone; `c = 0` scores every text 0
 (a bare encoder has no preference).
@@ -30,10 +32,12 @@ from .errors import PFTError
 from .layers import PoleAdapters
 from .mix import CALIBRATIONS, Mixer, VectorSpec, mirror
 from .values import ValueSpace
+from .vector import PreferenceVector
 from .zoo import Zoo
 
 DEFAULT_TARGETS = ("query", "key", "value", "dense")  # BERT-family attention and MLP projections
 DEFAULT_MAX_LENGTH = 128  # tokens per (context, candidate) pair; the context's beginning is cut first
+CANDIDATE_MASK = "candidate_mask"  # 1 on the candidate's own tokens: what the score head pools
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
@@ -89,31 +93,41 @@ class ScorerNet(nn.Module):
             self.adapters.use_rows(coefficients)
         else:
             self.adapters.off()
-        hidden = self.encoder(**encoded).last_hidden_state
-        return self.heads(mean_pool(hidden, encoded["attention_mask"]), coefficients)
+        hidden = self.encoder(**{k: v for k, v in encoded.items() if k != CANDIDATE_MASK}).last_hidden_state
+        return self.heads(mean_pool(hidden, encoded[CANDIDATE_MASK]), coefficients)
 
 
 def encode_pairs(tokenizer, candidates: Sequence[str], contexts: Sequence[str | None] | None,
                  max_length: int) -> dict[str, torch.Tensor]:
     """Tokenize (context, candidate) pairs, or a candidate alone where its context is None, padded together.
 
-    When a pair is too long, the longer text loses tokens first, from its beginning (the
-    encoder's tokenizer cuts on the left), so a long context keeps its end and the candidate.
+    Besides the model inputs, `CANDIDATE_MASK` marks each row's candidate tokens. When a
+    pair is too long, the longer text loses tokens first, from its beginning (the encoder's
+    tokenizer cuts on the left), so a long context keeps its end and the candidate.
     """
     contexts = [None] * len(candidates) if contexts is None else list(contexts)
     paired = [i for i, c in enumerate(contexts) if c is not None]
     alone = [i for i, c in enumerate(contexts) if c is None]
     rows: list[dict] = [{}] * len(candidates)
-    if paired:
-        out = tokenizer([contexts[i] for i in paired], [candidates[i] for i in paired], truncation="longest_first",
-                        max_length=max_length)
-        for k, i in enumerate(paired):
+    marks: list[list[int]] = [[]] * len(candidates)
+    for group, text_pair, own in ((paired, True, 1), (alone, False, 0)):
+        if not group:
+            continue
+        if text_pair:
+            out = tokenizer([contexts[i] for i in group], [candidates[i] for i in group], truncation="longest_first",
+                            max_length=max_length)
+        else:
+            out = tokenizer([candidates[i] for i in group], truncation=True, max_length=max_length)
+        for k, i in enumerate(group):
             rows[i] = {key: values[k] for key, values in out.items()}
-    if alone:
-        out = tokenizer([candidates[i] for i in alone], truncation=True, max_length=max_length)
-        for k, i in enumerate(alone):
-            rows[i] = {key: values[k] for key, values in out.items()}
-    return dict(tokenizer.pad(rows, return_tensors="pt"))
+            marks[i] = [int(sid == own) for sid in out.sequence_ids(k)]
+    batch = dict(tokenizer.pad(rows, return_tensors="pt"))
+    mask = torch.zeros_like(batch["attention_mask"])
+    width = mask.shape[1]
+    for i, mark in enumerate(marks):
+        start = 0 if tokenizer.padding_side == "right" else width - len(mark)
+        mask[i, start : start + len(mark)] = torch.tensor(mark)
+    return batch | {CANDIDATE_MASK: mask}
 
 
 # -- training ---------------------------------------------------------------------------
@@ -239,11 +253,14 @@ class ScorerModel(Mixer):
             return []
         texts = [o.text for s in scenarios for o in s.options]
         contexts = [s.text for s in scenarios for _ in s.options]
-        per_option = lambda vs: torch.stack([self.weights(v) for v, s in zip(vs, scenarios) for _ in s.options])  # noqa: E731
+
+        def per_option(vs: Sequence[PreferenceVector]) -> torch.Tensor:
+            return torch.stack([self.weights(v) for v, s in zip(vs, scenarios) for _ in s.options])
+
         scores = self.scores(texts, per_option(vectors), contexts, batch_size)
         if mode == "mirror":
-            scores = scores - self.scores(texts, per_option([mirror(v, s.dimension) for v, s in zip(vectors, scenarios)]),
-                                          contexts, batch_size)
+            mirrored = [mirror(v, s.dimension) for v, s in zip(vectors, scenarios)]
+            scores = scores - self.scores(texts, per_option(mirrored), contexts, batch_size)
         choices, start = [], 0
         for s in scenarios:
             own = scores[start : start + len(s.options)]

@@ -14,7 +14,7 @@ from pft_adapters.evaluate import evaluate
 from pft_adapters.history import Decision
 from pft_adapters.infer import infer
 from pft_adapters.mix import MixedModel, load_mixed
-from pft_adapters.scorer import ScorerModel, encode_pairs, mean_pool
+from pft_adapters.scorer import CANDIDATE_MASK, ScorerModel, encode_pairs, mean_pool
 from pft_adapters.zoo import Zoo
 
 CANDIDATES = ["I take the bold bet and invest everything now.", "I keep my savings safe and wait a year.",
@@ -52,11 +52,22 @@ def _peft_scores(scorer: ScorerModel, encoder_dir, weights: dict[str, float]) ->
             for pole in active:
                 module.set_scale(pole, weights[pole])
     encoded = encode_pairs(tokenizer, CANDIDATES, CONTEXTS, scorer.max_length)
+    candidate = encoded.pop(CANDIDATE_MASK)
     with torch.no_grad():
-        pooled = mean_pool(ref.eval()(**encoded).last_hidden_state, encoded["attention_mask"])
+        pooled = mean_pool(ref.eval()(**encoded).last_hidden_state, candidate)
     head_w = sum(weights[p] * zoo.score_heads[p]["weight"] for p in active)
     head_b = sum(weights[p] * zoo.score_heads[p]["bias"] for p in active)
     return pooled @ head_w + head_b
+
+
+def test_the_score_head_pools_the_candidate_tokens_only(encoder_dir):
+    _, tokenizer = load_encoder(encoder_dir)
+    encoded = encode_pairs(tokenizer, CANDIDATES, CONTEXTS, 64)
+    mask, ids = encoded[CANDIDATE_MASK], encoded["input_ids"]
+    for i, (candidate, context) in enumerate(zip(CANDIDATES, CONTEXTS)):
+        own = tokenizer(candidate, add_special_tokens=False)["input_ids"]
+        assert ids[i][mask[i].bool()].tolist() == own  # exactly the candidate's tokens, context or not
+        assert int(mask[i].sum()) < int(encoded["attention_mask"][i].sum())
 
 
 def test_training_lowers_the_loss_and_saves_a_scorer_zoo(scorer_trained, scorer_dir):
@@ -107,6 +118,7 @@ def test_pole_folder_is_a_plain_peft_adapter(scorer_dir, encoder_dir, scorer):
     model, _ = load_encoder(encoder_dir)
     ours = ScorerModel(zoo, model, tokenizer)
     encoded = encode_pairs(tokenizer, CANDIDATES, CONTEXTS, ours.max_length)
+    encoded.pop(CANDIDATE_MASK)
     with torch.no_grad(), ours.mixed("risk=-1"):
         torch.testing.assert_close(ours.model(**encoded).last_hidden_state, ref(**encoded).last_hidden_state,
                                    atol=1e-5, rtol=1e-5)
