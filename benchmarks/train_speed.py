@@ -3,7 +3,8 @@
 Three figures, all on the same base model, the same rows and the same batch size:
 
 1. tokens/s of `pft_adapters.train.train_zoo` itself (every pole of every dimension,
-   each row routed to its own pole's LoRA factors) against a plain peft SFT loop with
+   each row routed to its own pole's LoRA factors, rows sharing a prompt and a pole
+   packed into one sequence; tokens counted as the rows' own, unpacked) against a plain peft SFT loop with
    one LoRA adapter of the same rank and target modules, the same tokenization, dynamic
    padding, loss and optimizer. They run interleaved in one process: after each step of
    train_zoo (its `on_step` hook) the peft loop takes the same batch, so both see the
@@ -14,7 +15,7 @@ Three figures, all on the same base model, the same rows and the same batch size
    over `--memory-steps` steps minus RSS just before training (base loaded, adapters
    not yet made; kernels warmed on a throwaway tiny base). Target: <= 1.1x.
 3. time to train a whole zoo with train_zoo (all poles, dynamic padding) against a
-   loop in the style of the PFT paper on the same rows: every row padded to 512
+   loop in the style of the PFT paper on the same rows (train_zoo as in 1.): every row padded to 512
    tokens, the pole's description prepended to the prompt, two forward passes per pair
    (one per pole), one shared peft adapter. The two loops alternate step by step. The
    mixing head, which the paper loop does not make, is timed and shown but left out

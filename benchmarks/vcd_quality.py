@@ -138,7 +138,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--scorer", action="store_true", help="evaluate a scorer zoo on a sentence encoder instead (own report)")
     p.add_argument("--encoder", default=MINILM, help=f"with --scorer: the sentence encoder (default {MINILM}, offline)")
-    p.add_argument("--scorer-epochs", type=float, help="with --scorer: epochs (default 3; --quick 1)")
+    p.add_argument("--scorer-epochs", type=float, help="with --scorer: epochs (default 2, as `train`; --quick 1)")
     p.add_argument("--scorer-lr", type=float, default=1e-3, help="with --scorer: learning rate (default 1e-3)")
     p.add_argument("--scorer-max-length", type=int, default=SCORER_MAX_LENGTH,
                    help=f"with --scorer: tokens per (scenario, option) pair, the scenario's start cut first (default {SCORER_MAX_LENGTH})")
@@ -523,7 +523,7 @@ def write_report(path: Path, fig: dict, targets: list[dict], space: ValueSpace) 
 def trained_scorer(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], space: ValueSpace) -> Zoo:
     """Train (or reuse from benchmarks/cache/zoos) the scorer zoo on `train`."""
     model, tokenizer = load_encoder(a.encoder, device=s.device)
-    config = TrainConfig(kind="scorer", epochs=a.scorer_epochs or (1.0 if s.quick else 3.0), lr=a.scorer_lr,
+    config = TrainConfig(kind="scorer", epochs=a.scorer_epochs or (1.0 if s.quick else 2.0), lr=a.scorer_lr,
                          max_length=a.scorer_max_length, batch_size=s.batch_size, seed=s.seed)
     data = hashlib.sha256(json.dumps([[x.text, [(o.text, o.pole) for o in x.options]] for x in train]).encode())
     key = hashlib.sha256(f"{fingerprint(model)}|{config.fingerprint()}|{data.hexdigest()}|{s.device}|{code_hash()}".encode()).hexdigest()[:16]
