@@ -28,12 +28,18 @@ def model_card(manifest: dict, repo_id: str | None = None) -> str:
     )
     summary = "\n".join(f"- **{k}**: {v}" for k, v in training.items() if not isinstance(v, (dict, list)))
     first = manifest["dimensions"][0]["slug"] if manifest["dimensions"] else "risk"
+    zoo = repo_id or "<zoo>"
+    if manifest.get("kind") == "scorer":
+        what = "a score head per pole on top of the encoder, for ranking texts by one person's values"
+        command = f'pft-adapters rerank {zoo} --vector "{first}=0.8" --candidates answers.jsonl'
+    else:
+        what = "a mixing head that reads which pole a text expresses"
+        command = f'pft-adapters mix {zoo} --vector "{first}=0.8" --prompt "Should I ...?"'
     body = f"""
 # {name}
 
 A **pft-adapters zoo**: one LoRA adapter per value pole on `{base_id}`, trained by
-preference-paired fine-tuning, plus a mixing head that reads which pole a text
-expresses. A preference vector (one number in [-1, 1] per dimension) weights the
+preference-paired fine-tuning, plus {what}. A preference vector (one number in [-1, 1] per dimension) weights the
 pole adapters exactly at inference.
 
 ## Dimensions and poles
@@ -48,7 +54,7 @@ Adapters present: {", ".join(f"`{p}`" for p in manifest["poles"])}.
 
 ```bash
 pip install pft-adapters
-pft-adapters mix {repo_id or "<zoo>"} --vector "{first}=0.8" --prompt "Should I ...?"
+{command}
 ```
 
 ```python

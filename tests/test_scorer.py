@@ -78,6 +78,7 @@ def test_training_lowers_the_loss_and_saves_a_scorer_zoo(scorer_trained, scorer_
     manifest = json.loads((scorer_dir / "pft_zoo.json").read_text())
     assert manifest["kind"] == "scorer"
     assert "poles/risk-taking/score_head.safetensors" in manifest["files"]
+    assert "pft-adapters rerank" in (scorer_dir / "README.md").read_text()  # the model card shows how to use it
 
 
 def test_mixed_score_is_the_mixed_models_score_and_equals_peft(scorer, encoder_dir):
