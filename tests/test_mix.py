@@ -97,7 +97,8 @@ def test_merged_equals_dynamic_and_unmerge_restores_bits(mixed):
     dynamic = mixed.logits(TEXTS, "risk=0.3,time=-0.9")
     with mixed.merged("risk=0.3,time=-0.9"):
         merged = mixed.model(**_batch(mixed)).logits
-    torch.testing.assert_close(merged, dynamic, atol=1e-5, rtol=1e-5)
+    # (W + sum c s B A) x and W x + sum c s B (A x) round differently in float32; a wrong merge is off by > 1e-2
+    torch.testing.assert_close(merged, dynamic, atol=1e-4, rtol=1e-4)
     assert all(torch.equal(l.base.weight, original[n]) for n, l in mixed.adapters.layers.items())
 
 
