@@ -17,6 +17,10 @@ from pft_adapters.vector import parse_vector
 from pft_adapters.zoo import Zoo
 
 SPACE = ValueSpace.builtin()
+# Whole-model logits through every layer, with the adapters amplified: float32 summation order (peft's
+# vs ours, merged vs dynamic, one batch vs row by row) moves a few logits by ~1e-5; a wrong mix moves
+# them by > 1e-2. The layer-level comparisons in test_layers.py hold at 1e-5.
+CLOSE = {"atol": 5e-5, "rtol": 1e-5}
 TEXTS = ["Scenario: a friend offers a risky investment.\nChosen option:", "Scenario: save or spend?\nChosen option: I"]
 
 
@@ -62,13 +66,13 @@ def test_mix_equals_peft_all_active_and_weighted_cat(mixed, base_dir):
         if isinstance(module, peft.tuners.lora.LoraLayer):
             for pole, w in weights.items():
                 module.set_scale(pole, w)
-    torch.testing.assert_close(ours, ref(**_batch(mixed)).logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours, ref(**_batch(mixed)).logits, **CLOSE)
 
     ref = _peft_model(mixed, base_dir)
     active = [p for p, w in weights.items() if w > 0]
     ref.add_weighted_adapter(active, [weights[p] for p in active], "mix", combination_type="cat")
     ref.set_adapter("mix")
-    torch.testing.assert_close(ours, ref(**_batch(mixed)).logits, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(ours, ref(**_batch(mixed)).logits, **CLOSE)
 
 
 @torch.no_grad()
@@ -88,7 +92,7 @@ def test_per_row_vectors_equal_rows_run_one_by_one(mixed):
     for i, (text, vector) in enumerate(zip(TEXTS, vectors)):
         alone = mixed.logits([text], vector)
         n = alone.shape[1]
-        torch.testing.assert_close(together[i : i + 1, :n], alone, atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(together[i : i + 1, :n], alone, **CLOSE)
 
 
 @torch.no_grad()
@@ -97,8 +101,7 @@ def test_merged_equals_dynamic_and_unmerge_restores_bits(mixed):
     dynamic = mixed.logits(TEXTS, "risk=0.3,time=-0.9")
     with mixed.merged("risk=0.3,time=-0.9"):
         merged = mixed.model(**_batch(mixed)).logits
-    # (W + sum c s B A) x and W x + sum c s B (A x) round differently in float32; a wrong merge is off by > 1e-2
-    torch.testing.assert_close(merged, dynamic, atol=1e-4, rtol=1e-4)
+    torch.testing.assert_close(merged, dynamic, **CLOSE)
     assert all(torch.equal(l.base.weight, original[n]) for n, l in mixed.adapters.layers.items())
 
 
@@ -118,7 +121,7 @@ def test_exported_mix_is_a_plain_peft_adapter(mixed, base_dir, tmp_path):
     base, _ = load_base(base_dir)
     loaded = peft.PeftModel.from_pretrained(base, path).eval()
     assert loaded.peft_config["default"].r == 2 * mixed.zoo.spec.r  # rank = sum of the active ranks
-    torch.testing.assert_close(loaded(**_batch(mixed)).logits, mixed.logits(TEXTS, vector), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(loaded(**_batch(mixed)).logits, mixed.logits(TEXTS, vector), **CLOSE)
 
 
 @torch.no_grad()
@@ -126,7 +129,7 @@ def test_merged_model_written_in_hf_format(mixed, tmp_path):
     path = mixed.save_merged("risk=1", tmp_path / "merged")
     assert (path / "model.safetensors").exists() and not list(path.glob("*.bin"))
     model, _ = load_base(path)
-    torch.testing.assert_close(model(**_batch(mixed)).logits, mixed.logits(TEXTS, "risk=1"), atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(model(**_batch(mixed)).logits, mixed.logits(TEXTS, "risk=1"), **CLOSE)
     assert any(type(m).__name__ == "MultiPoleLinear" for m in mixed.model.modules())  # wrappers are back
 
 
