@@ -90,8 +90,7 @@ def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenari
             owners.append(s_idx)
     device = weights.device
     mixed, base = torch.empty(len(rows)), torch.empty(len(rows))
-    saved = (adapters.state.mode, adapters.state.columns, adapters.state.route, adapters.state.route_scale)
-    try:
+    with adapters.kept():
         for start in range(0, len(rows), batch_size):
             batch = encoder.collate(rows[start : start + batch_size]).to(device)
             row_weights = weights[owners[start : start + batch_size]]
@@ -100,8 +99,6 @@ def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenari
                 ref_batch = batch if reference_prompts is None else encoder.collate(ref_rows[start : start + batch_size]).to(device)
                 ref_weights = None if reference is None else reference[owners[start : start + batch_size]]
                 base[start : start + len(batch.input_ids)] = _mean_logprob(adapters, ref_batch, ref_weights)
-    finally:
-        adapters.state.mode, adapters.state.columns, adapters.state.route, adapters.state.route_scale = saved
     out, start = [], 0
     for scenario in scenarios:
         end = start + len(scenario.options)

@@ -143,6 +143,12 @@ class MixingHead(nn.Module):
         return head.eval()
 
 
+def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Mean of the hidden states over each row's masked-in tokens: how sentence encoders embed a text."""
+    m = mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1)
+
+
 @torch.no_grad()
 def pooled_features(model: nn.Module, tokenizer, texts: Sequence[str], batch_size: int = 32,
                     max_length: int = 256) -> torch.Tensor:
@@ -153,8 +159,7 @@ def pooled_features(model: nn.Module, tokenizer, texts: Sequence[str], batch_siz
         batch = tokenizer(list(texts[i : i + batch_size]), return_tensors="pt", padding=True,
                           truncation=True, max_length=max_length).to(device)
         hidden = model(**batch, output_hidden_states=True).hidden_states[-1].float()
-        mask = batch["attention_mask"].unsqueeze(-1).float()
-        out.append(((hidden * mask).sum(1) / mask.sum(1).clamp_min(1)).cpu())
+        out.append(mean_pool(hidden, batch["attention_mask"]).cpu())
     return torch.cat(out) if out else torch.zeros(0, model.config.hidden_size)
 
 

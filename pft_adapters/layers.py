@@ -192,15 +192,21 @@ class PoleAdapters:
         self.state.route_scale = scale.to(self._device()) if scale is not None else torch.ones(len(idx), device=self._device())
 
     @contextmanager
-    def weighted(self, weights: dict[str, float] | torch.Tensor) -> Iterator[PoleAdapters]:
-        """Temporarily apply a mix; the previous coefficients come back afterwards."""
+    def kept(self) -> Iterator[PoleAdapters]:
+        """Whatever coefficients the block sets, the previous ones come back afterwards."""
         saved = (self.state.mode, self.state.columns, self.state.route, self.state.route_scale)
         self.state.columns = None  # never write into the saved tensor in place
-        self.use_weights(weights)
         try:
             yield self
         finally:
             self.state.mode, self.state.columns, self.state.route, self.state.route_scale = saved
+
+    @contextmanager
+    def weighted(self, weights: dict[str, float] | torch.Tensor) -> Iterator[PoleAdapters]:
+        """Temporarily apply a mix; the previous coefficients come back afterwards."""
+        with self.kept():
+            self.use_weights(weights)
+            yield self
 
     # -- folding the mix into the weights -----------------------------------------
     def merge(self, weights: dict[str, float] | torch.Tensor) -> None:

@@ -29,6 +29,7 @@ from torch import nn
 from .choose import Choice
 from .data import Scenario
 from .errors import PFTError
+from .head import mean_pool
 from .layers import PoleAdapters
 from .mix import CALIBRATIONS, Mixer, VectorSpec, mirror
 from .values import ValueSpace
@@ -38,12 +39,6 @@ from .zoo import Zoo
 DEFAULT_TARGETS = ("query", "key", "value", "dense")  # BERT-family attention and MLP projections
 DEFAULT_MAX_LENGTH = 128  # tokens per (context, candidate) pair; the context's beginning is cut first
 CANDIDATE_MASK = "candidate_mask"  # 1 on the candidate's own tokens: what the score head pools
-
-
-def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-    """Mean of the hidden states over each row's real tokens: how sentence encoders embed a text."""
-    m = mask.unsqueeze(-1).to(hidden.dtype)
-    return (hidden * m).sum(1) / m.sum(1).clamp_min(1)
 
 
 class ScoreHeads(nn.Module):
@@ -223,16 +218,13 @@ class ScorerModel(Mixer):
             raise PFTError(f"got {len(weights)} vectors for {n} candidates: give one vector, or one per candidate")
         device = next(self.adapters.parameters()).device
         out = torch.empty(n)
-        saved = (self.adapters.state.mode, self.adapters.state.columns, self.adapters.state.route, self.adapters.state.route_scale)
-        try:
+        with self.adapters.kept():
             for start in range(0, n, batch_size):
                 end = min(n, start + batch_size)
                 encoded = encode_pairs(self.tokenizer, candidates[start:end],
                                        None if contexts is None else contexts[start:end], self.max_length)
                 encoded = {k: v.to(device) for k, v in encoded.items()}
                 out[start:end] = self.net(encoded, weights[start:end].to(device)).float().cpu()
-        finally:
-            self.adapters.state.mode, self.adapters.state.columns, self.adapters.state.route, self.adapters.state.route_scale = saved
         return out
 
     def choose(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec],

@@ -14,7 +14,8 @@ from pft_adapters.evaluate import evaluate
 from pft_adapters.history import Decision
 from pft_adapters.infer import infer
 from pft_adapters.mix import MixedModel, load_mixed
-from pft_adapters.scorer import CANDIDATE_MASK, ScorerModel, encode_pairs, mean_pool
+from pft_adapters.head import mean_pool
+from pft_adapters.scorer import CANDIDATE_MASK, ScorerModel, encode_pairs
 from pft_adapters.zoo import Zoo
 
 CANDIDATES = ["I take the bold bet and invest everything now.", "I keep my savings safe and wait a year.",
