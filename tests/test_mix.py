@@ -15,6 +15,7 @@ from pft_adapters.mix import MixedModel
 from pft_adapters.values import ValueSpace
 from pft_adapters.vector import parse_vector
 from pft_adapters.zoo import Zoo
+from peft_reference import activate_scaled, peft_with_poles
 
 SPACE = ValueSpace.builtin()
 # Whole-model logits through every layer, with the adapters amplified: float32 summation order (peft's
@@ -37,15 +38,7 @@ def mixed(zoo_dir, base_dir):
 
 
 def _peft_model(mixed: MixedModel, base_dir):
-    base, _ = load_base(base_dir)
-    ref = None
-    for pole in mixed.zoo.pole_slugs:
-        if ref is None:
-            ref = peft.get_peft_model(base, mixed.zoo.peft_config(), adapter_name=pole)
-        else:
-            ref.add_adapter(pole, mixed.zoo.peft_config())
-        peft.set_peft_model_state_dict(ref, mixed.zoo.poles[pole], adapter_name=pole)
-    return ref.eval()
+    return peft_with_poles(mixed.zoo, load_base(base_dir)[0])
 
 
 def _batch(mixed):
@@ -61,11 +54,7 @@ def test_mix_equals_peft_all_active_and_weighted_cat(mixed, base_dir):
     assert (ours - base).abs().max() > 1e-2  # the adapters really act
 
     ref = _peft_model(mixed, base_dir)
-    ref.base_model.set_adapter(list(weights))
-    for module in ref.modules():
-        if isinstance(module, peft.tuners.lora.LoraLayer):
-            for pole, w in weights.items():
-                module.set_scale(pole, w)
+    activate_scaled(ref, weights)
     torch.testing.assert_close(ours, ref(**_batch(mixed)).logits, **CLOSE)
 
     ref = _peft_model(mixed, base_dir)

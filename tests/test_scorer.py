@@ -17,6 +17,7 @@ from pft_adapters.mix import MixedModel, load_mixed
 from pft_adapters.head import mean_pool
 from pft_adapters.scorer import CANDIDATE_MASK, ScorerModel, encode_pairs
 from pft_adapters.zoo import Zoo
+from peft_reference import activate_scaled, peft_with_poles
 
 CANDIDATES = ["I take the bold bet and invest everything now.", "I keep my savings safe and wait a year.",
               "We talk it over calmly before deciding anything."]
@@ -39,19 +40,9 @@ def _peft_scores(scorer: ScorerModel, encoder_dir, weights: dict[str, float]) ->
     """Reference: peft with every pole adapter active, each scaled by its weight, then the mixed score head."""
     base, tokenizer = load_encoder(encoder_dir)
     zoo = scorer.zoo
-    ref = None
-    for pole in zoo.pole_slugs:
-        if ref is None:
-            ref = peft.get_peft_model(base, zoo.peft_config(), adapter_name=pole)
-        else:
-            ref.add_adapter(pole, zoo.peft_config())
-        peft.set_peft_model_state_dict(ref, zoo.poles[pole], adapter_name=pole)
+    ref = peft_with_poles(zoo, base)
     active = [p for p, w in weights.items() if w]
-    ref.base_model.set_adapter(active)
-    for module in ref.modules():
-        if isinstance(module, peft.tuners.lora.LoraLayer):
-            for pole in active:
-                module.set_scale(pole, weights[pole])
+    activate_scaled(ref, {p: weights[p] for p in active})
     encoded = encode_pairs(tokenizer, CANDIDATES, CONTEXTS, scorer.max_length)
     candidate = encoded.pop(CANDIDATE_MASK)
     with torch.no_grad():
