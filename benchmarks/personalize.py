@@ -15,12 +15,13 @@ option of the user's pole; the figure is its mean over users with a 95% interval
 
 | system | what it is |
 | --- | --- |
-| base | the bare base model: the option with the highest mean log-likelihood per token |
+| base | the bare base model: the option with the highest mean log-likelihood per token (a scorer zoo's bare encoder scores every option 0: the first option) |
 | single-preference | one fixed vector for everybody: per dimension, the pole most users hold (the paper's baseline) |
-| in-context | the base with the history pasted into the prompt (the user's last chosen options, newest last), scored against the base without it (PMI); on a subset of users and scenarios (--incontext-users, --incontext-eval) |
+| in-context | the base with the history pasted into the prompt (the user's last chosen options, newest last), scored against the base without it (PMI); on a subset of users and scenarios (--incontext-users, --incontext-eval). A scorer zoo's encoder reads no prompt to condition on: each option scores its mean cosine similarity to the options the user chose minus to those passed over (every user) |
 | head | vector inferred by `pft_adapters.infer` (method head, default half-life), then mixed |
 | likelihood | the same with method likelihood |
 | oracle | the true vector, then mixed |
+| oracle, observed dimensions | the true vector on the dimensions with at least one history record, 0 elsewhere: an estimator that gets every observed sign right, and no more |
 
 head and likelihood use the library's default settings; "head (chosen option alone)"
 is the head read without the contrast to the options not chosen, shown beside it.
@@ -48,11 +49,19 @@ default half-life: median lag <= 4; the no-recency lag and a sweep of half-lives
 shown beside it. Cost: wall time of `pft_adapters.infer.infer` per inference (K = 10),
 both estimators, on this machine.
 
-The zoo: `--zoo PATH` (a trained zoo on a real base). Without one (or if PATH does not
-exist yet) it is built and cached under benchmarks/cache/ (git-ignored): a "small" base
-(`pft_adapters.base.cached_base` on the vcd_train texts) and a zoo of all six dimensions
-trained on vcd_train.json (paired, LoRA r=8, --epochs). Building takes a few minutes on
-a GPU and hours on a CPU.
+The zoo: `--zoo PATH` (a trained zoo, LLM or scorer). Without one (or if PATH does not
+exist yet) it is built and cached under benchmarks/cache/ (git-ignored), all six
+dimensions trained on vcd_train.json: by default (`--kind scorer`) a scorer zoo on
+all-MiniLM-L6-v2 (`train --kind scorer`, 2 epochs; about 17 minutes on 2 CPU cores),
+the offline zoo that reads dev scenarios well; with `--kind llm` a "small" causal base
+(`pft_adapters.base.cached_base` on the vcd_train texts) and an LLM zoo on it (paired,
+LoRA r=8, 3 epochs; a few minutes on a GPU, hours on a CPU).
+
+A scorer zoo chooses by its mirror calibration (`ScorerModel.choose`: the score under v
+minus under v with the scenario's dimension flipped), so its first-order score under v
+reads the scenario's own dimension only, `v_d * (score_first - score_second)`: exact
+whenever the other dimensions are 0, and blind to the drift that mixing other
+dimensions into the encoder causes (`--exact` measures the full mix).
 
     python benchmarks/personalize.py --quick                  # short check
     python benchmarks/personalize.py --zoo benchmarks/cache/... --json personalize.json
@@ -70,6 +79,7 @@ when a target is missed.
 from __future__ import annotations
 
 import argparse
+import functools
 import hashlib
 import json
 import math
@@ -87,15 +97,17 @@ import torch
 from tqdm.auto import tqdm
 
 from pft_adapters import infer as inference
-from pft_adapters.base import cached_base, corpus_texts, load_base
+from pft_adapters.base import MINILM, cached_base, corpus_texts, load_base, load_encoder
 from pft_adapters.choose import option_scores
 from pft_adapters.data import Scenario, load_scenarios
 from pft_adapters.head import MixingHead, head_features
 from pft_adapters.history import Decision
 from pft_adapters.layers import LoraSpec
-from pft_adapters.mix import MixedModel
+from pft_adapters.mix import MixedModel, mirror
+from pft_adapters.scorer import ScorerModel
 from pft_adapters.train import TrainConfig, train_head, train_zoo
 from pft_adapters.values import ValueSpace
+from pft_adapters.vector import PreferenceVector
 from pft_adapters.zoo import MANIFEST, Zoo
 
 TARGET_ORACLE_GAP = 0.05  # oracle - better estimator at K = 5, at most
@@ -149,9 +161,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "sentence-transformers/all-MiniLM-L6-v2) and report head inference with both heads")
     p.add_argument("--json", help="write every figure to this JSON file")
     build = p.add_argument_group("building the zoo when --zoo is absent")
-    build.add_argument("--size", default="small", help="base preset (default small)")
-    build.add_argument("--base-minutes", type=float, default=8.0, help="base pre-training budget in minutes")
-    build.add_argument("--epochs", type=float, default=3.0, help="zoo training epochs")
+    build.add_argument("--kind", choices=("scorer", "llm"), default="scorer",
+                       help=f"scorer (default): a scorer zoo on {MINILM}, offline; llm: a zoo on an in-house causal base")
+    build.add_argument("--size", default="small", help="llm: base preset (default small)")
+    build.add_argument("--base-minutes", type=float, default=8.0, help="llm: base pre-training budget in minutes")
+    build.add_argument("--epochs", type=float, help="zoo training epochs (default: scorer 2, llm 3)")
     build.add_argument("--train-limit", type=int, help="train on the first N scenarios only (checks)")
     build.add_argument("--build-only", action="store_true", help="build (or find) the zoo, print its path and stop")
     return p.parse_args(argv)
@@ -193,24 +207,27 @@ def short_hash(obj: object) -> str:
 
 
 def build_zoo(a: argparse.Namespace, data: Path, device: str) -> Path:
-    """The cached zoo for these build settings, trained (and its base pre-trained) if absent."""
+    """The cached zoo for these build settings, trained (and an LLM zoo's base pre-trained) if absent."""
     train_file = data / "vcd_train.json"
-    texts = corpus_texts(train_file)
-    base = _base(texts, a, device)
     space = ValueSpace.builtin()
     scenarios = load_scenarios(train_file, space)[: a.train_limit]
-    config = TrainConfig(lora=LoraSpec(r=8, alpha=16.0), epochs=a.epochs, batch_size=8, lr=1e-3, max_length=512,
-                         seed=a.seed)
-    key = short_hash({"base": base.name, "config": asdict(config), "scenarios": len(scenarios),
+    if a.kind == "scorer":
+        base, epochs = MINILM, a.epochs or 2.0
+        config = TrainConfig(kind="scorer", epochs=epochs, seed=a.seed)
+    else:
+        base, epochs = _base(corpus_texts(train_file), a, device), a.epochs or 3.0
+        config = TrainConfig(lora=LoraSpec(r=8, alpha=16.0), epochs=epochs, batch_size=8, lr=1e-3, max_length=512,
+                             seed=a.seed)
+    key = short_hash({"base": Path(base).name, "config": asdict(config), "scenarios": len(scenarios),
                       "data": hashlib.sha256(train_file.read_bytes()).hexdigest()})
-    out = Path(a.zoo) if a.zoo else CACHE / f"personalize-zoo-{key}"
+    out = Path(a.zoo) if a.zoo else CACHE / f"personalize-{a.kind}-{key}"
     if (out / MANIFEST).is_file():
         return out
-    print(f"personalize: training a zoo of {len(space)} dimensions on {len(scenarios)} scenarios of "
-          f"{train_file.name} ({a.epochs:g} epochs) into {_rel(out)}", flush=True)
-    model, tokenizer = load_base(base)
+    print(f"personalize: training a {a.kind} zoo of {len(space)} dimensions on {len(scenarios)} scenarios of "
+          f"{train_file.name} ({epochs:g} epochs) into {_rel(out)}", flush=True)
+    model, tokenizer = load_encoder(base) if a.kind == "scorer" else load_base(base)
     dev = load_scenarios(data / "vcd_dev.json", space)
-    result = train_zoo(model, tokenizer, scenarios, space, config, base_id=_rel(base), dev=dev, device=device,
+    result = train_zoo(model, tokenizer, scenarios, space, config, base_id=base if a.kind == "scorer" else _rel(base), dev=dev, device=device,
                        progress=PROGRESS)
     result.zoo.save_pretrained(out, overwrite=True)
     print(f"personalize: zoo trained in {result.seconds:.0f} s, final loss {result.zoo.training['final_loss']}, "
@@ -247,13 +264,13 @@ def _rel(path: Path) -> str:
         return str(path)
 
 
-def load_mixed(zoo_path: Path, device: str) -> MixedModel:
+def load_mixed(zoo_path: Path, device: str) -> MixedModel | ScorerModel:
     zoo = Zoo.from_pretrained(zoo_path)
     base = zoo.base.id
     if not Path(base).exists() and (REPO / base).exists():  # a base recorded relative to the repository
         base = str(REPO / base)
     model, tokenizer = zoo.load_base(base if base != zoo.base.id else None, device=device)
-    return MixedModel(zoo, model, tokenizer, zoo.base.id)
+    return (ScorerModel if zoo.kind == "scorer" else MixedModel)(zoo, model, tokenizer, zoo.base.id)
 
 
 # -------------------------------------------------------------------------- dev scenarios, scored once
@@ -266,9 +283,11 @@ class Table:
     scenarios: list[Scenario]
     dim: list[int]  # dimension index per scenario
     sign: list[list[int]]  # per option: +1 first pole, -1 second, 0 neither
-    base: list[torch.Tensor]  # (options,) mean log-likelihood per token under the bare base
-    poles: list[torch.Tensor]  # (options, P) calibrated score under each pole alone at weight 1
+    base: list[torch.Tensor]  # (options,) mean log-likelihood per token under the bare base (a scorer zoo: 0)
+    poles: list[torch.Tensor]  # (options, P) calibrated score under each pole alone at weight 1 (scorer: own score)
     readings: list[inference.Reading]
+    features: list[torch.Tensor]  # (options, hidden) what the mixing head reads of each option
+    scorer: bool  # a scorer zoo: picks are mirror-calibrated, as `ScorerModel.choose` makes them
 
     def by_dim(self, d: int) -> list[int]:
         return [i for i, x in enumerate(self.dim) if x == d]
@@ -313,28 +332,39 @@ def scenario_key(sc: Scenario) -> str:
     return short_hash([sc.text, [o.text for o in sc.options]])
 
 
-def build_table(mixed: MixedModel, scenarios: list[Scenario], s: Settings, zoo_path: Path) -> Table:
-    """Score every option once under the bare base and under each pole alone (cached on disk per zoo and scenario)."""
-    from safetensors.torch import load_file, save_file
+def pole_tables(mixed: MixedModel | ScorerModel, scenarios: list[Scenario], s: Settings) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """(base scores, per-pole scores) of every option of each scenario.
 
-    space = mixed.zoo.space
-    n_poles = len(space.pole_slugs)
-    slugs = [d.slug for d in space]
-    max_length = int(mixed.zoo.training.get("max_length", 512))
-    store = CACHE / "personalize-scores" / f"{short_hash([(zoo_path / MANIFEST).read_text(), max_length])}.safetensors"
-    cached = load_file(store) if store.is_file() else {}
-    missing = [sc for sc in scenarios if f"{scenario_key(sc)}.base" not in cached]
+    An LLM zoo: mean log-likelihood per token under the bare base, and under each pole alone
+    minus that. A scorer zoo: 0 (a bare encoder has no preference) and each pole's own score.
+    """
+    if isinstance(mixed, ScorerModel):
+        return [(torch.zeros(len(t)), t) for t in mixed.pole_scores(scenarios)]
+    n_poles = len(mixed.zoo.space.pole_slugs)
     requests = []
-    for sc in missing:
+    for sc in scenarios:
         requests.append((sc, torch.zeros(n_poles)))
         for p in range(n_poles):
             requests.append((sc, torch.nn.functional.one_hot(torch.tensor(p), n_poles).float()))
     raw = score_rows(mixed, requests, s.batch_size, "scoring dev options under each pole")
     step = n_poles + 1
-    for i, sc in enumerate(missing):
-        group = raw[i * step : (i + 1) * step]
-        cached[f"{scenario_key(sc)}.base"] = group[0].contiguous()
-        cached[f"{scenario_key(sc)}.poles"] = torch.stack([g - group[0] for g in group[1:]], 1).contiguous()
+    groups = [raw[i * step : (i + 1) * step] for i in range(len(scenarios))]
+    return [(g[0], torch.stack([x - g[0] for x in g[1:]], 1)) for g in groups]
+
+
+def build_table(mixed: MixedModel | ScorerModel, scenarios: list[Scenario], s: Settings, zoo_path: Path) -> Table:
+    """Score every option once under the bare base and under each pole alone (cached on disk per zoo and scenario)."""
+    from safetensors.torch import load_file, save_file
+
+    space = mixed.zoo.space
+    slugs = [d.slug for d in space]
+    max_length = int(mixed.zoo.training.get("max_length", 512))
+    store = CACHE / "personalize-scores" / f"{short_hash([(zoo_path / MANIFEST).read_text(), max_length])}.safetensors"
+    cached = load_file(store) if store.is_file() else {}
+    missing = [sc for sc in scenarios if f"{scenario_key(sc)}.base" not in cached]
+    for sc, (base, poles) in zip(missing, pole_tables(mixed, missing, s)):
+        cached[f"{scenario_key(sc)}.base"] = base.contiguous()
+        cached[f"{scenario_key(sc)}.poles"] = poles.contiguous()
     if missing:
         store.parent.mkdir(parents=True, exist_ok=True)
         save_file(cached, store)
@@ -342,12 +372,15 @@ def build_table(mixed: MixedModel, scenarios: list[Scenario], s: Settings, zoo_p
     poles = [cached[f"{scenario_key(sc)}.poles"] for sc in scenarios]
     decisions = [Decision(sc.text, tuple(o.text for o in sc.options), 0) for sc in scenarios]
     head = inference._head(mixed.zoo, space)
-    readings = inference.read_options(head, inference.option_features(mixed, decisions), [len(sc.options) for sc in scenarios])
+    sizes = [len(sc.options) for sc in scenarios]
+    features = inference.option_features(mixed, decisions)
+    readings = inference.read_options(head, features, sizes)
     signs = []
     for sc in scenarios:
         dim = space.dimension(sc.dimension)
         signs.append([1 if o.pole == dim.first.slug else -1 if o.pole == dim.second.slug else 0 for o in sc.options])
-    return Table(scenarios, [slugs.index(sc.dimension) for sc in scenarios], signs, base, poles, readings)
+    return Table(scenarios, [slugs.index(sc.dimension) for sc in scenarios], signs, base, poles, readings,
+                 list(torch.split(features.float().cpu(), sizes)), isinstance(mixed, ScorerModel))
 
 
 # -------------------------------------------------------------------------- users
@@ -420,11 +453,15 @@ class Estimator:
         if method == "head":
             result = inference.head_estimate(readings, chosen, dims, weights, self.space, self.head.dimension_slugs, contrast)
         else:
-            result = inference.likelihood_estimate([t.poles[i] for i, _ in history], chosen, dims, weights, self.space)
+            scores = [t.poles[i] for i, _ in history]
+            if t.scorer:  # as `pft_adapters.infer.infer` reads a scorer zoo
+                scores = inference.mirror_gaps(scores, dims, self.space)
+            result = inference.likelihood_estimate(scores, chosen, dims, weights, self.space)
         return [result.vector[d.slug] for d in self.space]
 
 
 ENCODER_SYSTEMS = ("head, encoder", "head, encoder (dimension given)")
+OBSERVED = "oracle, observed dimensions"
 
 
 def encoder_head_estimator(mixed: MixedModel, table: Table, data: Path, encoder: str,
@@ -472,7 +509,16 @@ class Picker:
 
     def approx(self, scenario: int, vector: Sequence[float]) -> int:
         t = self.table
-        return best(t.poles[scenario] @ pole_weights(self.key(vector)), t.base[scenario])
+        weights = pole_weights(self.key(vector))
+        if t.scorer:  # minus the score under the mirrored vector, as `ScorerModel.choose` calibrates
+            weights = weights - self.mirrored(self.key(vector), t.dim[scenario])
+        return best(t.poles[scenario] @ weights, t.base[scenario])
+
+    @functools.cache
+    def mirrored(self, key: tuple[float, ...], dim: int) -> torch.Tensor:
+        """Pole weights of `pft_adapters.mix.mirror` of the vector on dimension `dim`."""
+        slugs = [d.slug for d in self.mixed.zoo.space]
+        return self.mixed.weights(mirror(PreferenceVector(dict(zip(slugs, key))), slugs[dim])).float().cpu()
 
     def request(self, scenario: int, vector: Sequence[float]) -> None:
         k = (scenario, self.key(vector))
@@ -485,6 +531,12 @@ class Picker:
         self.pending.clear()
         if not pending:
             return 0
+        if self.table.scorer:
+            slugs = [d.slug for d in self.mixed.zoo.space]
+            picks = self.mixed.choose([self.table.scenarios[i] for i, _ in pending],
+                                      [dict(zip(slugs, v)) for _, v in pending], batch_size=self.s.batch_size * 8)
+            self.exact.update((k, c.index) for k, c in zip(pending, picks))
+            return len(pending)
         requests = [(self.table.scenarios[i], pole_weights(v)) for i, v in pending]
         raw = score_rows(self.mixed, requests, self.s.batch_size, "scoring under the full mix")
         for (i, v), scores in zip(pending, raw):
@@ -519,6 +571,8 @@ def incontext_picks(mixed: MixedModel, table: Table, users: Sequence[User], ks: 
         for u, user in enumerate(subset):
             for i in user.scoring[: s.incontext_eval]:
                 jobs.append((k, u, i))
+    if table.scorer:
+        return nearest_choice_picks(table, subset, jobs, ks)
     requests = []
     for k, u, i in jobs:
         sc = table.scenarios[i]
@@ -532,6 +586,28 @@ def incontext_picks(mixed: MixedModel, table: Table, users: Sequence[User], ks: 
     out: dict[int, list[float]] = {k: [] for k in ks}
     for (k, u), items in picks.items():
         out[k].append(alignment(table, subset[u], [p for _, p in items], [i for i, _ in items]))
+    return out
+
+
+def nearest_choice_picks(table: Table, users: Sequence[User], jobs: Sequence[tuple[int, int, int]],
+                         ks: Sequence[int]) -> dict[int, list[float]]:
+    """A scorer zoo's in-context baseline: a bare encoder scores nothing, so the history serves as examples.
+
+    Each option scores its mean cosine similarity (bare-encoder features) to the options the
+    user chose minus that to the options they passed over; the highest wins.
+    """
+    unit = [torch.nn.functional.normalize(f, dim=-1) for f in table.features]
+    picks: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    for k, u, i in jobs:
+        past = users[u].history[:k]
+        chosen = torch.stack([unit[h][c] for h, c in past])
+        passed = [unit[h][j] for h, c in past for j in range(len(unit[h])) if j != c]
+        score = unit[i] @ chosen.T
+        score = score.mean(1) - (unit[i] @ torch.stack(passed).T).mean(1) if passed else score.mean(1)
+        picks.setdefault((k, u), []).append((i, int(score.argmax())))
+    out: dict[int, list[float]] = {k: [] for k in ks}
+    for (k, u), items in picks.items():
+        out[k].append(alignment(table, users[u], [p for _, p in items], [i for i, _ in items]))
     return out
 
 
@@ -568,6 +644,24 @@ def flip_lags(table: Table, estimator: Estimator, s: Settings, rng: random.Rando
         out[(method, hl, given)] = {"median": statistics.median(lags), "mean": statistics.fmean(lags),
                                     "followed": sum(x <= FLIP_TOTAL - FLIP_AT for x in lags) / len(lags)}
     return out
+
+
+def one_decision(table: Table, estimator: Estimator) -> dict[str, float]:
+    """What a single decision tells, the zoo's reading of it unmixed with anything else.
+
+    Per (scenario, option of a pole): the sign each estimator infers from that one choice
+    (dimension given, no slip) against the option's pole; per scenario: whether the
+    mixing head names the scenario's dimension.
+    """
+    right = {"head": [], "likelihood": []}
+    for i, signs in enumerate(table.sign):
+        for c, sign in enumerate(signs):
+            if sign:
+                for method, votes in right.items():
+                    votes.append(estimator([(i, c)], method, None, given=True)[table.dim[i]] * sign > 0)
+    guesses = inference.guess_dimensions(table.readings, [None] * len(table.scenarios), estimator.head)
+    named = [g == table.scenarios[i].dimension for i, g in enumerate(guesses)]
+    return {f"{m}_sign": sum(v) / len(v) for m, v in right.items()} | {"head_dimension": sum(named) / len(named)}
 
 
 def sign_share(table: Table, users: Sequence[User], vectors: Sequence[Sequence[float]], k: int) -> float:
@@ -621,9 +715,11 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     mixed = load_mixed(zoo_path, device)
     space = mixed.zoo.space
-    if mixed.zoo.head is None or mixed.conditioned:
+    if mixed.zoo.head is None or getattr(mixed, "conditioned", False):
         print("personalize: this benchmark needs a per-pole zoo with a mixing head", file=sys.stderr)
         return 2
+    if isinstance(mixed, ScorerModel):  # its in-context baseline costs nothing: every user, every scoring scenario
+        s = replace(s, incontext_users=a.incontext_users or s.users, incontext_eval=a.incontext_eval or s.eval_per_user)
     rng = random.Random(s.seed)
     torch.manual_seed(s.seed)
     scenarios = dev_scenarios(data, space, s.per_dim, s.seed, a.split)
@@ -659,6 +755,10 @@ def main(argv: list[str] | None = None) -> int:
             vectors[(name, k)] = [estimators[name](u.history[:k], method, default_hl,
                                                    contrast=name != "head (chosen option alone)", given="given" in name)
                                   for u in users]
+    for k in s.ks:  # the ceiling of any estimator: the true signs, on the dimensions the history shows at all
+        vectors[(OBSERVED, k)] = [[float(t) if any(table.dim[i] == d for i, _ in u.history[:k]) else 0.0
+                                   for d, t in enumerate(u.truth)] for u in users]
+    systems += (OBSERVED,)
     vectors_none = {k: {m: [estimator(u.history[:k], m, None) for u in users] for m in ("head", "likelihood")}
                     for k in s.ks if k in (10, 20)}
     phases["estimate"] = time.perf_counter() - mark
@@ -694,7 +794,7 @@ def main(argv: list[str] | None = None) -> int:
                     total += 1
         agreement = same / total
     order = ("base", "single-preference", "head", "head (chosen option alone)", "likelihood", "head (dimension given)",
-             "likelihood (dimension given)", "oracle")
+             "likelihood (dimension given)", OBSERVED, "oracle")
     print("\n  user alignment (mean over users, 95% interval; in-context: at the end)")
     print(f"  {'system':28s}" + "".join(f"{'K=' + str(k):>26s}" for k in s.ks))
     for name in order + (ENCODER_SYSTEMS if a.head_encoder else ()):
@@ -705,6 +805,12 @@ def main(argv: list[str] | None = None) -> int:
               f"{head_reports['base']:.3f})")
     if agreement is not None:
         print(f"  (first-order picks agree with exact picks on {agreement:.1%} of the scored pairs; {scored_pairs} pairs scored exactly)")
+
+    single_decision = one_decision(table, estimator)
+    print(f"  one decision (dimension given, no slip): the sign inferred from it is the chosen option's pole for "
+          f"{single_decision['head_sign']:.1%} (head) and {single_decision['likelihood_sign']:.1%} (likelihood) of the "
+          f"(scenario, option) pairs; the head names an unlabelled scenario's dimension for "
+          f"{single_decision['head_dimension']:.1%} of them")
 
     # targets at K = 5 / K = 10
     k5 = 5 if 5 in s.ks else s.ks[len(s.ks) // 2]
@@ -785,7 +891,9 @@ def main(argv: list[str] | None = None) -> int:
     phases["in_context"] = time.perf_counter() - mark
     n_ic = min(s.incontext_users, len(users))
     print(f"\n  {'in-context':28s}" + "".join(f"{fmt(results['in-context'][k]):>26s}" for k in s.ks)
-          + f"   ({n_ic} users x {s.incontext_eval} scenarios, history pasted into the prompt, newest last)")
+          + f"   ({n_ic} users x {s.incontext_eval} scenarios, "
+          + ("nearest past choice: similarity to the chosen minus the passed-over options)" if table.scorer else
+             "history pasted into the prompt, newest last)"))
 
     met = sum((gap_ok, gain_ok, sign_ok, lag_ok))
     seconds = time.perf_counter() - started
@@ -807,6 +915,7 @@ def main(argv: list[str] | None = None) -> int:
         },
         "changing": {f"{m}@{hl_name(hl)}" + ("/dimension-given" if given else ""): v for (m, hl, given), v in lags.items()},
         "sign_share_by_half_life": {f"{m}@{hl_name(hl)}": v for (m, hl), v in sweep.items()},
+        "one_decision": single_decision,
         "seconds_per_inference": timings,
         "seconds": seconds,
         "phase_seconds": phases,

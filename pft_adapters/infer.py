@@ -36,7 +36,11 @@ loop. The exact alternative, re-scoring every option under the current v at ever
 step, would cost a forward and a backward pass of the mixed model per option per step. `beta` makes the calibrated
 scores unit-free: 1 / (their standard deviation over the history). (beta and the size
 of v trade off like a temperature: a sharper beta fits a smaller |v|; at this beta a
-consistent history gives |v| of about 0.6-0.8.)
+consistent history gives |v| of about 0.6-0.8.) A scorer zoo chooses by the mirror
+calibration (`ScorerModel.choose`: the score under v minus under v with the decision's
+dimension flipped), whose first order reads the decision's own dimension only:
+`v_d * (score_first(o) - score_second(o))`; its scores enter the fit in that form
+(`mirror_gaps`).
 
 Recency: a half-life in decisions (`5`: the decision 5 places before the newest
 counts half) or, when every decision has a timestamp, in time (`3d`, `12h`,
@@ -309,6 +313,22 @@ def likelihood_estimate(scores: Sequence[torch.Tensor], chosen: Sequence[int], d
     return _summarise(votes.float(), dims, weights, space, "likelihood", dict(zip(slugs, fitted)))
 
 
+def mirror_gaps(scores: Sequence[torch.Tensor], dims: Sequence[str], space: ValueSpace) -> list[torch.Tensor]:
+    """A scorer zoo's per-pole scores as its mirror-calibrated `choose` reads them, to first order.
+
+    On each decision's dimension, the first pole's column becomes first minus second and
+    the second's its negative; every other column 0 (the calibration cancels them).
+    """
+    out = []
+    for table, dim in zip(scores, dims):
+        first, second = (space.pole_index(p.slug) for p in (space.dimension(dim).first, space.dimension(dim).second))
+        gaps = torch.zeros_like(table)
+        gaps[:, first] = table[:, first] - table[:, second]
+        gaps[:, second] = -gaps[:, first]
+        out.append(gaps)
+    return out
+
+
 def spread_dimensions(scores: Sequence[torch.Tensor], space: ValueSpace) -> list[str]:
     """Without a given dimension or a head: the dimension whose two poles move the options apart most."""
     out = []
@@ -423,9 +443,30 @@ def infer(mixed, decisions: Sequence[Decision], method: str = DEFAULT_METHOD,
     else:  # no head and some dimensions unknown: score under every pole, then place by spread
         scores = pole_scores(mixed, scenarios)
         dims = [g or s for g, s in zip(given, spread_dimensions(scores, space))]
+        if mixed.zoo.kind == "scorer":
+            scores = mirror_gaps(scores, dims, space)
         return likelihood_estimate(scores, chosen, dims, weights, space)
-    poles = [p for dim in space if dim.slug in set(dims) for p in (dim.first.slug, dim.second.slug)]
-    return likelihood_estimate(pole_scores(mixed, scenarios, poles), chosen, dims, weights, space)
+    return likelihood_estimate(fit_scores(mixed, scenarios, dims), chosen, dims, weights, space)
+
+
+def fit_scores(mixed, scenarios: Sequence[Scenario], dims: Sequence[str]) -> list[torch.Tensor]:
+    """What the likelihood fit reads of each decision, given the decisions' dimensions.
+
+    An LLM zoo: every option under each pole of every dimension in `dims` (the fit is
+    joint). A scorer zoo: `mirror_gaps` of each decision's own dimension, so only those
+    two poles are scored (one batched pass per dimension).
+    """
+    space = mixed.zoo.space
+    if mixed.zoo.kind != "scorer":
+        poles = [p for dim in space if dim.slug in set(dims) for p in (dim.first.slug, dim.second.slug)]
+        return pole_scores(mixed, scenarios, poles)
+    tables: list[torch.Tensor] = [torch.zeros(0)] * len(scenarios)
+    for dim in sorted(set(dims)):
+        rows = [i for i, d in enumerate(dims) if d == dim]
+        poles = [space.dimension(dim).first.slug, space.dimension(dim).second.slug]
+        for i, table in zip(rows, pole_scores(mixed, [scenarios[i] for i in rows], poles)):
+            tables[i] = table
+    return mirror_gaps(tables, dims, space)
 
 
 def _head(zoo, space: ValueSpace) -> MixingHead | None:

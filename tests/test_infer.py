@@ -23,6 +23,7 @@ from pft_adapters.infer import (
     head_estimate,
     infer,
     likelihood_estimate,
+    mirror_gaps,
     option_features,
     parse_half_life,
     pole_scores,
@@ -322,3 +323,21 @@ def test_help_states_the_default_half_life():
     from pft_adapters_cli.commands.infer import HALF_LIFE_HELP
 
     assert f"Default: {DEFAULT_HALF_LIFE:g} decisions" in HALF_LIFE_HELP
+
+
+def test_mirror_gaps_are_the_first_order_of_the_mirror_calibration():
+    """Pole weights of v applied to the gaps = v's weights minus the mirrored vector's, on the decision's dimension."""
+    from pft_adapters.mix import mirror
+    from pft_adapters.values import ValueSpace
+    from pft_adapters.vector import PreferenceVector
+
+    space = ValueSpace.builtin()
+    dims = [d.slug for d in space]
+    scores = [torch.randn(3, len(space.pole_slugs), generator=torch.Generator().manual_seed(i)) for i in range(len(dims))]
+    gaps = mirror_gaps(scores, dims, space)
+    for spec in ({"risk": 0.7, "time": -1.0, "social": 0.2}, {"risk": -0.4, "decision": 1.0, "communication": -0.6}):
+        vector = PreferenceVector(spec)
+        for table, gap, dim in zip(scores, gaps, dims):
+            if vector.get(dim):
+                expected = table @ (vector.tensor(space) - mirror(vector, dim).tensor(space))
+                torch.testing.assert_close(gap @ vector.tensor(space), expected)

@@ -150,6 +150,17 @@ def test_eval_and_infer_accept_scorer_zoos(scorer_dir, encoder_dir, vcd_dev):
         evaluate(mixed, dev, "open-ended", progress=False)
 
 
+def test_likelihood_follows_the_choices_the_scorer_itself_makes(scorer, train_slice):
+    """A user who picks what the mixed scorer picks under risk=+1 (or -1) is inferred on that side."""
+    risk = [s for s in train_slice if s.dimension == "risk"][:8]
+    for sign in (1.0, -1.0):
+        picks = scorer.choose(risk, {"risk": sign})
+        decisions = [Decision(s.text, tuple(o.text for o in s.options), c.index, dimension="risk")
+                     for s, c in zip(risk, picks)]
+        inferred = infer(scorer, decisions, method="likelihood", half_life="none")
+        assert inferred.vector["risk"] * sign > 0.3, inferred.vector
+
+
 def test_kinds_do_not_mix(scorer_dir, encoder_dir, zoo_dir):
     model, tokenizer = load_encoder(encoder_dir)
     with pytest.raises(PFTError, match="scorer zoo"):
