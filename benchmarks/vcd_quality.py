@@ -69,6 +69,7 @@ from pft_adapters.evaluate import (
 from pft_adapters.head import head_features
 from pft_adapters.layers import LoraSpec
 from pft_adapters.mix import MixedModel
+from pft_adapters.scorer import DEFAULT_LR as SCORER_LR
 from pft_adapters.scorer import DEFAULT_MAX_LENGTH as SCORER_MAX_LENGTH
 from pft_adapters.scorer import ScorerModel
 from pft_adapters.train import TrainConfig, train_zoo
@@ -139,7 +140,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--scorer", action="store_true", help="evaluate a scorer zoo on a sentence encoder instead (own report)")
     p.add_argument("--encoder", default=MINILM, help=f"with --scorer: the sentence encoder (default {MINILM}, offline)")
     p.add_argument("--scorer-epochs", type=float, help="with --scorer: epochs (default 2, as `train`; --quick 1)")
-    p.add_argument("--scorer-lr", type=float, default=1e-3, help="with --scorer: learning rate (default 1e-3)")
+    p.add_argument("--scorer-lr", type=float, help=f"with --scorer: learning rate (default {SCORER_LR:g}, as `train`)")
     p.add_argument("--scorer-max-length", type=int, default=SCORER_MAX_LENGTH,
                    help=f"with --scorer: tokens per (scenario, option) pair, the scenario's start cut first (default {SCORER_MAX_LENGTH})")
     return p.parse_args(argv)
@@ -387,6 +388,11 @@ def perplexities(mixed: MixedModel, texts: Sequence[str], vectors: dict[str, Pre
 # -------------------------------------------------------------------------- report
 
 
+def cell(text: str) -> str:
+    """Text for a markdown table cell (a bare '|' would end the cell)."""
+    return text.replace("|", "\\|")
+
+
 def fmt(x: float | None, digits: int = 3) -> str:
     return "n/a" if x is None or x != x else f"{x:.{digits}f}"
 
@@ -460,7 +466,7 @@ def write_report(path: Path, fig: dict, targets: list[dict], space: ValueSpace) 
           "the paired zoo read that way is shown too. Chance is about 0.5.", ""]
     L += ["## Targets", "", "| figure | measured | target | |", "| --- | --- | --- | --- |"]
     for t in targets:
-        L.append(f"| {t['name']} | {t['shown']} | {t['target']} | {'ok' if t['ok'] else 'MISSED'}{' (not judged: --quick)' if s['quick'] else ''} |")
+        L.append(f"| {cell(t['name'])} | {t['shown']} | {t['target']} | {'ok' if t['ok'] else 'MISSED'}{' (not judged: --quick)' if s['quick'] else ''} |")
     L += [""]
     one = fig["select_one"]
     dims = [d.slug for d in space]
@@ -563,7 +569,7 @@ def scorer_main(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], d
     ]
     figures = {
         "encoder": a.encoder, "settings": dataclasses.asdict(s) | {"scorer_epochs": zoo.training.get("epochs"),
-                                                                   "scorer_lr": a.scorer_lr, "scorer_max_length": a.scorer_max_length},
+                                                                   "scorer_lr": zoo.training.get("lr"), "scorer_max_length": a.scorer_max_length},
         "machine": {"python": platform.python_version(), "torch": torch.__version__, "threads": s.threads, "cpus": os.cpu_count()},
         "data": {"train_scenarios": len(train), "dev_scenarios": len(dev), "cases": len(cases)},
         "training": zoo.training, "training_minutes": minutes,
@@ -576,11 +582,11 @@ def scorer_main(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], d
     (out / "vcd_quality_scorer.json").write_text(json.dumps(figures, indent=2, default=float) + "\n", encoding="utf-8")
     lines = [f"# VCD quality: scorer zoo on {a.encoder}", "",
              f"Rerun: `python benchmarks/vcd_quality.py --scorer` ({len(train)} training / {len(dev)} dev scenarios, "
-             f"{zoo.training.get('epochs')} epochs, lr {a.scorer_lr}, {a.scorer_max_length} tokens per pair, "
+             f"{zoo.training.get('epochs')} epochs, lr {zoo.training.get('lr')}, {a.scorer_max_length} tokens per pair, "
              f"LoRA r={zoo.spec.r} on {', '.join(zoo.spec.target_modules)}; training took {minutes:.1f} min on "
              f"{s.threads} CPU threads).", "",
              "## Targets", "", "| figure | value | target | |", "| --- | --- | --- | --- |"]
-    lines += [f"| {t['name']} | {t['shown']} | {t['target']} | {'met' if t['ok'] else 'MISSED'} |" for t in targets]
+    lines += [f"| {cell(t['name'])} | {t['shown']} | {t['target']} | {'met' if t['ok'] else 'MISSED'} |" for t in targets]
     lines += ["", "## Select-one and select-all on vcd_dev.json", "",
               "| chooser | select-one macro | select-one micro | select-all acc | P | R | F1 |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for name in picks:

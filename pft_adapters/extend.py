@@ -77,7 +77,7 @@ def extend_zoo(
         "epochs": config.epochs,
         "steps": result.zoo.training["steps"],
         "batch_size": config.batch_size,
-        "lr": config.lr,
+        "lr": config.learning_rate,
         "seed": config.seed,
         "final_loss": result.zoo.training["final_loss"],
         "head": report,

@@ -49,6 +49,7 @@ from .errors import PFTError
 from .head import MixingHead, head_encoder, head_features
 from .layers import LoraSpec, PoleAdapters, add_pole_adapters
 from .values import ValueSpace
+from .scorer import DEFAULT_LR as SCORER_LR
 from .scorer import DEFAULT_MAX_LENGTH as SCORER_MAX_LENGTH
 from .scorer import DEFAULT_TARGETS as SCORER_TARGETS
 from .scorer import ScorerObjective, ScorerRow, scorer_rows
@@ -63,7 +64,7 @@ class TrainConfig:
     epochs: float = 2.0
     batch_size: int = 8  # rows per optimizer step, summed over processes and accumulation
     grad_accum: int = 1
-    lr: float = 1e-3
+    lr: float | None = None  # None: 1e-3 for an LLM zoo, scorer.DEFAULT_LR for a scorer zoo (see `learning_rate`)
     weight_decay: float = 0.0
     warmup: float = 0.05
     max_length: int | None = None  # tokens per row; None: 512 for an LLM zoo, 128 for a scorer zoo
@@ -85,8 +86,14 @@ class TrainConfig:
         if self.max_length is None:
             self.max_length = SCORER_MAX_LENGTH if scorer else 512
 
+    @property
+    def learning_rate(self) -> float:
+        if self.lr is not None:
+            return self.lr
+        return SCORER_LR if self.kind == "scorer" else 1e-3
+
     def fingerprint(self) -> str:
-        settings = asdict(self)
+        settings = asdict(self) | {"lr": self.learning_rate}
         if settings["method"] == "paired" and settings["pole"] is None:  # as before the methods existed: old checkpoints resume
             del settings["method"], settings["pole"]
         if settings["kind"] == "llm":
@@ -319,7 +326,7 @@ def train_zoo(
     params = list(adapters.parameters()) + objective.parameters()
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
     meta = {"config": config.fingerprint(), "data": _data_hash(keys), "base": base.fingerprint, "total_steps": total_steps}
     step = 0
     if resume and checkpoint_dir and (checkpoint_dir / "progress.json").exists():
@@ -356,7 +363,7 @@ def train_zoo(
                 step_loss += float(chunk_loss.detach())
                 tokens += chunk_tokens
             for group in optimizer.param_groups:
-                group["lr"] = config.lr * lr_factor(step, total_steps, config.warmup)
+                group["lr"] = config.learning_rate * lr_factor(step, total_steps, config.warmup)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -390,7 +397,7 @@ def train_zoo(
         "epochs": config.epochs,
         "steps": total_steps,
         "batch_size": config.batch_size,
-        "lr": config.lr,
+        "lr": config.learning_rate,
         "max_length": config.max_length,
         "seed": config.seed,
         "final_loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 4) if losses else None,

@@ -15,7 +15,7 @@ from pft_adapters.batching import Encoder, row_nll
 from pft_adapters.choose import option_scores
 from pft_adapters.data import paired_rows
 from pft_adapters.errors import PFTError
-from pft_adapters.train import train_zoo
+from pft_adapters.train import TrainConfig, train_zoo
 from pft_adapters.values import ValueSpace
 
 SPACE = ValueSpace.builtin().select(TRAIN_DIMS)
@@ -134,3 +134,13 @@ def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
     mp.spawn(_ddp_worker, args=(2, port, str(base_dir), data, str(tmp_path / "ddp")), nprocs=2, join=True)
     single = _train(base_dir, data, epochs=1, head_steps=5, pack=False)  # unpacked, as in test_gradient_accumulation...
     _same(single.zoo, Zoo.from_pretrained(tmp_path / "ddp"), atol=ADAM_TOL)
+
+
+def test_learning_rate_defaults_by_kind_and_an_explicit_one_wins():
+    from pft_adapters.scorer import DEFAULT_LR
+
+    assert TrainConfig().learning_rate == 1e-3 and TrainConfig(kind="scorer").learning_rate == DEFAULT_LR
+    assert TrainConfig(kind="scorer", lr=2e-3).learning_rate == 2e-3
+    # a default and the same rate given explicitly are the same settings (checkpoints resume across both)
+    assert TrainConfig().fingerprint() == TrainConfig(lr=1e-3).fingerprint()
+    assert TrainConfig(kind="scorer").fingerprint() != TrainConfig(kind="scorer", lr=1e-3).fingerprint()

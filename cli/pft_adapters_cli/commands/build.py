@@ -47,7 +47,7 @@ def train(
     epochs: float = typer.Option(2.0, "--epochs"),
     batch_size: int = typer.Option(8, "--batch-size", help="Rows per optimizer step (global, across processes)."),
     grad_accum: int = typer.Option(1, "--grad-accum", help="Split each step into this many micro-batches."),
-    lr: float = typer.Option(1e-3, "--lr"),
+    lr: float = typer.Option(None, "--lr", show_default=False, help="Peak learning rate (default: 1e-3; scorer: 5e-4)."),
     rank: int = typer.Option(8, "--rank", "-r", help="LoRA rank of every pole adapter."),
     alpha: float = typer.Option(16.0, "--alpha", help="LoRA alpha (scale = alpha / rank)."),
     target_modules: str = typer.Option(None, "--target-modules", help="Comma-separated names of the linear layers to adapt "

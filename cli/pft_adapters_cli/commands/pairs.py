@@ -167,7 +167,7 @@ def extend(
     old_data: Path = typer.Option(None, "--old-data", help="Held-out data of the zoo's own dimensions, to show the head still reads them (default: not measured)."),
     epochs: float = typer.Option(2.0, "--epochs"),
     batch_size: int = typer.Option(8, "--batch-size", help="Rows per optimizer step."),
-    lr: float = typer.Option(1e-3, "--lr"),
+    lr: float = typer.Option(None, "--lr", show_default=False, help="Peak learning rate (default: the zoo kind's, as `train`)."),
     max_length: int = typer.Option(512, "--max-length", help="Longest row in tokens; long prompts lose their start."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
