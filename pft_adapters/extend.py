@@ -78,6 +78,7 @@ def extend_zoo(
         "steps": result.zoo.training["steps"],
         "batch_size": config.batch_size,
         "lr": config.learning_rate,
+        "max_length": config.max_length,
         "seed": config.seed,
         "final_loss": result.zoo.training["final_loss"],
         "head": report,

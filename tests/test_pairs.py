@@ -277,11 +277,14 @@ def test_extend_cli_and_refusals(tmp_path, capsys, zoo_dir, vcd_dev):
                             if r["preference domain"] == "Risk Orientation"][:4], "old.json")
     out = tmp_path / "zoo2"
     code, stdout, err = run(capsys, "extend", zoo_dir, "--pairs", EXAMPLE / "pairs.json", "--data", small,
-                            "--old-data", old, "--epochs", "1", "--max-length", "256", "--out", out, "--json")
+                            "--old-data", old, "--epochs", "1", "--out", out, "--json")
     assert code == 0, err
     summary = json.loads(stdout)
     assert summary["added_poles"] == ["patient", "impulsive"]
     assert summary["head"]["old_pole_accuracy"] == summary["head"]["old_pole_accuracy_before"] is not None
+    # the new poles train at the length the zoo scores rows at, unless --max-length says otherwise
+    own = json.loads((zoo_dir / "pft_zoo.json").read_text())["training"]["max_length"]
+    assert json.loads((out / "pft_zoo.json").read_text())["training"]["extensions"][-1]["max_length"] == own
     assert re.fullmatch(r"[0-9a-f]{64}", sha256_file(out / "poles" / "patient" / "adapter_model.safetensors"))
     assert sha256_file(out / "poles" / "risk-averse" / "adapter_model.safetensors") == sha256_file(
         zoo_dir / "poles" / "risk-averse" / "adapter_model.safetensors")

@@ -168,7 +168,9 @@ def extend(
     epochs: float = typer.Option(2.0, "--epochs"),
     batch_size: int = typer.Option(8, "--batch-size", help="Rows per optimizer step."),
     lr: float = typer.Option(None, "--lr", show_default=False, help="Peak learning rate (default: the zoo kind's, as `train`)."),
-    max_length: int = typer.Option(512, "--max-length", help="Longest row in tokens; long prompts lose their start."),
+    max_length: int = typer.Option(None, "--max-length", show_default=False,
+                                   help="Longest row in tokens; long prompts lose their start (default: the zoo's own, "
+                                   "the length it scores rows at)."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
@@ -204,7 +206,8 @@ def extend(
     scenarios = [s for s in scenarios if s.dimension in wanted]
     dev_scenarios = [s for s in load_scenarios(dev, space, pair=pair, matching=matching) if s.dimension in wanted] if dev else None
     old_scenarios = load_scenarios(old_data, space) if old_data else None
-    config = TrainConfig(lora=grown_from.spec, epochs=epochs, batch_size=batch_size, lr=lr, max_length=max_length, seed=seed)
+    config = TrainConfig(lora=grown_from.spec, kind=grown_from.kind, epochs=epochs, batch_size=batch_size, lr=lr,
+                         max_length=max_length or grown_from.training.get("max_length"), seed=seed)
     model, tokenizer = grown_from.load_base(base)
     result = extend_zoo(grown_from, model, tokenizer, scenarios, space.select(wanted), config, dev=dev_scenarios,
                         old_data=old_scenarios, base_name=base or grown_from.base.id, device=device,
