@@ -562,52 +562,53 @@ def summary(values: Sequence[float]) -> dict:
     return {"mean": mean, "low": mean - half, "high": mean + half, "n": n}
 
 
-def incontext_picks(mixed: MixedModel, table: Table, users: Sequence[User], ks: Sequence[int],
+def incontext_picks(mixed: MixedModel | ScorerModel, table: Table, users: Sequence[User], ks: Sequence[int],
                     s: Settings) -> dict[int, list[float]]:
-    """Per K, the in-context alignment of each user of the subset (history pasted into the prompt)."""
+    """Per K, the in-context alignment of each user of the subset."""
     subset = users[: s.incontext_users]
     jobs = []  # (K, user index, scenario)
     for k in ks:
         for u, user in enumerate(subset):
             for i in user.scoring[: s.incontext_eval]:
                 jobs.append((k, u, i))
-    if table.scorer:
-        return nearest_choice_picks(table, subset, jobs, ks)
-    requests = []
-    for k, u, i in jobs:
-        sc = table.scenarios[i]
-        past = [table.scenarios[h].options[c].text for h, c in subset[u].history[:k]]
-        text = "Earlier choices of this person:\n" + "\n".join(f"- {p}" for p in past) + f"\n\nNow: {sc.text}"
-        requests.append((Scenario(text, sc.dimension, sc.options), torch.zeros(len(mixed.zoo.space.pole_slugs))))
-    raw = score_rows(mixed, requests, max(1, s.batch_size // 2), "in-context baseline", max_length=1024)
+    picked = nearest_choice_picks(table, subset, jobs) if table.scorer else pasted_history_picks(mixed, table, subset, jobs, s)
     picks: dict[tuple[int, int], list[tuple[int, int]]] = {}
-    for (k, u, i), scores in zip(jobs, raw):
-        picks.setdefault((k, u), []).append((i, best(scores - table.base[i], scores)))
+    for (k, u, i), p in zip(jobs, picked):
+        picks.setdefault((k, u), []).append((i, p))
     out: dict[int, list[float]] = {k: [] for k in ks}
     for (k, u), items in picks.items():
         out[k].append(alignment(table, subset[u], [p for _, p in items], [i for i, _ in items]))
     return out
 
 
-def nearest_choice_picks(table: Table, users: Sequence[User], jobs: Sequence[tuple[int, int, int]],
-                         ks: Sequence[int]) -> dict[int, list[float]]:
+def pasted_history_picks(mixed: MixedModel, table: Table, users: Sequence[User], jobs: Sequence[tuple[int, int, int]],
+                         s: Settings) -> list[int]:
+    """An LLM zoo's in-context baseline: the bare base with the user's last K chosen options in the prompt (PMI)."""
+    requests = []
+    for k, u, i in jobs:
+        sc = table.scenarios[i]
+        past = [table.scenarios[h].options[c].text for h, c in users[u].history[:k]]
+        text = "Earlier choices of this person:\n" + "\n".join(f"- {p}" for p in past) + f"\n\nNow: {sc.text}"
+        requests.append((Scenario(text, sc.dimension, sc.options), torch.zeros(len(mixed.zoo.space.pole_slugs))))
+    raw = score_rows(mixed, requests, max(1, s.batch_size // 2), "in-context baseline", max_length=1024)
+    return [best(scores - table.base[i], scores) for (_, _, i), scores in zip(jobs, raw)]
+
+
+def nearest_choice_picks(table: Table, users: Sequence[User], jobs: Sequence[tuple[int, int, int]]) -> list[int]:
     """A scorer zoo's in-context baseline: a bare encoder scores nothing, so the history serves as examples.
 
     Each option scores its mean cosine similarity (bare-encoder features) to the options the
     user chose minus that to the options they passed over; the highest wins.
     """
     unit = [torch.nn.functional.normalize(f, dim=-1) for f in table.features]
-    picks: dict[tuple[int, int], list[tuple[int, int]]] = {}
+    out = []
     for k, u, i in jobs:
         past = users[u].history[:k]
-        chosen = torch.stack([unit[h][c] for h, c in past])
+        score = (unit[i] @ torch.stack([unit[h][c] for h, c in past]).T).mean(1)
         passed = [unit[h][j] for h, c in past for j in range(len(unit[h])) if j != c]
-        score = unit[i] @ chosen.T
-        score = score.mean(1) - (unit[i] @ torch.stack(passed).T).mean(1) if passed else score.mean(1)
-        picks.setdefault((k, u), []).append((i, int(score.argmax())))
-    out: dict[int, list[float]] = {k: [] for k in ks}
-    for (k, u), items in picks.items():
-        out[k].append(alignment(table, users[u], [p for _, p in items], [i for i, _ in items]))
+        if passed:
+            score = score - (unit[i] @ torch.stack(passed).T).mean(1)
+        out.append(int(score.argmax()))
     return out
 
 

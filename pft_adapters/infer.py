@@ -321,7 +321,7 @@ def mirror_gaps(scores: Sequence[torch.Tensor], dims: Sequence[str], space: Valu
     """
     out = []
     for table, dim in zip(scores, dims):
-        first, second = (space.pole_index(p.slug) for p in (space.dimension(dim).first, space.dimension(dim).second))
+        first, second = (space.pole_index(pole.slug) for pole in space.dimension(dim).poles)
         gaps = torch.zeros_like(table)
         gaps[:, first] = table[:, first] - table[:, second]
         gaps[:, second] = -gaps[:, first]
@@ -463,7 +463,7 @@ def fit_scores(mixed, scenarios: Sequence[Scenario], dims: Sequence[str]) -> lis
     tables: list[torch.Tensor] = [torch.zeros(0)] * len(scenarios)
     for dim in sorted(set(dims)):
         rows = [i for i, d in enumerate(dims) if d == dim]
-        poles = [space.dimension(dim).first.slug, space.dimension(dim).second.slug]
+        poles = [pole.slug for pole in space.dimension(dim).poles]
         for i, table in zip(rows, pole_scores(mixed, [scenarios[i] for i in rows], poles)):
             tables[i] = table
     return mirror_gaps(tables, dims, space)
