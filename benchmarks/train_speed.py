@@ -105,7 +105,7 @@ def take_slice(scenarios: list[Scenario], n: int) -> list[Scenario]:
 
 
 def train_config(s: Settings, epochs: float) -> TrainConfig:
-    return TrainConfig(lora=LoraSpec(), epochs=epochs, batch_size=s.batch_size, seed=s.seed, head_steps=s.head_steps)
+    return TrainConfig(lora=LoraSpec(), epochs=epochs, batch_size=s.batch_size, seed=s.seed, head_steps=s.head_steps).resolved()
 
 
 def make_base(s: Settings, tokenizer) -> torch.nn.Module:
@@ -132,7 +132,7 @@ class PeftSFT:
         self.model.train()
         self.config, self.total_steps = config, total_steps
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
 
     def step(self, batches: list[Batch], n_rows: int, step: int) -> float:
         """One optimizer step over one or more forward passes whose losses are summed; returns the mean row loss."""
@@ -142,7 +142,7 @@ class PeftSFT:
             loss = loss + (batch.weights * nll).sum()
         (loss / n_rows).backward()
         for group in self.optimizer.param_groups:
-            group["lr"] = self.config.learning_rate * lr_factor(step, self.total_steps, self.config.warmup)
+            group["lr"] = self.config.lr * lr_factor(step, self.total_steps, self.config.warmup)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss.detach()) / n_rows

@@ -63,7 +63,7 @@ def extend_zoo(
     if not scenarios:
         raise PFTError("no scenarios for the new dimensions: check --data and --pair")
     zoo.check_base(model, base_name)
-    config = replace(config, lora=zoo.spec, kind=zoo.kind)
+    config = replace(config, lora=zoo.spec, kind=zoo.kind).resolved()  # the zoo's kind's defaults, not the config's
     result = train_zoo(model, tokenizer, scenarios, space, config, base_id=zoo.base.id, base_revision=zoo.base.revision,
                        dev=dev, progress=progress, device=device, **train_options)
     head, report = None, {"head": "none: the zoo had no mixing head"}
@@ -77,7 +77,7 @@ def extend_zoo(
         "epochs": config.epochs,
         "steps": result.zoo.training["steps"],
         "batch_size": config.batch_size,
-        "lr": config.learning_rate,
+        "lr": config.lr,
         "max_length": config.max_length,
         "seed": config.seed,
         "final_loss": result.zoo.training["final_loss"],

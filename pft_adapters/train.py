@@ -33,7 +33,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
@@ -64,7 +64,7 @@ class TrainConfig:
     epochs: float = 2.0
     batch_size: int = 8  # rows per optimizer step, summed over processes and accumulation
     grad_accum: int = 1
-    lr: float | None = None  # None: 1e-3 for an LLM zoo, scorer.DEFAULT_LR for a scorer zoo (see `learning_rate`)
+    lr: float | None = None  # None: 1e-3 for an LLM zoo, scorer.DEFAULT_LR for a scorer zoo
     weight_decay: float = 0.0
     warmup: float = 0.05
     max_length: int | None = None  # tokens per row; None: 512 for an LLM zoo, 128 for a scorer zoo
@@ -80,20 +80,23 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise PFTError(f"unknown zoo kind '{self.kind}': choose one of {', '.join(KINDS)}")
-        scorer = self.kind == "scorer"
-        if self.lora is None:
-            self.lora = LoraSpec(target_modules=SCORER_TARGETS) if scorer else LoraSpec()
-        if self.max_length is None:
-            self.max_length = SCORER_MAX_LENGTH if scorer else 512
 
-    @property
-    def learning_rate(self) -> float:
-        if self.lr is not None:
-            return self.lr
-        return SCORER_LR if self.kind == "scorer" else 1e-3
+    def resolved(self) -> TrainConfig:
+        """This config with every None (`lora`, `lr`, `max_length`) set to its kind's default.
+
+        Defaults are filled here, not when the config is built, so a config moved to
+        another kind (`dataclasses.replace(config, kind=...)`) takes that kind's defaults.
+        """
+        scorer = self.kind == "scorer"
+        return replace(
+            self,
+            lora=self.lora or (LoraSpec(target_modules=SCORER_TARGETS) if scorer else LoraSpec()),
+            lr=self.lr if self.lr is not None else (SCORER_LR if scorer else 1e-3),
+            max_length=self.max_length if self.max_length is not None else (SCORER_MAX_LENGTH if scorer else 512),
+        )
 
     def fingerprint(self) -> str:
-        settings = asdict(self) | {"lr": self.learning_rate}
+        settings = asdict(self.resolved())
         if settings["method"] == "paired" and settings["pole"] is None:  # as before the methods existed: old checkpoints resume
             del settings["method"], settings["pole"]
         if settings["kind"] == "llm":
@@ -309,6 +312,7 @@ def train_zoo(
     `model` is frozen and wrapped in place. `stop_after` ends the run early after
     that many optimizer steps (with a checkpoint), as an interrupt would.
     """
+    config = config.resolved()
     rank, world = _world()
     if config.head_encoder:
         head_encoder(config.head_encoder)  # a bad name fails now, not after training (the load is cached)
@@ -326,7 +330,7 @@ def train_zoo(
     params = list(adapters.parameters()) + objective.parameters()
     for p in params:
         p.requires_grad_(True)
-    optimizer = torch.optim.AdamW(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     meta = {"config": config.fingerprint(), "data": _data_hash(keys), "base": base.fingerprint, "total_steps": total_steps}
     step = 0
     if resume and checkpoint_dir and (checkpoint_dir / "progress.json").exists():
@@ -363,7 +367,7 @@ def train_zoo(
                 step_loss += float(chunk_loss.detach())
                 tokens += chunk_tokens
             for group in optimizer.param_groups:
-                group["lr"] = config.learning_rate * lr_factor(step, total_steps, config.warmup)
+                group["lr"] = config.lr * lr_factor(step, total_steps, config.warmup)
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
@@ -397,7 +401,7 @@ def train_zoo(
         "epochs": config.epochs,
         "steps": total_steps,
         "batch_size": config.batch_size,
-        "lr": config.learning_rate,
+        "lr": config.lr,
         "max_length": config.max_length,
         "seed": config.seed,
         "final_loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 4) if losses else None,

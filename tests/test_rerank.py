@@ -8,6 +8,7 @@ import pytest
 
 from pft_adapters.errors import PFTError
 from pft_adapters.rerank import read_candidates
+from pft_adapters.scorer import DEFAULT_MAX_LENGTH, DEFAULT_TARGETS
 from test_cli_build import run, user_error
 
 ANSWERS = [
@@ -41,7 +42,7 @@ def test_train_scorer_through_the_cli_records_the_kind(cli_scorer, capsys):
     code, out, _ = run(capsys, "info", cli_scorer, "--json")
     info = json.loads(out)
     assert code == 0 and info["kind"] == "scorer"
-    assert info["lora"]["target_modules"] == ["query", "key", "value", "dense"] and info["training"]["max_length"] == 128
+    assert info["lora"]["target_modules"] == list(DEFAULT_TARGETS) and info["training"]["max_length"] == DEFAULT_MAX_LENGTH
 
 
 def test_rerank_ranks_each_group_and_keeps_per_line_vectors(cli_scorer, answers, tmp_path, capsys):

@@ -136,11 +136,18 @@ def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
     _same(single.zoo, Zoo.from_pretrained(tmp_path / "ddp"), atol=ADAM_TOL)
 
 
-def test_learning_rate_defaults_by_kind_and_an_explicit_one_wins():
-    from pft_adapters.scorer import DEFAULT_LR
+def test_kind_defaults_fill_in_when_resolved_and_explicit_values_win():
+    from dataclasses import replace
 
-    assert TrainConfig().learning_rate == 1e-3 and TrainConfig(kind="scorer").learning_rate == DEFAULT_LR
-    assert TrainConfig(kind="scorer", lr=2e-3).learning_rate == 2e-3
-    # a default and the same rate given explicitly are the same settings (checkpoints resume across both)
-    assert TrainConfig().fingerprint() == TrainConfig(lr=1e-3).fingerprint()
+    from pft_adapters.scorer import DEFAULT_LR, DEFAULT_MAX_LENGTH, DEFAULT_TARGETS
+
+    llm, scorer = TrainConfig().resolved(), TrainConfig(kind="scorer").resolved()
+    assert (llm.lr, llm.max_length, llm.lora.target_modules[0]) == (1e-3, 512, "q_proj")
+    assert (scorer.lr, scorer.max_length, scorer.lora.target_modules) == (DEFAULT_LR, DEFAULT_MAX_LENGTH, DEFAULT_TARGETS)
+    assert TrainConfig(kind="scorer", lr=2e-3, max_length=64).resolved().lr == 2e-3
+    # a config moved to another kind takes that kind's defaults, as `extend_zoo` moves it to the zoo's kind
+    moved = replace(TrainConfig(), kind="scorer").resolved()
+    assert (moved.lr, moved.max_length) == (DEFAULT_LR, DEFAULT_MAX_LENGTH)
+    # a default and the same value given explicitly are the same settings (checkpoints resume across both)
+    assert TrainConfig().fingerprint() == TrainConfig(lr=1e-3, max_length=512).fingerprint()
     assert TrainConfig(kind="scorer").fingerprint() != TrainConfig(kind="scorer", lr=1e-3).fingerprint()

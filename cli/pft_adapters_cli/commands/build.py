@@ -105,7 +105,7 @@ def train(
         epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
         pole_weights=_pole_weights(pole_weight, space), method=method, pole=pole, kind=kind, head_encoder=head_encoder,
     )
-    config.lora = LoraSpec(r=rank, alpha=alpha, target_modules=targets or config.lora.target_modules)
+    config.lora = LoraSpec(r=rank, alpha=alpha, target_modules=targets or config.resolved().lora.target_modules)
     if head_encoder:
         pin_encoder(head_encoder)  # a bad name fails now, not after training; the loaded encoder is reused
     model, tokenizer = (load_encoder if kind == "scorer" else load_base)(base)
