@@ -51,6 +51,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+from tqdm.auto import tqdm
 
 from pft_adapters.base import MINILM, cached_base, corpus_texts, load_base, load_encoder
 from pft_adapters.batching import token_nll
@@ -66,12 +67,12 @@ from pft_adapters.evaluate import (
     score_select_all,
     score_select_one,
 )
-from pft_adapters.head import head_features
+from pft_adapters.head import head_features, mean_pool
 from pft_adapters.layers import LoraSpec
 from pft_adapters.mix import MixedModel
 from pft_adapters.scorer import DEFAULT_LR as SCORER_LR
 from pft_adapters.scorer import DEFAULT_MAX_LENGTH as SCORER_MAX_LENGTH
-from pft_adapters.scorer import ScorerModel
+from pft_adapters.scorer import CANDIDATE_MASK, ScorerModel, encode_pairs
 from pft_adapters.train import TrainConfig, train_zoo
 from pft_adapters.values import ValueSpace
 from pft_adapters.vector import PreferenceVector
@@ -310,31 +311,77 @@ def combined(adapter: Sequence[Choice], head: Sequence[Choice], cases: Sequence[
     return out
 
 
-def composition(mixed: MixedModel, cases: Sequence[Case], alone: EvalResult, calibrate: str) -> dict:
-    """Each dimension's select-one accuracy with a second dimension mixed in at the opposite sign, vs alone.
+def partnered(space: ValueSpace, cases: Sequence[Case]) -> list[Case]:
+    """Each case with a second dimension mixed in at the opposite sign, the partner rotating from case to case.
 
-    The partner dimension rotates over the other dimensions from case to case (e.g. risk=1, time=-1 for
-    one scenario, risk=1, social=-1 for the next), so every pair is covered at the cost of one pass.
+    (e.g. risk=1, time=-1 for one scenario, risk=1, social=-1 for the next): every pair is covered in one pass.
     """
-    space = mixed.zoo.space
     dims = [d.slug for d in space]
-    mixed_cases, seen = [], {}
+    out, seen = [], {}
     for case in cases:
         dim = space.dimension_of(case.target).slug
         others = [d for d in dims if d != dim]
         k = seen[dim] = seen.get(dim, -1) + 1
         sign = case.vector[dim]
-        mixed_cases.append(Case(case.scenario, PreferenceVector({dim: sign, others[k % len(others)]: -sign}), case.target))
+        out.append(Case(case.scenario, PreferenceVector({dim: sign, others[k % len(others)]: -sign}), case.target))
+    return out
+
+
+def composition(mixed: MixedModel, cases: Sequence[Case], alone: EvalResult, calibrate: str) -> dict:
+    """Each dimension's select-one accuracy with a second dimension mixed in (`partnered`), vs alone."""
+    space = mixed.zoo.space
+    mixed_cases = partnered(space, cases)
     picks = choices(mixed, mixed_cases, calibrate, desc="composition")
     result = score_select_one(mixed_cases, picks, space)
     out = {}
-    for dim in dims:
+    for dim in (d.slug for d in space):
         if dim in alone.per_dimension and dim in result.per_dimension:
             a, m = alone.per_dimension[dim], result.per_dimension[dim]
             out[dim] = {"alone": a, "mixed": m, "diff": m - a}
     worst = max((abs(v["diff"]) for v in out.values()), default=float("nan"))
     return {"per_dimension": out, "worst_abs_diff": worst, "cases": len(mixed_cases),
             "partners": "a second dimension at the opposite sign, rotating over the other dimensions"}
+
+
+@torch.no_grad()
+def drift_sources(scorer: ScorerModel, cases: Sequence[Case]) -> dict[str, dict[str, float]]:
+    """Where a scorer's composition drift comes from: select-one per dimension (mirror) with the partner
+    pole of `partnered` in the encoder's adapters only, or in the score heads only."""
+    space = scorer.zoo.space
+    rows = []  # (case index, placement, option index, +1 or -1 for the mirror, case, option text, encoder weights, head weights)
+    for i, case in enumerate(partnered(space, cases)):
+        dim = space.dimension_of(case.target).slug
+        own = scorer.weights({dim: case.vector[dim]})
+        mirrored = scorer.weights({dim: -case.vector[dim]})
+        partner = scorer.weights({k: v for k, v in case.vector.items() if k != dim})
+        for where in ("encoder", "score heads"):
+            for sign, pole in ((1.0, own), (-1.0, mirrored)):
+                enc, head = (pole + partner, pole) if where == "encoder" else (pole, pole + partner)
+                rows += [(i, where, j, sign, case, o.text, enc, head) for j, o in enumerate(case.scenario.options)]
+    device = next(scorer.adapters.parameters()).device
+    values = []
+    with scorer.adapters.kept():
+        for start in tqdm(range(0, len(rows), 64), desc="drift sources", leave=False):
+            batch = rows[start : start + 64]
+            encoded = encode_pairs(scorer.tokenizer, [r[5] for r in batch], [r[4].scenario.text for r in batch], scorer.max_length)
+            encoded = {k: v.to(device) for k, v in encoded.items()}
+            scorer.adapters.use_rows(torch.stack([r[6] for r in batch]).to(device))
+            hidden = scorer.model(**{k: v for k, v in encoded.items() if k != CANDIDATE_MASK}).last_hidden_state
+            heads = torch.stack([r[7] for r in batch]).to(device)
+            values += scorer.net.heads(mean_pool(hidden, encoded[CANDIDATE_MASK]), heads).float().cpu().tolist()
+    totals: dict[tuple[str, int], dict[int, float]] = {}
+    for (i, where, j, sign, *_), value in zip(rows, values):
+        option_scores = totals.setdefault((where, i), {})
+        option_scores[j] = option_scores.get(j, 0.0) + sign * value
+    out = {}
+    for where in ("encoder", "score heads"):
+        picks = []
+        for i, case in enumerate(cases):
+            scores = totals[(where, i)]
+            best = max(scores, key=scores.get)
+            picks.append(Choice(best, case.scenario.options[best].pole, [round(scores[j], 4) for j in sorted(scores)]))
+        out[where] = score_select_one(cases, picks, space).per_dimension
+    return out
 
 
 def sweep(mixed: MixedModel, dev: Sequence[Scenario], values: Sequence[float], calibrate: str,
@@ -558,6 +605,7 @@ def scorer_main(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], d
     headline = "scorer zoo (mirror)"
     macro = select_one[headline].macro_accuracy
     comp = composition(scorer, cases, select_one[headline], "mirror")
+    comp["sources"] = drift_sources(scorer, cases)
     nb_macro = select_one["naive Bayes (bag of words)"].macro_accuracy
     minutes = zoo.training.get("seconds", float("nan")) / 60
     targets = [
@@ -599,7 +647,13 @@ def scorer_main(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], d
               f"{macro - PAPER_SELECT_ONE:+.3f}.", "", "## Composition (two dimensions mixed at once)", "",
               "| dimension | alone | mixed | diff |", "| --- | --- | --- | --- |"]
     lines += [f"| {d} | {fmt(v['alone'])} | {fmt(v['mixed'])} | {v['diff']:+.3f} |" for d, v in comp["per_dimension"].items()]
-    lines += ["", f"Each case mixes {comp['partners']}.", ""]
+    lines += ["", f"Each case mixes {comp['partners']}.", "", "### Where the drift comes from", "",
+              "The same cases with the partner pole in one place only (mirror calibration, as above):", "",
+              "| dimension | alone | partner in the encoder only | partner in the score heads only |", "| --- | --- | --- | --- |"]
+    sources = comp["sources"]
+    lines += [f"| {d} | {fmt(v['alone'])} | {fmt(sources['encoder'][d])} | {fmt(sources['score heads'][d])} |"
+              for d, v in comp["per_dimension"].items()]
+    lines.append("")
     (out / "vcd_quality_scorer.md").write_text("\n".join(lines), encoding="utf-8")
     if a.json:
         a.json.write_text(json.dumps(figures, indent=2, default=float) + "\n", encoding="utf-8")
