@@ -138,6 +138,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the report, JSON and plots go")
     p.add_argument("--retrain", action="store_true", help="ignore cached zoos (the base stays cached)")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
+    p.add_argument("--every-partner", action="store_true", help="composition: mix each case with every other dimension "
+                   "in turn (five times the cases) and report each (dimension, partner) pair, instead of one rotating partner")
     p.add_argument("--scorer", action="store_true", help="evaluate a scorer zoo on a sentence encoder instead (own report)")
     p.add_argument("--encoder", default=MINILM, help=f"with --scorer: the sentence encoder (default {MINILM}, offline)")
     p.add_argument("--scorer-epochs", type=float, help="with --scorer: epochs (default 2, as `train`; --quick 1)")
@@ -311,10 +313,11 @@ def combined(adapter: Sequence[Choice], head: Sequence[Choice], cases: Sequence[
     return out
 
 
-def partnered(space: ValueSpace, cases: Sequence[Case]) -> list[Case]:
-    """Each case with a second dimension mixed in at the opposite sign, the partner rotating from case to case.
+def partnered(space: ValueSpace, cases: Sequence[Case], every: bool = False) -> list[Case]:
+    """Each case with a second dimension mixed in at the opposite sign.
 
-    (e.g. risk=1, time=-1 for one scenario, risk=1, social=-1 for the next): every pair is covered in one pass.
+    The partner rotates from case to case (e.g. risk=1, time=-1 for one scenario, risk=1, social=-1 for
+    the next), so every pair is covered in one pass; `every` gives each case once per other dimension.
     """
     dims = [d.slug for d in space]
     out, seen = [], {}
@@ -323,14 +326,18 @@ def partnered(space: ValueSpace, cases: Sequence[Case]) -> list[Case]:
         others = [d for d in dims if d != dim]
         k = seen[dim] = seen.get(dim, -1) + 1
         sign = case.vector[dim]
-        out.append(Case(case.scenario, PreferenceVector({dim: sign, others[k % len(others)]: -sign}), case.target))
+        for other in others if every else [others[k % len(others)]]:
+            out.append(Case(case.scenario, PreferenceVector({dim: sign, other: -sign}), case.target))
     return out
 
 
-def composition(mixed: MixedModel, cases: Sequence[Case], alone: EvalResult, calibrate: str) -> dict:
-    """Each dimension's select-one accuracy with a second dimension mixed in (`partnered`), vs alone."""
+def composition(mixed: MixedModel, cases: Sequence[Case], alone: EvalResult, calibrate: str, every: bool = False) -> dict:
+    """Each dimension's select-one accuracy with a second dimension mixed in (`partnered`), vs alone.
+
+    With `every`, also each (dimension, partner) pair's accuracy minus the dimension's alone.
+    """
     space = mixed.zoo.space
-    mixed_cases = partnered(space, cases)
+    mixed_cases = partnered(space, cases, every)
     picks = choices(mixed, mixed_cases, calibrate, desc="composition")
     result = score_select_one(mixed_cases, picks, space)
     out = {}
@@ -339,8 +346,20 @@ def composition(mixed: MixedModel, cases: Sequence[Case], alone: EvalResult, cal
             a, m = alone.per_dimension[dim], result.per_dimension[dim]
             out[dim] = {"alone": a, "mixed": m, "diff": m - a}
     worst = max((abs(v["diff"]) for v in out.values()), default=float("nan"))
-    return {"per_dimension": out, "worst_abs_diff": worst, "cases": len(mixed_cases),
-            "partners": "a second dimension at the opposite sign, rotating over the other dimensions"}
+    comp = {"per_dimension": out, "worst_abs_diff": worst, "cases": len(mixed_cases),
+            "partners": "every other dimension at the opposite sign, each in turn" if every else
+            "a second dimension at the opposite sign, rotating over the other dimensions"}
+    if every:
+        pairs: dict[str, dict[str, float]] = {}
+        partner_of = [next(k for k in c.vector if k != space.dimension_of(c.target).slug) for c in mixed_cases]
+        for partner in (d.slug for d in space):
+            chosen = [i for i, p in enumerate(partner_of) if p == partner]
+            per_dim = score_select_one([mixed_cases[i] for i in chosen], [picks[i] for i in chosen], space).per_dimension
+            for dim, acc in per_dim.items():
+                if dim != partner and dim in out:
+                    pairs.setdefault(dim, {})[partner] = acc - out[dim]["alone"]
+        comp["pairs"] = pairs
+    return comp
 
 
 @torch.no_grad()
@@ -604,7 +623,7 @@ def scorer_main(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], d
     select_all = {name: score_select_all(cases, p, space) for name, p in picks.items()}
     headline = "scorer zoo (mirror)"
     macro = select_one[headline].macro_accuracy
-    comp = composition(scorer, cases, select_one[headline], "mirror")
+    comp = composition(scorer, cases, select_one[headline], "mirror", a.every_partner)
     comp["sources"] = drift_sources(scorer, cases)
     nb_macro = select_one["naive Bayes (bag of words)"].macro_accuracy
     minutes = zoo.training.get("seconds", float("nan")) / 60
@@ -647,10 +666,16 @@ def scorer_main(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], d
               f"{macro - PAPER_SELECT_ONE:+.3f}.", "", "## Composition (two dimensions mixed at once)", "",
               "| dimension | alone | mixed | diff |", "| --- | --- | --- | --- |"]
     lines += [f"| {d} | {fmt(v['alone'])} | {fmt(v['mixed'])} | {v['diff']:+.3f} |" for d, v in comp["per_dimension"].items()]
-    lines += ["", f"Each case mixes {comp['partners']}.", "", "### Where the drift comes from", "",
-              "The same cases with the partner pole in one place only (mirror calibration, as above):", "",
-              "| dimension | alone | partner in the encoder only | partner in the score heads only |", "| --- | --- | --- | --- |"]
+    lines += ["", f"Each case mixes {comp['partners']}."]
+    if "pairs" in comp:
+        dims = list(comp["per_dimension"])
+        lines += ["", "### Each pair (mixed - alone)", "", "| dimension | " + " | ".join(f"with {d}" for d in dims) + " |",
+                  "| --- |" + " --- |" * len(dims)]
+        lines += [f"| {d} | " + " | ".join("" if p == d else f"{comp['pairs'][d][p]:+.3f}" for p in dims) + " |" for d in dims]
     sources = comp["sources"]
+    lines += ["", "### Where the drift comes from", "",
+              "The cases with one rotating partner, the partner pole in one place only (mirror calibration, as above):", "",
+              "| dimension | alone | partner in the encoder only | partner in the score heads only |", "| --- | --- | --- | --- |"]
     lines += [f"| {d} | {fmt(v['alone'])} | {fmt(sources['encoder'][d])} | {fmt(sources['score heads'][d])} |"
               for d, v in comp["per_dimension"].items()]
     lines.append("")
@@ -735,7 +760,7 @@ def main(argv: list[str] | None = None) -> int:
     seconds["open_ended"] = time.perf_counter() - mark
 
     mark = time.perf_counter()
-    comp = composition(mixed["paired"], cases, select_one["paired"], "mirror")
+    comp = composition(mixed["paired"], cases, select_one["paired"], "mirror", a.every_partner)
     known: dict[tuple[str, float], list[bool]] = {}
     for case, pick in zip(cases, picks["paired"]):
         dim = space.dimension_of(case.target)
