@@ -648,7 +648,7 @@ def scorer_main(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], d
     out.mkdir(parents=True, exist_ok=True)
     (out / "vcd_quality_scorer.json").write_text(json.dumps(figures, indent=2, default=float) + "\n", encoding="utf-8")
     lines = [f"# VCD quality: scorer zoo on {a.encoder}", "",
-             f"Rerun: `python benchmarks/vcd_quality.py --scorer` ({len(train)} training / {len(dev)} dev scenarios, "
+             f"Rerun: `python benchmarks/vcd_quality.py --scorer{' --every-partner' if a.every_partner else ''}` ({len(train)} training / {len(dev)} dev scenarios, "
              f"{zoo.training.get('epochs')} epochs, lr {zoo.training.get('lr')}, {a.scorer_max_length} tokens per pair, "
              f"LoRA r={zoo.spec.r} on {', '.join(zoo.spec.target_modules)}; training took {minutes:.1f} min on "
              f"{s.threads} CPU threads).", "",
