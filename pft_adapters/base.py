@@ -394,13 +394,18 @@ def make_base(
     out_dir: str | os.PathLike[str],
     size: str | BaseSize = "small",
     vocab_size: int | None = None,
-    pretrain_minutes: float = 3.0,
+    pretrain_minutes: float | None = 3.0,
     seed: int = 0,
     progress: bool = True,
     overwrite: bool = False,
     threads: int | None = None,
+    pretrain_epochs: float | None = None,
 ) -> Path:
-    """Train a tokenizer and a pre-trained base on `texts` and save both as a normal HF model folder."""
+    """Train a tokenizer and a pre-trained base on `texts` and save both as a normal HF model folder.
+
+    Pre-training stops at `pretrain_minutes` or `pretrain_epochs`, whichever comes first; pass
+    `pretrain_minutes=None` with `pretrain_epochs` for a base that is the same on any machine.
+    """
     out_dir = Path(out_dir)
     check_target(out_dir, overwrite)
     shape = base_size(size)
@@ -410,8 +415,10 @@ def make_base(
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(shape, tokenizer, vocab_size)
-    stats = pretrain(model, tokenizer, texts, minutes=pretrain_minutes, seed=seed, progress=progress, threads=threads)
+    stats = pretrain(model, tokenizer, texts, minutes=pretrain_minutes, epochs=pretrain_epochs, seed=seed,
+                     progress=progress, threads=threads)
     info = _base_info(texts, size, vocab_size, pretrain_minutes, seed) | {
+        "pretrain_epochs": pretrain_epochs,
         "parameters": model.num_parameters(),
         "pretrain": dataclasses.asdict(stats),
     }
@@ -423,7 +430,7 @@ def make_base(
 
 
 def _base_info(
-    texts: Sequence[str], size: str | BaseSize, vocab_size: int | None, pretrain_minutes: float, seed: int
+    texts: Sequence[str], size: str | BaseSize, vocab_size: int | None, pretrain_minutes: float | None, seed: int
 ) -> dict:
     """The build parameters that decide whether a saved base can be reused (pft_base.json)."""
     return {

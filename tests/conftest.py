@@ -59,9 +59,12 @@ def train_slice(scenarios):
 
 @pytest.fixture(scope="session")
 def base_dir(tmp_path_factory, vcd_train) -> Path:
-    """A tiny Llama-style base with a tokenizer trained on VCD text, briefly pre-trained, in HF format."""
+    """A tiny Llama-style base with a tokenizer trained on VCD text, pre-trained 2 epochs (about 10 s), in HF format.
+
+    Limited by epochs, not minutes, so every machine builds the same base and the tests see the same models.
+    """
     return make_base(corpus_texts(vcd_train)[:1500], tmp_path_factory.mktemp("base") / "tiny",
-                     size="tiny", pretrain_minutes=0.2, seed=0, progress=False)
+                     size="tiny", pretrain_minutes=None, pretrain_epochs=2, seed=0, progress=False)
 
 
 @pytest.fixture()

@@ -264,3 +264,14 @@ def test_cached_base_reuses_matching_base(vcd_texts, tmp_path, monkeypatch):
 
     other = cached_base(vcd_texts, tmp_path, size="tiny", pretrain_minutes=0, seed=1, progress=False)
     assert other != first and json.loads((other / BASE_INFO_FILE).read_text())["seed"] == 1
+
+
+def test_an_epoch_limited_base_is_the_same_on_every_build(vcd_texts, tmp_path):
+    from safetensors.torch import load_file
+
+    built = [make_base(vcd_texts, tmp_path / name, size="tiny", pretrain_minutes=None, pretrain_epochs=0.05, seed=0,
+                       progress=False) for name in ("a", "b")]
+    a, b = (load_file(path / "model.safetensors") for path in built)
+    info = json.loads((built[0] / BASE_INFO_FILE).read_text())
+    assert info["pretrain"]["steps"] > 0 and info["pretrain_epochs"] == 0.05
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
