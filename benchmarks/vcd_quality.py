@@ -51,7 +51,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from tqdm.auto import tqdm
 
 from pft_adapters.base import MINILM, cached_base, corpus_texts, load_base, load_encoder
 from pft_adapters.batching import token_nll
@@ -67,12 +66,12 @@ from pft_adapters.evaluate import (
     score_select_all,
     score_select_one,
 )
-from pft_adapters.head import head_features, mean_pool
+from pft_adapters.head import head_features
 from pft_adapters.layers import LoraSpec
 from pft_adapters.mix import MixedModel
 from pft_adapters.scorer import DEFAULT_LR as SCORER_LR
 from pft_adapters.scorer import DEFAULT_MAX_LENGTH as SCORER_MAX_LENGTH
-from pft_adapters.scorer import CANDIDATE_MASK, ScorerModel, encode_pairs
+from pft_adapters.scorer import ScorerModel
 from pft_adapters.train import TrainConfig, train_zoo
 from pft_adapters.values import ValueSpace
 from pft_adapters.vector import PreferenceVector
@@ -356,18 +355,17 @@ def composition(mixed: MixedModel, cases: Sequence[Case], alone: EvalResult, cal
             chosen = [i for i, p in enumerate(partner_of) if p == partner]
             per_dim = score_select_one([mixed_cases[i] for i in chosen], [picks[i] for i in chosen], space).per_dimension
             for dim, acc in per_dim.items():
-                if dim != partner and dim in out:
+                if dim in out:
                     pairs.setdefault(dim, {})[partner] = acc - out[dim]["alone"]
         comp["pairs"] = pairs
     return comp
 
 
-@torch.no_grad()
 def drift_sources(scorer: ScorerModel, cases: Sequence[Case]) -> dict[str, dict[str, float]]:
     """Where a scorer's composition drift comes from: select-one per dimension (mirror) with the partner
     pole of `partnered` in the encoder's adapters only, or in the score heads only."""
     space = scorer.zoo.space
-    rows = []  # (case index, placement, option index, +1 or -1 for the mirror, case, option text, encoder weights, head weights)
+    keys, texts, contexts, encoder_weights, head_weights = [], [], [], [], []  # keys: (placement, case, option, sign)
     for i, case in enumerate(partnered(space, cases)):
         dim = space.dimension_of(case.target).slug
         own = scorer.weights({dim: case.vector[dim]})
@@ -376,20 +374,15 @@ def drift_sources(scorer: ScorerModel, cases: Sequence[Case]) -> dict[str, dict[
         for where in ("encoder", "score heads"):
             for sign, pole in ((1.0, own), (-1.0, mirrored)):
                 enc, head = (pole + partner, pole) if where == "encoder" else (pole, pole + partner)
-                rows += [(i, where, j, sign, case, o.text, enc, head) for j, o in enumerate(case.scenario.options)]
-    device = next(scorer.adapters.parameters()).device
-    values = []
-    with scorer.adapters.kept():
-        for start in tqdm(range(0, len(rows), 64), desc="drift sources", leave=False):
-            batch = rows[start : start + 64]
-            encoded = encode_pairs(scorer.tokenizer, [r[5] for r in batch], [r[4].scenario.text for r in batch], scorer.max_length)
-            encoded = {k: v.to(device) for k, v in encoded.items()}
-            scorer.adapters.use_rows(torch.stack([r[6] for r in batch]).to(device))
-            hidden = scorer.model(**{k: v for k, v in encoded.items() if k != CANDIDATE_MASK}).last_hidden_state
-            heads = torch.stack([r[7] for r in batch]).to(device)
-            values += scorer.net.heads(mean_pool(hidden, encoded[CANDIDATE_MASK]), heads).float().cpu().tolist()
+                for j, option in enumerate(case.scenario.options):
+                    keys.append((where, i, j, sign))
+                    texts.append(option.text)
+                    contexts.append(case.scenario.text)
+                    encoder_weights.append(enc)
+                    head_weights.append(head)
+    values = scorer.scores(texts, torch.stack(encoder_weights), contexts, head_weights=torch.stack(head_weights))
     totals: dict[tuple[str, int], dict[int, float]] = {}
-    for (i, where, j, sign, *_), value in zip(rows, values):
+    for (where, i, j, sign), value in zip(keys, values.tolist()):
         option_scores = totals.setdefault((where, i), {})
         option_scores[j] = option_scores.get(j, 0.0) + sign * value
     out = {}

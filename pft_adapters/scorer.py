@@ -77,11 +77,13 @@ class ScorerNet(nn.Module):
         self.adapters = adapters
 
     def forward(self, encoded: Mapping[str, torch.Tensor], coefficients: torch.Tensor,
-                route: torch.Tensor | None = None) -> torch.Tensor:
+                route: torch.Tensor | None = None, head_coefficients: torch.Tensor | None = None) -> torch.Tensor:
         """(n,) scores of the encoded texts, each under its coefficient row.
 
         `route` (pole index per row, one-hot `coefficients`) computes only that pole's
         factors: the training path. Otherwise the rows' coefficients mix every pole.
+        `head_coefficients` (default: `coefficients`) mix the score heads apart from the
+        encoder's adapters, to tell which of the two a mix's effect comes from.
         """
         if route is not None:
             self.adapters.use_route(route)
@@ -90,7 +92,8 @@ class ScorerNet(nn.Module):
         else:
             self.adapters.off()
         hidden = self.encoder(**{k: v for k, v in encoded.items() if k != CANDIDATE_MASK}).last_hidden_state
-        return self.heads(mean_pool(hidden, encoded[CANDIDATE_MASK]), coefficients)
+        heads = coefficients if head_coefficients is None else head_coefficients
+        return self.heads(mean_pool(hidden, encoded[CANDIDATE_MASK]), heads)
 
 
 def encode_pairs(tokenizer, candidates: Sequence[str], contexts: Sequence[str | None] | None,
@@ -208,8 +211,13 @@ class ScorerModel(Mixer):
 
     @torch.no_grad()
     def scores(self, candidates: Sequence[str], spec: VectorSpec | Sequence[VectorSpec] | torch.Tensor,
-               contexts: Sequence[str | None] | None = None, batch_size: int = 64) -> torch.Tensor:
-        """(n,) score of each candidate (after its context, if any) under one vector or one per candidate."""
+               contexts: Sequence[str | None] | None = None, batch_size: int = 64,
+               head_weights: torch.Tensor | None = None) -> torch.Tensor:
+        """(n,) score of each candidate (after its context, if any) under one vector or one per candidate.
+
+        `head_weights` ((n, P) pole weights, default: the vector's) mix the score heads apart
+        from the encoder's adapters (`ScorerNet.forward`).
+        """
         n = len(candidates)
         if contexts is not None and len(contexts) != n:
             raise PFTError(f"got {len(contexts)} contexts for {n} candidates: give one context per candidate, or none")
@@ -225,7 +233,8 @@ class ScorerModel(Mixer):
                 encoded = encode_pairs(self.tokenizer, candidates[start:end],
                                        None if contexts is None else contexts[start:end], self.max_length)
                 encoded = {k: v.to(device) for k, v in encoded.items()}
-                out[start:end] = self.net(encoded, weights[start:end].to(device)).float().cpu()
+                heads = None if head_weights is None else head_weights[start:end].float().to(device)
+                out[start:end] = self.net(encoded, weights[start:end].to(device), head_coefficients=heads).float().cpu()
         return out
 
     def choose(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec],

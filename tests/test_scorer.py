@@ -94,6 +94,20 @@ def test_one_hot_is_the_pole_alone_zero_scores_nothing_and_rows_are_independent(
     torch.testing.assert_close(together, one_by_one, atol=1e-5, rtol=1e-5)
 
 
+def test_head_weights_mix_the_score_heads_apart_from_the_encoder(scorer):
+    vector = {"risk": 0.7, "time": -0.4}
+    weights = scorer.weights(vector).expand(len(CANDIDATES), -1)
+    torch.testing.assert_close(scorer.scores(CANDIDATES, vector, CONTEXTS, head_weights=weights),
+                               scorer.scores(CANDIDATES, vector, CONTEXTS), atol=1e-6, rtol=1e-6)
+    # the encoder carries the mix, the heads read one pole: that pole's head on the mixed model's features
+    risk = scorer.weights({"risk": 0.7}).expand(len(CANDIDATES), -1)
+    split = scorer.scores(CANDIDATES, vector, CONTEXTS, head_weights=risk)
+    assert (split - scorer.scores(CANDIDATES, vector, CONTEXTS)).abs().max() > 1e-4
+    assert (split - scorer.scores(CANDIDATES, {"risk": 0.7}, CONTEXTS)).abs().max() > 1e-4
+    assert torch.equal(scorer.scores(CANDIDATES, vector, CONTEXTS, head_weights=torch.zeros_like(weights)),
+                       torch.zeros(len(CANDIDATES)))
+
+
 def test_merged_equals_dynamic_and_restores_the_encoder(scorer):
     before = {k: v.clone() for k, v in scorer.model.state_dict().items()}
     dynamic = scorer.scores(CANDIDATES, "risk=0.6,time=0.8", CONTEXTS)

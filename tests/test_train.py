@@ -144,7 +144,7 @@ def test_kind_defaults_fill_in_when_resolved_and_explicit_values_win():
     llm, scorer = TrainConfig().resolved(), TrainConfig(kind="scorer").resolved()
     assert (llm.lr, llm.max_length, llm.lora.target_modules[0]) == (1e-3, 512, "q_proj")
     assert (scorer.lr, scorer.max_length, scorer.lora.target_modules) == (DEFAULT_LR, DEFAULT_MAX_LENGTH, DEFAULT_TARGETS)
-    assert TrainConfig(kind="scorer", lr=2e-3, max_length=64).resolved().lr == 2e-3
+    assert (TrainConfig(kind="scorer", lr=2e-3, max_length=64).resolved().lr, TrainConfig(max_length=64).resolved().max_length) == (2e-3, 64)
     # a config moved to another kind takes that kind's defaults, as `extend_zoo` moves it to the zoo's kind
     moved = replace(TrainConfig(), kind="scorer").resolved()
     assert (moved.lr, moved.max_length) == (DEFAULT_LR, DEFAULT_MAX_LENGTH)
