@@ -143,6 +143,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--encoder", default=MINILM, help=f"with --scorer: the sentence encoder (default {MINILM}, offline)")
     p.add_argument("--scorer-epochs", type=float, help="with --scorer: epochs (default 2, as `train`; --quick 1)")
     p.add_argument("--scorer-lr", type=float, help=f"with --scorer: learning rate (default {SCORER_LR:g}, as `train`)")
+    p.add_argument("--seeds", type=int, default=1, help="with --scorer: train N zoos (seeds --seed, --seed+1, ...) and judge "
+                   "the targets on their mean; the detailed tables are the first seed's (default 1)")
     p.add_argument("--scorer-max-length", type=int, default=SCORER_MAX_LENGTH,
                    help=f"with --scorer: tokens per (scenario, option) pair, the scenario's start cut first (default {SCORER_MAX_LENGTH})")
     return p.parse_args(argv)
@@ -585,17 +587,17 @@ def write_report(path: Path, fig: dict, targets: list[dict], space: ValueSpace) 
 # -------------------------------------------------------------------------- main
 
 
-def trained_scorer(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], space: ValueSpace) -> Zoo:
+def trained_scorer(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], space: ValueSpace, seed: int) -> Zoo:
     """Train (or reuse from benchmarks/cache/zoos) the scorer zoo on `train`."""
     model, tokenizer = load_encoder(a.encoder, device=s.device)
     config = TrainConfig(kind="scorer", epochs=a.scorer_epochs or (1.0 if s.quick else 2.0), lr=a.scorer_lr,
-                         max_length=a.scorer_max_length, batch_size=s.batch_size, seed=s.seed)
+                         max_length=a.scorer_max_length, batch_size=s.batch_size, seed=seed)
     data = hashlib.sha256(json.dumps([[x.text, [(o.text, o.pole) for o in x.options]] for x in train]).encode())
     key = hashlib.sha256(f"{fingerprint(model)}|{config.fingerprint()}|{data.hexdigest()}|{s.device}|{code_hash()}".encode()).hexdigest()[:16]
     folder = CACHE / "zoos" / f"scorer-{key}"
     if folder.is_dir() and not a.retrain:
         return Zoo.from_pretrained(folder)
-    print(f"  training the scorer zoo on {a.encoder}: {len(train)} scenarios, {config.epochs:g} epochs", flush=True)
+    print(f"  training the scorer zoo on {a.encoder}: {len(train)} scenarios, {config.epochs:g} epochs, seed {seed}", flush=True)
     start = time.perf_counter()
     result = train_zoo(model, tokenizer, train, space, config, base_id=a.encoder, device=s.device)
     result.zoo.training["seconds"] = round(time.perf_counter() - start, 1)
@@ -603,10 +605,22 @@ def trained_scorer(a: argparse.Namespace, s: Settings, train: Sequence[Scenario]
     return result.zoo
 
 
+def seed_figures(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], space: ValueSpace,
+                 cases: Sequence[Case], seed: int) -> dict:
+    """Select-one macro (mirror) and composition's worst drift of the scorer zoo trained with `seed`."""
+    zoo = trained_scorer(a, s, train, space, seed)
+    scorer = ScorerModel(zoo, *load_encoder(a.encoder, device=s.device))
+    alone = score_select_one(cases, choices(scorer, cases, "mirror", desc=f"choosing (seed {seed})"), space)
+    comp = composition(scorer, cases, alone, "mirror", a.every_partner)
+    return {"seed": seed, "select_one_macro": alone.macro_accuracy, "composition_worst": comp["worst_abs_diff"],
+            "training_minutes": zoo.training.get("seconds", float("nan")) / 60}
+
+
 def scorer_main(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], dev: Sequence[Scenario],
                 space: ValueSpace, started: float) -> int:
     """The scorer zoo's figures and targets, in vcd_quality_scorer.md/.json."""
-    zoo = trained_scorer(a, s, train, space)
+    seeds = [s.seed + k for k in range(max(1, a.seeds))]
+    zoo = trained_scorer(a, s, train, space, seeds[0])
     scorer = ScorerModel(zoo, *load_encoder(a.encoder, device=s.device))
     cases = pole_cases(dev, space)
     picks = {"scorer zoo (mirror)": choices(scorer, cases, "mirror", desc="choosing (scorer, mirror)"),
@@ -620,12 +634,20 @@ def scorer_main(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], d
     comp["sources"] = drift_sources(scorer, cases)
     nb_macro = select_one["naive Bayes (bag of words)"].macro_accuracy
     minutes = zoo.training.get("seconds", float("nan")) / 60
+    runs = [{"seed": seeds[0], "select_one_macro": macro, "composition_worst": comp["worst_abs_diff"], "training_minutes": minutes}]
+    for seed in seeds[1:]:
+        runs.append(seed_figures(a, s, train, space, cases, seed))
+    mean = {key: float(np.mean([r[key] for r in runs])) for key in ("select_one_macro", "composition_worst")}
+
+    def shown(key: str) -> str:
+        return fmt(mean[key]) + (f" (mean of {len(runs)} seeds: {', '.join(fmt(r[key]) for r in runs)})" if len(runs) > 1 else "")
+
     targets = [
-        {"name": "scorer select-one macro", "value": macro, "shown": fmt(macro),
-         "target": f">= {TARGET_SCORER_SELECT_ONE:.2f}", "ok": macro >= TARGET_SCORER_SELECT_ONE},
-        {"name": "scorer composition: worst |mixed - alone| per dimension", "value": comp["worst_abs_diff"],
-         "shown": fmt(comp["worst_abs_diff"]), "target": f"<= {TARGET_COMPOSITION:.2f}",
-         "ok": comp["worst_abs_diff"] <= TARGET_COMPOSITION},
+        {"name": "scorer select-one macro", "value": mean["select_one_macro"], "shown": shown("select_one_macro"),
+         "target": f">= {TARGET_SCORER_SELECT_ONE:.2f}", "ok": mean["select_one_macro"] >= TARGET_SCORER_SELECT_ONE},
+        {"name": "scorer composition: worst |mixed - alone| per dimension", "value": mean["composition_worst"],
+         "shown": shown("composition_worst"), "target": f"<= {TARGET_COMPOSITION:.2f}",
+         "ok": mean["composition_worst"] <= TARGET_COMPOSITION},
     ]
     figures = {
         "encoder": a.encoder, "settings": dataclasses.asdict(s) | {"scorer_epochs": zoo.training.get("epochs"),
@@ -635,18 +657,27 @@ def scorer_main(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], d
         "training": zoo.training, "training_minutes": minutes,
         "select_one": {k: v.to_json() for k, v in select_one.items()},
         "select_all": {k: v.to_json() for k, v in select_all.items()},
-        "composition": comp, "targets": targets, "seconds": {"total": time.perf_counter() - started},
+        "composition": comp, "seeds": runs, "targets": targets, "seconds": {"total": time.perf_counter() - started},
     }
     out = a.out_dir
     out.mkdir(parents=True, exist_ok=True)
     (out / "vcd_quality_scorer.json").write_text(json.dumps(figures, indent=2, default=float) + "\n", encoding="utf-8")
     lines = [f"# VCD quality: scorer zoo on {a.encoder}", "",
-             f"Rerun: `python benchmarks/vcd_quality.py --scorer{' --every-partner' if a.every_partner else ''}` ({len(train)} training / {len(dev)} dev scenarios, "
+             f"Rerun: `python benchmarks/vcd_quality.py --scorer{' --every-partner' if a.every_partner else ''}"
+             f"{f' --seeds {len(runs)}' if len(runs) > 1 else ''}` ({len(train)} training / {len(dev)} dev scenarios, "
              f"{zoo.training.get('epochs')} epochs, lr {zoo.training.get('lr')}, {a.scorer_max_length} tokens per pair, "
              f"LoRA r={zoo.spec.r} on {', '.join(zoo.spec.target_modules)}; training took {minutes:.1f} min on "
              f"{s.threads} CPU threads).", "",
              "## Targets", "", "| figure | value | target | |", "| --- | --- | --- | --- |"]
     lines += [f"| {cell(t['name'])} | {t['shown']} | {t['target']} | {'met' if t['ok'] else 'MISSED'} |" for t in targets]
+    if len(runs) > 1:
+        lines += ["", "## Seeds", "", "The same command with `--seed` N: each seed shuffles and initialises training anew "
+                  "(the targets above are judged on the mean; the tables below are seed "
+                  f"{seeds[0]}'s).", "", "| seed | select-one macro | composition worst | training min |", "| --- | --- | --- | --- |"]
+        lines += [f"| {r['seed']} | {fmt(r['select_one_macro'])} | {fmt(r['composition_worst'])} | {r['training_minutes']:.1f} |"
+                  for r in runs]
+        lines.append(f"| mean | {fmt(mean['select_one_macro'])} | {fmt(mean['composition_worst'])} | "
+                     f"{np.mean([r['training_minutes'] for r in runs]):.1f} |")
     lines += ["", "## Select-one and select-all on vcd_dev.json", "",
               "| chooser | select-one macro | select-one micro | select-all acc | P | R | F1 |", "| --- | --- | --- | --- | --- | --- | --- |"]
     for name in picks:
@@ -683,7 +714,7 @@ def scorer_main(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], d
         print(f"  {t['name']:58s} {t['shown']:>8s}   target {t['target']:>7s}   {'ok' if t['ok'] else 'MISSED'}")
     met = sum(t["ok"] for t in targets)
     judged = "" if not s.quick else " (--quick: targets not judged)"
-    print(f"\nvcd_quality --scorer: {met}/{len(targets)} targets met{judged}; select-one macro {macro:.3f} (naive Bayes "
+    print(f"\nvcd_quality --scorer: {met}/{len(targets)} targets met{judged}; select-one macro {shown('select_one_macro')} (naive Bayes "
           f"{nb_macro:.3f}); training {minutes:.1f} min; report {out / 'vcd_quality_scorer.md'}")
     return 0 if s.quick or met == len(targets) else 1
 
