@@ -102,6 +102,10 @@ def encoder_dir(tmp_path_factory, vcd_train) -> Path:
     tok.normalizer = normalizers.BertNormalizer(lowercase=True)
     tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
     tok.train_from_iterator(corpus_texts(vcd_train)[:1500], trainers.WordPieceTrainer(vocab_size=800, special_tokens=special))
+    # the trainer finds the same tokens in every process but numbers them in a different order each time,
+    # which would give every test run another encoder: number them in a fixed order
+    learned = sorted(set(tok.get_vocab()) - set(special))
+    tok.model = models.WordPiece({t: i for i, t in enumerate(special + learned)}, unk_token="[UNK]")
     cls, sep = tok.token_to_id("[CLS]"), tok.token_to_id("[SEP]")
     tok.post_processor = processors.TemplateProcessing(
         single="[CLS] $A [SEP]", pair="[CLS] $A [SEP] $B:1 [SEP]:1", special_tokens=[("[CLS]", cls), ("[SEP]", sep)])

@@ -113,7 +113,8 @@ def test_merged_equals_dynamic_and_restores_the_encoder(scorer):
     dynamic = scorer.scores(CANDIDATES, "risk=0.6,time=0.8", CONTEXTS)
     with scorer.merged("risk=0.6,time=0.8"):
         merged = scorer.scores(CANDIDATES, "risk=0.6,time=0.8", CONTEXTS)
-    torch.testing.assert_close(merged, dynamic, atol=1e-5, rtol=1e-5)
+    # W + dW rounds differently from W x + B(A x): float32 rounding, as in test_mix (seen: 1.4e-5 on a score of 0.17)
+    torch.testing.assert_close(merged, dynamic, atol=5e-5, rtol=1e-5)
     after = scorer.model.state_dict()
     assert all(torch.equal(before[k], after[k]) for k in before)
 
