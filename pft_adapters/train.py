@@ -228,7 +228,7 @@ def save_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: tor
         for key in ("exp_avg", "exp_avg_sq"):
             if key in st:
                 moments[f"p{i}.{key}"] = st[key].detach().cpu().contiguous()
-    save_file(moments, tmp / "optimizer.safetensors")
+    save_file(moments | _rng_states(), tmp / "optimizer.safetensors")
     (tmp / "progress.json").write_text(json.dumps({**meta, "step": step}, indent=2))
     if folder.exists():
         shutil.rmtree(folder)
@@ -254,7 +254,23 @@ def load_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: tor
                     "exp_avg": moments[f"p{i}.exp_avg"].to(p.device),
                     "exp_avg_sq": moments[f"p{i}.exp_avg_sq"].to(p.device),
                 }
+    _restore_rng(moments)
     return int(progress["step"])
+
+
+def _rng_states() -> dict[str, torch.Tensor]:
+    """The random generators' states, so a resumed run draws the dropout masks the uninterrupted one would."""
+    states = {"rng.cpu": torch.get_rng_state()}
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        states["rng.cuda"] = torch.cuda.get_rng_state()
+    return states
+
+
+def _restore_rng(saved: dict[str, torch.Tensor]) -> None:
+    if "rng.cpu" in saved:  # checkpoints written before the states were saved resume without them
+        torch.set_rng_state(saved["rng.cpu"])
+    if "rng.cuda" in saved and torch.cuda.is_available():
+        torch.cuda.set_rng_state(saved["rng.cuda"])
 
 
 # -- distributed ------------------------------------------------------------------------

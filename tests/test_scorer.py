@@ -8,6 +8,7 @@ import peft
 import pytest
 import torch
 
+from conftest import TRAIN_DIMS, scorer_config
 from pft_adapters.base import MINILM, load_encoder, resolve_encoder
 from pft_adapters.errors import PFTError
 from pft_adapters.evaluate import evaluate
@@ -16,6 +17,8 @@ from pft_adapters.infer import infer
 from pft_adapters.mix import MixedModel, load_mixed
 from pft_adapters.head import mean_pool
 from pft_adapters.scorer import CANDIDATE_MASK, ScorerModel, encode_pairs
+from pft_adapters.train import train_zoo
+from pft_adapters.values import ValueSpace
 from pft_adapters.zoo import Zoo
 from peft_reference import activate_scaled, peft_with_poles
 
@@ -71,6 +74,27 @@ def test_training_lowers_the_loss_and_saves_a_scorer_zoo(scorer_trained, scorer_
     assert manifest["kind"] == "scorer"
     assert "poles/risk-taking/score_head.safetensors" in manifest["files"]
     assert "pft-adapters rerank" in (scorer_dir / "README.md").read_text()  # the model card shows how to use it
+
+
+def test_scorer_training_is_deterministic_and_resumes_after_interrupt(encoder_dir, train_slice, tmp_path):
+    """The same seed gives the same adapters and score heads (dropout included); a resumed run ends where an
+    uninterrupted one does."""
+    def run(**kw):
+        model, tokenizer = load_encoder(encoder_dir)
+        return train_zoo(model, tokenizer, train_slice[:12], ValueSpace.builtin().select(TRAIN_DIMS),
+                         scorer_config(epochs=2, head_steps=5), base_id="tiny-encoder", progress=False, **kw).zoo
+
+    def same(a: Zoo, b: Zoo, atol: float = 0.0) -> None:
+        for part in ("poles", "score_heads"):
+            for pole, tensors in getattr(a, part).items():
+                for key, value in tensors.items():
+                    torch.testing.assert_close(value, getattr(b, part)[pole][key], atol=atol, rtol=0)
+
+    full = run()
+    same(full, run())
+    with pytest.raises(PFTError, match="--resume"):
+        run(checkpoint_dir=tmp_path / "ckpt", stop_after=3)
+    same(full, run(checkpoint_dir=tmp_path / "ckpt", resume=True), atol=1e-6)
 
 
 def test_mixed_score_is_the_mixed_models_score_and_equals_peft(scorer, encoder_dir):
