@@ -605,38 +605,37 @@ def trained_scorer(a: argparse.Namespace, s: Settings, train: Sequence[Scenario]
     return result.zoo
 
 
-def seed_figures(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], space: ValueSpace,
-                 cases: Sequence[Case], seed: int) -> dict:
-    """Select-one macro (mirror) and composition's worst drift of the scorer zoo trained with `seed`."""
+def seed_run(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], space: ValueSpace,
+             cases: Sequence[Case], seed: int) -> tuple[ScorerModel, list[Choice], dict, dict]:
+    """The scorer zoo trained with `seed`, attached; its mirror picks on `cases`; its composition; and its
+    figures for the seed table (select-one macro, composition's worst drift, training minutes)."""
     zoo = trained_scorer(a, s, train, space, seed)
     scorer = ScorerModel(zoo, *load_encoder(a.encoder, device=s.device))
-    alone = score_select_one(cases, choices(scorer, cases, "mirror", desc=f"choosing (seed {seed})"), space)
+    picks = choices(scorer, cases, "mirror", desc=f"choosing (seed {seed}, mirror)")
+    alone = score_select_one(cases, picks, space)
     comp = composition(scorer, cases, alone, "mirror", a.every_partner)
-    return {"seed": seed, "select_one_macro": alone.macro_accuracy, "composition_worst": comp["worst_abs_diff"],
-            "training_minutes": zoo.training.get("seconds", float("nan")) / 60}
+    figures = {"seed": seed, "select_one_macro": alone.macro_accuracy, "composition_worst": comp["worst_abs_diff"],
+               "training_minutes": zoo.training.get("seconds", float("nan")) / 60}
+    return scorer, picks, comp, figures
 
 
 def scorer_main(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], dev: Sequence[Scenario],
                 space: ValueSpace, started: float) -> int:
     """The scorer zoo's figures and targets, in vcd_quality_scorer.md/.json."""
     seeds = [s.seed + k for k in range(max(1, a.seeds))]
-    zoo = trained_scorer(a, s, train, space, seeds[0])
-    scorer = ScorerModel(zoo, *load_encoder(a.encoder, device=s.device))
     cases = pole_cases(dev, space)
-    picks = {"scorer zoo (mirror)": choices(scorer, cases, "mirror", desc="choosing (scorer, mirror)"),
+    scorer, mirror_picks, comp, first = seed_run(a, s, train, space, cases, seeds[0])
+    zoo = scorer.zoo
+    picks = {"scorer zoo (mirror)": mirror_picks,
              "scorer zoo (own score)": choices(scorer, cases, "none", desc="choosing (scorer)")}
     picks["naive Bayes (bag of words)"] = [NaiveBayes(train, space).pick(c) for c in cases]
     select_one = {name: score_select_one(cases, p, space) for name, p in picks.items()}
     select_all = {name: score_select_all(cases, p, space) for name, p in picks.items()}
-    headline = "scorer zoo (mirror)"
-    macro = select_one[headline].macro_accuracy
-    comp = composition(scorer, cases, select_one[headline], "mirror", a.every_partner)
+    macro = first["select_one_macro"]
     comp["sources"] = drift_sources(scorer, cases)
     nb_macro = select_one["naive Bayes (bag of words)"].macro_accuracy
-    minutes = zoo.training.get("seconds", float("nan")) / 60
-    runs = [{"seed": seeds[0], "select_one_macro": macro, "composition_worst": comp["worst_abs_diff"], "training_minutes": minutes}]
-    for seed in seeds[1:]:
-        runs.append(seed_figures(a, s, train, space, cases, seed))
+    minutes = first["training_minutes"]
+    runs = [first] + [seed_run(a, s, train, space, cases, seed)[3] for seed in seeds[1:]]
     mean = {key: float(np.mean([r[key] for r in runs])) for key in ("select_one_macro", "composition_worst")}
 
     def shown(key: str) -> str:
