@@ -127,6 +127,15 @@ def scorer_config(**overrides) -> TrainConfig:
     return TrainConfig(**settings)
 
 
+def same_zoo(a, b, atol: float = 0.0, rtol: float | None = None) -> None:
+    """Two zoos hold the same pole adapters and score heads (exactly, or to atol; rtol 1e-4 then, unless given)."""
+    rtol = (0.0 if atol == 0 else 1e-4) if rtol is None else rtol
+    for part in ("poles", "score_heads"):
+        for pole, tensors in getattr(a, part).items():
+            for key, value in tensors.items():
+                torch.testing.assert_close(value, getattr(b, part)[pole][key], atol=atol, rtol=rtol)
+
+
 @pytest.fixture(scope="session")
 def scorer_trained(encoder_dir, train_slice):
     """A scorer zoo for risk and time trained on the slice (the TrainResult)."""

@@ -8,7 +8,7 @@ import peft
 import pytest
 import torch
 
-from conftest import TRAIN_DIMS, scorer_config
+from conftest import TRAIN_DIMS, same_zoo, scorer_config
 from pft_adapters.base import MINILM, load_encoder, resolve_encoder
 from pft_adapters.errors import PFTError
 from pft_adapters.evaluate import evaluate
@@ -84,17 +84,11 @@ def test_scorer_training_is_deterministic_and_resumes_after_interrupt(encoder_di
         return train_zoo(model, tokenizer, train_slice[:12], ValueSpace.builtin().select(TRAIN_DIMS),
                          scorer_config(epochs=2, head_steps=5), base_id="tiny-encoder", progress=False, **kw).zoo
 
-    def same(a: Zoo, b: Zoo, atol: float = 0.0) -> None:
-        for part in ("poles", "score_heads"):
-            for pole, tensors in getattr(a, part).items():
-                for key, value in tensors.items():
-                    torch.testing.assert_close(value, getattr(b, part)[pole][key], atol=atol, rtol=0)
-
     full = run()
-    same(full, run())
+    same_zoo(full, run())
     with pytest.raises(PFTError, match="--resume"):
         run(checkpoint_dir=tmp_path / "ckpt", stop_after=3)
-    same(full, run(checkpoint_dir=tmp_path / "ckpt", resume=True), atol=1e-6)
+    same_zoo(full, run(checkpoint_dir=tmp_path / "ckpt", resume=True), atol=1e-6, rtol=0.0)
 
 
 def test_mixed_score_is_the_mixed_models_score_and_equals_peft(scorer, encoder_dir):

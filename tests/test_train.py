@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from conftest import TRAIN_DIMS, quick_config
+from conftest import TRAIN_DIMS, quick_config, same_zoo
 from pft_adapters.base import load_base
 from pft_adapters.batching import Encoder, row_nll
 from pft_adapters.choose import option_scores
@@ -30,12 +30,6 @@ def _train(base_dir, data, **kw):
     model, tokenizer = load_base(base_dir)
     options = {k: kw.pop(k) for k in list(kw) if k in ("checkpoint_dir", "resume", "stop_after", "checkpoint_every")}
     return train_zoo(model, tokenizer, data, SPACE, quick_config(**kw), base_id="tiny", progress=False, **options)
-
-
-def _same(a, b, atol=0.0):
-    for pole in a.poles:
-        for key, value in a.poles[pole].items():
-            torch.testing.assert_close(value, b.poles[pole][key], atol=atol, rtol=0 if atol == 0 else 1e-4)
 
 
 def test_loss_falls(trained, base_dir, train_slice):
@@ -88,12 +82,12 @@ def test_seed_determinism_and_resume_after_interrupt(base_dir, train_slice, tmp_
     data = train_slice[:12]
     full = _train(base_dir, data, epochs=2)
     again = _train(base_dir, data, epochs=2)
-    _same(full.zoo, again.zoo)
+    same_zoo(full.zoo, again.zoo)
     ckpt = tmp_path / "ckpt"
     with pytest.raises(PFTError, match="--resume"):
         _train(base_dir, data, epochs=2, checkpoint_dir=ckpt, stop_after=4)
     resumed = _train(base_dir, data, epochs=2, checkpoint_dir=ckpt, resume=True)
-    _same(full.zoo, resumed.zoo, atol=1e-6)
+    same_zoo(full.zoo, resumed.zoo, atol=1e-6)
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(base_dir, train_slice, tmp_path):
@@ -107,7 +101,7 @@ def test_resume_refuses_a_checkpoint_of_other_settings(base_dir, train_slice, tm
 def test_gradient_accumulation_matches_one_big_batch(base_dir, train_slice):
     data = train_slice[:12]
     # unpacked (splitting a batch would regroup packed rows); ADAM_TOL: see there
-    _same(_train(base_dir, data, epochs=1, pack=False).zoo, _train(base_dir, data, epochs=1, grad_accum=2, pack=False).zoo,
+    same_zoo(_train(base_dir, data, epochs=1, pack=False).zoo, _train(base_dir, data, epochs=1, grad_accum=2, pack=False).zoo,
           atol=ADAM_TOL)
 
 
@@ -133,7 +127,7 @@ def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
         port = s.getsockname()[1]
     mp.spawn(_ddp_worker, args=(2, port, str(base_dir), data, str(tmp_path / "ddp")), nprocs=2, join=True)
     single = _train(base_dir, data, epochs=1, head_steps=5, pack=False)  # unpacked, as in test_gradient_accumulation...
-    _same(single.zoo, Zoo.from_pretrained(tmp_path / "ddp"), atol=ADAM_TOL)
+    same_zoo(single.zoo, Zoo.from_pretrained(tmp_path / "ddp"), atol=ADAM_TOL)
 
 
 def test_kind_defaults_fill_in_when_resolved_and_explicit_values_win():
