@@ -105,8 +105,10 @@ class MultiPoleLinear(nn.Module):
         dtype = self.lora_A.dtype if not torch.is_autocast_enabled(x.device.type) else x.dtype
         h_in = x.to(dtype)
         if st.mode == "route":
-            a = self.lora_A[st.route].to(dtype)  # (batch, r, in)
-            b = self.lora_B[:, st.route].permute(1, 2, 0).to(dtype)  # (batch, r, out)
+            # index_select, not lora_A[route]: the backward of advanced indexing sums repeated rows in an
+            # order that varies from call to call on a multi-threaded CPU, so training was not reproducible
+            a = self.lora_A.index_select(0, st.route).to(dtype)  # (batch, r, in)
+            b = self.lora_B.index_select(1, st.route).permute(1, 2, 0).to(dtype)  # (batch, r, out)
             h = torch.bmm(h_in.reshape(x.shape[0], -1, x.shape[-1]), a.transpose(1, 2))
             h = h * (st.route_scale.to(dtype) * st.scaling)[:, None, None]
             delta = torch.bmm(h, b).reshape(*x.shape[:-1], -1)

@@ -119,3 +119,27 @@ def test_route_gradients_reach_only_the_routed_poles(models):
     for p in ours.parameters():
         p.requires_grad_(False)
         p.grad = None
+
+
+def test_route_gradients_are_the_same_every_time_on_several_threads():
+    """Training is reproducible only if the routed backward sums each pole's rows in a fixed order."""
+    layer = add_pole_adapters(torch.nn.Sequential(torch.nn.Linear(384, 384)), LoraSpec(r=8, target_modules=("0",)),
+                              [f"p{i}" for i in range(12)])
+    torch.manual_seed(0)
+    x = torch.randn(40, 128, 384)
+    layer.use_route(torch.randint(0, 12, (40,)))
+    lora = next(iter(layer.layers.values()))
+    with torch.no_grad():
+        lora.lora_B.normal_()
+    lora.lora_A.requires_grad_(True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        grads = set()
+        for _ in range(8):
+            lora.lora_A.grad = None
+            layer.model(x).square().sum().backward()
+            grads.add(lora.lora_A.grad.numpy().tobytes())
+    finally:
+        torch.set_num_threads(threads)
+    assert len(grads) == 1
