@@ -106,7 +106,7 @@ class MultiPoleLinear(nn.Module):
         h_in = x.to(dtype)
         if st.mode == "route":
             # index_select, not lora_A[route]: the backward of advanced indexing sums repeated rows in an
-            # order that varies from call to call on a multi-threaded CPU, so training was not reproducible
+            # order that varies from call to call on a multi-threaded CPU, which makes training irreproducible
             a = self.lora_A.index_select(0, st.route).to(dtype)  # (batch, r, in)
             b = self.lora_B.index_select(1, st.route).permute(1, 2, 0).to(dtype)  # (batch, r, out)
             h = torch.bmm(h_in.reshape(x.shape[0], -1, x.shape[-1]), a.transpose(1, 2))
