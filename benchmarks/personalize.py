@@ -52,7 +52,7 @@ both estimators, on this machine.
 The zoo: `--zoo PATH` (a trained zoo, LLM or scorer). Without one (or if PATH does not
 exist yet) it is built and cached under benchmarks/cache/ (git-ignored), all six
 dimensions trained on vcd_train.json: by default (`--kind scorer`) a scorer zoo on
-all-MiniLM-L6-v2 (`train --kind scorer`, 2 epochs; about 17 minutes on 2 CPU cores),
+all-MiniLM-L6-v2 (`train --kind scorer` with its defaults; about 35 minutes on 2 CPU cores),
 the offline zoo that reads dev scenarios well; with `--kind llm` a "small" causal base
 (`pft_adapters.base.cached_base` on the vcd_train texts) and an LLM zoo on it (paired,
 LoRA r=8, 3 epochs; a few minutes on a GPU, hours on a CPU).
@@ -165,7 +165,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                        help=f"scorer (default): a scorer zoo on {MINILM}, offline; llm: a zoo on an in-house causal base")
     build.add_argument("--size", default="small", help="llm: base preset (default small)")
     build.add_argument("--base-minutes", type=float, default=8.0, help="llm: base pre-training budget in minutes")
-    build.add_argument("--epochs", type=float, help="zoo training epochs (default: scorer 2, llm 3)")
+    build.add_argument("--epochs", type=float, help="zoo training epochs (default: scorer as `train`, llm 3)")
     build.add_argument("--train-limit", type=int, help="train on the first N scenarios only (checks)")
     build.add_argument("--build-only", action="store_true", help="build (or find) the zoo, print its path and stop")
     return p.parse_args(argv)
@@ -212,11 +212,11 @@ def build_zoo(a: argparse.Namespace, data: Path, device: str) -> Path:
     space = ValueSpace.builtin()
     scenarios = load_scenarios(train_file, space)[: a.train_limit]
     if a.kind == "scorer":
-        base, epochs = MINILM, a.epochs or 2.0
-        config = TrainConfig(kind="scorer", epochs=epochs, seed=a.seed)
+        base = MINILM
+        config = TrainConfig(kind="scorer", epochs=a.epochs, seed=a.seed).resolved()
     else:
-        base, epochs = _base(corpus_texts(train_file), a, device), a.epochs or 3.0
-        config = TrainConfig(lora=LoraSpec(r=8, alpha=16.0), epochs=epochs, batch_size=8, lr=1e-3, max_length=512,
+        base = _base(corpus_texts(train_file), a, device)
+        config = TrainConfig(lora=LoraSpec(r=8, alpha=16.0), epochs=a.epochs or 3.0, batch_size=8, lr=1e-3, max_length=512,
                              seed=a.seed)
     key = short_hash({"base": Path(base).name, "config": asdict(config), "scenarios": len(scenarios),
                       "data": hashlib.sha256(train_file.read_bytes()).hexdigest()})
@@ -224,7 +224,7 @@ def build_zoo(a: argparse.Namespace, data: Path, device: str) -> Path:
     if (out / MANIFEST).is_file():
         return out
     print(f"personalize: training a {a.kind} zoo of {len(space)} dimensions on {len(scenarios)} scenarios of "
-          f"{train_file.name} ({epochs:g} epochs) into {_rel(out)}", flush=True)
+          f"{train_file.name} ({config.epochs:g} epochs) into {_rel(out)}", flush=True)
     model, tokenizer = load_encoder(base) if a.kind == "scorer" else load_base(base)
     dev = load_scenarios(data / "vcd_dev.json", space)
     result = train_zoo(model, tokenizer, scenarios, space, config, base_id=base if a.kind == "scorer" else _rel(base), dev=dev, device=device,

@@ -69,6 +69,7 @@ from pft_adapters.evaluate import (
 from pft_adapters.head import head_features
 from pft_adapters.layers import LoraSpec
 from pft_adapters.mix import MixedModel
+from pft_adapters.scorer import DEFAULT_EPOCHS as SCORER_EPOCHS
 from pft_adapters.scorer import DEFAULT_LR as SCORER_LR
 from pft_adapters.scorer import DEFAULT_MAX_LENGTH as SCORER_MAX_LENGTH
 from pft_adapters.scorer import ScorerModel
@@ -141,7 +142,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "in turn (five times the cases) and report each (dimension, partner) pair, instead of one rotating partner")
     p.add_argument("--scorer", action="store_true", help="evaluate a scorer zoo on a sentence encoder instead (own report)")
     p.add_argument("--encoder", default=MINILM, help=f"with --scorer: the sentence encoder (default {MINILM}, offline)")
-    p.add_argument("--scorer-epochs", type=float, help="with --scorer: epochs (default 2, as `train`; --quick 1)")
+    p.add_argument("--scorer-epochs", type=float, help=f"with --scorer: epochs (default {SCORER_EPOCHS:g}, as `train`; --quick 1)")
     p.add_argument("--scorer-lr", type=float, help=f"with --scorer: learning rate (default {SCORER_LR:g}, as `train`)")
     p.add_argument("--seeds", type=int, default=1, help="with --scorer: train N zoos (seeds --seed, --seed+1, ...) and judge "
                    "the targets on their mean; the detailed tables are the first seed's (default 1)")
@@ -590,8 +591,8 @@ def write_report(path: Path, fig: dict, targets: list[dict], space: ValueSpace) 
 def trained_scorer(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], space: ValueSpace, seed: int) -> Zoo:
     """Train (or reuse from benchmarks/cache/zoos) the scorer zoo on `train`."""
     model, tokenizer = load_encoder(a.encoder, device=s.device)
-    config = TrainConfig(kind="scorer", epochs=a.scorer_epochs or (1.0 if s.quick else 2.0), lr=a.scorer_lr,
-                         max_length=a.scorer_max_length, batch_size=s.batch_size, seed=seed)
+    config = TrainConfig(kind="scorer", epochs=a.scorer_epochs or (1.0 if s.quick else None), lr=a.scorer_lr,
+                         max_length=a.scorer_max_length, batch_size=s.batch_size, seed=seed).resolved()
     data = hashlib.sha256(json.dumps([[x.text, [(o.text, o.pole) for o in x.options]] for x in train]).encode())
     key = hashlib.sha256(f"{fingerprint(model)}|{config.fingerprint()}|{data.hexdigest()}|{s.device}|{code_hash()}".encode()).hexdigest()[:16]
     folder = CACHE / "zoos" / f"scorer-{key}"

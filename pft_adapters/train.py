@@ -49,6 +49,7 @@ from .errors import PFTError
 from .head import MixingHead, head_encoder, head_features
 from .layers import LoraSpec, PoleAdapters, add_pole_adapters
 from .values import ValueSpace
+from .scorer import DEFAULT_EPOCHS as SCORER_EPOCHS
 from .scorer import DEFAULT_LR as SCORER_LR
 from .scorer import DEFAULT_MAX_LENGTH as SCORER_MAX_LENGTH
 from .scorer import DEFAULT_TARGETS as SCORER_TARGETS
@@ -61,13 +62,13 @@ class TrainConfig:
     """Everything that shapes the result; its hash guards `--resume` against changed settings."""
 
     lora: LoraSpec | None = None  # None: r=8, alpha=16 on the kind's usual projections
-    epochs: float = 2.0
+    epochs: float | None = None  # None: 2 for an LLM zoo, scorer.DEFAULT_EPOCHS for a scorer zoo
     batch_size: int = 8  # rows per optimizer step, summed over processes and accumulation
     grad_accum: int = 1
     lr: float | None = None  # None: 1e-3 for an LLM zoo, scorer.DEFAULT_LR for a scorer zoo
     weight_decay: float = 0.0
     warmup: float = 0.05
-    max_length: int | None = None  # tokens per row; None: 512 for an LLM zoo, 128 for a scorer zoo
+    max_length: int | None = None  # tokens per row; None: 512 for an LLM zoo, scorer.DEFAULT_MAX_LENGTH for a scorer zoo
     seed: int = 0
     pole_weights: dict[str, float] = field(default_factory=dict)
     head_steps: int = 300
@@ -82,7 +83,7 @@ class TrainConfig:
             raise PFTError(f"unknown zoo kind '{self.kind}': choose one of {', '.join(KINDS)}")
 
     def resolved(self) -> TrainConfig:
-        """This config with every None (`lora`, `lr`, `max_length`) set to its kind's default.
+        """This config with every None (`lora`, `epochs`, `lr`, `max_length`) set to its kind's default.
 
         Defaults are filled here, not when the config is built, so a config moved to
         another kind (`dataclasses.replace(config, kind=...)`) takes that kind's defaults.
@@ -91,6 +92,7 @@ class TrainConfig:
         return replace(
             self,
             lora=self.lora or (LoraSpec(target_modules=SCORER_TARGETS) if scorer else LoraSpec()),
+            epochs=self.epochs if self.epochs is not None else (SCORER_EPOCHS if scorer else 2.0),
             lr=self.lr if self.lr is not None else (SCORER_LR if scorer else 1e-3),
             max_length=self.max_length if self.max_length is not None else (SCORER_MAX_LENGTH if scorer else 512),
         )

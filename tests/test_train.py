@@ -133,15 +133,17 @@ def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
 def test_kind_defaults_fill_in_when_resolved_and_explicit_values_win():
     from dataclasses import replace
 
-    from pft_adapters.scorer import DEFAULT_LR, DEFAULT_MAX_LENGTH, DEFAULT_TARGETS
+    from pft_adapters.scorer import DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_MAX_LENGTH, DEFAULT_TARGETS
 
     llm, scorer = TrainConfig().resolved(), TrainConfig(kind="scorer").resolved()
-    assert (llm.lr, llm.max_length, llm.lora.target_modules[0]) == (1e-3, 512, "q_proj")
-    assert (scorer.lr, scorer.max_length, scorer.lora.target_modules) == (DEFAULT_LR, DEFAULT_MAX_LENGTH, DEFAULT_TARGETS)
-    assert (TrainConfig(kind="scorer", lr=2e-3, max_length=64).resolved().lr, TrainConfig(max_length=64).resolved().max_length) == (2e-3, 64)
+    assert (llm.epochs, llm.lr, llm.max_length, llm.lora.target_modules[0]) == (2.0, 1e-3, 512, "q_proj")
+    assert (scorer.epochs, scorer.lr, scorer.max_length, scorer.lora.target_modules) == (
+        DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_MAX_LENGTH, DEFAULT_TARGETS)
+    explicit = TrainConfig(kind="scorer", epochs=1.0, lr=2e-3, max_length=64).resolved()
+    assert (explicit.epochs, explicit.lr, explicit.max_length, TrainConfig(max_length=64).resolved().max_length) == (1.0, 2e-3, 64, 64)
     # a config moved to another kind takes that kind's defaults, as `extend_zoo` moves it to the zoo's kind
     moved = replace(TrainConfig(), kind="scorer").resolved()
-    assert (moved.lr, moved.max_length) == (DEFAULT_LR, DEFAULT_MAX_LENGTH)
+    assert (moved.epochs, moved.lr, moved.max_length) == (DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_MAX_LENGTH)
     # a default and the same value given explicitly are the same settings (checkpoints resume across both)
-    assert TrainConfig().fingerprint() == TrainConfig(lr=1e-3, max_length=512).fingerprint()
+    assert TrainConfig().fingerprint() == TrainConfig(epochs=2.0, lr=1e-3, max_length=512).fingerprint()
     assert TrainConfig(kind="scorer").fingerprint() != TrainConfig(kind="scorer", lr=1e-3).fingerprint()

@@ -44,16 +44,16 @@ def train(
     dims: str = typer.Option(None, "--dims", help="Comma-separated dimensions to train (default: every dimension in --data)."),
     dev: Path = typer.Option(None, "--dev", help="Held-out scenarios to measure the mixing head (default: a tenth of --data)."),
     limit: int = typer.Option(None, "--limit", help="Use only the first N scenarios (of the --dims, if given; quick runs)."),
-    epochs: float = typer.Option(2.0, "--epochs"),
+    epochs: float = typer.Option(None, "--epochs", show_default=False, help="Passes over the data (default: 2; scorer: 3)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Rows per optimizer step (global, across processes)."),
     grad_accum: int = typer.Option(1, "--grad-accum", help="Split each step into this many micro-batches."),
-    lr: float = typer.Option(None, "--lr", show_default=False, help="Peak learning rate (default: 1e-3; scorer: 5e-4)."),
+    lr: float = typer.Option(None, "--lr", show_default=False, help="Peak learning rate (default: 1e-3; scorer: 3e-4)."),
     rank: int = typer.Option(8, "--rank", "-r", help="LoRA rank of every pole adapter."),
     alpha: float = typer.Option(16.0, "--alpha", help="LoRA alpha (scale = alpha / rank)."),
     target_modules: str = typer.Option(None, "--target-modules", help="Comma-separated names of the linear layers to adapt "
                                        "(default: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj; scorer: query,key,value,dense)."),
     max_length: int = typer.Option(None, "--max-length", help="Longest row in tokens, long prompts losing their start "
-                                   "(default: 512; scorer: 128)."),
+                                   "(default: 512; scorer: 160)."),
     kind: str = typer.Option("llm", "--kind", help="llm: adapters on a causal LM (default); scorer: adapters on a sentence "
                              "encoder with a score head per pole, for ranking texts (see `rerank`)."),
     pole_weight: list[str] = typer.Option([], "--pole-weight", help="Loss weight of a pole, e.g. --pole-weight risk-averse=2 (repeatable)."),

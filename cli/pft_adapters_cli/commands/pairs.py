@@ -165,7 +165,7 @@ def extend(
     base: str = typer.Option(None, "--base", help="Where to load the zoo's base model from (default: the id in its manifest); checked by fingerprint."),
     dev: Path = typer.Option(None, "--dev", help="Held-out data for the new poles, to measure the mixing head (default: a tenth of --data)."),
     old_data: Path = typer.Option(None, "--old-data", help="Held-out data of the zoo's own dimensions, to show the head still reads them (default: not measured)."),
-    epochs: float = typer.Option(2.0, "--epochs"),
+    epochs: float = typer.Option(None, "--epochs", show_default=False, help="Passes over the new data (default: the zoo kind's, as `train`)."),
     batch_size: int = typer.Option(8, "--batch-size", help="Rows per optimizer step."),
     lr: float = typer.Option(None, "--lr", show_default=False, help="Peak learning rate (default: the zoo kind's, as `train`)."),
     max_length: int = typer.Option(None, "--max-length", show_default=False,
