@@ -84,7 +84,7 @@ def run_one(task: tuple[str, int, dict]) -> dict:
     space = ValueSpace.builtin()
     train = per_dimension(load_scenarios(opts["data_dir"] / "vcd_train.json", space), opts["train_per_dim"])
     dev = per_dimension(load_scenarios(opts["data_dir"] / "vcd_dev.json", space), opts["dev_per_dim"])
-    config = replace(SETTINGS[name], seed=seed, epochs=opts["epochs"] or SETTINGS[name].epochs)
+    config = replace(SETTINGS[name], seed=seed, epochs=SETTINGS[name].epochs * opts["epoch_scale"])
     model, tokenizer = load_encoder(opts["encoder"], dtype=torch.float32, device=opts["device"])
     start = time.perf_counter()
     zoo = train_zoo(model, tokenizer, train, space, config, base_id=str(opts["encoder"]), device=opts["device"],
@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="folder holding vcd_train.json and vcd_dev.json")
     p.add_argument("--json", type=Path, help="also write every run and the means to this JSON file")
     p.add_argument("--quick", action="store_true", help="short check: 6 training / 3 dev scenarios per dimension, "
-                   "half an epoch, the first two settings, 1 seed; targets not judged")
+                   "a quarter of each setting's epochs, the first two settings, 1 seed; targets not judged")
     a = p.parse_args(argv)
     names = a.settings.split(",") if a.settings else list(SETTINGS)[:2] if a.quick else list(SETTINGS)
     unknown = [n for n in names if n not in SETTINGS]
@@ -154,7 +154,7 @@ def main(argv: list[str] | None = None) -> int:
     seeds = 1 if a.quick else a.seeds
     opts = {"threads": a.threads, "device": a.device, "encoder": a.encoder, "data_dir": a.data_dir,
             "train_per_dim": 6 if a.quick else None, "dev_per_dim": 3 if a.quick else None,
-            "epochs": 0.5 if a.quick else None}
+            "epoch_scale": 0.25 if a.quick else 1.0}
     tasks = [(name, seed, opts) for seed in range(seeds) for name in names]
     print(f"scorer_sweep: {len(names)} settings x {seeds} seeds on {a.encoder}, {a.workers} worker(s) on {a.device}",
           flush=True)

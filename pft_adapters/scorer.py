@@ -37,8 +37,9 @@ from .vector import PreferenceVector
 from .zoo import Zoo
 
 DEFAULT_TARGETS = ("query", "key", "value", "dense")  # BERT-family attention and MLP projections
-# Chosen with benchmarks/scorer_sweep.py (mean of 3 seeds on VCD): 3 epochs at 3e-4 over pairs of 160 tokens gave
-# select-one 0.897, against 0.860 for 2 epochs at 5e-4 over 128 tokens.
+# Chosen with benchmarks/scorer_sweep.py (mean of 3 seeds on VCD, on a GPU): 3 epochs at 3e-4 over pairs of 160
+# tokens gave select-one 0.897, against 0.860 for 2 epochs at 5e-4 over 128 tokens (on 2 CPU cores, 0.869
+# against 0.862, with half the composition drift: docs/evaluate.md).
 DEFAULT_MAX_LENGTH = 160  # tokens per (context, candidate) pair; the context's beginning is cut first
 DEFAULT_LR = 3e-4
 DEFAULT_EPOCHS = 3.0
