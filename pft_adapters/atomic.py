@@ -17,7 +17,10 @@ from .errors import PFTError
 
 
 def check_target(path: Path, overwrite: bool, option: str = "--out") -> None:
-    if path.exists() and (not path.is_dir() or any(path.iterdir())) and not overwrite:
+    """Refuse, before any work is done, a folder target that is a file or (without `overwrite`) not empty."""
+    if path.exists() and not path.is_dir():
+        raise PFTError(f"{option} {path} is a file: give a folder path")
+    if path.exists() and any(path.iterdir()) and not overwrite:
         raise PFTError(f"{path} already exists and is not empty: choose another {option} or pass --overwrite")
 
 
@@ -47,8 +50,15 @@ def replace_folder(src: Path, dst: Path) -> None:
         os.replace(src, dst)
 
 
+def check_file_target(path: Path, option: str = "--out") -> None:
+    """Refuse a folder where a file is to be written, before any work is done."""
+    if path.is_dir():
+        raise PFTError(f"{option} {path} is a folder: give a file path")
+
+
 def atomic_write_text(path: str | Path, text: str) -> None:
     path = Path(path)
+    check_file_target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
     try:

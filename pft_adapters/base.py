@@ -20,6 +20,7 @@ from pathlib import Path
 from types import MappingProxyType
 
 import torch
+from safetensors import SafetensorError
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
 from tqdm.auto import tqdm
 from transformers import (
@@ -481,12 +482,21 @@ def _from_pretrained(auto, source: str, revision: str | None, dtype, device, wha
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=False)
         model = auto.from_pretrained(source, revision=revision, dtype=dtype, trust_remote_code=False)
-    except (OSError, ValueError) as exc:
+    except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or corrupted weights file
         reason = " ".join(str(exc).split())[:300]
         raise PFTError(f"cannot load {what} ({reason}); {hint}") from exc
     if device is not None:
-        model.to(device)
+        to_device(model, device)
     return model.eval(), tokenizer
+
+
+def to_device(model: torch.nn.Module, device: str | torch.device) -> torch.nn.Module:
+    """`model.to(device)`, with a device this machine lacks (or a misspelt one) as one line naming the fix."""
+    try:
+        return model.to(device)
+    except (RuntimeError, AssertionError) as exc:  # torch: bad device string; no CUDA build or no such GPU
+        reason = " ".join(str(exc).split())[:200]
+        raise PFTError(f"cannot use device '{device}' ({reason}): use cpu, or cuda / cuda:N on a machine with that GPU") from None
 
 
 def load_base(

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .atomic import atomic_write_text
-from .errors import PFTError, read_text
+from .errors import JSONError, PFTError, jsonl_records, loads, read_text
 from .values import ValueSpace
 
 LETTERS = "ABCDEFGHIJ"
@@ -79,20 +79,15 @@ def read_records(path: str | Path) -> list[tuple[str, object]]:
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:
-            items = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise PFTError(f"{path} is not valid JSON (line {err.lineno}: {err.msg}): fix the file") from None
+            items = loads(text)
+        except JSONError as err:
+            raise PFTError(f"{path} is not valid JSON ({err}): fix the file") from None
         if not isinstance(items, list):
             raise PFTError(f"{path}: expected a JSON list of records or JSONL")
-        return [(f"record {n}", item) for n, item in enumerate(items, start=1)]
-    records = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            records.append((f"line {number}", json.loads(line)))
-        except json.JSONDecodeError as err:
-            raise PFTError(f"{path}, line {number}: not valid JSON ({err.msg}): fix or remove the line") from None
+        records = [(f"record {n}", item) for n, item in enumerate(items, start=1)]
+    else:
+        records = [(f"line {number}", raw) for number, _, raw in
+                   jsonl_records(text.splitlines(), str(path), "fix or remove the line")]
     if not records:
         raise PFTError(f"{path} holds no records: expected a JSON list or JSONL with one record per line")
     return records
@@ -144,12 +139,16 @@ def _paired(raw: dict, space: ValueSpace, where: str) -> Scenario:
     if len(dims) != 1:
         raise PFTError(f"{where}: 'responses' mixes poles of {sorted(dims)}: one record covers one dimension")
     dim = space.dimension(dims.pop())
-    if "dimension" in raw and space.dimension(str(raw["dimension"])) != dim:
+    if "dimension" in raw and not isinstance(raw["dimension"], str):
+        raise PFTError(f"{where}: field 'dimension' must be a dimension slug (a string), like \"{dim.slug}\"")
+    if "dimension" in raw and space.dimension(raw["dimension"]) != dim:
         raise PFTError(f"{where}: field 'dimension' is '{raw['dimension']}' but the responses belong to '{dim.slug}'")
     return _checked(Scenario(text, dim.slug, tuple(options), raw.get("scene"), {"format": "paired"}), dim, where, "responses")
 
 
 def _checked(scenario: Scenario, dim, where: str, field: str) -> Scenario:
+    if scenario.scene is not None and not isinstance(scenario.scene, str):
+        raise PFTError(f"{where}: field 'scene' must be a string")
     for pole in dim.poles:
         if not scenario.options_of(pole.slug):
             raise PFTError(f"{where}: field '{field}' has no option of pole '{pole.name}'; each record needs both poles of '{dim.slug}'")

@@ -11,7 +11,7 @@ def read_text(path, what: str) -> str:
 
     path = Path(path)
     try:
-        return path.read_text(encoding="utf-8")
+        return path.read_text(encoding="utf-8-sig")  # a byte-order mark, as some editors write, is dropped
     except UnicodeDecodeError as err:
         raise PFTError(f"{what} {path} is not UTF-8 text (byte {err.start}): save it as UTF-8") from None
     except IsADirectoryError:
@@ -20,25 +20,49 @@ def read_text(path, what: str) -> str:
         raise PFTError(f"cannot read {what} {path}: {'not found' if isinstance(err, FileNotFoundError) else err.strerror or err}; check the path") from None
 
 
-def read_json(path, what: str, fix: str) -> object:
-    """Parse a user's JSON file; a missing or malformed file becomes one PFTError line."""
+class JSONError(ValueError):
+    """Text that is not usable JSON: malformed, a key given twice, a number too long, nesting too deep."""
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    obj: dict = {}
+    for key, value in pairs:
+        if key in obj:
+            raise JSONError(f"key '{key}' is given twice")
+        obj[key] = value
+    return obj
+
+
+def loads(text: str) -> object:
+    """`json.loads` that refuses a key given twice in one object (plain JSON keeps the last one silently)."""
     import json
 
     try:
-        return json.loads(read_text(path, what))
+        return json.loads(text, object_pairs_hook=_unique_keys)
+    except JSONError:
+        raise
     except json.JSONDecodeError as err:
+        raise JSONError(err.msg if err.msg else str(err)) from None
+    except (ValueError, RecursionError) as err:  # an integer of thousands of digits, nesting thousands deep
+        raise JSONError(f"{'nesting too deep' if isinstance(err, RecursionError) else err}") from None
+
+
+def read_json(path, what: str, fix: str) -> object:
+    """Parse a user's JSON file; a missing or malformed file becomes one PFTError line."""
+    try:
+        return loads(read_text(path, what))
+    except JSONError as err:
         raise PFTError(f"{what} {path} is not valid JSON ({err}): {fix}") from None
 
 
 def jsonl_records(lines, source: str, fix: str):
     """(line number, "SOURCE, line N", parsed value) for each non-blank JSONL line; bad JSON names its line."""
-    import json
-
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         where = f"{source}, line {number}"
         try:
-            yield number, where, json.loads(line)
-        except json.JSONDecodeError as err:
-            raise PFTError(f"{where}: not valid JSON ({err.msg}): {fix}") from None
+            value = loads(line)
+        except JSONError as err:
+            raise PFTError(f"{where}: not valid JSON ({err}): {fix}") from None
+        yield number, where, value

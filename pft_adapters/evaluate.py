@@ -28,12 +28,15 @@ mean of the per-pole accuracies.
 
 from __future__ import annotations
 
+import http.client
 import json
+import math
 import os
 import re
 import socket
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -366,8 +369,11 @@ class ChatJudge:
     """
 
     def __init__(self, url: str, model: str, api_key: str | None = None, timeout: float = 60.0, retries: int = 1):
-        if not url.startswith(("http://", "https://")):
-            raise PFTError(f"--judge '{url}' is neither 'head' nor an http(s) URL of an OpenAI-compatible API")
+        if not _is_http_url(url):
+            raise PFTError(f"--judge '{url}' is neither 'head' nor an http(s) URL of an OpenAI-compatible API "
+                           "(like http://localhost:8000/v1)")
+        if not (math.isfinite(timeout) and timeout > 0):
+            raise PFTError(f"--judge-timeout must be a positive number of seconds, got {timeout:g}")
         if not model:
             raise PFTError("--judge URL needs --judge-model NAME: the model the endpoint should run")
         base = url.rstrip("/")
@@ -424,11 +430,26 @@ class ChatJudge:
                 if isinstance(reason, (TimeoutError, socket.timeout)) and not last:
                     continue
                 raise PFTError(f"judge {self.endpoint} is unreachable ({_snippet(str(reason))}): check the --judge URL") from None
+            except (http.client.HTTPException, ConnectionError) as err:  # closed without a reply, not HTTP at all
+                if not last:
+                    continue
+                raise PFTError(f"judge {self.endpoint} gave no HTTP reply ({type(err).__name__}: {_snippet(str(err))}): "
+                               "check that the --judge URL is an OpenAI-compatible server") from None
             try:
                 return json.loads(body)
             except (json.JSONDecodeError, UnicodeDecodeError):
                 raise PFTError(f"judge {self.endpoint} did not return JSON: {_snippet(body)!r}") from None
         raise AssertionError("unreachable")
+
+
+def _is_http_url(url: str) -> bool:
+    """An http(s) URL with a host, a valid port if any, and no whitespace (urllib would fail on it later)."""
+    try:
+        parts = urllib.parse.urlsplit(url)
+        parts.port  # noqa: B018 - raises on a port that is not a number in 0-65535
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
 
 
 def make_judge(mixed, judge: str = "head", model: str | None = None, timeout: float = 60.0) -> Judge:

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from .atomic import atomic_write_text
 from .data import LETTERS
 from .errors import PFTError, jsonl_records, read_text
 from .values import ValueSpace
@@ -61,16 +62,21 @@ def parse_timestamp(raw: object, where: str) -> float:
     if isinstance(raw, bool):
         raise PFTError(f"{where}: field 'timestamp' is {raw!r}: give ISO-8601 text or epoch seconds")
     if isinstance(raw, (int, float)):
-        value = float(raw)
+        value = float(raw) if isinstance(raw, float) or abs(raw) < 2**63 else math.inf  # float() of a huge int raises
         if not math.isfinite(value):
-            raise PFTError(f"{where}: field 'timestamp' is {raw!r}: give ISO-8601 text or epoch seconds")
+            shown = repr(raw) if len(repr(raw)) <= 24 else repr(raw)[:23] + "…"
+            raise PFTError(f"{where}: field 'timestamp' is {shown}: give ISO-8601 text or finite epoch seconds")
         return value
     if isinstance(raw, str) and raw.strip():
         text = raw.strip()
         try:
-            return float(text)
+            value = float(text)
         except ValueError:
             pass
+        else:
+            if not math.isfinite(value):
+                raise PFTError(f"{where}: field 'timestamp' is '{text}': give ISO-8601 text or finite epoch seconds")
+            return value
         try:
             moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
         except ValueError:
@@ -105,6 +111,9 @@ def parse_decision(raw: object, where: str, space: ValueSpace | None = None, lin
             options.append(_text(item.get("text"), where, f"options[{j}].text"))
         else:
             options.append(_text(item, where, f"options[{j}]"))
+        if options[-1] in options[:-1]:
+            raise PFTError(f"{where}: options[{j}] repeats options[{options.index(options[-1])}]: every option must "
+                           "differ, or the choice says nothing")
     chosen = raw["chosen"]
     if isinstance(chosen, bool) or not isinstance(chosen, (int, str)):
         raise PFTError(f"{where}: field 'chosen' must be an option's index (0-based) or its text")
@@ -148,7 +157,7 @@ def load_history(path: str | Path, space: ValueSpace | None = None) -> list[Deci
 
 
 def write_history(decisions: Sequence[Decision], path: str | Path) -> Path:
-    """The decisions as JSONL (the format `load_history` reads)."""
+    """The decisions as JSONL (the format `load_history` reads), written whole or not at all."""
     path = Path(path)
-    path.write_text("".join(json.dumps(d.to_json(), ensure_ascii=False) + "\n" for d in decisions), encoding="utf-8")
+    atomic_write_text(path, "".join(json.dumps(d.to_json(), ensure_ascii=False) + "\n" for d in decisions))
     return path

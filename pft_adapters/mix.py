@@ -138,13 +138,14 @@ class MixedModel(Mixer):
             return self.model(**batch).logits
 
     def choose(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec],
-               calibrate: bool | str = True, batch_size: int = 16) -> list[Choice]:
+               calibrate: bool | str = "mirror", batch_size: int = 16) -> list[Choice]:
         """The option each scenario's vector prefers (see `pft_adapters.choose` for the scoring rule).
 
-        `calibrate`: True or "base" scores against the bare base (PMI); "mirror" against the
-        mirrored vector: the scenario's own dimension at the opposite sign, the rest unchanged
-        (the other pole's adapter, or for a conditioned zoo its description; when the vector
-        leaves that dimension at 0, every entry flipped); False or "none" takes the raw likelihood.
+        `calibrate`: "mirror" (the default; the most accurate on VCD, benchmarks/vcd_quality.py)
+        scores against the mirrored vector: the scenario's own dimension at the opposite sign,
+        the rest unchanged (the other pole's adapter, or for a conditioned zoo its description;
+        when the vector leaves that dimension at 0, every entry flipped); True or "base" against
+        the bare base (PMI); False or "none" takes the raw likelihood.
         Rows are cut to the zoo's training `max_length` (512 when not recorded), as in training.
         """
         mode = ("base" if calibrate else "none") if isinstance(calibrate, bool) else calibrate

@@ -62,6 +62,14 @@ def _candidate(raw: object, where: str, line: int) -> Candidate:
     return Candidate(text, raw.get("context"), raw.get("group") or "", vector, raw.get("id"), line)
 
 
+def _line_vector(scorer, candidate: Candidate):
+    """A line's own vector, a bad one reported by its line."""
+    try:
+        return scorer.vector(candidate.vector)
+    except PFTError as err:
+        raise PFTError(f"line {candidate.line}: field 'vector': {err}") from None
+
+
 @dataclass(frozen=True)
 class Ranked:
     candidate: Candidate
@@ -85,7 +93,10 @@ def rerank(scorer, candidates: Sequence[Candidate], vector=None) -> tuple[list[R
     missing = [c.line for c in candidates if c.vector is None and vector is None]
     if missing:
         raise PFTError(f"line {missing[0]} has no vector: give --vector or --history, or a 'vector' on every line")
-    vectors = [scorer.vector(c.vector if c.vector is not None else vector) for c in candidates]
+    vectors = [_line_vector(scorer, c) if c.vector is not None else None for c in candidates]
+    if vector is not None and any(v is None for v in vectors):
+        shared = scorer.vector(vector)
+        vectors = [shared if v is None else v for v in vectors]
     contexts = [c.context for c in candidates]
     scores = scorer.scores([c.text for c in candidates], vectors, contexts if any(contexts) else None)
     groups: dict[str, list[int]] = {}

@@ -42,6 +42,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from .base import to_device
 from .batching import Encoder, EncodedRow, row_nll, segment_nll
 from .choose import conditioned_prompt
 from .data import PairedRow, Scenario, paired_rows
@@ -81,6 +82,31 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
             raise PFTError(f"unknown zoo kind '{self.kind}': choose one of {', '.join(KINDS)}")
+        problem = self._problem()
+        if problem:
+            raise PFTError(problem)
+
+    def _problem(self) -> str | None:
+        """What is out of range in the settings (checked before any model is loaded), or None."""
+        def positive(x: float | None) -> bool:
+            return x is None or (math.isfinite(x) and x > 0)
+
+        if not positive(self.epochs):
+            return f"--epochs must be a positive number, got {self.epochs}"
+        if not positive(self.lr):
+            return f"--lr must be a positive number, got {self.lr}"
+        if self.batch_size < 1 or self.grad_accum < 1:
+            return f"--batch-size and --grad-accum must be at least 1, got {self.batch_size} and {self.grad_accum}"
+        if self.max_length is not None and self.max_length < 8:
+            return f"--max-length must be at least 8 tokens, got {self.max_length}"
+        if not (math.isfinite(self.weight_decay) and self.weight_decay >= 0) or not 0 <= self.warmup < 1:
+            return f"weight decay must be >= 0 and warmup in [0, 1), got {self.weight_decay} and {self.warmup}"
+        bad = [f"{p}={w}" for p, w in self.pole_weights.items() if not (math.isfinite(w) and w >= 0)]
+        if bad:
+            return f"pole weights must be finite numbers >= 0, got {', '.join(bad)}"
+        if self.lora is not None and self.lora.r < 1:
+            return f"--rank must be at least 1, got {self.lora.r}"
+        return None
 
     def resolved(self) -> TrainConfig:
         """This config with every None (`lora`, `epochs`, `lr`, `max_length`) set to its kind's default.
@@ -292,7 +318,10 @@ def is_main_process() -> bool:
 
 def pick_device(device: str | None) -> torch.device:
     if device and device != "auto":
-        return torch.device(device)
+        try:
+            return torch.device(device)
+        except RuntimeError:
+            raise PFTError(f"--device '{device}' is not a device: use auto, cpu, cuda or cuda:N") from None
     if torch.cuda.is_available():
         rank = int(os.environ.get("LOCAL_RANK", "0"))
         return torch.device("cuda", rank)
@@ -331,6 +360,11 @@ def train_zoo(
     that many optimizer steps (with a checkpoint), as an interrupt would.
     """
     config = config.resolved()
+    problem = config._problem()  # settings changed after the config was built (`config.lora = ...`) are checked too
+    if problem:
+        raise PFTError(problem)
+    if checkpoint_every < 1:
+        raise PFTError(f"--checkpoint-every must be at least 1 step, got {checkpoint_every}")
     rank, world = _world()
     if config.head_encoder:
         head_encoder(config.head_encoder)  # a bad name fails now, not after training (the load is cached)
@@ -339,7 +373,7 @@ def train_zoo(
     dev_device = pick_device(device)
     torch.manual_seed(config.seed)
     base = BaseRef(base_id, base_revision, fingerprint(model))
-    model.to(dev_device)
+    to_device(model, dev_device)
     adapters, objective, rows, encoded, keys = training_setup(model, tokenizer, scenarios, space, config)
     if not rows:
         raise PFTError("no training rows: the data holds no options labelled with a pole of the chosen dimensions")

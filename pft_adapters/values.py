@@ -201,6 +201,8 @@ class ValueSpace:
 
     @classmethod
     def from_json(cls, items: list[dict], source: str = "pairs") -> ValueSpace:
+        if not isinstance(items, list):
+            raise PFTError(f"{source}: the dimensions must be a list of objects with 'slug' and 'poles'")
         return cls(_parse_dimension(item, f"{source}: dimension {i + 1}") for i, item in enumerate(items))
 
 
@@ -217,7 +219,10 @@ def _parse_pole(raw: object, where: str) -> Pole:
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise PFTError(f"{where}: 'description' must be a string")
-    return Pole(name.strip(), raw.get("slug") or slugify(name), description.strip())
+    slug = raw.get("slug") or slugify(name)
+    if not isinstance(slug, str):
+        raise PFTError(f"{where}: 'slug' must be a string")
+    return Pole(name.strip(), slug, description.strip())
 
 
 def _parse_dimension(raw: object, where: str) -> Dimension:
@@ -232,7 +237,10 @@ def _parse_dimension(raw: object, where: str) -> Dimension:
     label = raw.get("name") or raw.get("label") or raw.get("slug")
     if not isinstance(label, str) or not label.strip():
         raise PFTError(f"{where}: missing dimension 'name' or 'slug'")
-    return Dimension(raw.get("slug") or slugify(label), label.strip(), first, second)
+    slug = raw.get("slug") or slugify(label)
+    if not isinstance(slug, str):
+        raise PFTError(f"{where}: 'slug' must be a string")
+    return Dimension(slug, label.strip(), first, second)
 
 
 # -- pair definition files (docs/pairs.schema.json describes the same rules) -------------

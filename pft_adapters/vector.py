@@ -11,14 +11,13 @@ the dimension switched off. Accepted spellings, all validated the same way:
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Mapping
 from pathlib import Path
 
 import torch
 
-from .errors import PFTError, read_json
+from .errors import JSONError, PFTError, loads, read_json
 from .values import ValueSpace
 
 
@@ -52,10 +51,12 @@ def parse_vector(spec: str | Mapping[str, object], space: ValueSpace) -> Prefere
         return _from_items(_read_file(Path(text[1:])), space, text[1:])
     if text.startswith("{"):
         try:
-            obj = json.loads(text)
-        except json.JSONDecodeError as err:
-            raise PFTError(f"--vector is not valid JSON ({err.msg}): write it like {{\"risk\": 0.8}}") from None
+            obj = loads(text)
+        except JSONError as err:
+            raise PFTError(f"--vector is not valid JSON ({err}): write it like {{\"risk\": 0.8}}") from None
         return _from_items(_object_items(obj, "--vector"), space, "--vector")
+    if not text.strip(", "):
+        raise PFTError("--vector is empty: give at least one DIM=VALUE, like risk=0.8 (risk=0 switches a dimension off)")
     items = []
     for part in filter(None, (p.strip() for p in text.split(","))):
         name, sep, value = part.partition("=")
@@ -80,8 +81,10 @@ def _object_items(obj: object, where: str) -> list[tuple[str, object]]:
 
 def _number(name: str, raw: object, where: str) -> float:
     try:
+        if isinstance(raw, bool) or (isinstance(raw, str) and "_" in raw):  # float() takes True and '0_1'
+            raise ValueError
         value = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):
         raise PFTError(f"{where}: value of '{name}' is '{raw}', not a number in [-1, 1]") from None
     if math.isnan(value):
         raise PFTError(f"{where}: value of '{name}' is NaN: give a number in [-1, 1]")

@@ -265,16 +265,44 @@ def read_manifest(path: Path) -> dict:
         manifest = json.loads(file.read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise PFTError(f"{path} is not a zoo ({MANIFEST} missing): point at a folder made by `pft-adapters train`") from None
-    except (json.JSONDecodeError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # malformed JSON or text that is not UTF-8
         raise PFTError(f"{file} is corrupted (not valid JSON): re-download or re-train the zoo") from None
+    except OSError as err:
+        raise PFTError(f"cannot read {file} ({err.strerror or err}): check the zoo folder") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise PFTError(f"{file} is not a pft-adapters manifest: point at a folder made by `pft-adapters train`")
-    if manifest.get("format_version", 0) > FORMAT_VERSION:
-        raise PFTError(f"{file} uses zoo format {manifest['format_version']}, newer than this pft-adapters supports: upgrade pft-adapters")
+    version = manifest.get("format_version", 0)
+    if isinstance(version, bool) or not isinstance(version, int):
+        raise PFTError(f"{file}: 'format_version' is {version!r}, not a whole number: re-download or re-train the zoo")
+    if version > FORMAT_VERSION:
+        raise PFTError(f"{file} uses zoo format {version}, newer than this pft-adapters supports: upgrade pft-adapters")
     for key in ("base_model", "dimensions", "poles", "lora", "files"):
         if key not in manifest:
             raise PFTError(f"{file} lacks '{key}': the manifest is incomplete; re-download or re-train the zoo")
+    problem = _manifest_problem(manifest)
+    if problem:
+        raise PFTError(f"{file}: {problem}: the manifest is damaged; re-download or re-train the zoo")
     return manifest
+
+
+def _manifest_problem(manifest: dict) -> str | None:
+    """What is malformed in a manifest's required fields (their types and shapes), or None."""
+    def strings(value: object) -> bool:
+        return isinstance(value, list) and all(isinstance(x, str) for x in value)
+
+    base, lora, files = manifest["base_model"], manifest["lora"], manifest["files"]
+    if not isinstance(base, dict) or set(base) != {"id", "revision", "fingerprint"}:
+        return "'base_model' must hold exactly 'id', 'revision' and 'fingerprint'"
+    if not isinstance(manifest["dimensions"], list):
+        return "'dimensions' must be a list"
+    if not strings(manifest["poles"]):
+        return "'poles' must be a list of pole slugs"
+    if not (isinstance(lora, dict) and isinstance(lora.get("r"), int) and not isinstance(lora.get("r"), bool)
+            and lora["r"] > 0 and isinstance(lora.get("alpha"), (int, float)) and strings(lora.get("target_modules"))):
+        return "'lora' must hold a positive whole 'r', a number 'alpha' and a list of 'target_modules'"
+    if not (isinstance(files, dict) and all(isinstance(v, str) for v in files.values())):
+        return "'files' must map each file to its sha256"
+    return None
 
 
 def _verify(root: Path, rel: str, files: dict[str, str]) -> Path:

@@ -105,7 +105,8 @@ def test_train_unknown_dimension_suggests(capsys, base_dir, vcd_train, tmp_path)
 
 
 @pytest.mark.parametrize("weight, words", [("risk-averse", ["POLE=NUMBER"]), ("risk-averse=lots", ["POLE=NUMBER"]),
-                                            ("risk-avers=2", ["unknown pole", "did you mean 'risk-averse'"])])
+                                            ("risk-avers=2", ["unknown pole", "did you mean 'risk-averse'"]),
+                                            ("risk-averse=nan", ["finite number >= 0"]), ("risk-averse=-1", [">= 0"])])
 def test_train_bad_pole_weight(capsys, base_dir, vcd_train, tmp_path, weight, words):
     line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "z", "--dims", "risk", "--pole-weight", weight))
     for word in words:
@@ -119,6 +120,19 @@ def test_train_non_empty_out(capsys, base_dir, vcd_train, tmp_path):
     line = user_error(capsys, *_train_args(base_dir, vcd_train, out))
     assert str(out) in line and "--overwrite" in line
     assert [p.name for p in out.iterdir()] == ["keep.txt"]
+
+
+def test_train_out_that_is_a_file(capsys, base_dir, vcd_train, tmp_path):
+    out = tmp_path / "notes.txt"
+    out.write_text("keep me")
+    line = user_error(capsys, *_train_args(base_dir, vcd_train, out, "--overwrite"))
+    assert "is a file: give a folder path" in line and out.read_text() == "keep me"
+
+
+@pytest.mark.parametrize("option", ["--limit", "--batch-size", "--grad-accum", "--rank", "--checkpoint-every"])
+def test_train_counts_below_one_are_usage_errors(capsys, base_dir, vcd_train, tmp_path, option):
+    code, _, err = run(capsys, *_train_args(base_dir, vcd_train, tmp_path / "z"), option, "0")
+    assert code == 2 and option in err and "Traceback" not in err and not (tmp_path / "z").exists()
 
 
 def test_train_bad_pairs_file(capsys, base_dir, vcd_train, tmp_path):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -290,9 +291,36 @@ def test_chat_judge_failures_are_one_line_errors(chat_server):
     with pytest.raises(PFTError, match="unreachable"):
         ChatJudge(f"http://127.0.0.1:{port}/v1", "m", timeout=2).score(ITEM)
     chat_server.close = lambda: None
-    for bad in (("ftp://x", "m"), ("http://x", "")):
-        with pytest.raises(PFTError):
+    for bad in (("ftp://x", "m"), ("http://x", ""), ("http://localhost:abc/v1", "m"), ("http://h:8000/v1 ", "m"),
+                ("http://[::1/v1", "m"), ("http:///v1", "m")):
+        with pytest.raises(PFTError, match="--judge"):
             ChatJudge(*bad)
+    for timeout in (0, -1, float("nan")):
+        with pytest.raises(PFTError, match="--judge-timeout must be a positive number"):
+            ChatJudge("http://127.0.0.1:1/v1", "m", timeout=timeout)
+
+
+def test_chat_judge_on_a_server_that_is_not_http_is_one_line():
+    """A port that closes the connection or answers something else than HTTP (e.g. another protocol)."""
+    listener = socket.create_server(("127.0.0.1", 0))
+
+    def serve():
+        for reply in (b"", b"SSH-2.0-OpenSSH\r\n", b"", b"SSH-2.0-OpenSSH\r\n"):
+            conn, _ = listener.accept()
+            conn.recv(65536)
+            conn.sendall(reply)
+            conn.close()
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    url = f"http://127.0.0.1:{listener.getsockname()[1]}/v1"
+    try:
+        for _ in range(2):  # closed without a reply, then a banner that is not HTTP (each tried twice)
+            with pytest.raises(PFTError, match="gave no HTTP reply") as err:
+                ChatJudge(url, "m", timeout=5).score(ITEM)
+            assert "\n" not in str(err.value)
+    finally:
+        listener.close()
 
 
 # -- baseline training methods --------------------------------------------------------------------

@@ -81,6 +81,11 @@ GOOD = {"scenario": "s", "options": ["a", "b"], "chosen": 0}
     (GOOD | {"chosen": True}, "field 'chosen' must be"),
     (GOOD | {"timestamp": "yesterday"}, "field 'timestamp'"),
     (GOOD | {"timestamp": [1]}, "field 'timestamp'"),
+    (GOOD | {"timestamp": "nan"}, "field 'timestamp' is 'nan'"),  # a NaN weight would turn the vector to +1
+    (GOOD | {"timestamp": "1e999"}, "field 'timestamp' is '1e999'"),
+    (GOOD | {"timestamp": 10**400}, "field 'timestamp' is 1000"),
+    (GOOD | {"options": ["a", "a"]}, "options\\[1\\] repeats options\\[0\\]"),
+    ('{"scenario": "s", "scenario": "t", "options": ["a", "b"], "chosen": 0}', "key 'scenario' is given twice"),
     (GOOD | {"dimension": "rsik"}, "field 'dimension' is 'rsik'.*did you mean 'risk'"),
 ])
 def test_bad_lines_are_reported_by_number_and_field(tmp_path, bad, field):
@@ -89,6 +94,12 @@ def test_bad_lines_are_reported_by_number_and_field(tmp_path, bad, field):
     with pytest.raises(PFTError, match=f"h.jsonl, line 2: .*{field}") as err:
         load_history(path, SPACE)
     assert "\n" not in str(err.value)
+
+
+def test_a_byte_order_mark_is_read_past(tmp_path):
+    path = tmp_path / "bom.jsonl"
+    path.write_text("\ufeff" + json.dumps(GOOD) + "\n", encoding="utf-8")
+    assert load_history(path)[0].options == ("a", "b")
 
 
 def test_empty_or_missing_history_is_one_clear_line(tmp_path):

@@ -182,6 +182,14 @@ def test_vector_from_file(tmp_path):
     ("risk", "NAME=VALUE"),
     ("@missing.json", "not found"),
     ("{bad json", "not valid JSON"),
+    ('{"risk": 0.5, "risk": -0.9}', "key 'risk' is given twice"),  # plain JSON would keep -0.9 silently
+    ('{"risk": true}', "'True', not a number"),
+    ("risk=0_1", "'0_1', not a number"),  # float() reads it as 1
+    ('{"risk": 1' + "0" * 400 + "}", "not a number"),  # too large for a float
+    ('{"risk": 1' + "0" * 5000 + "}", "not valid JSON"),  # too long for Python's int parser
+    ('{"risk": ' + "[" * 100_000, "not valid JSON"),  # nested too deep
+    ("", "--vector is empty"),
+    (" , ", "--vector is empty"),
 ])
 def test_bad_vectors_get_one_clear_line(spec, message):
     with pytest.raises(PFTError, match=message) as err:

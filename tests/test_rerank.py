@@ -68,6 +68,32 @@ def test_rerank_user_errors_are_one_line(cli_scorer, zoo_dir, answers, tmp_path,
     bad.write_text('"fine"\n{"txt": "typo"}\n')
     assert "line 2" in user_error(capsys, "rerank", cli_scorer, "--vector", "risk=1", "--candidates", bad)
     assert "does not write" in user_error(capsys, "mix", cli_scorer, "--vector", "risk=1", "--prompt", "Hello?")
+    bad.write_text('"fine"\n{"text": "x", "vector": "risk=2"}\n')
+    line = user_error(capsys, "rerank", cli_scorer, "--vector", "risk=1", "--candidates", bad)
+    assert "line 2: field 'vector'" in line and "outside [-1, 1]" in line
+    assert "cannot use device 'gpu0'" in user_error(capsys, "rerank", cli_scorer, "--vector", "risk=1", "--candidates", answers,
+                                                     "--device", "gpu0")
+    assert "unknown --calibrate 'pmi'" in user_error(capsys, "mix", cli_scorer, "--vector", "risk=1", "--scenarios", bad,
+                                                     "--calibrate", "pmi")
+
+
+def test_mix_scenarios_on_a_scorer_zoo_chooses_by_the_mirror(cli_scorer, vcd_train, tmp_path, capsys):
+    """`mix --scenarios` reads a scorer zoo as `eval` does: against the mirrored vector unless told otherwise."""
+    from pft_adapters.data import load_scenarios
+    from pft_adapters.mix import load_mixed
+
+    risk = [r for r in json.loads(vcd_train.read_text()) if r["preference domain"] == "Risk Orientation"][:3]
+    data = tmp_path / "risk.json"
+    data.write_text(json.dumps(risk))
+    scorer = load_mixed(str(cli_scorer))
+    scenarios = load_scenarios(data, scorer.zoo.space)
+    for calibrate in ("mirror", "none"):
+        extra = () if calibrate == "mirror" else ("--calibrate", calibrate)
+        code, out, _ = run(capsys, "mix", cli_scorer, "--vector", "risk=-1", "--scenarios", data, "--json", *extra)
+        result = json.loads(out)
+        expected = scorer.choose(scenarios, "risk=-1", calibrate=calibrate)
+        assert code == 0 and result["calibrated"] == calibrate
+        assert [c["scores"] for c in result["choices"]] == [c.scores for c in expected]
 
 
 def test_candidates_file_is_checked_line_by_line(tmp_path):

@@ -15,6 +15,7 @@ from pft_adapters.batching import Encoder, row_nll
 from pft_adapters.choose import option_scores
 from pft_adapters.data import paired_rows
 from pft_adapters.errors import PFTError
+from pft_adapters.layers import LoraSpec
 from pft_adapters.train import TrainConfig, train_zoo
 from pft_adapters.values import ValueSpace
 
@@ -128,6 +129,34 @@ def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
     mp.spawn(_ddp_worker, args=(2, port, str(base_dir), data, str(tmp_path / "ddp")), nprocs=2, join=True)
     single = _train(base_dir, data, epochs=1, head_steps=5, pack=False)  # unpacked, as in test_gradient_accumulation...
     same_zoo(single.zoo, Zoo.from_pretrained(tmp_path / "ddp"), atol=ADAM_TOL)
+
+
+@pytest.mark.parametrize("settings, message", [
+    ({"epochs": 0}, "--epochs must be a positive number"),
+    ({"epochs": float("nan")}, "--epochs must be a positive number"),
+    ({"lr": -1e-3}, "--lr must be a positive number"),
+    ({"batch_size": 0}, "--batch-size and --grad-accum must be at least 1"),
+    ({"grad_accum": 0}, "--batch-size and --grad-accum must be at least 1"),
+    ({"max_length": 4}, "--max-length must be at least 8"),
+    ({"warmup": 1.0}, "warmup in \\[0, 1\\)"),
+    ({"pole_weights": {"risk-averse": float("inf")}}, "pole weights must be finite"),
+    ({"lora": LoraSpec(r=0)}, "--rank must be at least 1"),
+])
+def test_settings_out_of_range_are_refused_before_any_work(settings, message):
+    with pytest.raises(PFTError, match=message):
+        TrainConfig(**settings)
+
+
+def test_settings_changed_after_building_and_bad_devices_are_refused_by_train_zoo(base_dir, train_slice):
+    model, tokenizer = load_base(base_dir)
+    config = quick_config()
+    config.lora = LoraSpec(r=0)
+    with pytest.raises(PFTError, match="--rank must be at least 1"):
+        train_zoo(model, tokenizer, train_slice, SPACE, config, base_id="tiny", progress=False)
+    with pytest.raises(PFTError, match="--checkpoint-every must be at least 1"):
+        train_zoo(model, tokenizer, train_slice, SPACE, quick_config(), base_id="tiny", checkpoint_every=0, progress=False)
+    with pytest.raises(PFTError, match="--device 'gpu0' is not a device"):
+        train_zoo(model, tokenizer, train_slice, SPACE, quick_config(), base_id="tiny", device="gpu0", progress=False)
 
 
 def test_kind_defaults_fill_in_when_resolved_and_explicit_values_win():

@@ -259,6 +259,14 @@ def test_invalid_json_list(tmp_path):
     assert "broken.json" in str(err.value) and "not valid JSON" in str(err.value)
 
 
+def test_empty_json_list_and_byte_order_mark(tmp_path):
+    with pytest.raises(PFTError, match="empty.json holds no records"):
+        load_scenarios(_write(tmp_path, "[]", "empty.json"))
+    path = tmp_path / "bom.json"
+    path.write_text("\ufeff" + json.dumps([_record()]), encoding="utf-8")  # as some editors save
+    assert len(load_scenarios(path)) == 1
+
+
 def test_missing_data_file(tmp_path):
     with pytest.raises(PFTError) as err:
         load_scenarios(tmp_path / "absent.json")
@@ -301,7 +309,10 @@ def test_paired_jsonl_with_custom_pairs(tmp_path):
      ({"prompt": "x", "responses": {"risk-taking": "a", "risky": "b"}}, ["'risky'", "did you mean"]),
      ({"prompt": "x", "responses": {"risk-taking": "a", "risk-averse": ""}}, ["risk-averse", "non-empty"]),
      ({"responses": {"risk-taking": "a", "risk-averse": "b"}}, ["'prompt'"]),
-     ({"prompt": "x"}, ["'responses'"])],
+     ({"prompt": "x"}, ["'responses'"]),
+     ({"prompt": "x", "responses": {"risk-taking": "a", "risk-averse": "b"}, "dimension": ["risk"]}, ["'dimension' must be"]),
+     ({"prompt": "x", "responses": {"risk-taking": "a", "risk-averse": "b"}, "scene": 5}, ["'scene' must be a string"]),
+     ('{"prompt": "x", "prompt": "y", "responses": {"risk-taking": "a", "risk-averse": "b"}}', ["given twice"])],
 )
 def test_paired_jsonl_errors(tmp_path, record, words):
     good = {"prompt": "ok", "responses": {"risk-taking": "a", "risk-averse": "b"}}

@@ -119,6 +119,23 @@ def test_corrupted_manifest_is_refused(zoo_copy):
         Zoo.from_pretrained(zoo_copy)
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("format_version", "2", "'format_version' is '2'"),
+    ("dimensions", None, "'dimensions' must be a list"),
+    ("poles", [1, 2], "'poles' must be a list of pole slugs"),
+    ("lora", {"alpha": 16, "target_modules": ["q_proj"]}, "'lora' must hold a positive whole 'r'"),
+    ("lora", {"r": "8", "alpha": 16, "target_modules": ["q_proj"]}, "'lora' must hold"),
+    ("base_model", {"id": "x"}, "'base_model' must hold exactly"),
+    ("files", [], "'files' must map"),
+])
+def test_malformed_manifest_fields_are_one_line(zoo_copy, field, value, message):
+    manifest = json.loads((zoo_copy / MANIFEST).read_text())
+    (zoo_copy / MANIFEST).write_text(json.dumps(manifest | {field: value}))
+    with pytest.raises(PFTError, match=message) as err:
+        Zoo.from_pretrained(zoo_copy)
+    assert "\n" not in str(err.value) and "re-download or re-train" in str(err.value)
+
+
 def test_folder_that_is_not_a_zoo(tmp_path):
     with pytest.raises(PFTError, match="is not a zoo"):
         Zoo.from_pretrained(tmp_path)

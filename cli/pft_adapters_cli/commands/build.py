@@ -2,20 +2,22 @@
 
 from __future__ import annotations
 
+import math
 import shutil
 from pathlib import Path
 
 import typer
 
+from pft_adapters.atomic import check_target
 from pft_adapters.errors import PFTError
 
-from .common import JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, echo_json, value_space
+from .common import JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, default_pair, echo_json, value_space
 
 
 def make_base(
     out: Path = typer.Option(..., "--out", help="Folder to write the base model and tokenizer to (Hugging Face format)."),
     corpus: Path = typer.Option(..., "--corpus", help="Texts to learn from: VCD JSON/JSONL (scenarios and options, never labels) or a .txt file."),
-    size: str = typer.Option("small", "--size", help="Preset: tiny (tests), small (~5M params, demos), medium (~30M, speed benchmarks)."),
+    size: str = typer.Option("small", "--size", help="Preset: tiny (tests), small (~4M params, demos), medium (~30M, speed benchmarks)."),
     minutes: float = typer.Option(3.0, "--minutes", help="Pre-training time budget in minutes (0 = no pre-training)."),
     vocab_size: int = typer.Option(None, "--vocab-size", help="BPE vocabulary size (default: the preset's)."),
     seed: int = typer.Option(0, "--seed"),
@@ -43,12 +45,12 @@ def train(
     matching: str = MATCHING_OPTION,
     dims: str = typer.Option(None, "--dims", help="Comma-separated dimensions to train (default: every dimension in --data)."),
     dev: Path = typer.Option(None, "--dev", help="Held-out scenarios to measure the mixing head (default: a tenth of --data)."),
-    limit: int = typer.Option(None, "--limit", help="Use only the first N scenarios (of the --dims, if given; quick runs)."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N scenarios (of the --dims, if given; quick runs)."),
     epochs: float = typer.Option(None, "--epochs", show_default=False, help="Passes over the data (default: 2; scorer: 3)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Rows per optimizer step (global, across processes)."),
-    grad_accum: int = typer.Option(1, "--grad-accum", help="Split each step into this many micro-batches."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Rows per optimizer step (global, across processes)."),
+    grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Split each step into this many micro-batches."),
     lr: float = typer.Option(None, "--lr", show_default=False, help="Peak learning rate (default: 1e-3; scorer: 3e-4)."),
-    rank: int = typer.Option(8, "--rank", "-r", help="LoRA rank of every pole adapter."),
+    rank: int = typer.Option(8, "--rank", "-r", min=1, help="LoRA rank of every pole adapter."),
     alpha: float = typer.Option(16.0, "--alpha", help="LoRA alpha (scale = alpha / rank)."),
     target_modules: str = typer.Option(None, "--target-modules", help="Comma-separated names of the linear layers to adapt "
                                        "(default: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj; scorer: query,key,value,dense)."),
@@ -65,7 +67,7 @@ def train(
                                      "model's own hidden states."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
-    checkpoint_every: int = typer.Option(50, "--checkpoint-every", help="Steps between checkpoints."),
+    checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1, help="Steps between checkpoints."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
     json_out: bool = JSON_OPTION,
@@ -82,6 +84,7 @@ def train(
     from pft_adapters.train import TrainConfig, is_main_process, train_zoo
 
     space = value_space(pairs)
+    pair = default_pair(space, pair, pairs)
     if method == "single" and pole is not None:  # single-preference SFT: the pole's own dimension only
         if dims and space.dimension_of(pole).slug not in [space.dimension(d.strip()).slug for d in dims.split(",")]:
             raise PFTError(f"--pole {pole} is not a pole of --dims {dims}")
@@ -98,8 +101,7 @@ def train(
         raise PFTError(f"{data} holds no scenarios of {wanted}: check --dims")
     dev_scenarios = [s for s in load_scenarios(dev, value_space(pairs), pair=pair, matching=matching) if s.dimension in wanted] if dev else None
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise PFTError(f"{out} already exists and is not empty: choose another --out or pass --overwrite")
+    check_target(out, overwrite)  # before any loading or training
     targets = tuple(t.strip() for t in target_modules.split(",")) if target_modules else None
     config = TrainConfig(  # lora=None and max_length=None take the kind's defaults
         epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
@@ -127,12 +129,15 @@ def _pole_weights(items: list[str], space) -> dict[str, float]:
     weights = {}
     for item in items:
         name, sep, value = item.partition("=")
-        try:
-            weights[space.pole(name.strip()).slug] = float(value)
-        except ValueError:
-            raise PFTError(f"--pole-weight '{item}' is not POLE=NUMBER, e.g. risk-averse=2") from None
         if not sep:
             raise PFTError(f"--pole-weight '{item}' is not POLE=NUMBER, e.g. risk-averse=2")
+        try:
+            weight = float(value)
+        except ValueError:
+            raise PFTError(f"--pole-weight '{item}' is not POLE=NUMBER, e.g. risk-averse=2") from None
+        if not (math.isfinite(weight) and weight >= 0):
+            raise PFTError(f"--pole-weight '{item}': a loss weight is a finite number >= 0, e.g. risk-averse=2")
+        weights[space.pole(name.strip()).slug] = weight
     return weights
 
 
@@ -144,7 +149,7 @@ def info(
     zoo: str = typer.Argument(..., help="Zoo folder (or Hub name)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
-    """Show what a zoo holds: base model, dimensions, poles, files and the training summary."""
+    """Show what a zoo holds: base model, dimensions, poles, LoRA settings, head and the training summary."""
     from pft_adapters.zoo import Zoo
 
     z = Zoo.from_pretrained(zoo)

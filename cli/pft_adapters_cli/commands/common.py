@@ -22,3 +22,17 @@ def echo_json(obj: object) -> None:
 def value_space(pairs: Path | None) -> ValueSpace:
     """The built-in dimensions, plus those of a --pairs file."""
     return load_pairs(pairs) if pairs else ValueSpace.builtin()
+
+
+def added_dimensions(space: ValueSpace) -> list:
+    """The dimensions of `space` that are not built in."""
+    builtin = ValueSpace.builtin().dimensions
+    return [d for d in space if d not in builtin]
+
+
+def default_pair(space: ValueSpace, pair: str | None, pairs_file: Path | None) -> str | None:
+    """--pair, or the one dimension a --pairs file defines when it defines exactly one."""
+    if pair is not None or pairs_file is None:
+        return pair
+    added = added_dimensions(space)
+    return added[0].slug if len(added) == 1 else None

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import typer
 
+from pft_adapters.atomic import atomic_write_text, check_file_target
 from pft_adapters.errors import PFTError
 
 from .common import JSON_OPTION, PAIRS_OPTION, echo_json, value_space
@@ -57,6 +58,10 @@ def evaluate(
         raise PFTError(f"unknown --calibrate '{calibrate}': choose mirror, base or none")
     if limit is not None and limit < 1:
         raise PFTError("--limit must be at least 1")
+    if max_new_tokens < 1:
+        raise PFTError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
+    if out is not None:
+        check_file_target(out, "--out")
     mixed = load_mixed(zoo, base=base, device=device)
     scenarios = load_scenarios(data, value_space(pairs).merged(mixed.zoo.space))
     vec = mixed.vector(vector) if vector is not None else None
@@ -66,8 +71,7 @@ def evaluate(
     summary = {"zoo": zoo, "data": str(data), "method": mixed.zoo.training.get("method", "paired"),
                "vector": dict(vec) if vec is not None else "all-poles", **result.to_json()}
     if out:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        out.write_text(json.dumps({**summary, "items": result.items}, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        atomic_write_text(out, json.dumps({**summary, "items": result.items}, indent=2, ensure_ascii=False) + "\n")
     if json_out:
         echo_json(summary)
         return

@@ -8,7 +8,7 @@ import typer
 
 from pft_adapters.errors import PFTError
 
-from .common import JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, echo_json, value_space
+from .common import JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, default_pair, echo_json, value_space
 from .infer import HALF_LIFE_HELP, HISTORY_HELP, METHOD_HELP, infer_from_history
 
 VECTOR_HELP = (
@@ -31,7 +31,9 @@ def mix(
     pairs: Path = PAIRS_OPTION,
     pair: str = PAIR_OPTION,
     matching: str = MATCHING_OPTION,
-    calibrate: bool = typer.Option(True, "--calibrate/--no-calibrate", help="Score options against the base model (PMI); see docs/mix.md."),
+    calibrate: str = typer.Option("mirror", "--calibrate", help="With --scenarios, what option scores are measured "
+                                  "against: mirror (the vector with the scenario's dimension flipped; default), base (the "
+                                  "bare base model, PMI) or none (raw score); see docs/mix.md."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy decoding."),
     top_p: float = typer.Option(1.0, "--top-p"),
@@ -58,8 +60,13 @@ def mix(
       pft-adapters mix zoo/ --history alice.jsonl --prompt "Should I take the new job?"
     """
     from pft_adapters.data import load_scenarios
-    from pft_adapters.mix import load_mixed
+    from pft_adapters.mix import CALIBRATIONS, load_mixed
 
+    if calibrate not in CALIBRATIONS:
+        raise PFTError(f"unknown --calibrate '{calibrate}': choose one of {', '.join(CALIBRATIONS)}")
+
+    if max_new_tokens < 1 or not temperature >= 0 or not 0 < top_p <= 1:  # `not >=` also refuses NaN
+        raise PFTError("--max-new-tokens must be at least 1, --temperature at least 0 (0 = greedy) and --top-p in (0, 1]")
     jobs = sum(bool(x) for x in (prompt, scenarios, export, merge_out))
     if jobs != 1:
         raise PFTError("give exactly one of --prompt, --scenarios, --export or --merge-out")
@@ -93,7 +100,8 @@ def mix(
         echo_json(result) if json_out else typer.echo(f"{result['kind']} for {vec.describe()} written to {path}")
         return
     if scenarios:
-        data = load_scenarios(scenarios, value_space(pairs).merged(mixed.zoo.space), pair=pair, matching=matching)
+        space = value_space(pairs)
+        data = load_scenarios(scenarios, space.merged(mixed.zoo.space), pair=default_pair(space, pair, pairs), matching=matching)
         picks = mixed.choose(data, vec, calibrate=calibrate)
         rows = [{"scenario": s.text, "chosen": c.index, "text": s.options[c.index].text, "pole": c.pole, "scores": c.scores}
                 for s, c in zip(data, picks)]

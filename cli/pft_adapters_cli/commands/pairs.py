@@ -7,10 +7,11 @@ from pathlib import Path
 
 import typer
 
+from pft_adapters.atomic import check_file_target, check_target
 from pft_adapters.errors import PFTError
 from pft_adapters.values import ValueSpace
 
-from .common import JSON_OPTION, PAIRS_OPTION, echo_json, value_space
+from .common import JSON_OPTION, PAIRS_OPTION, added_dimensions, default_pair, echo_json, value_space
 
 MAX_REPORTED = 10  # bad records listed by `convert` before "... and N more"
 
@@ -19,12 +20,6 @@ def _dimension_json(dim, source: str) -> dict:
     return {"slug": dim.slug, "name": dim.label, "source": source,
             "poles": [{"slug": p.slug, "name": p.name, "sign": s, "description": p.description}
                       for p, s in zip(dim.poles, (1, -1))]}
-
-
-def _added(space: ValueSpace) -> list:
-    """The dimensions of `space` that are not built in."""
-    builtin = ValueSpace.builtin().dimensions
-    return [d for d in space if d not in builtin]
 
 
 def pairs(
@@ -45,7 +40,7 @@ def pairs(
     """
     if check is not None:
         try:
-            added = _added(value_space(check))
+            added = added_dimensions(value_space(check))
         except PFTError as err:
             if not json_out:
                 raise
@@ -77,18 +72,11 @@ convert_app = typer.Typer(
 )
 
 
-def default_pair(space: ValueSpace, pair: str | None, pairs_file: Path | None) -> str | None:
-    """--pair, or the one dimension a --pairs file defines when it defines exactly one."""
-    if pair is not None or pairs_file is None:
-        return pair
-    added = _added(space)
-    return added[0].slug if len(added) == 1 else None
-
-
 def _convert(source: Path, out: Path, space: ValueSpace, pair: str | None, matching: str | None,
              overwrite: bool, json_out: bool) -> None:
     from pft_adapters.data import load_scenarios, to_paired, write_jsonl
 
+    check_file_target(out)
     if out.exists() and not overwrite:
         raise PFTError(f"{out} already exists: choose another --out or pass --overwrite")
     errors: list[str] = []
@@ -166,7 +154,7 @@ def extend(
     dev: Path = typer.Option(None, "--dev", help="Held-out data for the new poles, to measure the mixing head (default: a tenth of --data)."),
     old_data: Path = typer.Option(None, "--old-data", help="Held-out data of the zoo's own dimensions, to show the head still reads them (default: not measured)."),
     epochs: float = typer.Option(None, "--epochs", show_default=False, help="Passes over the new data (default: the zoo kind's, as `train`)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Rows per optimizer step."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Rows per optimizer step."),
     lr: float = typer.Option(None, "--lr", show_default=False, help="Peak learning rate (default: the zoo kind's, as `train`)."),
     max_length: int = typer.Option(None, "--max-length", show_default=False,
                                    help="Longest row in tokens; long prompts lose their start (default: the zoo's own, "
@@ -192,8 +180,7 @@ def extend(
     from pft_adapters.zoo import Zoo
 
     out = Path(out)
-    if out.exists() and any(out.iterdir()) and not overwrite:
-        raise PFTError(f"{out} already exists and is not empty: choose another --out or pass --overwrite")
+    check_target(out, overwrite)  # before any loading or training
     grown_from = Zoo.from_pretrained(zoo)
     file_space = value_space(pairs_file)
     space = file_space.merged(grown_from.space)  # the zoo may carry dimensions of an earlier extension
