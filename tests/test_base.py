@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -239,6 +240,18 @@ def test_load_base_missing_path_is_a_user_error(tmp_path):
     with pytest.raises(PFTError, match="cannot load base model") as info:
         load_base(tmp_path / "no-such-base")
     assert "\n" not in str(info.value)
+
+
+def test_truncated_weights_and_unknown_devices_are_user_errors(built_base, tmp_path):
+    damaged = tmp_path / "damaged"
+    shutil.copytree(built_base, damaged)
+    weights = damaged / "model.safetensors"
+    weights.write_bytes(weights.read_bytes()[: weights.stat().st_size // 2])  # a cut-off download
+    with pytest.raises(PFTError, match="cannot load base model") as info:
+        load_base(damaged)
+    assert "\n" not in str(info.value)
+    with pytest.raises(PFTError, match="cannot use device 'gpu0'"):
+        load_base(built_base, device="gpu0")
 
 
 def test_make_base_refuses_non_empty_out_dir_unless_overwrite(built_base, vcd_texts, tmp_path):
