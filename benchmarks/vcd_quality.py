@@ -73,7 +73,7 @@ from pft_adapters.scorer import DEFAULT_EPOCHS as SCORER_EPOCHS
 from pft_adapters.scorer import DEFAULT_LR as SCORER_LR
 from pft_adapters.scorer import DEFAULT_MAX_LENGTH as SCORER_MAX_LENGTH
 from pft_adapters.scorer import ScorerModel
-from pft_adapters.train import TrainConfig, train_zoo
+from pft_adapters.train import DEFAULT_PROMPT_KL, TrainConfig, train_zoo
 from pft_adapters.values import ValueSpace
 from pft_adapters.vector import PreferenceVector
 from pft_adapters.zoo import Zoo, fingerprint
@@ -105,6 +105,7 @@ class Settings:
     rank: int
     alpha: float
     batch_size: int
+    prompt_kl: float
     seed: int
     threads: int
     train_per_dim: int | None
@@ -128,6 +129,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rank", type=int, default=8)
     p.add_argument("--alpha", type=float, default=16.0)
     p.add_argument("--batch-size", type=int, default=8)
+    p.add_argument("--prompt-kl", type=float, default=DEFAULT_PROMPT_KL, help="weight of the KL to the base on prompt "
+                   f"tokens, every method alike (default {DEFAULT_PROMPT_KL:g}, as `train`; 0 = off)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--train-per-dim", type=int, help="at most N training scenarios per dimension (default all; --quick 16)")
@@ -159,7 +162,8 @@ def settings(a: argparse.Namespace) -> Settings:
 
     return Settings(
         base=a.base, size=pick(a.size, "small", "tiny"), minutes=pick(a.minutes, 8.0, 0.5), epochs=pick(a.epochs, 1.0, 1.0),
-        lr=a.lr, max_length=a.max_length, rank=a.rank, alpha=a.alpha, batch_size=a.batch_size, seed=a.seed, threads=a.threads,
+        lr=a.lr, max_length=a.max_length, rank=a.rank, alpha=a.alpha, batch_size=a.batch_size, prompt_kl=a.prompt_kl,
+        seed=a.seed, threads=a.threads,
         train_per_dim=pick(a.train_per_dim, None, 16), dev_per_dim=pick(a.dev_per_dim, None, 4),
         sweep=(-1.0, 0.0, 1.0) if q else (-1.0, -0.5, 0.0, 0.5, 1.0), max_new_tokens=pick(a.max_new_tokens, 32, 8),
         device=a.device, quick=q,
@@ -208,7 +212,7 @@ def code_hash() -> str:
 
 def train_config(s: Settings, method: str, pole: str | None = None) -> TrainConfig:
     return TrainConfig(lora=LoraSpec(r=s.rank, alpha=s.alpha), epochs=s.epochs, batch_size=s.batch_size, lr=s.lr,
-                       max_length=s.max_length, seed=s.seed, method=method, pole=pole)
+                       max_length=s.max_length, seed=s.seed, method=method, pole=pole, prompt_kl=s.prompt_kl)
 
 
 def trained_zoo(base: str, s: Settings, scenarios: Sequence[Scenario], space: ValueSpace, method: str,
@@ -518,7 +522,7 @@ def write_report(path: Path, fig: dict, targets: list[dict], space: ValueSpace) 
           f"({b['pretrain']['epochs']:g} epochs, final loss {b['pretrain']['final_loss']:.2f})" if "pretrain" in b else "") + ".",
           f"**Training (every method, same rows and budget):** {fig['data']['train_scenarios']} scenarios of vcd_train.json, "
           f"{s['epochs']:g} epoch{'' if s['epochs'] == 1 else 's'}, batch {s['batch_size']}, rows of at most {s['max_length']} tokens, lr {s['lr']:g}, LoRA r={s['rank']} alpha={s['alpha']:g} on all "
-          "attention and MLP projections. The paired zoo holds one adapter per pole (12); the conditioned zoo one shared "
+          f"attention and MLP projections, prompt KL weight {s.get('prompt_kl', 0):g} (`train --prompt-kl`). The paired zoo holds one adapter per pole (12); the conditioned zoo one shared "
           "adapter; single-preference SFT is one run per pole on that pole's rows only.",
           f"**Evaluation:** {fig['data']['dev_scenarios']} scenarios of vcd_dev.json, every pole at +-1 of its dimension on "
           "that dimension's scenarios (`pft-adapters eval --all-poles`). Options are scored by mean log-likelihood per "

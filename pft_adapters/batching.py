@@ -34,6 +34,10 @@ class Batch:
     def to(self, device: torch.device) -> Batch:
         return Batch(*(t.to(device) for t in (self.input_ids, self.attention_mask, self.labels, self.poles, self.weights)))
 
+    def prompt_mask(self) -> torch.Tensor:
+        """(batch, L): each row's prompt tokens."""
+        return (self.labels == -100) & self.attention_mask.bool()
+
 
 @dataclass
 class PackedRow:
@@ -74,6 +78,15 @@ class PackedBatch:
         tensors = (self.input_ids, mask, self.position_ids, self.labels, self.segments, self.poles, self.weights,
                    self.rows, self.lengths)
         return PackedBatch(*(t.to(device) for t in tensors))
+
+    def prompt_mask(self) -> torch.Tensor:
+        """(batch, L): each packed row's prompt tokens.
+
+        The prompt is the leading run where position ids count up from 0 and no target
+        starts (later segments restart their positions inside it, at their lead token).
+        """
+        index = torch.arange(self.input_ids.shape[1], device=self.input_ids.device)
+        return (self.position_ids == index) & (self.segments < 0) & (index < self.lengths[:, None])
 
 
 class Encoder:
@@ -171,6 +184,23 @@ def _next_token_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Summed negative log-likelihood of each row's continuation tokens and their count, each (batch,)."""
     return _next_token_nll(logits, labels).sum(1), (labels[:, 1:] != -100).sum(1)
+
+
+def prompt_shares(rows: Sequence[EncodedRow]) -> torch.Tensor:
+    """(rows,) 1 / the rows sharing each row's prompt and pole: unpacked, a prompt then counts once, as packed."""
+    keys = [(tuple(r.ids[: r.n_prompt]), r.pole) for r in rows]
+    return torch.tensor([1.0 / keys.count(k) for k in keys])
+
+
+def prompt_kl_per_row(logits: torch.Tensor, reference: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:
+    """(batch,) mean KL(reference || model) of the next-token distributions that predict each row's prompt tokens.
+
+    `reference` holds the reference model's log-probabilities ((batch, L, V), as `logits`);
+    position t predicts token t + 1, so the predictions of prompt tokens 1.. are compared.
+    """
+    predicts = prompt[:, 1:]
+    kl = (reference[:, :-1].exp() * (reference[:, :-1] - logits[:, :-1].float().log_softmax(-1))).sum(-1)
+    return (kl * predicts).sum(1) / predicts.sum(1).clamp_min(1)
 
 
 def row_nll(logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:

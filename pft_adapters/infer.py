@@ -120,6 +120,8 @@ def parse_half_life(spec: str | float | int | HalfLife | None) -> HalfLife | Non
         if text.lower() in _NO_RECENCY:
             return None
         duration = _DURATION.match(text)
+        if duration and duration[2] == "M":  # minutes or months? months are no unit here
+            raise PFTError(f"--half-life '{text}' is ambiguous: write {duration[1]}m for minutes (for months, use weeks: 4w)")
         if duration:
             value, unit = float(duration[1]) * dict(_UNITS)[duration[2].lower()], "seconds"
         else:

@@ -43,7 +43,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from .base import to_device
-from .batching import Encoder, EncodedRow, row_nll, segment_nll
+from .batching import Encoder, EncodedRow, prompt_kl_per_row, prompt_shares, row_nll, segment_nll
 from .choose import conditioned_prompt
 from .data import PairedRow, Scenario, paired_rows
 from .errors import PFTError
@@ -56,6 +56,12 @@ from .scorer import DEFAULT_MAX_LENGTH as SCORER_MAX_LENGTH
 from .scorer import DEFAULT_TARGETS as SCORER_TARGETS
 from .scorer import ScorerObjective, ScorerRow, scorer_rows
 from .zoo import KINDS, BaseRef, Zoo, fingerprint
+
+
+# Weight of the prompt KL of LLM zoos (`CausalObjective`). Measured with benchmarks/vcd_quality.py's paired zoo
+# (docs/evaluate.md): 0 / 1 / 1.5 / 3 gave worst-mix perplexity 1.356 / 1.112 / 1.092 / 1.047x the base's and
+# select-one 0.746 / 0.737 / 0.723 / 0.688; 1.5 is the least that keeps the language model within 10%.
+DEFAULT_PROMPT_KL = 1.5
 
 
 @dataclass
@@ -78,6 +84,7 @@ class TrainConfig:
     kind: str = "llm"  # "llm" (causal LM base) or "scorer" (sentence-encoder base, see `scorer`)
     pack: bool = True  # LLM zoos: rows sharing a prompt and a pole go through as one sequence (`Encoder.pack`)
     head_encoder: str | None = None  # sentence encoder (Hub id or folder) the mixing head reads; None: the base
+    prompt_kl: float | None = None  # LLM zoos: weight of the KL to the base on prompt tokens (`CausalObjective`); None: DEFAULT_PROMPT_KL
 
     def __post_init__(self) -> None:
         if self.kind not in KINDS:
@@ -104,6 +111,10 @@ class TrainConfig:
         bad = [f"{p}={w}" for p, w in self.pole_weights.items() if not (math.isfinite(w) and w >= 0)]
         if bad:
             return f"pole weights must be finite numbers >= 0, got {', '.join(bad)}"
+        if self.prompt_kl is not None and not (math.isfinite(self.prompt_kl) and self.prompt_kl >= 0):
+            return f"--prompt-kl must be a finite number >= 0, got {self.prompt_kl}"
+        if self.kind == "scorer" and self.prompt_kl:
+            return "--prompt-kl weighs a language model's drift on prompts: a scorer zoo has none (leave it out)"
         if self.lora is not None and self.lora.r < 1:
             return f"--rank must be at least 1, got {self.lora.r}"
         return None
@@ -121,6 +132,7 @@ class TrainConfig:
             epochs=self.epochs if self.epochs is not None else (SCORER_EPOCHS if scorer else 2.0),
             lr=self.lr if self.lr is not None else (SCORER_LR if scorer else 1e-3),
             max_length=self.max_length if self.max_length is not None else (SCORER_MAX_LENGTH if scorer else 512),
+            prompt_kl=self.prompt_kl if self.prompt_kl is not None else (0.0 if scorer else DEFAULT_PROMPT_KL),
         )
 
     def fingerprint(self) -> str:
@@ -131,6 +143,8 @@ class TrainConfig:
             del settings["kind"]
         if settings["head_encoder"] is None:  # as before head encoders existed: old checkpoints resume
             del settings["head_encoder"]
+        if not settings["prompt_kl"]:  # as before the prompt KL existed
+            del settings["prompt_kl"]
         return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -166,10 +180,16 @@ class CausalObjective:
     With `pack`, the rows of a micro-batch that share a prompt and a pole (one scenario's
     options of one pole) run as one sequence whose block mask lets each target see the
     prompt and itself only: the same NLL as separate rows, the prompt computed once.
+
+    `prompt_kl` > 0 adds, once per prompt and pole in the micro-batch, that weight times
+    the mean KL divergence from the bare base's next-token distributions to the pole's on
+    the prompt's own tokens (one extra forward pass without gradients): the poles learn
+    to choose without drifting from the base on text they are not trained to answer,
+    which keeps the language model of their mixes (perplexity) close to the base's.
     """
 
-    def __init__(self, adapters: PoleAdapters, encoder: Encoder, pack: bool):
-        self.adapters, self.encoder, self.pack = adapters, encoder, pack
+    def __init__(self, adapters: PoleAdapters, encoder: Encoder, pack: bool, prompt_kl: float = 0.0):
+        self.adapters, self.encoder, self.pack, self.prompt_kl = adapters, encoder, pack, prompt_kl
 
     @property
     def module(self) -> nn.Module:
@@ -181,17 +201,26 @@ class CausalObjective:
     def batch_loss(self, forward: nn.Module, rows: Sequence[EncodedRow], device: torch.device) -> tuple[torch.Tensor, int]:
         """(weighted loss summed over rows, tokens of the rows as given) for one micro-batch."""
         tokens = sum(len(r.ids) for r in rows)
-        # logits go out of scope before backward: they are the largest activation
         if self.pack:
-            packed = self.encoder.collate_packed(Encoder.pack(rows)).to(device, getattr(self.module, "dtype", None))
-            self.adapters.use_route(packed.poles)
-            logits = forward(input_ids=packed.input_ids, attention_mask=packed.attention_mask,
-                             position_ids=packed.position_ids).logits
-            return (packed.weights * segment_nll(logits, packed)).sum(), tokens
-        batch = self.encoder.collate(rows).to(device)
+            batch = self.encoder.collate_packed(Encoder.pack(rows)).to(device, getattr(self.module, "dtype", None))
+            inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "position_ids": batch.position_ids}
+        else:
+            batch = self.encoder.collate(rows).to(device)
+            inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask}
+        reference = None
+        if self.prompt_kl:
+            with torch.no_grad():
+                self.adapters.off()
+                reference = forward(**inputs).logits.float().log_softmax(-1)
         self.adapters.use_route(batch.poles)
-        nll = row_nll(forward(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits, batch.labels)
-        return (batch.weights * nll).sum(), tokens
+        # logits go out of scope before backward: they are the largest activation
+        logits = forward(**inputs).logits
+        nll = segment_nll(logits, batch) if self.pack else row_nll(logits, batch.labels)
+        loss = (batch.weights * nll).sum()
+        if reference is not None:  # once per prompt and pole: a packed row holds one, unpacked rows share theirs
+            kl = prompt_kl_per_row(logits, reference, batch.prompt_mask())
+            loss = loss + self.prompt_kl * (kl if self.pack else prompt_shares(rows).to(kl) * kl).sum()
+        return loss, tokens
 
     def score_heads(self, space: ValueSpace) -> dict[str, dict[str, torch.Tensor]]:
         return {}  # an LLM zoo scores through its base's likelihood
@@ -210,7 +239,8 @@ def training_setup(model: nn.Module, tokenizer, scenarios: Sequence[Scenario], s
     adapters = add_pole_adapters(model, config.lora, adapter_names)
     encoder = Encoder(tokenizer, config.max_length)
     keys = [f"{r.pole}\0{r.prompt}\0{r.target}" for r in rows]
-    return adapters, CausalObjective(adapters, encoder, config.pack), rows, encode_rows(rows, encoder, space, config), keys
+    objective = CausalObjective(adapters, encoder, config.pack, config.prompt_kl)
+    return adapters, objective, rows, encode_rows(rows, encoder, space, config), keys
 
 
 def zoo_poles(adapters: PoleAdapters, space: ValueSpace, config: TrainConfig) -> dict[str, dict[str, torch.Tensor]]:

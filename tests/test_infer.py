@@ -120,7 +120,7 @@ def test_half_life_spellings(spec, expected):
     assert parse_half_life(spec) == expected
 
 
-@pytest.mark.parametrize("spec", ["0", "-2", "3x", "soon", "d"])
+@pytest.mark.parametrize("spec", ["0", "-2", "3x", "soon", "d", "1M", "nan"])
 def test_bad_half_life(spec):
     with pytest.raises(PFTError, match="half-life"):
         parse_half_life(spec)

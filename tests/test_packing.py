@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from pft_adapters.base import tiny_base
-from pft_adapters.batching import Encoder, EncodedRow, PackedBatch, row_nll, segment_nll
+from pft_adapters.batching import Encoder, EncodedRow, PackedBatch, prompt_kl_per_row, prompt_shares, row_nll, segment_nll
 
 PROMPTS = (
     "Jack has to choose between the familiar plan and a new idea. He picks",
@@ -82,6 +82,33 @@ def test_packed_nll_and_gradient_match_unpacked(base, attention):
     torch.testing.assert_close(nll, expected, atol=1e-5, rtol=0)
     for got, want in zip(torch.autograd.grad((batch.weights * nll).sum(), params), expected_grads):
         torch.testing.assert_close(got, want, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_prompt_kl_counts_each_prompt_once_packed_or_not(base, attention):
+    """The KL on prompt tokens sums to the same over a batch packed or not: a prompt (and pole) counts once."""
+    model, tokenizer = base
+    other, _ = tiny_base(seed=1)  # the same shapes, other weights: the "adapted" model
+    for m in (model, other):
+        m.set_attn_implementation(attention)
+    encoder = Encoder(tokenizer)
+    rows = _rows(encoder)
+
+    def per_row(inputs: dict, prompt: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return prompt_kl_per_row(other(**inputs).logits, model(**inputs).logits.float().log_softmax(-1), prompt)
+
+    unpacked = encoder.collate(rows)
+    assert unpacked.prompt_mask().sum(1).tolist() == [r.n_prompt for r in rows]
+    shares = prompt_shares(rows)
+    expected = (shares * per_row({"input_ids": unpacked.input_ids, "attention_mask": unpacked.attention_mask},
+                                 unpacked.prompt_mask())).sum()
+    packed = encoder.collate_packed(Encoder.pack(rows))
+    assert float(shares.sum()) == pytest.approx(len(packed.poles)) and (shares < 1).any()
+    got = per_row({"input_ids": packed.input_ids, "attention_mask": packed.attention_mask,
+                   "position_ids": packed.position_ids}, packed.prompt_mask()).sum()
+    assert expected > 0
+    torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-5)
 
 
 def test_batches_of_packed_rows_map_back_to_rows(base):

@@ -56,6 +56,9 @@ def train(
                                        "(default: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj; scorer: query,key,value,dense)."),
     max_length: int = typer.Option(None, "--max-length", help="Longest row in tokens, long prompts losing their start "
                                    "(default: 512; scorer: 160)."),
+    prompt_kl: float = typer.Option(None, "--prompt-kl", show_default=False, help="LLM zoos: weight of the KL divergence "
+                                    "from the base model on the prompt's own tokens, which keeps the mixes' language model close to "
+                                    "the base's (default: 1.5; 0 = off; one extra forward pass per step)."),
     kind: str = typer.Option("llm", "--kind", help="llm: adapters on a causal LM (default); scorer: adapters on a sentence "
                              "encoder with a score head per pole, for ranking texts (see `rerank`)."),
     pole_weight: list[str] = typer.Option([], "--pole-weight", help="Loss weight of a pole, e.g. --pole-weight risk-averse=2 (repeatable)."),
@@ -106,6 +109,7 @@ def train(
     config = TrainConfig(  # lora=None and max_length=None take the kind's defaults
         epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
         pole_weights=_pole_weights(pole_weight, space), method=method, pole=pole, kind=kind, head_encoder=head_encoder,
+        prompt_kl=prompt_kl,
     )
     config.lora = LoraSpec(r=rank, alpha=alpha, target_modules=targets or config.resolved().lora.target_modules)
     if head_encoder:
