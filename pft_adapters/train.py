@@ -485,6 +485,7 @@ def train_zoo(
         "batch_size": config.batch_size,
         "lr": config.lr,
         "max_length": config.max_length,
+        **({"prompt_kl": config.prompt_kl} if config.kind == "llm" else {}),
         "seed": config.seed,
         "final_loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 4) if losses else None,
         "processes": world,

@@ -141,6 +141,8 @@ def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
     ({"warmup": 1.0}, "warmup in \\[0, 1\\)"),
     ({"pole_weights": {"risk-averse": float("inf")}}, "pole weights must be finite"),
     ({"lora": LoraSpec(r=0)}, "--rank must be at least 1"),
+    ({"prompt_kl": -1.0}, "--prompt-kl must be a finite number >= 0"),
+    ({"kind": "scorer", "prompt_kl": 1.0}, "a scorer zoo has none"),
 ])
 def test_settings_out_of_range_are_refused_before_any_work(settings, message):
     with pytest.raises(PFTError, match=message):
@@ -176,3 +178,7 @@ def test_kind_defaults_fill_in_when_resolved_and_explicit_values_win():
     # a default and the same value given explicitly are the same settings (checkpoints resume across both)
     assert TrainConfig().fingerprint() == TrainConfig(epochs=2.0, lr=1e-3, max_length=512).fingerprint()
     assert TrainConfig(kind="scorer").fingerprint() != TrainConfig(kind="scorer", lr=1e-3).fingerprint()
+    # the prompt KL: on by default for LLM zoos (a new setting), absent from scorer settings as before it existed
+    assert TrainConfig().resolved().prompt_kl > 0 and TrainConfig(kind="scorer").resolved().prompt_kl == 0
+    assert TrainConfig().fingerprint() != TrainConfig(prompt_kl=0.0).fingerprint()
+    assert TrainConfig(kind="scorer").fingerprint() == TrainConfig(kind="scorer", prompt_kl=0.0).fingerprint()
