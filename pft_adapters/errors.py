@@ -44,7 +44,7 @@ def loads(text: str) -> object:
     except json.JSONDecodeError as err:
         raise JSONError(err.msg if err.msg else str(err)) from None
     except (ValueError, RecursionError) as err:  # an integer of thousands of digits, nesting thousands deep
-        raise JSONError(f"{'nesting too deep' if isinstance(err, RecursionError) else err}") from None
+        raise JSONError("nesting too deep" if isinstance(err, RecursionError) else str(err)) from None
 
 
 def read_json(path, what: str, fix: str) -> object:

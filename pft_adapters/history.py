@@ -57,16 +57,23 @@ class Decision:
         return out
 
 
+def _finite_seconds(value: float, raw: object, where: str) -> float:
+    if not math.isfinite(value):
+        shown = repr(raw) if len(repr(raw)) <= 24 else repr(raw)[:23] + "…"
+        raise PFTError(f"{where}: field 'timestamp' is {shown}: give ISO-8601 text or finite epoch seconds")
+    return value
+
+
 def parse_timestamp(raw: object, where: str) -> float:
     """ISO-8601 text or epoch seconds -> epoch seconds (a naive time is read as UTC)."""
     if isinstance(raw, bool):
         raise PFTError(f"{where}: field 'timestamp' is {raw!r}: give ISO-8601 text or epoch seconds")
     if isinstance(raw, (int, float)):
-        value = float(raw) if isinstance(raw, float) or abs(raw) < 2**63 else math.inf  # float() of a huge int raises
-        if not math.isfinite(value):
-            shown = repr(raw) if len(repr(raw)) <= 24 else repr(raw)[:23] + "…"
-            raise PFTError(f"{where}: field 'timestamp' is {shown}: give ISO-8601 text or finite epoch seconds")
-        return value
+        try:
+            value = float(raw)
+        except OverflowError:  # an integer too large for a float
+            value = math.inf
+        return _finite_seconds(value, raw, where)
     if isinstance(raw, str) and raw.strip():
         text = raw.strip()
         try:
@@ -74,9 +81,7 @@ def parse_timestamp(raw: object, where: str) -> float:
         except ValueError:
             pass
         else:
-            if not math.isfinite(value):
-                raise PFTError(f"{where}: field 'timestamp' is '{text}': give ISO-8601 text or finite epoch seconds")
-            return value
+            return _finite_seconds(value, text, where)
         try:
             moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
         except ValueError:

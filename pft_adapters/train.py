@@ -87,9 +87,7 @@ class TrainConfig:
     prompt_kl: float | None = None  # LLM zoos: weight of the KL to the base on prompt tokens (`CausalObjective`); None: DEFAULT_PROMPT_KL
 
     def __post_init__(self) -> None:
-        if self.kind not in KINDS:
-            raise PFTError(f"unknown zoo kind '{self.kind}': choose one of {', '.join(KINDS)}")
-        problem = self._problem()
+        problem = self._problem()  # also on every `replace`, so `resolved()` checks settings changed later
         if problem:
             raise PFTError(problem)
 
@@ -98,6 +96,8 @@ class TrainConfig:
         def positive(x: float | None) -> bool:
             return x is None or (math.isfinite(x) and x > 0)
 
+        if self.kind not in KINDS:
+            return f"unknown zoo kind '{self.kind}': choose one of {', '.join(KINDS)}"
         if not positive(self.epochs):
             return f"--epochs must be a positive number, got {self.epochs}"
         if not positive(self.lr):
@@ -389,10 +389,7 @@ def train_zoo(
     `model` is frozen and wrapped in place. `stop_after` ends the run early after
     that many optimizer steps (with a checkpoint), as an interrupt would.
     """
-    config = config.resolved()
-    problem = config._problem()  # settings changed after the config was built (`config.lora = ...`) are checked too
-    if problem:
-        raise PFTError(problem)
+    config = config.resolved()  # a new config: settings changed after it was built (`config.lora = ...`) are checked too
     if checkpoint_every < 1:
         raise PFTError(f"--checkpoint-every must be at least 1 step, got {checkpoint_every}")
     rank, world = _world()

@@ -27,7 +27,7 @@ def evaluate(
     limit: int = typer.Option(None, "--limit", help="At most N scenarios per dimension (quick runs)."),
     calibrate: str = typer.Option("mirror", "--calibrate", help="What option scores are measured against: mirror (the "
                                   "opposite vector; default), base (the bare base model, PMI) or none (raw likelihood)."),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", help="Answer length for open-ended."),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="Answer length for open-ended."),
     base: str = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo."),
     pairs: Path = PAIRS_OPTION,
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),
@@ -58,8 +58,6 @@ def evaluate(
         raise PFTError(f"unknown --calibrate '{calibrate}': choose mirror, base or none")
     if limit is not None and limit < 1:
         raise PFTError("--limit must be at least 1")
-    if max_new_tokens < 1:
-        raise PFTError(f"--max-new-tokens must be at least 1, got {max_new_tokens}")
     if out is not None:
         check_file_target(out, "--out")
     mixed = load_mixed(zoo, base=base, device=device)

@@ -34,7 +34,7 @@ def mix(
     calibrate: str = typer.Option("mirror", "--calibrate", help="With --scenarios, what option scores are measured "
                                   "against: mirror (the vector with the scenario's dimension flipped; default), base (the "
                                   "bare base model, PMI) or none (raw score); see docs/mix.md."),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens"),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy decoding."),
     top_p: float = typer.Option(1.0, "--top-p"),
     seed: int = typer.Option(None, "--seed", help="Seed for sampling, for repeatable output."),
@@ -64,9 +64,8 @@ def mix(
 
     if calibrate not in CALIBRATIONS:
         raise PFTError(f"unknown --calibrate '{calibrate}': choose one of {', '.join(CALIBRATIONS)}")
-
-    if max_new_tokens < 1 or not temperature >= 0 or not 0 < top_p <= 1:  # `not >=` also refuses NaN
-        raise PFTError("--max-new-tokens must be at least 1, --temperature at least 0 (0 = greedy) and --top-p in (0, 1]")
+    if not temperature >= 0 or not 0 < top_p <= 1:  # `not >=` also refuses NaN
+        raise PFTError("--temperature must be at least 0 (0 = greedy) and --top-p in (0, 1]")
     jobs = sum(bool(x) for x in (prompt, scenarios, export, merge_out))
     if jobs != 1:
         raise PFTError("give exactly one of --prompt, --scenarios, --export or --merge-out")
