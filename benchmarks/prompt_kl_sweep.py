@@ -12,6 +12,7 @@ comes from this table; the targets are judged on it.
     python benchmarks/prompt_kl_sweep.py                  # weights 0, 1, 1.5, 3: about 8 minutes each on 2 CPU cores
     python benchmarks/prompt_kl_sweep.py --weights 0,1.5
     python benchmarks/prompt_kl_sweep.py --quick          # a short check: tiny base, small slices; targets not judged
+    python benchmarks/prompt_kl_sweep.py --weights 1.5 --orthogonality 10   # each zoo also with `train --orthogonality 10`
 """
 
 from __future__ import annotations
@@ -60,6 +61,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--weights", help=f"comma-separated weights (default 0,1,{DEFAULT_PROMPT_KL:g},3; --quick 0,{DEFAULT_PROMPT_KL:g})")
     p.add_argument("--quick", action="store_true", help="short check: vcd_quality's --quick settings; targets not judged")
     p.add_argument("--data-dir", type=Path, default=vq.DATA_DIR, help="folder holding vcd_train.json and vcd_dev.json")
+    p.add_argument("--orthogonality", type=float, default=0.0, help="train every zoo with this `train --orthogonality` "
+                   "weight as well (default 0: off, as vcd_quality)")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     a = p.parse_args(argv)
     default_weights = f"0,{DEFAULT_PROMPT_KL:g}" if a.quick else f"0,1,{DEFAULT_PROMPT_KL:g},3"
@@ -69,7 +72,7 @@ def main(argv: list[str] | None = None) -> int:
         if not f.is_file():
             print(f"prompt_kl_sweep: {f} not found; pass --data-dir with vcd_train.json and vcd_dev.json", file=sys.stderr)
             return 2
-    s = vq.settings(vq.parse_args(["--quick"] if a.quick else []))
+    s = vq.settings(vq.parse_args(["--orthogonality", str(a.orthogonality)] + (["--quick"] if a.quick else [])))
     torch.set_num_threads(s.threads)
     space = ValueSpace.builtin()
     train = vq.per_dimension(load_scenarios(train_file, space), s.train_per_dim)
@@ -85,6 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         mark = "  <- default" if r["weight"] == DEFAULT_PROMPT_KL else ""
         print(f"  {r['weight']:8g} {r['select_one_macro']:11.3f} {r['composition_worst']:12.3f} "
               f"{r['perplexity_ratio']:10.3f}x {r['open_ended']:11.2f} {r['training_seconds']:8.0f}s{mark}")
+    if s.orthogonality:
+        print(f"  every zoo trained with orthogonality {s.orthogonality:g}")
     print(f"  targets: select-one >= {vq.TARGET_SELECT_ONE:.2f}, composition <= {vq.TARGET_COMPOSITION:.2f}, "
           f"perplexity <= {vq.TARGET_PERPLEXITY:.2f}x (worst mix {WORST_MIX} against the base)")
     if a.json:
@@ -97,7 +102,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     met = [judged["select_one_macro"] >= vq.TARGET_SELECT_ONE, judged["composition_worst"] <= vq.TARGET_COMPOSITION,
            judged["perplexity_ratio"] <= vq.TARGET_PERPLEXITY]
-    print(f"prompt_kl_sweep: {sum(met)}/3 targets met at the default weight {DEFAULT_PROMPT_KL:g}: select-one "
+    print(f"prompt_kl_sweep: {sum(met)}/3 targets met at the default weight {DEFAULT_PROMPT_KL:g}"
+          f"{f' (orthogonality {s.orthogonality:g})' if s.orthogonality else ''}: select-one "
           f"{judged['select_one_macro']:.3f}, composition {judged['composition_worst']:.3f}, perplexity "
           f"{judged['perplexity_ratio']:.3f}x; {len(rows)} weights in {minutes:.1f} min")
     return 0 if all(met) else 1

@@ -21,7 +21,7 @@ new vector is a single small tensor write, not a rebuild. Four modes:
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 
@@ -224,6 +224,28 @@ class PoleAdapters:
             _set_module(self.model, name, layer)
             layer.unmerge()
 
+    def cross_dimension_overlap(self, dimension_of: Sequence[str]) -> torch.Tensor:
+        """Mean squared cosine between the LoRA directions of poles of different dimensions, summed over layers.
+
+        `dimension_of[p]` is the dimension of pole `p`. Two dimensions whose
+        adapters read (rows of A) and write (columns of B) orthogonal directions barely
+        see each other's effect, so a mix of dimensions keeps each close to its behaviour
+        alone (`TrainConfig.orthogonality`). Poles of one dimension may share directions.
+        """
+        device = self._device()
+        total = torch.zeros((), device=device)
+        cross = torch.tensor([[a != b for b in dimension_of] for a in dimension_of], device=device)
+        if not bool(cross.any()):
+            return total
+        r = self.state.r
+        mask = cross.repeat_interleave(r, 0).repeat_interleave(r, 1).float()
+        for layer in self.layers.values():
+            a = nn.functional.normalize(layer.lora_A.reshape(-1, layer.lora_A.shape[-1]), dim=-1)
+            b = nn.functional.normalize(layer.lora_B.reshape(layer.lora_B.shape[0], -1), dim=0, eps=1e-6)  # B starts at 0
+            for gram in (a @ a.T, b.T @ b):
+                total = total + ((gram * mask) ** 2).sum() / mask.sum()
+        return total
+
     # -- per-pole factors in peft's layout ----------------------------------------
     def pole_state_dict(self, pole: str) -> dict[str, torch.Tensor]:
         """One pole's factors with the keys of a saved peft LoRA adapter."""
@@ -277,3 +299,4 @@ def add_pole_adapters(model: nn.Module, spec: LoraSpec, pole_slugs: list[str]) -
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
+

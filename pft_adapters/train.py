@@ -85,6 +85,7 @@ class TrainConfig:
     pack: bool = True  # LLM zoos: rows sharing a prompt and a pole go through as one sequence (`Encoder.pack`)
     head_encoder: str | None = None  # sentence encoder (Hub id or folder) the mixing head reads; None: the base
     prompt_kl: float | None = None  # LLM zoos: weight of the KL to the base on prompt tokens (`CausalObjective`); None: DEFAULT_PROMPT_KL
+    orthogonality: float = 0.0  # paired method: weight of `PoleAdapters.cross_dimension_overlap`, once per step
 
     def __post_init__(self) -> None:
         problem = self._problem()  # also on every `replace`, so `resolved()` checks settings changed later
@@ -115,6 +116,10 @@ class TrainConfig:
             return f"--prompt-kl must be a finite number >= 0, got {self.prompt_kl}"
         if self.kind == "scorer" and self.prompt_kl:
             return "--prompt-kl weighs a language model's drift on prompts: a scorer zoo has none (leave it out)"
+        if not (math.isfinite(self.orthogonality) and self.orthogonality >= 0):
+            return f"--orthogonality must be a finite number >= 0, got {self.orthogonality}"
+        if self.orthogonality and self.method != "paired":
+            return f"--orthogonality separates the adapters of different dimensions: method '{self.method}' trains one adapter"
         if self.lora is not None and self.lora.r < 1:
             return f"--rank must be at least 1, got {self.lora.r}"
         return None
@@ -143,8 +148,9 @@ class TrainConfig:
             del settings["kind"]
         if settings["head_encoder"] is None:  # as before head encoders existed: old checkpoints resume
             del settings["head_encoder"]
-        if not settings["prompt_kl"]:  # as before the prompt KL existed
-            del settings["prompt_kl"]
+        for added in ("prompt_kl", "orthogonality"):  # settings that came later: off, as before they existed
+            if not settings[added]:
+                del settings[added]
         return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -418,6 +424,7 @@ def train_zoo(
     if world > 1:
         ddp = nn.parallel.DistributedDataParallel(objective.module, device_ids=[dev_device.index] if dev_device.type == "cuda" else None)
     forward = ddp or objective.module
+    dimension_of = [space.dimension_of(p).slug for p in adapters.pole_slugs] if config.orthogonality else []
     autocast = dev_device.type == "cuda" and torch.cuda.is_bf16_supported()
     micro = config.batch_size // (world * config.grad_accum)
     losses: list[float] = []
@@ -442,6 +449,8 @@ def train_zoo(
                     chunk_loss, chunk_tokens = objective.batch_loss(forward, chunk, dev_device)
                     # sum over this process's rows / rows in the global batch; DDP averages over processes
                     loss = chunk_loss / len(global_batch) * world
+                    if dimension_of and g == 0:  # every process adds the same term; DDP averages it back to one
+                        loss = loss + config.orthogonality * adapters.cross_dimension_overlap(dimension_of)
                 loss.backward()
                 step_loss += float(chunk_loss.detach())
                 tokens += chunk_tokens
@@ -483,6 +492,7 @@ def train_zoo(
         "lr": config.lr,
         "max_length": config.max_length,
         **({"prompt_kl": config.prompt_kl} if config.kind == "llm" else {}),
+        **({"orthogonality": config.orthogonality} if config.orthogonality else {}),
         "seed": config.seed,
         "final_loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 4) if losses else None,
         "processes": world,

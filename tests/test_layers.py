@@ -143,3 +143,32 @@ def test_route_gradients_are_the_same_every_time_on_several_threads():
     finally:
         torch.set_num_threads(threads)
     assert len(grads) == 1
+
+
+def test_cross_dimension_overlap_counts_only_directions_shared_across_dimensions():
+    adapters = add_pole_adapters(tiny_llama(), SPEC, POLES)
+    dims = ["risk", "risk", "social", "social"]
+    n_layers = len(adapters.layers)
+    with torch.no_grad():
+        for layer in adapters.layers.values():  # every A row the same direction, every B column 0
+            layer.lora_A.zero_()
+            layer.lora_A[..., 0] = 1.0
+    # A: every cross-dimension pair has cosine 1, so each layer's mean is 1; zero B columns count 0
+    assert adapters.cross_dimension_overlap(dims).item() == pytest.approx(n_layers)
+    assert adapters.cross_dimension_overlap(["risk"] * 4).item() == 0  # poles of one dimension may share directions
+    with torch.no_grad():
+        for layer in adapters.layers.values():  # each dimension its own coordinates, in A and in B
+            layer.lora_A.zero_()
+            layer.lora_B.zero_()
+            for p, d in enumerate(dims):
+                for k in range(SPEC.r):
+                    column = (0 if d == "risk" else SPEC.r) + k
+                    layer.lora_A[p, k, column] = 1.0
+                    layer.lora_B[column, p, k] = 1.0
+    assert adapters.cross_dimension_overlap(dims).item() == 0
+    with torch.no_grad():
+        for layer in adapters.layers.values():
+            layer.lora_B[0, 2, 0] = 1.0  # a social column now shares risk's first direction: cosine 1/sqrt(2)
+    overlap = adapters.cross_dimension_overlap(dims)
+    r = SPEC.r
+    assert overlap.item() == pytest.approx(n_layers * 2 * 2 * 0.5 / (2 * (2 * r) * (2 * r)))  # 2 risk poles, both orders

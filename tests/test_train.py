@@ -16,6 +16,7 @@ from pft_adapters.choose import option_scores
 from pft_adapters.data import paired_rows
 from pft_adapters.errors import PFTError
 from pft_adapters.layers import LoraSpec
+from pft_adapters.mix import MixedModel
 from pft_adapters.train import TrainConfig, train_zoo
 from pft_adapters.values import ValueSpace
 
@@ -143,6 +144,8 @@ def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
     ({"lora": LoraSpec(r=0)}, "--rank must be at least 1"),
     ({"prompt_kl": -1.0}, "--prompt-kl must be a finite number >= 0"),
     ({"kind": "scorer", "prompt_kl": 1.0}, "a scorer zoo has none"),
+    ({"orthogonality": float("nan")}, "--orthogonality must be a finite number >= 0"),
+    ({"orthogonality": 1.0, "method": "conditioned"}, "method 'conditioned' trains one adapter"),
 ])
 def test_settings_out_of_range_are_refused_before_any_work(settings, message):
     with pytest.raises(PFTError, match=message):
@@ -182,3 +185,16 @@ def test_kind_defaults_fill_in_when_resolved_and_explicit_values_win():
     assert TrainConfig().resolved().prompt_kl > 0 and TrainConfig(kind="scorer").resolved().prompt_kl == 0
     assert TrainConfig().fingerprint() != TrainConfig(prompt_kl=0.0).fingerprint()
     assert TrainConfig(kind="scorer").fingerprint() == TrainConfig(kind="scorer", prompt_kl=0.0).fingerprint()
+    assert TrainConfig().fingerprint() != TrainConfig(orthogonality=1.0).fingerprint()
+
+
+def test_orthogonality_separates_the_dimensions_adapters(base_dir, train_slice):
+    """Trained with the penalty, the two dimensions' adapters share far fewer directions, and the zoo says so."""
+    def overlap(zoo) -> float:
+        mixed = MixedModel(zoo, *load_base(base_dir))
+        return mixed.adapters.cross_dimension_overlap([SPACE.dimension_of(p).slug for p in mixed.adapters.pole_slugs]).item()
+
+    plain = _train(base_dir, train_slice, epochs=1, head_steps=5).zoo
+    separated = _train(base_dir, train_slice, epochs=1, head_steps=5, orthogonality=10.0).zoo
+    assert separated.training["orthogonality"] == 10.0 and "orthogonality" not in plain.training
+    assert overlap(separated) < 0.5 * overlap(plain)
