@@ -135,6 +135,16 @@ def test_train_counts_below_one_are_usage_errors(capsys, base_dir, vcd_train, tm
     assert code == 2 and option in err and "Traceback" not in err and not (tmp_path / "z").exists()
 
 
+def test_train_orthogonality_is_recorded_and_checked(capsys, base_dir, vcd_train, tmp_path):
+    code, stdout, _ = run(capsys, *_train_args(base_dir, vcd_train, tmp_path / "z", "--dims", "risk,time", "--rank", "2",
+                                               "--orthogonality", "5", "--json"))
+    assert code == 0 and json.loads(stdout)["orthogonality"] == 5.0
+    line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "bad", "--orthogonality", "-1"))
+    assert "--orthogonality must be a finite number >= 0" in line and not (tmp_path / "bad").exists()
+    line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "c", "--method", "conditioned", "--orthogonality", "1"))
+    assert "method 'conditioned' trains one adapter" in line
+
+
 def test_train_bad_pairs_file(capsys, base_dir, vcd_train, tmp_path):
     pairs = tmp_path / "pairs.json"
     pairs.write_text('[{"slug": "honesty"')

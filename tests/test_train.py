@@ -102,9 +102,9 @@ def test_resume_refuses_a_checkpoint_of_other_settings(base_dir, train_slice, tm
 
 def test_gradient_accumulation_matches_one_big_batch(base_dir, train_slice):
     data = train_slice[:12]
-    # unpacked (splitting a batch would regroup packed rows); ADAM_TOL: see there
-    same_zoo(_train(base_dir, data, epochs=1, pack=False).zoo, _train(base_dir, data, epochs=1, grad_accum=2, pack=False).zoo,
-          atol=ADAM_TOL)
+    # unpacked (splitting a batch would regroup packed rows); ADAM_TOL: see there. The orthogonality term counts once per step.
+    same_zoo(_train(base_dir, data, epochs=1, pack=False, orthogonality=1.0).zoo,
+             _train(base_dir, data, epochs=1, grad_accum=2, pack=False, orthogonality=1.0).zoo, atol=ADAM_TOL)
 
 
 def _ddp_worker(rank: int, world: int, port: int, base_dir: str, data, out: str) -> None:
@@ -112,7 +112,7 @@ def _ddp_worker(rank: int, world: int, port: int, base_dir: str, data, out: str)
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
     try:
-        result = _train(base_dir, data, epochs=1, head_steps=5, pack=False)
+        result = _train(base_dir, data, epochs=1, head_steps=5, pack=False, orthogonality=1.0)
         if rank == 0:
             result.zoo.save_pretrained(out)
     finally:
@@ -120,7 +120,10 @@ def _ddp_worker(rank: int, world: int, port: int, base_dir: str, data, out: str)
 
 
 def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
-    """Data-parallel (torch.distributed, DDP over gloo) gives the single-process adapters to ADAM_TOL."""
+    """Data-parallel (torch.distributed, DDP over gloo) gives the single-process adapters to ADAM_TOL.
+
+    With the orthogonality term, which every process adds once per step.
+    """
     from pft_adapters.zoo import Zoo
 
     data = train_slice[:8]
@@ -128,7 +131,7 @@ def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     mp.spawn(_ddp_worker, args=(2, port, str(base_dir), data, str(tmp_path / "ddp")), nprocs=2, join=True)
-    single = _train(base_dir, data, epochs=1, head_steps=5, pack=False)  # unpacked, as in test_gradient_accumulation...
+    single = _train(base_dir, data, epochs=1, head_steps=5, pack=False, orthogonality=1.0)  # unpacked, as in test_gradient_accumulation...
     same_zoo(single.zoo, Zoo.from_pretrained(tmp_path / "ddp"), atol=ADAM_TOL)
 
 
