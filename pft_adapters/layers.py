@@ -299,4 +299,3 @@ def add_pole_adapters(model: nn.Module, spec: LoraSpec, pole_slugs: list[str]) -
 def _set_module(model: nn.Module, name: str, module: nn.Module) -> None:
     parent_name, _, child = name.rpartition(".")
     setattr(model.get_submodule(parent_name) if parent_name else model, child, module)
-
