@@ -443,7 +443,7 @@ class Estimator:
         self.space, self.head, self.table = space, head, table
 
     def __call__(self, history: Sequence[tuple[int, int]], method: str, half_life: float | None,
-                 contrast: bool = True, given: bool = False) -> list[float]:
+                 contrast: bool = True, given: bool = False, likeliest: bool = False) -> list[float]:
         t = self.table
         readings = [t.readings[i] for i, _ in history]
         chosen = [c for _, c in history]
@@ -452,15 +452,19 @@ class Estimator:
         dims = inference.guess_dimensions(readings, names, self.head)
         if method == "head":
             result = inference.head_estimate(readings, chosen, dims, weights, self.space, self.head.dimension_slugs, contrast)
-        else:
-            scores = [t.poles[i] for i, _ in history]
-            if t.scorer:  # as `pft_adapters.infer.infer` reads a scorer zoo
-                scores = inference.mirror_gaps(scores, dims, self.space)
-            result = inference.likelihood_estimate(scores, chosen, dims, weights, self.space)
+        else:  # as `pft_adapters.infer.infer` reads the zoo
+            scores, probs = [t.poles[i] for i, _ in history], None
+            if t.scorer:  # each decision on its dimension, or, unnamed, on each likely one (`likeliest`: the head's first)
+                probs = (inference.dimension_probabilities(dims, self.space) if given or likeliest else
+                         inference.likely_dimensions(inference.dimension_probabilities(
+                             [r.dimensions for r in readings], self.space, self.head.dimension_slugs)))
+                scores = inference.mirror_gaps(scores, None, self.space)
+            result = inference.likelihood_estimate(scores, chosen, dims, weights, self.space, dimension_probs=probs)
         return [result.vector[d.slug] for d in self.space]
 
 
 ENCODER_SYSTEMS = ("head, encoder", "head, encoder (dimension given)")
+LIKELIEST = "likelihood (likeliest dim.)"  # a scorer zoo's decisions read on the head's likeliest dimension only
 OBSERVED = "oracle, observed dimensions"
 
 
@@ -647,22 +651,27 @@ def flip_lags(table: Table, estimator: Estimator, s: Settings, rng: random.Rando
     return out
 
 
-def one_decision(table: Table, estimator: Estimator) -> dict[str, float]:
+def one_decision(table: Table, estimator: Estimator) -> dict:
     """What a single decision tells, the zoo's reading of it unmixed with anything else.
 
     Per (scenario, option of a pole): the sign each estimator infers from that one choice
-    (dimension given, no slip) against the option's pole; per scenario: whether the
-    mixing head names the scenario's dimension.
+    (dimension given, no slip) against the option's pole, overall and (likelihood) per
+    number of options in the scenario, since telling one option's pole among many is harder
+    than picking a pole's best option; per scenario: whether the mixing head names the
+    scenario's dimension.
     """
     right = {"head": [], "likelihood": []}
+    by_size: dict[int, list[bool]] = {}
     for i, signs in enumerate(table.sign):
         for c, sign in enumerate(signs):
             if sign:
                 for method, votes in right.items():
                     votes.append(estimator([(i, c)], method, None, given=True)[table.dim[i]] * sign > 0)
+                by_size.setdefault(len(signs), []).append(right["likelihood"][-1])
     guesses = inference.guess_dimensions(table.readings, [None] * len(table.scenarios), estimator.head)
     named = [g == table.scenarios[i].dimension for i, g in enumerate(guesses)]
-    return {f"{m}_sign": sum(v) / len(v) for m, v in right.items()} | {"head_dimension": sum(named) / len(named)}
+    return ({f"{m}_sign": sum(v) / len(v) for m, v in right.items()} | {"head_dimension": sum(named) / len(named)}
+            | {"likelihood_sign_by_options": {n: sum(v) / len(v) for n, v in sorted(by_size.items())}})
 
 
 def sign_share(table: Table, users: Sequence[User], vectors: Sequence[Sequence[float]], k: int) -> float:
@@ -745,6 +754,8 @@ def main(argv: list[str] | None = None) -> int:
     mark = time.perf_counter()
     vectors: dict[tuple[str, int], list[list[float]]] = {}
     systems = ("head", "head (chosen option alone)", "likelihood", "head (dimension given)", "likelihood (dimension given)")
+    if isinstance(mixed, ScorerModel):
+        systems += (LIKELIEST,)
     estimators = dict.fromkeys(systems, estimator)
     if a.head_encoder:
         encoder_estimator, head_reports = encoder_head_estimator(mixed, table, data, a.head_encoder, s.seed)
@@ -754,7 +765,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in systems:
             method = "likelihood" if name.startswith("likelihood") else "head"
             vectors[(name, k)] = [estimators[name](u.history[:k], method, default_hl,
-                                                   contrast=name != "head (chosen option alone)", given="given" in name)
+                                                   contrast=name != "head (chosen option alone)", given="given" in name,
+                                                   likeliest=name == LIKELIEST)
                                   for u in users]
     for k in s.ks:  # the ceiling of any estimator: the true signs, on the dimensions the history shows at all
         vectors[(OBSERVED, k)] = [[float(t) if any(table.dim[i] == d for i, _ in u.history[:k]) else 0.0
@@ -794,8 +806,9 @@ def main(argv: list[str] | None = None) -> int:
                     same += picker(i, vec) == picker.approx(i, vec)
                     total += 1
         agreement = same / total
-    order = ("base", "single-preference", "head", "head (chosen option alone)", "likelihood", "head (dimension given)",
-             "likelihood (dimension given)", OBSERVED, "oracle")
+    order = ("base", "single-preference", "head", "head (chosen option alone)", "likelihood") + \
+        ((LIKELIEST,) if LIKELIEST in systems else ()) + \
+        ("head (dimension given)", "likelihood (dimension given)", OBSERVED, "oracle")
     print("\n  user alignment (mean over users, 95% interval; in-context: at the end)")
     print(f"  {'system':28s}" + "".join(f"{'K=' + str(k):>26s}" for k in s.ks))
     for name in order + (ENCODER_SYSTEMS if a.head_encoder else ()):
@@ -811,7 +824,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  one decision (dimension given, no slip): the sign inferred from it is the chosen option's pole for "
           f"{single_decision['head_sign']:.1%} (head) and {single_decision['likelihood_sign']:.1%} (likelihood) of the "
           f"(scenario, option) pairs; the head names an unlabelled scenario's dimension for "
-          f"{single_decision['head_dimension']:.1%} of them")
+          f"{single_decision['head_dimension']:.1%} of them; likelihood by options per scenario: "
+          + ", ".join(f"{n}: {share:.1%}" for n, share in single_decision["likelihood_sign_by_options"].items()))
 
     # targets at K = 5 / K = 10
     k5 = 5 if 5 in s.ks else s.ks[len(s.ks) // 2]
@@ -830,7 +844,9 @@ def main(argv: list[str] | None = None) -> int:
     print(f"  K={k5}: '{better}' vs single-preference {single5:.3f}: gain {gain:+.1%}   target > +{TARGET_GAIN:.2%}   {verdict(gain_ok)}")
     print(f"  K={k10}: users with every sign right (dims with >= 2 observations): head {signs['head']:.3f}, likelihood "
           f"{signs['likelihood']:.3f} (no recency: " + ", ".join(f"{m} {v:.3f}" for m, v in signs_none.items())
-          + f"; dimension given: head {signs_given['head']:.3f}, likelihood {signs_given['likelihood']:.3f})"
+          + f"; dimension given: head {signs_given['head']:.3f}, likelihood {signs_given['likelihood']:.3f}"
+          + (f"; likelihood on the likeliest dimension only: {sign_share(table, users, vectors[(LIKELIEST, k10)], k10):.3f}"
+             if LIKELIEST in systems else "") + ")"
           f"   target >= {TARGET_SIGN:.2f} ({better})   {verdict(sign_ok)}")
 
     # changing users and the half-life sweep

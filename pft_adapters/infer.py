@@ -40,7 +40,10 @@ consistent history gives |v| of about 0.6-0.8.) A scorer zoo chooses by the mirr
 calibration (`ScorerModel.choose`: the score under v minus under v with the decision's
 dimension flipped), whose first order reads the decision's own dimension only:
 `v_d * (score_first(o) - score_second(o))`; its scores enter the fit in that form
-(`mirror_gaps`).
+(`mirror_gaps`), each decision read on one dimension. Where a decision names no
+dimension, it is read on every dimension, and its likelihood is the mixture over them
+weighted by the head's dimension probabilities: the fit itself moves a decision the head
+misplaced to the dimension whose poles explain the choice.
 
 Recency: a half-life in decisions (`5`: the decision 5 places before the newest
 counts half) or, when every decision has a timestamp, in time (`3d`, `12h`,
@@ -78,6 +81,9 @@ DEFAULT_HALF_LIFE = 3.0  # decisions; chosen by measurement in benchmarks/person
 LIKELIHOOD_STEPS = 40
 LIKELIHOOD_PRIOR = 0.25  # lam: the penalty lam * |v|^2 keeps contradicted dimensions near 0
 LIKELIHOOD_SHARPNESS = 1.0  # beta = this / (std of the calibrated scores over the history)
+# a scorer zoo reads a decision that names no dimension on the dimensions the head gives at least this
+# probability, not on all of them: fewer forwards for the same fit (benchmarks/personalize.py)
+DIMENSION_FLOOR = 0.1
 FEATURE_BATCH = 512  # option texts per forward pass of the base (one pass for any usual history)
 
 
@@ -236,20 +242,55 @@ def head_estimate(readings: Sequence[Reading], chosen: Sequence[int], dims: Sequ
         raise PFTError(f"the zoo's mixing head does not know dimension(s) {unknown}: use --method likelihood")
     index = [list(head_dims).index(d) for d in dims]
     signals = head_signals(readings, chosen, index, contrast)
-    return _summarise(signals, dims, weights, space, "head")
+    probs = dimension_probabilities(dims, space)
+    return _summarise(signals[:, None] * probs, probs, weights, space, "head")
 
 
-def _summarise(signals: torch.Tensor, dims: Sequence[str], weights: torch.Tensor, space: ValueSpace, method: str,
+def dimension_probabilities(dims: Sequence[str | torch.Tensor], space: ValueSpace,
+                            head_dims: Sequence[str] = ()) -> torch.Tensor:
+    """(n, D) over the space's dimensions: one-hot for a named dimension, else the head's probabilities (over `head_dims`)."""
+    slugs = [d.slug for d in space]
+    out = torch.zeros(len(dims), len(slugs))
+    for i, d in enumerate(dims):
+        if isinstance(d, str):
+            out[i, slugs.index(d)] = 1.0
+        else:
+            for p, slug in zip(d.tolist(), head_dims):
+                out[i, slugs.index(slug)] = p
+    return out
+
+
+def likely_dimensions(probs: torch.Tensor, floor: float = DIMENSION_FLOOR) -> torch.Tensor:
+    """`probs` with each row's dimensions under `floor` dropped and the rest renormalised (the likeliest always stays)."""
+    kept = probs * ((probs >= floor) | (probs == probs.max(-1, keepdim=True).values))
+    return kept / kept.sum(-1, keepdim=True).clamp_min(1e-12)
+
+
+def evidence_counts(probs: torch.Tensor) -> list[int]:
+    """Decisions per dimension from (n, D) probabilities: the expected number, rounded, and at
+    least 1 where some decision is likeliest about it (a one-hot row counts 1)."""
+    placed = torch.zeros(probs.shape[1], dtype=torch.bool)
+    if len(probs):
+        placed[probs.argmax(-1)] = True
+    return [max(int(float(total) + 0.5), int(hit)) for total, hit in zip(probs.sum(0), placed)]
+
+
+def _summarise(signals: torch.Tensor, probs: torch.Tensor, weights: torch.Tensor, space: ValueSpace, method: str,
                values: dict[str, float] | None = None) -> Inference:
-    """Vector (the weighted mean signal per dimension, unless `values` gives it), confidence and evidence."""
+    """Vector (the weighted mean signal per dimension, unless `values` gives it), confidence and evidence.
+
+    `signals` and `probs` are (n, D): each decision's signal on each dimension and the
+    probability that the decision is about it (one-hot when its dimension is settled).
+    A dimension with no evidence (`evidence_counts`) stays 0.
+    """
     vector, conf, evidence = PreferenceVector(), {}, {}
-    for dim in space:
-        rows = [i for i, d in enumerate(dims) if d == dim.slug]
-        evidence[dim.slug] = len(rows)
-        if not rows:
+    for d, (dim, count) in enumerate(zip(space, evidence_counts(probs))):
+        rows = probs[:, d] > 0
+        evidence[dim.slug] = count
+        if not count:
             vector[dim.slug], conf[dim.slug] = 0.0, 0.0
             continue
-        s, w = signals[rows].double(), weights[rows].double()
+        s, w = signals[rows, d].double(), (weights[rows] * probs[rows, d]).double()
         value = values[dim.slug] if values is not None else float((w * s).sum() / w.sum())
         vector[dim.slug] = round(max(-1.0, min(1.0, value)), 4)  # as `to_json` prints it, so both mix the same
         conf[dim.slug] = confidence(s, w)
@@ -259,42 +300,61 @@ def _summarise(signals: torch.Tensor, dims: Sequence[str], weights: torch.Tensor
 # -- likelihood -------------------------------------------------------------------------------
 def likelihood_estimate(scores: Sequence[torch.Tensor], chosen: Sequence[int], dims: Sequence[str],
                         weights: torch.Tensor, space: ValueSpace, steps: int = LIKELIHOOD_STEPS,
-                        prior: float = LIKELIHOOD_PRIOR, sharpness: float = LIKELIHOOD_SHARPNESS) -> Inference:
+                        prior: float = LIKELIHOOD_PRIOR, sharpness: float = LIKELIHOOD_SHARPNESS,
+                        dimension_probs: torch.Tensor | None = None) -> Inference:
     """Fit v to the choices under first-order calibrated option scores.
 
     `scores[i]` is (options, P): decision i's calibrated option scores under each pole of
     `space` alone at weight 1 (score under the pole minus under the bare base); only the
     columns of dimensions in `dims` are read.
+
+    `dimension_probs` ((n, D), `dimension_probabilities`) leaves each decision's dimension
+    uncertain: its choice is then explained by one dimension at a time, from that
+    dimension's two columns only (a scorer zoo's `mirror_gaps` of every dimension), and
+    its likelihood is the mixture over dimensions weighted by these probabilities. The fit
+    can so move a decision the head misplaced to the dimension whose poles explain it. A
+    dimension is fitted where it has evidence (`evidence_counts`).
     """
     n, n_dims = len(scores), len(space)
     slugs = [d.slug for d in space]
-    active = sorted({slugs.index(d) for d in dims})
-    dim_index = torch.tensor([slugs.index(d) for d in dims], dtype=torch.long)
+    probs = dimension_probabilities(dims, space) if dimension_probs is None else dimension_probs.float()
+    active = [d for d, count in enumerate(evidence_counts(probs)) if count]
     width = max((len(s) for s in scores), default=1)
     table = torch.zeros(n, width, 2 * n_dims, dtype=torch.float64)
     mask = torch.zeros(n, width, dtype=torch.bool)
     for i, s in enumerate(scores):
         table[i, : len(s)] = s.double()
         mask[i, : len(s)] = True
-    cols = [2 * d + k for d in active for k in (0, 1)]
-    used = table[:, :, cols][mask]
+    read = torch.zeros(n, 2 * n_dims, dtype=torch.bool)  # the columns each decision is read on
+    if dimension_probs is None:
+        read[:, [2 * d + k for d in active for k in (0, 1)]] = True
+    else:
+        read = (probs > 0).repeat_interleave(2, dim=1)
+    used = table[mask[:, :, None] & read[:, None, :]]
     scale = float(used.std()) if used.numel() > 1 else 0.0
     beta = sharpness / scale if scale > 1e-12 else 1.0
     table = table * beta
     chosen_t = torch.tensor(list(chosen), dtype=torch.long)
     w = weights.double()
-
-    # each decision's vote on its own dimension: log-lik of its choice under the first pole alone minus the second
     rows = torch.arange(n)
-    first = table[rows, :, 2 * dim_index].masked_fill(~mask, float("-inf"))
-    second = table[rows, :, 2 * dim_index + 1].masked_fill(~mask, float("-inf"))
-    votes = first.log_softmax(-1)[rows, chosen_t] - second.log_softmax(-1)[rows, chosen_t]
+    # which columns explain a decision together: all of them (settled dimensions), or one dimension's two at a time
+    if dimension_probs is None:
+        groups, log_prior = torch.ones(1, 2 * n_dims, dtype=torch.float64), torch.zeros(n, 1, dtype=torch.float64)
+    else:
+        groups = torch.eye(n_dims, dtype=torch.float64).repeat_interleave(2, dim=1)
+        log_prior = probs.double().clamp_min(1e-12).log()
+
+    # each decision's vote on each dimension: log-lik of its choice under the first pole alone minus the second
+    closed = ~mask[:, None, :]
+    first = table[:, :, 0::2].transpose(1, 2).masked_fill(closed, float("-inf")).log_softmax(-1)[rows, :, chosen_t]
+    second = table[:, :, 1::2].transpose(1, 2).masked_fill(closed, float("-inf")).log_softmax(-1)[rows, :, chosen_t]
+    votes = first - second  # (n, D)
 
     free = torch.zeros(n_dims, dtype=torch.float64)
     free[active] = 1.0
     theta = torch.zeros(n_dims, dtype=torch.float64)
     for d in active:  # start at v = +-0.5, on the side the votes favour (the pole weights have a kink at 0)
-        total = float((w[dim_index == d] * votes[dim_index == d]).sum())
+        total = float((w * probs[:, d].double() * votes[:, d]).sum())
         theta[d] = math.atanh(0.5) * (1.0 if total >= 0 else -1.0)
     picked = table[rows, chosen_t]  # (n, P): the chosen option's scores
     # Adam on theta with the gradient written out (no autograd: a fit is a few ms)
@@ -302,31 +362,35 @@ def likelihood_estimate(scores: Sequence[torch.Tensor], chosen: Sequence[int], d
     for step in range(1, (steps if active else 0) + 1):
         v = torch.tanh(theta) * free
         pole_w = torch.stack([v.clamp_min(0), (-v).clamp_min(0)], -1).reshape(-1)
-        probs = (table @ pole_w).masked_fill(~mask, float("-inf")).softmax(-1)  # (n, width)
-        expected = (probs.unsqueeze(-1) * table).sum(1)  # (n, P): score expected under the model
-        grad_w = -(w[:, None] * (picked - expected)).sum(0)  # d(-loglik)/d(pole weights)
-        grad_w = grad_w.view(n_dims, 2)
+        logits = torch.einsum("nop,gp->ngo", table, groups * pole_w)
+        option_probs = logits.masked_fill(closed, float("-inf")).softmax(-1)  # (n, groups, width)
+        own = (log_prior + option_probs[rows, :, chosen_t].clamp_min(1e-300).log()).softmax(-1)  # (n, groups)
+        expected = torch.einsum("ngo,nop->ngp", option_probs, table)  # score expected under the model
+        grad_w = -(w[:, None, None] * own[:, :, None] * (picked[:, None, :] - expected) * groups).sum((0, 1))
+        grad_w = grad_w.view(n_dims, 2)  # d(-loglik)/d(pole weights)
         grad_v = torch.where(v > 0, grad_w[:, 0], torch.where(v < 0, -grad_w[:, 1], 0.5 * (grad_w[:, 0] - grad_w[:, 1])))
         grad = (grad_v + 2 * prior * v) * (1 - torch.tanh(theta) ** 2) * free
         m1 = b1 * m1 + (1 - b1) * grad
         m2 = b2 * m2 + (1 - b2) * grad**2
         theta = theta - lr * (m1 / (1 - b1**step)) / ((m2 / (1 - b2**step)).sqrt() + 1e-8)
     fitted = (torch.tanh(theta) * free).tolist()
-    return _summarise(votes.float(), dims, weights, space, "likelihood", dict(zip(slugs, fitted)))
+    return _summarise(votes.float(), probs, weights, space, "likelihood", dict(zip(slugs, fitted)))
 
 
-def mirror_gaps(scores: Sequence[torch.Tensor], dims: Sequence[str], space: ValueSpace) -> list[torch.Tensor]:
+def mirror_gaps(scores: Sequence[torch.Tensor], dims: Sequence[str] | None, space: ValueSpace) -> list[torch.Tensor]:
     """A scorer zoo's per-pole scores as its mirror-calibrated `choose` reads them, to first order.
 
-    On each decision's dimension, the first pole's column becomes first minus second and
-    the second's its negative; every other column 0 (the calibration cancels them).
+    On each decision's dimension (every dimension when `dims` is None: the dimension is
+    not settled), the first pole's column becomes first minus second and the second's its
+    negative; every other column 0 (the calibration cancels them).
     """
     out = []
-    for table, dim in zip(scores, dims):
-        first, second = (space.pole_index(pole.slug) for pole in space.dimension(dim).poles)
+    for i, table in enumerate(scores):
         gaps = torch.zeros_like(table)
-        gaps[:, first] = table[:, first] - table[:, second]
-        gaps[:, second] = -gaps[:, first]
+        for dim in space if dims is None else [space.dimension(dims[i])]:
+            first, second = (space.pole_index(pole.slug) for pole in dim.poles)
+            gaps[:, first] = table[:, first] - table[:, second]
+            gaps[:, second] = -gaps[:, first]
         out.append(gaps)
     return out
 
@@ -438,37 +502,48 @@ def infer(mixed, decisions: Sequence[Decision], method: str = DEFAULT_METHOD,
         dims = guess_dimensions(readings, given, head)
         return head_estimate(readings, chosen, dims, weights, space, head.dimension_slugs, contrast)
     scenarios = decision_scenarios(decisions)
+    unsettled = any(g is None for g in given)
+    scores = None
     if readings is not None:
         dims = guess_dimensions(readings, given, head)
-    elif all(g is not None for g in given):
-        dims = list(given)
-    else:  # no head and some dimensions unknown: score under every pole, then place by spread
+    elif unsettled:  # no head: score under every pole, then place by spread
         scores = pole_scores(mixed, scenarios)
         dims = [g or s for g, s in zip(given, spread_dimensions(scores, space))]
-        if mixed.zoo.kind == "scorer":
-            scores = mirror_gaps(scores, dims, space)
+    else:
+        dims = list(given)
+    if mixed.zoo.kind != "scorer":
+        probs = dimension_probabilities(dims, space)
+        scores = fit_scores(mixed, scenarios, probs) if scores is None else scores
         return likelihood_estimate(scores, chosen, dims, weights, space)
-    return likelihood_estimate(fit_scores(mixed, scenarios, dims), chosen, dims, weights, space)
+    # a scorer zoo reads each decision on one dimension (its mirror calibration): the settled one, or,
+    # where the head places it, each likely dimension with the head's probability
+    if readings is not None and unsettled:
+        probs = likely_dimensions(dimension_probabilities([g or r.dimensions for g, r in zip(given, readings)], space,
+                                                          head.dimension_slugs))
+    else:
+        probs = dimension_probabilities(dims, space)
+    scores = fit_scores(mixed, scenarios, probs) if scores is None else mirror_gaps(scores, None, space)
+    return likelihood_estimate(scores, chosen, dims, weights, space, dimension_probs=probs)
 
 
-def fit_scores(mixed, scenarios: Sequence[Scenario], dims: Sequence[str]) -> list[torch.Tensor]:
-    """What the likelihood fit reads of each decision, given the decisions' dimensions.
+def fit_scores(mixed, scenarios: Sequence[Scenario], probs: torch.Tensor) -> list[torch.Tensor]:
+    """What the likelihood fit reads of each decision, given (n, D) probabilities of its dimension.
 
-    An LLM zoo: every option under each pole of every dimension in `dims` (the fit is
-    joint). A scorer zoo: `mirror_gaps` of each decision's own dimension, so only those
-    two poles are scored (one batched pass per dimension).
+    An LLM zoo: every option under each pole of every dimension any decision may be about
+    (the fit is joint). A scorer zoo: `mirror_gaps` of each dimension a decision may be
+    about, so only those poles are scored (one batched pass per dimension).
     """
     space = mixed.zoo.space
     if mixed.zoo.kind != "scorer":
-        poles = [p for dim in space if dim.slug in set(dims) for p in (dim.first.slug, dim.second.slug)]
+        poles = [p.slug for d, dim in enumerate(space) if bool(probs[:, d].any()) for p in dim.poles]
         return pole_scores(mixed, scenarios, poles)
-    tables: list[torch.Tensor] = [torch.zeros(0)] * len(scenarios)
-    for dim in sorted(set(dims)):
-        rows = [i for i, d in enumerate(dims) if d == dim]
-        poles = [pole.slug for pole in space.dimension(dim).poles]
-        for i, table in zip(rows, pole_scores(mixed, [scenarios[i] for i in rows], poles)):
-            tables[i] = table
-    return mirror_gaps(tables, dims, space)
+    tables = [torch.zeros(len(s.options), len(space.pole_slugs)) for s in scenarios]
+    for d, dim in enumerate(space):
+        rows = [i for i in range(len(scenarios)) if probs[i, d] > 0]
+        poles = [pole.slug for pole in dim.poles]
+        for i, table in zip(rows, pole_scores(mixed, [scenarios[i] for i in rows], poles) if rows else []):
+            tables[i] += table  # the columns of other poles are 0
+    return mirror_gaps(tables, None, space)
 
 
 def _head(zoo, space: ValueSpace) -> MixingHead | None:

@@ -17,12 +17,14 @@ from pft_adapters.base import load_base
 from pft_adapters.errors import PFTError
 from pft_adapters.history import Decision, load_history, parse_history, write_history
 from pft_adapters.infer import (
+    dimension_probabilities,
     DEFAULT_HALF_LIFE,
     HalfLife,
     guess_dimensions,
     head_estimate,
     infer,
     likelihood_estimate,
+    likely_dimensions,
     mirror_gaps,
     option_features,
     parse_half_life,
@@ -352,3 +354,54 @@ def test_mirror_gaps_are_the_first_order_of_the_mirror_calibration():
             if vector.get(dim):
                 expected = table @ (vector.tensor(space) - mirror(vector, dim).tensor(space))
                 torch.testing.assert_close(gap @ vector.tensor(space), expected)
+
+
+def _gap_tables(space: ValueSpace, n: int, signal_dim: str, seed: int = 0) -> tuple[list[torch.Tensor], list[int]]:
+    """Per-pole scores of 3-option decisions where only `signal_dim`'s poles tell the options apart, option 0 its first pole's."""
+    g = torch.Generator().manual_seed(seed)
+    first, second = (space.pole_index(p.slug) for p in space.dimension(signal_dim).poles)
+    tables = []
+    for _ in range(n):
+        table = 0.01 * torch.randn(3, len(space.pole_slugs), generator=g)
+        table[:, first] += torch.tensor([2.0, -1.0, -1.0])
+        table[:, second] += torch.tensor([-2.0, 1.0, 1.0])
+        tables.append(table)
+    return tables, [0] * n
+
+
+def test_settled_dimension_probabilities_fit_as_the_named_dimensions():
+    """One-hot dimension probabilities read each decision on its own dimension only: other dimensions' gaps change nothing."""
+    space = ValueSpace.builtin()
+    dims = ["risk", "time", "risk", "social"]
+    scores = [torch.randn(4, len(space.pole_slugs), generator=torch.Generator().manual_seed(i)) for i in range(4)]
+    chosen, weights, probs = [0, 2, 1, 3], torch.tensor([0.5, 1.0, 0.7, 1.0]), dimension_probabilities(dims, space)
+    named = likelihood_estimate(mirror_gaps(scores, dims, space), chosen, dims, weights, space, dimension_probs=probs)
+    every = likelihood_estimate(mirror_gaps(scores, None, space), chosen, dims, weights, space, dimension_probs=probs)
+    assert every.to_json() == named.to_json()
+    assert named.evidence == {"risk": 2, "time": 1, "social": 1, "communication": 0, "decision": 0, "change": 0}
+    assert named.vector["communication"] == 0.0 and named.vector["risk"] != 0.0
+
+
+def test_uncertain_dimensions_go_to_the_dimension_that_explains_the_choices():
+    """The head leans to 'time', but only 'risk' tells the options apart: the mixture fits risk, the argmax does not."""
+    space = ValueSpace.builtin()
+    scores, chosen = _gap_tables(space, 4, "risk")
+    head_dims = [d.slug for d in space]
+    lean = torch.tensor([0.35 if d == "risk" else 0.55 if d == "time" else 0.02 for d in head_dims])
+    probs = dimension_probabilities([lean] * 4, space, head_dims)
+    weights = torch.ones(4)
+    mixture = likelihood_estimate(mirror_gaps(scores, None, space), chosen, ["time"] * 4, weights, space,
+                                  dimension_probs=probs)
+    argmax = likelihood_estimate(mirror_gaps(scores, ["time"] * 4, space), chosen, ["time"] * 4, weights, space)
+    assert mixture.vector["risk"] > 0.3 and abs(mixture.vector["time"]) < 0.2
+    assert mixture.evidence["risk"] == 1 and mixture.evidence["time"] == 2 and mixture.evidence["social"] == 0
+    assert mixture.vector["social"] == 0.0
+    assert argmax.vector["risk"] == 0.0
+
+
+def test_likely_dimensions_drop_the_unlikely_and_keep_the_likeliest():
+    probs = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.04, 0.03, 0.05, 0.02], [0.0, 1.0, 0.0, 0.0]])
+    kept = likely_dimensions(probs, floor=0.1)
+    torch.testing.assert_close(kept[0], torch.tensor([0.5, 0.3, 0.15, 0.0]) / 0.95)
+    torch.testing.assert_close(kept[1], torch.tensor([0.0, 0.0, 1.0, 0.0]))  # all under the floor: the likeliest
+    torch.testing.assert_close(kept[2], probs[2])

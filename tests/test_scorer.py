@@ -194,6 +194,27 @@ def test_likelihood_follows_the_choices_the_scorer_itself_makes(scorer, train_sl
         assert inferred.vector["risk"] * sign > 0.3, inferred.vector
 
 
+def test_likelihood_weighs_the_heads_dimensions_where_a_decision_names_none(scorer, train_slice):
+    """A decision without a dimension is read on each dimension the head finds likely, weighted by its probability."""
+    from pft_adapters import infer as inference
+
+    picked = [s for s in train_slice if s.dimension in ("risk", "time")][:6]
+    decisions = [Decision(s.text, tuple(o.text for o in s.options), 0) for s in picked]
+    space = scorer.zoo.space
+    head = inference._head(scorer.zoo, space)
+    readings = inference.read_options(head, inference.option_features(scorer, decisions), [len(s.options) for s in picked])
+    probs = inference.likely_dimensions(inference.dimension_probabilities([r.dimensions for r in readings], space,
+                                                                         head.dimension_slugs))
+    gaps = inference.mirror_gaps(scorer.pole_scores(picked), None, space)
+    read = [g * probs[i].repeat_interleave(2).gt(0) for i, g in enumerate(gaps)]  # only the likely dimensions are scored
+    expected = inference.likelihood_estimate(read, [0] * len(picked), inference.guess_dimensions(readings, [None] * len(picked), head),
+                                             inference.recency_weights(decisions, inference.parse_half_life(None)), space,
+                                             dimension_probs=probs)
+    got = infer(scorer, decisions, method="likelihood")
+    assert got.to_json() == expected.to_json()
+    assert sum(got.evidence.values()) >= 1 and any(0 < float(p) < 1 for p in probs.flatten())
+
+
 def test_kinds_do_not_mix(scorer_dir, encoder_dir, zoo_dir):
     model, tokenizer = load_encoder(encoder_dir)
     with pytest.raises(PFTError, match="scorer zoo"):
