@@ -41,9 +41,9 @@ calibration (`ScorerModel.choose`: the score under v minus under v with the deci
 dimension flipped), whose first order reads the decision's own dimension only:
 `v_d * (score_first(o) - score_second(o))`; its scores enter the fit in that form
 (`mirror_gaps`), each decision read on one dimension. Where a decision names no
-dimension, it is read on every dimension, and its likelihood is the mixture over them
-weighted by the head's dimension probabilities: the fit itself moves a decision the head
-misplaced to the dimension whose poles explain the choice.
+dimension, it is read on each dimension the head finds likely (`likely_dimensions`), and
+its likelihood is the mixture over them weighted by the head's probabilities: the fit
+itself moves a decision the head misplaced to the dimension whose poles explain the choice.
 
 Recency: a half-life in decisions (`5`: the decision 5 places before the newest
 counts half) or, when every decision has a timestamp, in time (`3d`, `12h`,
@@ -306,9 +306,9 @@ def likelihood_estimate(scores: Sequence[torch.Tensor], chosen: Sequence[int], d
 
     `scores[i]` is (options, P): decision i's calibrated option scores under each pole of
     `space` alone at weight 1 (score under the pole minus under the bare base); only the
-    columns of dimensions in `dims` are read.
+    columns of dimensions in `dims` (each decision's dimension) are read, jointly.
 
-    `dimension_probs` ((n, D), `dimension_probabilities`) leaves each decision's dimension
+    `dimension_probs` (which then replaces `dims`) ((n, D), `dimension_probabilities`) leaves each decision's dimension
     uncertain: its choice is then explained by one dimension at a time, from that
     dimension's two columns only (a scorer zoo's `mirror_gaps` of every dimension), and
     its likelihood is the mixture over dimensions weighted by these probabilities. The fit
@@ -364,9 +364,9 @@ def likelihood_estimate(scores: Sequence[torch.Tensor], chosen: Sequence[int], d
         pole_w = torch.stack([v.clamp_min(0), (-v).clamp_min(0)], -1).reshape(-1)
         logits = torch.einsum("nop,gp->ngo", table, groups * pole_w)
         option_probs = logits.masked_fill(closed, float("-inf")).softmax(-1)  # (n, groups, width)
-        own = (log_prior + option_probs[rows, :, chosen_t].clamp_min(1e-300).log()).softmax(-1)  # (n, groups)
+        responsibility = (log_prior + option_probs[rows, :, chosen_t].clamp_min(1e-300).log()).softmax(-1)  # (n, groups)
         expected = torch.einsum("ngo,nop->ngp", option_probs, table)  # score expected under the model
-        grad_w = -(w[:, None, None] * own[:, :, None] * (picked[:, None, :] - expected) * groups).sum((0, 1))
+        grad_w = -(w[:, None, None] * responsibility[:, :, None] * (picked[:, None, :] - expected) * groups).sum((0, 1))
         grad_w = grad_w.view(n_dims, 2)  # d(-loglik)/d(pole weights)
         grad_v = torch.where(v > 0, grad_w[:, 0], torch.where(v < 0, -grad_w[:, 1], 0.5 * (grad_w[:, 0] - grad_w[:, 1])))
         grad = (grad_v + 2 * prior * v) * (1 - torch.tanh(theta) ** 2) * free
