@@ -458,7 +458,7 @@ class Estimator:
                 probs = (inference.dimension_probabilities(dims, self.space) if given or likeliest else
                          inference.likely_dimensions(inference.dimension_probabilities(
                              [r.dimensions for r in readings], self.space, self.head.dimension_slugs)))
-                scores = inference.mirror_gaps(scores, None, self.space)
+                scores = inference.mirror_gaps(scores, self.space)
             result = inference.likelihood_estimate(scores, chosen, dims, weights, self.space, dimension_probs=probs)
         return [result.vector[d.slug] for d in self.space]
 

@@ -310,7 +310,7 @@ def likelihood_estimate(scores: Sequence[torch.Tensor], chosen: Sequence[int], d
 
     `dimension_probs` (which then replaces `dims`) ((n, D), `dimension_probabilities`) leaves each decision's dimension
     uncertain: its choice is then explained by one dimension at a time, from that
-    dimension's two columns only (a scorer zoo's `mirror_gaps` of every dimension), and
+    dimension's two columns only (a scorer zoo's `mirror_gaps`), and
     its likelihood is the mixture over dimensions weighted by these probabilities. The fit
     can so move a decision the head misplaced to the dimension whose poles explain it. A
     dimension is fitted where it has evidence (`evidence_counts`).
@@ -377,17 +377,17 @@ def likelihood_estimate(scores: Sequence[torch.Tensor], chosen: Sequence[int], d
     return _summarise(votes.float(), probs, weights, space, "likelihood", dict(zip(slugs, fitted)))
 
 
-def mirror_gaps(scores: Sequence[torch.Tensor], dims: Sequence[str] | None, space: ValueSpace) -> list[torch.Tensor]:
+def mirror_gaps(scores: Sequence[torch.Tensor], space: ValueSpace) -> list[torch.Tensor]:
     """A scorer zoo's per-pole scores as its mirror-calibrated `choose` reads them, to first order.
 
-    On each decision's dimension (every dimension when `dims` is None: the dimension is
-    not settled), the first pole's column becomes first minus second and the second's its
-    negative; every other column 0 (the calibration cancels them).
+    On each dimension, the first pole's column becomes first minus second and the second's
+    its negative: what v weighs on a decision read on that dimension (the calibration
+    cancels every other dimension, so the fit reads one dimension's columns at a time).
     """
     out = []
-    for i, table in enumerate(scores):
+    for table in scores:
         gaps = torch.zeros_like(table)
-        for dim in space if dims is None else [space.dimension(dims[i])]:
+        for dim in space:
             first, second = (space.pole_index(pole.slug) for pole in dim.poles)
             gaps[:, first] = table[:, first] - table[:, second]
             gaps[:, second] = -gaps[:, first]
@@ -511,27 +511,25 @@ def infer(mixed, decisions: Sequence[Decision], method: str = DEFAULT_METHOD,
         dims = [g or s for g, s in zip(given, spread_dimensions(scores, space))]
     else:
         dims = list(given)
-    if mixed.zoo.kind != "scorer":
-        probs = dimension_probabilities(dims, space)
-        scores = fit_scores(mixed, scenarios, probs) if scores is None else scores
-        return likelihood_estimate(scores, chosen, dims, weights, space)
-    # a scorer zoo reads each decision on one dimension (its mirror calibration): the settled one, or,
-    # where the head places it, each likely dimension with the head's probability
-    if readings is not None and unsettled:
+    probs = dimension_probabilities(dims, space)
+    scorer = mixed.zoo.kind == "scorer"
+    if scorer and readings is not None and unsettled:  # each likely dimension, with the head's probability
         probs = likely_dimensions(dimension_probabilities([g or r.dimensions for g, r in zip(given, readings)], space,
                                                           head.dimension_slugs))
-    else:
-        probs = dimension_probabilities(dims, space)
-    scores = fit_scores(mixed, scenarios, probs) if scores is None else mirror_gaps(scores, None, space)
-    return likelihood_estimate(scores, chosen, dims, weights, space, dimension_probs=probs)
+    if scores is None:
+        scores = fit_scores(mixed, scenarios, probs)
+    if not scorer:
+        return likelihood_estimate(scores, chosen, dims, weights, space)
+    # a scorer zoo reads each decision on one dimension at a time (its mirror calibration)
+    return likelihood_estimate(mirror_gaps(scores, space), chosen, dims, weights, space, dimension_probs=probs)
 
 
 def fit_scores(mixed, scenarios: Sequence[Scenario], probs: torch.Tensor) -> list[torch.Tensor]:
     """What the likelihood fit reads of each decision, given (n, D) probabilities of its dimension.
 
     An LLM zoo: every option under each pole of every dimension any decision may be about
-    (the fit is joint). A scorer zoo: `mirror_gaps` of each dimension a decision may be
-    about, so only those poles are scored (one batched pass per dimension).
+    (the fit is joint). A scorer zoo: each decision's options under the poles of the
+    dimensions it may be about only (one batched pass per dimension); other columns 0.
     """
     space = mixed.zoo.space
     if mixed.zoo.kind != "scorer":
@@ -541,9 +539,9 @@ def fit_scores(mixed, scenarios: Sequence[Scenario], probs: torch.Tensor) -> lis
     for d, dim in enumerate(space):
         rows = [i for i in range(len(scenarios)) if probs[i, d] > 0]
         poles = [pole.slug for pole in dim.poles]
-        for i, table in zip(rows, pole_scores(mixed, [scenarios[i] for i in rows], poles) if rows else []):
+        for i, table in zip(rows, pole_scores(mixed, [scenarios[i] for i in rows], poles)):
             tables[i] += table  # the columns of other poles are 0
-    return mirror_gaps(tables, None, space)
+    return tables
 
 
 def _head(zoo, space: ValueSpace) -> MixingHead | None:

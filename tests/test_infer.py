@@ -339,7 +339,7 @@ def test_help_states_the_default_half_life():
 
 
 def test_mirror_gaps_are_the_first_order_of_the_mirror_calibration():
-    """Pole weights of v applied to the gaps = v's weights minus the mirrored vector's, on the decision's dimension."""
+    """Pole weights of v applied to a dimension's gaps = v's weights minus the mirrored vector's, on that dimension."""
     from pft_adapters.mix import mirror
     from pft_adapters.values import ValueSpace
     from pft_adapters.vector import PreferenceVector
@@ -347,13 +347,14 @@ def test_mirror_gaps_are_the_first_order_of_the_mirror_calibration():
     space = ValueSpace.builtin()
     dims = [d.slug for d in space]
     scores = [torch.randn(3, len(space.pole_slugs), generator=torch.Generator().manual_seed(i)) for i in range(len(dims))]
-    gaps = mirror_gaps(scores, dims, space)
+    gaps = mirror_gaps(scores, space)
     for spec in ({"risk": 0.7, "time": -1.0, "social": 0.2}, {"risk": -0.4, "decision": 1.0, "communication": -0.6}):
         vector = PreferenceVector(spec)
         for table, gap, dim in zip(scores, gaps, dims):
             if vector.get(dim):
                 expected = table @ (vector.tensor(space) - mirror(vector, dim).tensor(space))
-                torch.testing.assert_close(gap @ vector.tensor(space), expected)
+                own = dimension_probabilities([dim], space)[0].repeat_interleave(2)  # the dimension's two columns
+                torch.testing.assert_close((gap * own) @ vector.tensor(space), expected)
 
 
 def _gap_tables(space: ValueSpace, n: int, signal_dim: str) -> tuple[list[torch.Tensor], list[int]]:
@@ -375,8 +376,10 @@ def test_settled_dimension_probabilities_fit_as_the_named_dimensions():
     dims = ["risk", "time", "risk", "social"]
     scores = [torch.randn(4, len(space.pole_slugs), generator=torch.Generator().manual_seed(i)) for i in range(4)]
     chosen, weights, probs = [0, 2, 1, 3], torch.tensor([0.5, 1.0, 0.7, 1.0]), dimension_probabilities(dims, space)
-    named = likelihood_estimate(mirror_gaps(scores, dims, space), chosen, dims, weights, space, dimension_probs=probs)
-    every = likelihood_estimate(mirror_gaps(scores, None, space), chosen, dims, weights, space, dimension_probs=probs)
+    gaps = mirror_gaps(scores, space)
+    own = [g * probs[i].repeat_interleave(2) for i, g in enumerate(gaps)]  # each decision's own dimension's columns
+    named = likelihood_estimate(own, chosen, dims, weights, space, dimension_probs=probs)
+    every = likelihood_estimate(gaps, chosen, dims, weights, space, dimension_probs=probs)
     assert every.to_json() == named.to_json()
     assert named.evidence == {"risk": 2, "time": 1, "social": 1, "communication": 0, "decision": 0, "change": 0}
     assert named.vector["communication"] == 0.0 and named.vector["risk"] != 0.0
@@ -390,9 +393,9 @@ def test_uncertain_dimensions_go_to_the_dimension_that_explains_the_choices():
     lean = torch.tensor([0.35 if d == "risk" else 0.55 if d == "time" else 0.02 for d in head_dims])
     probs = dimension_probabilities([lean] * 4, space, head_dims)
     weights = torch.ones(4)
-    mixture = likelihood_estimate(mirror_gaps(scores, None, space), chosen, ["time"] * 4, weights, space,
-                                  dimension_probs=probs)
-    argmax = likelihood_estimate(mirror_gaps(scores, ["time"] * 4, space), chosen, ["time"] * 4, weights, space)
+    gaps = mirror_gaps(scores, space)
+    mixture = likelihood_estimate(gaps, chosen, ["time"] * 4, weights, space, dimension_probs=probs)
+    argmax = likelihood_estimate(gaps, chosen, ["time"] * 4, weights, space)
     assert mixture.vector["risk"] > 0.3 and abs(mixture.vector["time"]) < 0.2
     assert mixture.evidence["risk"] == 1 and mixture.evidence["time"] == 2 and mixture.evidence["social"] == 0
     assert mixture.vector["social"] == 0.0
