@@ -14,8 +14,12 @@ new vector is a single small tensor write, not a rebuild. Four modes:
 - `off`: the bare base model (nothing added);
 - `shared`: one coefficient row for the whole batch;
 - `rows`: a coefficient row per batch row (many users in one forward pass);
-- `route`: one pole per batch row (training); only that pole's factors are
-  computed, so the cost equals a single LoRA adapter's.
+- `route`: one pole per batch row (training, or rows that each weight one pole);
+  only that pole's factors are computed, so the cost equals a single LoRA adapter's.
+
+`shared` and `rows` compute only the poles some coefficient uses (`MixState.poles`):
+a vector names at most one pole per dimension, so a typical mix costs the rank of its
+active poles, not of the whole zoo.
 """
 
 from __future__ import annotations
@@ -52,7 +56,8 @@ class MixState:
     r: int
     scaling: float
     mode: str = "off"
-    columns: torch.Tensor | None = None  # (P*r,) or (batch, P*r): c_p * s repeated over each rank block
+    columns: torch.Tensor | None = None  # (k*r,) or (batch, k*r): c_p * s of the k computed poles, over each rank block
+    poles: torch.Tensor | None = None  # indices of the k computed poles; None: all P
     route: torch.Tensor | None = None  # (batch,) pole index per row, for `route`
     route_scale: torch.Tensor | None = None  # (batch,) coefficient per routed row
 
@@ -113,8 +118,9 @@ class MultiPoleLinear(nn.Module):
             h = h * (st.route_scale.to(dtype) * st.scaling)[:, None, None]
             delta = torch.bmm(h, b).reshape(*x.shape[:-1], -1)
         else:
-            a = self.lora_A.reshape(-1, x.shape[-1]).to(dtype)
-            b = self.lora_B.reshape(y.shape[-1], -1).to(dtype)
+            a, b = (self.lora_A, self.lora_B) if st.poles is None else (
+                self.lora_A.index_select(0, st.poles), self.lora_B.index_select(1, st.poles))
+            a, b = a.reshape(-1, x.shape[-1]).to(dtype), b.reshape(y.shape[-1], -1).to(dtype)
             h = h_in @ a.T
             cols = st.columns.to(dtype)
             if st.mode == "rows":  # (batch, P*r) -> broadcast over every position of the row
@@ -160,7 +166,12 @@ class PoleAdapters:
 
     # -- setting the coefficients -------------------------------------------------
     def off(self) -> None:
-        self.state.mode, self.state.columns, self.state.route = "off", None, None
+        self.state.mode, self.state.columns, self.state.poles, self.state.route = "off", None, None, None
+
+    def _active(self, c: torch.Tensor) -> torch.Tensor | None:
+        """Indices of the poles some coefficient (of (P,) or (batch, P)) uses; None when all are."""
+        used = c.reshape(-1, self.n_poles).ne(0).any(0)
+        return None if bool(used.all()) else used.nonzero().flatten()
 
     def use_weights(self, weights: dict[str, float] | torch.Tensor) -> None:
         """One mix for the whole batch; all-zero weights mean the bare base model."""
@@ -171,37 +182,45 @@ class PoleAdapters:
         if not bool(c.any()):
             self.off()
             return
-        cols = self.state.expand(c)
-        current = self.state.columns
-        if (self.state.mode == "shared" and current is not None and current.shape == cols.shape
+        poles = self._active(c)
+        cols = self.state.expand(c if poles is None else c[poles])
+        st, current = self.state, self.state.columns
+        same_poles = st.poles is None if poles is None else st.poles is not None and torch.equal(st.poles, poles)
+        if (st.mode == "shared" and current is not None and current.shape == cols.shape and same_poles
                 and (torch.is_inference_mode_enabled() or not current.is_inference())):
-            self.state.columns.copy_(cols)  # in place: switching costs one small copy
+            current.copy_(cols)  # in place: switching within the same poles costs one small copy
         else:
-            self.state.mode, self.state.columns, self.state.route = "shared", cols, None
+            st.mode, st.columns, st.poles, st.route = "shared", cols, poles, None
 
     def use_rows(self, weights: torch.Tensor) -> None:
-        """A (batch, P) coefficient row per batch row."""
+        """A (batch, P) coefficient row per batch row; rows that weight one pole each are routed."""
         w = weights.to(self._device(), torch.float32)
         if w.dim() != 2 or w.shape[1] != self.n_poles:
             raise PFTError(f"per-row weights must have shape (batch, {self.n_poles}), got {tuple(w.shape)}")
-        self.state.mode, self.state.columns, self.state.route = "rows", self.state.expand(w), None
+        if bool((w.ne(0).sum(1) <= 1).all()):  # a zero row routes to pole 0 at scale 0: the base
+            self.use_route(w.abs().argmax(1), w.gather(1, w.abs().argmax(1, keepdim=True)).squeeze(1))
+            return
+        poles = self._active(w)
+        self.state.mode, self.state.route = "rows", None
+        self.state.columns, self.state.poles = self.state.expand(w if poles is None else w[:, poles]), poles
 
     def use_route(self, pole_index: torch.Tensor, scale: torch.Tensor | None = None) -> None:
         """One pole per batch row (optionally weighted): the training path."""
         idx = pole_index.to(self._device(), torch.long)
-        self.state.mode, self.state.columns = "route", None
+        self.state.mode, self.state.columns, self.state.poles = "route", None, None
         self.state.route = idx
         self.state.route_scale = scale.to(self._device()) if scale is not None else torch.ones(len(idx), device=self._device())
 
     @contextmanager
     def kept(self) -> Iterator[PoleAdapters]:
         """Whatever coefficients the block sets, the previous ones come back afterwards."""
-        saved = (self.state.mode, self.state.columns, self.state.route, self.state.route_scale)
-        self.state.columns = None  # never write into the saved tensor in place
+        st = self.state
+        saved = (st.mode, st.columns, st.poles, st.route, st.route_scale)
+        st.columns = None  # never write into the saved tensor in place
         try:
             yield self
         finally:
-            self.state.mode, self.state.columns, self.state.route, self.state.route_scale = saved
+            st.mode, st.columns, st.poles, st.route, st.route_scale = saved
 
     @contextmanager
     def weighted(self, weights: dict[str, float] | torch.Tensor) -> Iterator[PoleAdapters]:

@@ -3,7 +3,8 @@
 Three exact ways to apply a vector (no SVD, no approximation):
 
 - dynamic (`set_vector`, `mixed`): the coefficients change, the base weights do not;
-  switching vectors is one small in-place tensor write;
+  switching vectors is one small tensor write, and only the vector's active poles
+  are computed;
 - merged (`merged`): the mix is folded into the base weights for zero inference
   overhead, and leaving the block restores the original weights bit for bit;
 - per row (`choose` / `generate` / `logits` with a list of vectors): every batch

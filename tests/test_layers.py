@@ -63,25 +63,31 @@ def test_shared_weights_match_peft(models, weights):
     torch.testing.assert_close(got, peft_logits(ref, IDS, weights), atol=1e-5, rtol=1e-5)
 
 
-def test_per_row_batch_matches_peft_row_by_row(models):
+@pytest.mark.parametrize("rows, mode, poles", [
+    (ROWS, "rows", None),  # every pole used by some row: all computed
+    ([[0.3, 0, 0, 0.8], [0, 0, 0, 1], [1, 0, 0, 0]], "rows", [0, 3]),  # only the poles the rows use
+    ([[1, 0, 0, 0], [0, 0, -0.5, 0], [0, 0, 0, 0]], "route", None),  # one pole (or none) per row: routed
+])
+def test_per_row_batch_matches_peft_row_by_row(models, rows, mode, poles):
     _, ours, ref = models
-    ours.use_rows(torch.tensor(ROWS))
+    ours.use_rows(torch.tensor(rows))
+    assert ours.state.mode == mode
+    assert (ours.state.poles.tolist() if ours.state.poles is not None else None) == poles
     with torch.no_grad():
         got = ours.model(input_ids=IDS).logits
-    for i, row in enumerate(ROWS):
+    for i, row in enumerate(rows):
         torch.testing.assert_close(got[i : i + 1], peft_logits(ref, IDS[i : i + 1], row), atol=1e-5, rtol=1e-5)
 
 
-def test_route_equals_one_hot_rows(models):
-    _, ours, _ = models
-    ours.use_route(torch.tensor([0, 3, 2]))
+def test_route_matches_peft_one_pole_per_row(models):
+    _, ours, ref = models
+    route = [0, 3, 2]
+    ours.use_route(torch.tensor(route))
     with torch.no_grad():
         routed = ours.model(input_ids=IDS).logits
-    one_hot = torch.nn.functional.one_hot(torch.tensor([0, 3, 2]), len(POLES)).float()
-    ours.use_rows(one_hot)
-    with torch.no_grad():
-        rows = ours.model(input_ids=IDS).logits
-    torch.testing.assert_close(routed, rows, atol=1e-5, rtol=1e-5)
+    for i, pole in enumerate(route):
+        row = [float(p == pole) for p in range(len(POLES))]
+        torch.testing.assert_close(routed[i : i + 1], peft_logits(ref, IDS[i : i + 1], row), atol=1e-5, rtol=1e-5)
 
 
 def test_zero_weights_are_the_base_model(models):

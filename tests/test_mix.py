@@ -93,12 +93,27 @@ def test_merged_equals_dynamic_and_unmerge_restores_bits(mixed):
     assert all(torch.equal(l.base.weight, original[n]) for n, l in mixed.adapters.layers.items())
 
 
-def test_switching_vectors_reuses_the_coefficient_buffer(mixed):
-    mixed.set_vector("risk=1")
+def test_switching_vectors_on_the_same_poles_reuses_the_coefficient_buffer(mixed):
+    mixed.set_vector({"risk": 1, "time": 0.1})
     buffer = mixed.adapters.state.columns
-    for v in (-1.0, 0.5, 0.25):
-        mixed.set_vector({"risk": v, "time": 0.1})
+    for v in (0.9, 0.5, 0.25):
+        mixed.set_vector({"risk": v, "time": 0.1 + v})
         assert mixed.adapters.state.columns is buffer  # an in-place write, not a rebuild
+    mixed.adapters.off()
+
+
+@torch.no_grad()
+def test_a_mix_computes_only_its_active_poles_and_equals_the_full_sum(mixed):
+    space = mixed.zoo.space
+    vector = {"risk": -0.7, "time": 0.4}
+    mixed.set_vector(vector)
+    active = [space.pole_slugs[int(i)] for i in mixed.adapters.state.poles]
+    assert active == [p for p, w in mixed.vector(vector).pole_weights(space).items() if w != 0]
+    sparse = mixed.logits(TEXTS, vector)
+    full = mixed.adapters.state  # every pole computed: inactive ones at coefficient 0
+    full.poles, full.columns = None, full.expand(mixed.weights(vector).float())
+    dense = mixed.model(**_batch(mixed)).logits
+    torch.testing.assert_close(sparse, dense, **CLOSE)
     mixed.adapters.off()
 
 
