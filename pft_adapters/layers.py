@@ -123,7 +123,7 @@ class MultiPoleLinear(nn.Module):
             a, b = a.reshape(-1, x.shape[-1]).to(dtype), b.reshape(y.shape[-1], -1).to(dtype)
             h = h_in @ a.T
             cols = st.columns.to(dtype)
-            if st.mode == "rows":  # (batch, P*r) -> broadcast over every position of the row
+            if st.mode == "rows":  # (batch, k*r) -> broadcast over every position of the row
                 cols = cols.reshape(cols.shape[0], *([1] * (h.dim() - 2)), cols.shape[-1])
             delta = (h * cols) @ b.T
         return y + delta.to(y.dtype)
@@ -198,7 +198,8 @@ class PoleAdapters:
         if w.dim() != 2 or w.shape[1] != self.n_poles:
             raise PFTError(f"per-row weights must have shape (batch, {self.n_poles}), got {tuple(w.shape)}")
         if bool((w.ne(0).sum(1) <= 1).all()):  # a zero row routes to pole 0 at scale 0: the base
-            self.use_route(w.abs().argmax(1), w.gather(1, w.abs().argmax(1, keepdim=True)).squeeze(1))
+            pole = w.abs().argmax(1)
+            self.use_route(pole, w.gather(1, pole[:, None]).squeeze(1))
             return
         poles = self._active(w)
         self.state.mode, self.state.route = "rows", None
