@@ -418,8 +418,7 @@ def make_base(
         model = build_model(shape, tokenizer, vocab_size)
     stats = pretrain(model, tokenizer, texts, minutes=pretrain_minutes, epochs=pretrain_epochs, seed=seed,
                      progress=progress, threads=threads)
-    info = _base_info(texts, size, vocab_size, pretrain_minutes, seed) | {
-        "pretrain_epochs": pretrain_epochs,
+    info = _base_info(texts, size, vocab_size, pretrain_minutes, pretrain_epochs, seed) | {
         "parameters": model.num_parameters(),
         "pretrain": dataclasses.asdict(stats),
     }
@@ -431,7 +430,8 @@ def make_base(
 
 
 def _base_info(
-    texts: Sequence[str], size: str | BaseSize, vocab_size: int | None, pretrain_minutes: float | None, seed: int
+    texts: Sequence[str], size: str | BaseSize, vocab_size: int | None, pretrain_minutes: float | None,
+    pretrain_epochs: float | None, seed: int,
 ) -> dict:
     """The build parameters that decide whether a saved base can be reused (pft_base.json)."""
     return {
@@ -443,29 +443,36 @@ def _base_info(
         "corpus_texts": len(texts),
         "seed": seed,
         "pretrain_minutes": pretrain_minutes,
+        "pretrain_epochs": pretrain_epochs,
     }
 
 
-_CACHE_KEYS = ("format", "size", "shape", "vocab_size", "corpus_sha256", "seed", "pretrain_minutes")
+_CACHE_KEYS = ("format", "size", "shape", "vocab_size", "corpus_sha256", "seed", "pretrain_minutes", "pretrain_epochs")
 
 
 def cached_base(
     texts: Sequence[str],
     cache_dir: str | os.PathLike[str],
     size: str | BaseSize = "small",
-    pretrain_minutes: float = 3.0,
+    pretrain_minutes: float | None = 3.0,
     seed: int = 0,
     vocab_size: int | None = None,
     progress: bool = True,
     threads: int | None = None,
+    pretrain_epochs: float | None = None,
 ) -> Path:
-    """A base built with these exact parameters: reuse it from `cache_dir` or build it there once."""
-    wanted = _base_info(texts, size, vocab_size, pretrain_minutes, seed)
+    """A base built with these exact parameters: reuse it from `cache_dir` or build it there once.
+
+    An epoch budget (`pretrain_minutes=None`) builds the same base on any machine; a time
+    budget trains further on a faster or quieter one.
+    """
+    wanted = _base_info(texts, size, vocab_size, pretrain_minutes, pretrain_epochs, seed)
     key = hashlib.sha256(json.dumps({k: wanted[k] for k in _CACHE_KEYS}, sort_keys=True).encode()).hexdigest()[:16]
     path = Path(cache_dir) / f"{wanted['size']}-{key}"
     if _matches(path / BASE_INFO_FILE, wanted):
         return path
-    return make_base(texts, path, size, vocab_size, pretrain_minutes, seed, progress, overwrite=True, threads=threads)
+    return make_base(texts, path, size, vocab_size, pretrain_minutes, seed, progress, overwrite=True, threads=threads,
+                     pretrain_epochs=pretrain_epochs)
 
 
 def _matches(info_file: Path, wanted: dict) -> bool:

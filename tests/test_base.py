@@ -277,6 +277,8 @@ def test_cached_base_reuses_matching_base(vcd_texts, tmp_path, monkeypatch):
 
     other = cached_base(vcd_texts, tmp_path, size="tiny", pretrain_minutes=0, seed=1, progress=False)
     assert other != first and json.loads((other / BASE_INFO_FILE).read_text())["seed"] == 1
+    by_epochs = cached_base(vcd_texts, tmp_path, size="tiny", pretrain_minutes=None, pretrain_epochs=0.02, progress=False)
+    assert by_epochs not in (first, other) and json.loads((by_epochs / BASE_INFO_FILE).read_text())["pretrain_epochs"] == 0.02
 
 
 def test_an_epoch_limited_base_is_the_same_on_every_build(vcd_texts, tmp_path):

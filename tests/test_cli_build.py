@@ -53,6 +53,15 @@ def test_make_base(capsys, tmp_path, vcd_train):
                                      "--out", out)
 
 
+def test_make_base_with_an_epoch_budget_stops_on_epochs_not_time(capsys, tmp_path, vcd_train):
+    out = tmp_path / "base"
+    code, _, _ = run(capsys, "make-base", "--size", "tiny", "--epochs", "0.05", "--corpus", vcd_train, "--out", out)
+    assert code == 0
+    info = json.loads((out / "pft_base.json").read_text())
+    assert info["pretrain_minutes"] is None and info["pretrain_epochs"] == 0.05
+    assert info["pretrain"]["steps"] > 0 and info["pretrain"]["epochs"] == pytest.approx(0.05, abs=0.02)
+
+
 def test_make_base_errors(capsys, tmp_path, vcd_train):
     assert "unknown base size 'huge'" in user_error(capsys, "make-base", "--size", "huge", "--corpus", vcd_train,
                                                      "--out", tmp_path / "b")

@@ -18,7 +18,10 @@ def make_base(
     out: Path = typer.Option(..., "--out", help="Folder to write the base model and tokenizer to (Hugging Face format)."),
     corpus: Path = typer.Option(..., "--corpus", help="Texts to learn from: VCD JSON/JSONL (scenarios and options, never labels) or a .txt file."),
     size: str = typer.Option("small", "--size", help="Preset: tiny (tests), small (~4M params, demos), medium (~30M, speed benchmarks)."),
-    minutes: float = typer.Option(3.0, "--minutes", help="Pre-training time budget in minutes (0 = no pre-training)."),
+    minutes: float = typer.Option(None, "--minutes", min=0, show_default=False,
+                                  help="Pre-training time budget in minutes (default: 3 without --epochs; 0 = no pre-training)."),
+    epochs: float = typer.Option(None, "--epochs", min=0, help="Pre-training budget in passes over --corpus: the same base on "
+                                 "any machine (with --minutes too, whichever ends first)."),
     vocab_size: int = typer.Option(None, "--vocab-size", help="BPE vocabulary size (default: the preset's)."),
     seed: int = typer.Option(0, "--seed"),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
@@ -30,8 +33,10 @@ def make_base(
     from pft_adapters.base import base_size, corpus_texts, make_base as build
 
     base_size(size)
+    if minutes is None and epochs is None:
+        minutes = 3.0
     path = build(corpus_texts(corpus), out, size=size, vocab_size=vocab_size, pretrain_minutes=minutes,
-                 seed=seed, overwrite=overwrite)
+                 pretrain_epochs=epochs, seed=seed, overwrite=overwrite)
     typer.echo(f"base model written to {path}")
 
 
