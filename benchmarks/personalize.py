@@ -734,7 +734,8 @@ def main(argv: list[str] | None = None) -> int:
     torch.manual_seed(s.seed)
     scenarios = dev_scenarios(data, space, s.per_dim, s.seed, a.split)
     default_hl = inference.DEFAULT_HALF_LIFE
-    print(f"personalize: zoo {_rel(zoo_path)} ({len(space)} dimensions, base {mixed.zoo.base.id}), "
+    base_id = mixed.zoo.base.id
+    print(f"personalize: zoo {_rel(zoo_path)} ({len(space)} dimensions, base {_rel(base_id) if Path(base_id).is_dir() else base_id}), "
           f"{len(scenarios)} {a.split} scenarios{' (IN-SAMPLE DIAGNOSTIC: the zoo was trained on them)' if a.split == 'train' else ''}, {s.users} users, K = {', '.join(map(str, s.ks))}, "
           f"{'exact' if s.exact else 'first-order'} scoring, default half-life {default_hl:g} decisions, "
           f"device {device}, torch {torch.__version__} ({torch.get_num_threads()} threads)"
