@@ -123,7 +123,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--base", help="a Hub id or folder of a real causal LM instead of the offline base (use a GPU)")
     p.add_argument("--size", help="offline base preset (default small; --quick tiny)")
     p.add_argument("--base-epochs", type=float, help="pre-training epochs of the offline base over the vcd_train texts, the "
-                   "same base on any machine (default 6, about 8 minutes on 2 CPU cores; --quick 1)")
+                   "same base on any machine (default 6, about 7 minutes on 2 CPU cores; --quick 1)")
     p.add_argument("--epochs", type=float, help="epochs of every method (default 1)")
     p.add_argument("--lr", type=float, default=2e-3)
     p.add_argument("--max-length", type=int, default=256, help="row length in tokens for training and scoring; a long "

@@ -40,6 +40,7 @@ from .errors import PFTError, read_text
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
 MAX_POSITIONS = 1024
 BLOCK_SIZE = 256
+DEFAULT_PRETRAIN_MINUTES = 3.0  # a base that reads like text in a demo; pass an epoch budget to reproduce one
 BASE_INFO_FILE = "pft_base.json"
 BASE_INFO_FORMAT = 1
 
@@ -395,7 +396,7 @@ def make_base(
     out_dir: str | os.PathLike[str],
     size: str | BaseSize = "small",
     vocab_size: int | None = None,
-    pretrain_minutes: float | None = 3.0,
+    pretrain_minutes: float | None = DEFAULT_PRETRAIN_MINUTES,
     seed: int = 0,
     progress: bool = True,
     overwrite: bool = False,
@@ -454,7 +455,7 @@ def cached_base(
     texts: Sequence[str],
     cache_dir: str | os.PathLike[str],
     size: str | BaseSize = "small",
-    pretrain_minutes: float | None = 3.0,
+    pretrain_minutes: float | None = DEFAULT_PRETRAIN_MINUTES,
     seed: int = 0,
     vocab_size: int | None = None,
     progress: bool = True,

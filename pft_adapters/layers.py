@@ -185,7 +185,7 @@ class PoleAdapters:
         poles = self._active(c)
         cols = self.state.expand(c if poles is None else c[poles])
         st, current = self.state, self.state.columns
-        same_poles = st.poles is None if poles is None else st.poles is not None and torch.equal(st.poles, poles)
+        same_poles = (st.poles is None) == (poles is None) and (poles is None or torch.equal(st.poles, poles))
         if (st.mode == "shared" and current is not None and current.shape == cols.shape and same_poles
                 and (torch.is_inference_mode_enabled() or not current.is_inference())):
             current.copy_(cols)  # in place: switching within the same poles costs one small copy

@@ -30,11 +30,11 @@ def make_base(
 
     Real users skip this and pass any Hub id or local model folder to `train --base`.
     """
-    from pft_adapters.base import base_size, corpus_texts, make_base as build
+    from pft_adapters.base import DEFAULT_PRETRAIN_MINUTES, base_size, corpus_texts, make_base as build
 
     base_size(size)
     if minutes is None and epochs is None:
-        minutes = 3.0
+        minutes = DEFAULT_PRETRAIN_MINUTES
     path = build(corpus_texts(corpus), out, size=size, vocab_size=vocab_size, pretrain_minutes=minutes,
                  pretrain_epochs=epochs, seed=seed, overwrite=overwrite)
     typer.echo(f"base model written to {path}")
