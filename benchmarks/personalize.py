@@ -456,8 +456,7 @@ class Estimator:
             scores, probs = [t.poles[i] for i, _ in history], None
             if t.scorer:  # each decision on its dimension, or, unnamed, on each likely one (`likeliest`: the head's first)
                 probs = (inference.dimension_probabilities(dims, self.space) if given or likeliest else
-                         inference.likely_dimensions(inference.dimension_probabilities(
-                             [r.dimensions for r in readings], self.space, self.head.dimension_slugs)))
+                         inference.read_dimension_probabilities(readings, names, self.space, self.head))
                 scores = inference.mirror_gaps(scores, self.space)
             result = inference.likelihood_estimate(scores, chosen, dims, weights, self.space, dimension_probs=probs)
         return [result.vector[d.slug] for d in self.space]

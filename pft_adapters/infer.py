@@ -266,6 +266,13 @@ def likely_dimensions(probs: torch.Tensor, floor: float = DIMENSION_FLOOR) -> to
     return kept / kept.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
+def read_dimension_probabilities(readings: Sequence[Reading], given: Sequence[str | None], space: ValueSpace,
+                                 head: MixingHead) -> torch.Tensor:
+    """(n, D): a named dimension one-hot, else the head's likely dimensions (`likely_dimensions`) of the decision."""
+    return likely_dimensions(dimension_probabilities([g or r.dimensions for g, r in zip(given, readings)], space,
+                                                     head.dimension_slugs))
+
+
 def evidence_counts(probs: torch.Tensor) -> list[int]:
     """Decisions per dimension from (n, D) probabilities: the expected number, rounded, and at
     least 1 where some decision is likeliest about it (a one-hot row counts 1)."""
@@ -511,11 +518,11 @@ def infer(mixed, decisions: Sequence[Decision], method: str = DEFAULT_METHOD,
         dims = [g or s for g, s in zip(given, spread_dimensions(scores, space))]
     else:
         dims = list(given)
-    probs = dimension_probabilities(dims, space)
     scorer = mixed.zoo.kind == "scorer"
     if scorer and readings is not None and unsettled:  # each likely dimension, with the head's probability
-        probs = likely_dimensions(dimension_probabilities([g or r.dimensions for g, r in zip(given, readings)], space,
-                                                          head.dimension_slugs))
+        probs = read_dimension_probabilities(readings, given, space, head)
+    else:
+        probs = dimension_probabilities(dims, space)
     if scores is None:
         scores = fit_scores(mixed, scenarios, probs)
     if not scorer:

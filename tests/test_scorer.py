@@ -203,8 +203,7 @@ def test_likelihood_weighs_the_heads_dimensions_where_a_decision_names_none(scor
     space = scorer.zoo.space
     head = inference._head(scorer.zoo, space)
     readings = inference.read_options(head, inference.option_features(scorer, decisions), [len(s.options) for s in picked])
-    probs = inference.likely_dimensions(inference.dimension_probabilities([r.dimensions for r in readings], space,
-                                                                         head.dimension_slugs))
+    probs = inference.read_dimension_probabilities(readings, [None] * len(picked), space, head)
     gaps = inference.mirror_gaps(scorer.pole_scores(picked), space)
     read = [g * probs[i].repeat_interleave(2).gt(0) for i, g in enumerate(gaps)]  # only the likely dimensions are scored
     expected = inference.likelihood_estimate(read, [0] * len(picked), inference.guess_dimensions(readings, [None] * len(picked), head),
