@@ -62,6 +62,7 @@ from .zoo import KINDS, BaseRef, Zoo, fingerprint
 # (docs/evaluate.md): 0 / 1 / 1.5 / 3 gave worst-mix perplexity 1.356 / 1.112 / 1.092 / 1.047x the base's and
 # select-one 0.746 / 0.737 / 0.723 / 0.688; 1.5 is the least that keeps the language model within 10%.
 DEFAULT_PROMPT_KL = 1.5
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass
@@ -86,6 +87,7 @@ class TrainConfig:
     head_encoder: str | None = None  # sentence encoder (Hub id or folder) the mixing head reads; None: the base
     prompt_kl: float | None = None  # LLM zoos: weight of the KL to the base on prompt tokens (`CausalObjective`); None: DEFAULT_PROMPT_KL
     orthogonality: float = 0.0  # paired method: weight of `PoleAdapters.cross_dimension_overlap`, once per step
+    precision: str = "auto"  # matmuls in "fp32" or under "bf16" autocast; "auto": bf16 on a GPU that computes it (`autocast_bf16`)
 
     def __post_init__(self) -> None:
         problem = self._problem()  # also on every `replace`, so `resolved()` checks settings changed later
@@ -120,6 +122,8 @@ class TrainConfig:
             return f"--orthogonality must be a finite number >= 0, got {self.orthogonality}"
         if self.orthogonality and self.method != "paired":
             return f"--orthogonality separates the adapters of different dimensions: method '{self.method}' trains one adapter"
+        if self.precision not in PRECISIONS:
+            return f"unknown --precision '{self.precision}': choose one of {', '.join(PRECISIONS)}"
         if self.lora is not None and self.lora.r < 1:
             return f"--rank must be at least 1, got {self.lora.r}"
         return None
@@ -151,6 +155,8 @@ class TrainConfig:
         for added in ("prompt_kl", "orthogonality"):  # settings that came later: off, as before they existed
             if not settings[added]:
                 del settings[added]
+        if settings["precision"] == "auto":
+            del settings["precision"]
         return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -268,6 +274,22 @@ def epoch_order(rows: Sequence[PairedRow | ScorerRow], seed: int, epoch: int) ->
     keys = list(by_scenario)
     random.Random(seed * 100_003 + epoch).shuffle(keys)
     return [i for k in keys for i in by_scenario[k]]
+
+
+def autocast_bf16(precision: str, device: torch.device) -> bool:
+    """Whether training runs its matmuls under bfloat16 autocast (the LoRA factors stay float32).
+
+    "auto" takes bf16 on a GPU that computes it and fp32 on a CPU, where bf16 is fast only
+    on chips with bf16 instructions (AVX512-BF16, AMX: about 1.4x on a scorer zoo,
+    benchmarks/train_speed.py) and slower than fp32 elsewhere: ask for it there with "bf16".
+    """
+    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
+        return False
+    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
+        if precision == "auto":
+            return False
+        raise PFTError("this GPU does not compute bfloat16: train with --precision fp32 (or auto)")
+    return True
 
 
 def lr_factor(step: int, total: int, warmup: float) -> float:
@@ -425,7 +447,7 @@ def train_zoo(
         ddp = nn.parallel.DistributedDataParallel(objective.module, device_ids=[dev_device.index] if dev_device.type == "cuda" else None)
     forward = ddp or objective.module
     dimension_of = [space.dimension_of(p).slug for p in adapters.pole_slugs] if config.orthogonality else []
-    autocast = dev_device.type == "cuda" and torch.cuda.is_bf16_supported()
+    autocast = autocast_bf16(config.precision, dev_device)
     micro = config.batch_size // (world * config.grad_accum)
     losses: list[float] = []
     tokens, started = 0, time.perf_counter()

@@ -91,6 +91,15 @@ def test_scorer_training_is_deterministic_and_resumes_after_interrupt(encoder_di
     same_zoo(full, run(checkpoint_dir=tmp_path / "ckpt", resume=True), atol=1e-6, rtol=0.0)
 
 
+def test_scorer_trains_under_bf16_autocast_on_a_cpu(encoder_dir, train_slice):
+    model, tokenizer = load_encoder(encoder_dir)
+    result = train_zoo(model, tokenizer, train_slice, ValueSpace.builtin().select(TRAIN_DIMS),
+                       scorer_config(head_steps=5, precision="bf16"), base_id="tiny-encoder", progress=False)
+    assert sum(result.losses[-5:]) / 5 < sum(result.losses[:5]) / 5
+    for part in (result.zoo.poles, result.zoo.score_heads):
+        assert all(v.dtype == torch.float32 and bool(v.isfinite().all()) for t in part.values() for v in t.values())
+
+
 def test_mixed_score_is_the_mixed_models_score_and_equals_peft(scorer, encoder_dir):
     vector = {"risk": 0.7, "time": -0.4}
     weights = scorer.vector(vector).pole_weights(scorer.zoo.space)

@@ -149,6 +149,7 @@ def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
     ({"kind": "scorer", "prompt_kl": 1.0}, "a scorer zoo has none"),
     ({"orthogonality": float("nan")}, "--orthogonality must be a finite number >= 0"),
     ({"orthogonality": 1.0, "method": "conditioned"}, "method 'conditioned' trains one adapter"),
+    ({"precision": "fp16"}, "unknown --precision 'fp16': choose one of auto, fp32, bf16"),
 ])
 def test_settings_out_of_range_are_refused_before_any_work(settings, message):
     with pytest.raises(PFTError, match=message):
@@ -189,6 +190,20 @@ def test_kind_defaults_fill_in_when_resolved_and_explicit_values_win():
     assert TrainConfig().fingerprint() != TrainConfig(prompt_kl=0.0).fingerprint()
     assert TrainConfig(kind="scorer").fingerprint() == TrainConfig(kind="scorer", prompt_kl=0.0).fingerprint()
     assert TrainConfig().fingerprint() != TrainConfig(orthogonality=1.0).fingerprint()
+    assert TrainConfig().fingerprint() != TrainConfig(precision="bf16").fingerprint() != TrainConfig(precision="fp32").fingerprint()
+
+
+def test_bf16_on_a_cpu_is_asked_for_and_learns_with_float32_adapters(base_dir, train_slice):
+    """"auto" on a CPU is fp32 (bit for bit); "bf16" autocasts the matmuls there and still learns."""
+    data = train_slice[:16]
+    fp32, auto = (_train(base_dir, data, epochs=2, precision=p) for p in ("fp32", "auto"))
+    same_zoo(fp32.zoo, auto.zoo)
+    bf16 = _train(base_dir, data, epochs=2, precision="bf16")
+    for pole, tensors in bf16.zoo.poles.items():
+        for key, value in tensors.items():
+            assert value.dtype == torch.float32 and bool(value.isfinite().all())
+    assert not all(torch.equal(v, fp32.zoo.poles[p][k]) for p, t in bf16.zoo.poles.items() for k, v in t.items())
+    assert bf16.losses[-1] < bf16.losses[0] and abs(bf16.losses[-1] - fp32.losses[-1]) < 0.1 * fp32.losses[-1]
 
 
 def test_orthogonality_separates_the_dimensions_adapters(base_dir, train_slice):

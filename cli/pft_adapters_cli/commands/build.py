@@ -78,6 +78,9 @@ def train(
                                      "model's own hidden states."),
     seed: int = typer.Option(0, "--seed"),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
+    precision: str = typer.Option("auto", "--precision", help="fp32, or bf16: matmuls under bfloat16 autocast, the "
+                                  "adapters kept in float32 (auto: bf16 on a GPU that computes it, else fp32; on a CPU with "
+                                  "AVX512-BF16 or AMX, bf16 trains about 1.4x faster)."),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1, help="Steps between checkpoints."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
@@ -117,7 +120,7 @@ def train(
     config = TrainConfig(  # lora=None and max_length=None take the kind's defaults
         epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
         pole_weights=_pole_weights(pole_weight, space), method=method, pole=pole, kind=kind, head_encoder=head_encoder,
-        prompt_kl=prompt_kl, orthogonality=orthogonality,
+        prompt_kl=prompt_kl, orthogonality=orthogonality, precision=precision,
     )
     config.lora = LoraSpec(r=rank, alpha=alpha, target_modules=targets or config.resolved().lora.target_modules)
     if head_encoder:
