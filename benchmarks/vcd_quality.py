@@ -679,7 +679,8 @@ def scorer_main(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], d
     out.mkdir(parents=True, exist_ok=True)
     (out / "vcd_quality_scorer.json").write_text(json.dumps(figures, indent=2, default=float) + "\n", encoding="utf-8")
     lines = [f"# VCD quality: scorer zoo on {a.encoder}", "",
-             f"Rerun: `python benchmarks/vcd_quality.py --scorer{' --every-partner' if a.every_partner else ''}"
+             f"Rerun: `python benchmarks/vcd_quality.py --scorer{' --quick' if s.quick else ''}"
+             f"{' --every-partner' if a.every_partner else ''}"
              f"{f' --orthogonality {s.orthogonality:g}' if s.orthogonality else ''}"
              f"{f' --precision {s.precision}' if s.precision != 'auto' else ''}"
              f"{f' --seeds {len(runs)}' if len(runs) > 1 else ''}` ({len(train)} training / {len(dev)} dev scenarios, "

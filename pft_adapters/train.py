@@ -280,16 +280,14 @@ def autocast_bf16(precision: str, device: torch.device) -> bool:
     """Whether training runs its matmuls under bfloat16 autocast (the LoRA factors stay float32).
 
     "auto" takes bf16 on a GPU that computes it and fp32 on a CPU, where bf16 is fast only
-    on chips with bf16 instructions (AVX512-BF16, AMX: about 1.4x on a scorer zoo,
-    benchmarks/train_speed.py) and slower than fp32 elsewhere: ask for it there with "bf16".
+    on chips with bf16 instructions (AVX512-BF16, AMX; benchmarks/train_speed.py) and slower
+    than fp32 elsewhere, and would make results depend on the chip: ask for it with "bf16".
     """
-    if precision == "fp32" or (precision == "auto" and device.type != "cuda"):
-        return False
-    if device.type == "cuda" and not torch.cuda.is_bf16_supported():
-        if precision == "auto":
-            return False
+    if precision == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if precision == "bf16" and device.type == "cuda" and not torch.cuda.is_bf16_supported():
         raise PFTError("this GPU does not compute bfloat16: train with --precision fp32 (or auto)")
-    return True
+    return precision == "bf16"
 
 
 def lr_factor(step: int, total: int, warmup: float) -> float:
@@ -515,6 +513,7 @@ def train_zoo(
         "max_length": config.max_length,
         **({"prompt_kl": config.prompt_kl} if config.kind == "llm" else {}),
         **({"orthogonality": config.orthogonality} if config.orthogonality else {}),
+        "precision": "bf16" if autocast else "fp32",
         "seed": config.seed,
         "final_loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 4) if losses else None,
         "processes": world,

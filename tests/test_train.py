@@ -203,6 +203,7 @@ def test_bf16_on_a_cpu_is_asked_for_and_learns_with_float32_adapters(base_dir, t
         for key, value in tensors.items():
             assert value.dtype == torch.float32 and bool(value.isfinite().all())
     assert not all(torch.equal(v, fp32.zoo.poles[p][k]) for p, t in bf16.zoo.poles.items() for k, v in t.items())
+    assert (auto.zoo.training["precision"], bf16.zoo.training["precision"]) == ("fp32", "bf16")
     assert bf16.losses[-1] < bf16.losses[0] and abs(bf16.losses[-1] - fp32.losses[-1]) < 0.1 * fp32.losses[-1]
 
 
