@@ -79,6 +79,7 @@ TARGET_SPEED = 0.9  # ours / peft tokens per second, at least
 TARGET_MEMORY = 1.1  # ours / peft peak training memory, at most
 TARGET_ZOO_TIME = 0.7  # ours / paper-style wall time for the whole zoo, at most
 TARGET_BF16 = 1.2  # bf16 / fp32 tokens per second of train_zoo, at least, where the CPU computes bf16 natively
+PRECISION_ROUNDS = 2  # alternating fp32 and bf16 runs of train_zoo
 
 
 @dataclass
@@ -342,44 +343,6 @@ def measure_throughput(s: Settings, base, tokenizer, scenarios, space) -> dict:
 # -------------------------------------------------------------------------- 3. whole zoo
 
 
-def measure_precision(s: Settings, base, tokenizer, scenarios, space) -> dict:
-    """Per-step time of train_zoo under bf16 autocast and fp32, two alternating runs of each."""
-    n = s.warmup + s.steps
-    clock = s.timer()
-    seconds: dict[str, list[list[float]]] = {"fp32": [], "bf16": []}
-    first_loss: dict[str, float] = {}
-    for precision in ("fp32", "bf16") * 2:
-        times: list[float] = []
-        last = clock()
-
-        def hook(step: int, loss: float) -> None:
-            nonlocal last
-            now = clock()
-            times.append(now - last)
-            last = now
-            first_loss.setdefault(precision, loss)
-
-        config = replace(train_config(s, epochs=1000.0), precision=precision)
-        try:
-            train_zoo(copy.deepcopy(base), tokenizer, scenarios, space, config, base_id="benchmark-base",
-                      progress=False, stop_after=n, on_step=hook)
-        except PFTError:
-            pass  # "stopped at step N": expected
-        seconds[precision].append(times[s.warmup :])
-    if not math.isclose(first_loss["fp32"], first_loss["bf16"], rel_tol=2e-2):  # bf16 rounding, the same batch
-        raise RuntimeError(f"first-step losses differ (fp32 {first_loss['fp32']:.4f}, bf16 {first_loss['bf16']:.4f}): "
-                           "the two runs did not see the same batch")
-    ratios = [f / b for fp32, bf16 in zip(seconds["fp32"], seconds["bf16"]) for f, b in zip(fp32, bf16)]
-    return {"ratio": statistics.median(ratios), "fp32_step_s": statistics.median(sum(seconds["fp32"], [])),
-            "bf16_step_s": statistics.median(sum(seconds["bf16"], [])), "step_ratios": ratios,
-            "native_bf16": native_bf16()}
-
-
-def native_bf16() -> bool:
-    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX), as oneDNN reports it."""
-    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
-
-
 def pad_to(batch: Batch, width: int, pad_id: int) -> Batch:
     extra = width - batch.input_ids.shape[1]
     return Batch(F.pad(batch.input_ids, (0, extra), value=pad_id), F.pad(batch.attention_mask, (0, extra), value=0),
@@ -477,6 +440,47 @@ def _padded(used_idx: list[int], rows: list[PairedRow], tokenizer, space: ValueS
     lengths = [len(r.ids) for r in encode_rows([rows[i] for i in used_idx], encoder, space, config)]
     b = config.batch_size
     return sum(max(lengths[i : i + b]) * len(lengths[i : i + b]) for i in range(0, len(lengths), b))
+
+
+# -------------------------------------------------------------------------- 4. precision
+
+
+def measure_precision(s: Settings, base, tokenizer, scenarios, space) -> dict:
+    """Per-step time of train_zoo under bf16 autocast and fp32, alternating runs of each."""
+    n = s.warmup + s.steps
+    clock = s.timer()
+    seconds: dict[str, list[list[float]]] = {"fp32": [], "bf16": []}
+    first_loss: dict[str, float] = {}
+    for precision in ("fp32", "bf16") * PRECISION_ROUNDS:
+        times: list[float] = []
+        last = clock()
+
+        def hook(step: int, loss: float) -> None:
+            nonlocal last
+            now = clock()
+            times.append(now - last)
+            last = now
+            first_loss.setdefault(precision, loss)
+
+        config = replace(train_config(s, epochs=1000.0), precision=precision)
+        try:
+            train_zoo(copy.deepcopy(base), tokenizer, scenarios, space, config, base_id="benchmark-base",
+                      progress=False, stop_after=n, on_step=hook)
+        except PFTError:
+            pass  # "stopped at step N": expected
+        seconds[precision].append(times[s.warmup :])
+    if not math.isclose(first_loss["fp32"], first_loss["bf16"], rel_tol=2e-2):  # bf16 rounding, the same batch
+        raise RuntimeError(f"first-step losses differ (fp32 {first_loss['fp32']:.4f}, bf16 {first_loss['bf16']:.4f}): "
+                           "the two runs did not see the same batch")
+    ratios = [f / b for fp32, bf16 in zip(seconds["fp32"], seconds["bf16"]) for f, b in zip(fp32, bf16)]
+    return {"ratio": statistics.median(ratios), "fp32_step_s": statistics.median(sum(seconds["fp32"], [])),
+            "bf16_step_s": statistics.median(sum(seconds["bf16"], [])), "step_ratios": ratios,
+            "native_bf16": native_bf16()}
+
+
+def native_bf16() -> bool:
+    """Whether this CPU computes bfloat16 in hardware (AVX512-BF16 or AMX), as oneDNN reports it."""
+    return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
 # -------------------------------------------------------------------------- main
@@ -601,7 +605,7 @@ def main(argv: list[str] | None = None) -> int:
           f"   ratio {bf16['ratio']:.2f}x   target >= {TARGET_BF16:.2f}x   "
           f"{verdict(bf16_ok) if bf16_ok is not None else 'reported (no bf16 instructions on this CPU)'}"
           f"   (train_zoo --precision bf16 against fp32 on the same batches, median per-step speed-up over "
-          f"2 x {s.steps} timed steps)", flush=True)
+          f"{PRECISION_ROUNDS} x {s.steps} timed steps)", flush=True)
 
     judged = [speed_ok, memory_ok, zoo_ok] + ([bf16_ok] if bf16_ok is not None else [])
     met = sum(judged)

@@ -136,6 +136,12 @@ def same_zoo(a, b, atol: float = 0.0, rtol: float | None = None) -> None:
                 torch.testing.assert_close(value, getattr(b, part)[pole][key], atol=atol, rtol=rtol)
 
 
+def float32_and_finite(zoo) -> bool:
+    """Every trained tensor of a zoo (pole adapters, score heads) is float32 and finite."""
+    return all(v.dtype == torch.float32 and bool(v.isfinite().all())
+               for part in (zoo.poles, zoo.score_heads) for t in part.values() for v in t.values())
+
+
 @pytest.fixture(scope="session")
 def scorer_trained(encoder_dir, train_slice):
     """A scorer zoo for risk and time trained on the slice (the TrainResult)."""

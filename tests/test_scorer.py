@@ -8,7 +8,7 @@ import peft
 import pytest
 import torch
 
-from conftest import TRAIN_DIMS, same_zoo, scorer_config
+from conftest import TRAIN_DIMS, float32_and_finite, same_zoo, scorer_config
 from pft_adapters.base import MINILM, load_encoder, resolve_encoder
 from pft_adapters.errors import PFTError
 from pft_adapters.evaluate import evaluate
@@ -96,8 +96,7 @@ def test_scorer_trains_under_bf16_autocast_on_a_cpu(encoder_dir, train_slice):
     result = train_zoo(model, tokenizer, train_slice, ValueSpace.builtin().select(TRAIN_DIMS),
                        scorer_config(head_steps=5, precision="bf16"), base_id="tiny-encoder", progress=False)
     assert sum(result.losses[-5:]) / 5 < sum(result.losses[:5]) / 5
-    for part in (result.zoo.poles, result.zoo.score_heads):
-        assert all(v.dtype == torch.float32 and bool(v.isfinite().all()) for t in part.values() for v in t.values())
+    assert float32_and_finite(result.zoo)
 
 
 def test_mixed_score_is_the_mixed_models_score_and_equals_peft(scorer, encoder_dir):

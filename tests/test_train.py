@@ -9,7 +9,7 @@ import pytest
 import torch
 import torch.multiprocessing as mp
 
-from conftest import TRAIN_DIMS, quick_config, same_zoo
+from conftest import TRAIN_DIMS, float32_and_finite, quick_config, same_zoo
 from pft_adapters.base import load_base
 from pft_adapters.batching import Encoder, row_nll
 from pft_adapters.choose import option_scores
@@ -199,9 +199,7 @@ def test_bf16_on_a_cpu_is_asked_for_and_learns_with_float32_adapters(base_dir, t
     fp32, auto = (_train(base_dir, data, epochs=2, precision=p) for p in ("fp32", "auto"))
     same_zoo(fp32.zoo, auto.zoo)
     bf16 = _train(base_dir, data, epochs=2, precision="bf16")
-    for pole, tensors in bf16.zoo.poles.items():
-        for key, value in tensors.items():
-            assert value.dtype == torch.float32 and bool(value.isfinite().all())
+    assert float32_and_finite(bf16.zoo)
     assert not all(torch.equal(v, fp32.zoo.poles[p][k]) for p, t in bf16.zoo.poles.items() for k, v in t.items())
     assert (auto.zoo.training["precision"], bf16.zoo.training["precision"]) == ("fp32", "bf16")
     assert bf16.losses[-1] < bf16.losses[0] and abs(bf16.losses[-1] - fp32.losses[-1]) < 0.1 * fp32.losses[-1]
