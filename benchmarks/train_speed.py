@@ -133,6 +133,16 @@ def trainer_batch(n_rows: int, rows: list[PairedRow], config: TrainConfig, step:
     return order[start : start + config.batch_size]
 
 
+def train_steps(model, tokenizer, scenarios, space, config: TrainConfig, steps: int, on_step=None,
+                base_id: str = "benchmark-base") -> None:
+    """`steps` optimizer steps of train_zoo (its `stop_after`), the zoo itself not wanted."""
+    try:
+        train_zoo(model, tokenizer, scenarios, space, config, base_id=base_id, progress=False, stop_after=steps,
+                  on_step=on_step)
+    except PFTError:
+        pass  # "stopped at step N": expected
+
+
 class PeftSFT:
     """A plain single-adapter SFT loop: peft LoRA, the same rows, padding, loss and optimizer as ours."""
 
@@ -208,11 +218,7 @@ def _warm_up(tokenizer, scenarios: list[Scenario], space: ValueSpace, s: Setting
     of the torch libraries, which would otherwise count as training memory of the arm run first."""
     tiny = Settings(**(asdict(s) | {"size": "tiny", "batch_size": 2}))
     config = train_config(tiny, epochs=1000.0)
-    try:
-        train_zoo(make_base(tiny, tokenizer), tokenizer, scenarios[:2], space, config, base_id="warm-up",
-                  progress=False, stop_after=1)
-    except PFTError:
-        pass
+    train_steps(make_base(tiny, tokenizer), tokenizer, scenarios[:2], space, config, 1, base_id="warm-up")
     rows = paired_rows(scenarios[:1])
     encoder = Encoder(tokenizer, config.max_length)
     encoded = encode_rows(rows, encoder, space, config)
@@ -235,11 +241,7 @@ def memory_child(arm: str, s: Settings, tokenizer_dir: str) -> dict:
     before = _current_rss_kib() if exact else _peak_rss_kib()
     losses: list[float] = []
     if arm == "ours":
-        try:
-            train_zoo(model, tokenizer, scenarios, space, config, base_id="benchmark-base", progress=False,
-                      stop_after=s.memory_steps, on_step=lambda step, loss: losses.append(loss))
-        except PFTError:
-            pass  # "stopped at step N": expected
+        train_steps(model, tokenizer, scenarios, space, config, s.memory_steps, lambda step, loss: losses.append(loss))
     else:
         rows = paired_rows(scenarios)
         encoder = Encoder(tokenizer, config.max_length)
@@ -316,11 +318,7 @@ def measure_throughput(s: Settings, base, tokenizer, scenarios, space) -> dict:
     hook = Interleaved(PeftSFT(copy.deepcopy(base), config, total), encoder, encoded, rows, config, s.timer())
     n = s.warmup + s.steps
     hook.resumed = hook.clock()
-    try:
-        train_zoo(copy.deepcopy(base), tokenizer, scenarios, space, config, base_id="benchmark-base",
-                  progress=False, stop_after=n, on_step=hook)
-    except PFTError:
-        pass  # "stopped at step N": expected
+    train_steps(copy.deepcopy(base), tokenizer, scenarios, space, config, n, hook)
     if len(hook.ours_seconds) != n:
         raise RuntimeError(f"train_zoo ran {len(hook.ours_seconds)} steps, expected {n}")
     # Both adapters start as the identity (B = 0), so the first step's loss must agree if the
@@ -463,11 +461,7 @@ def measure_precision(s: Settings, base, tokenizer, scenarios, space) -> dict:
             first_loss.setdefault(precision, loss)
 
         config = replace(train_config(s, epochs=1000.0), precision=precision)
-        try:
-            train_zoo(copy.deepcopy(base), tokenizer, scenarios, space, config, base_id="benchmark-base",
-                      progress=False, stop_after=n, on_step=hook)
-        except PFTError:
-            pass  # "stopped at step N": expected
+        train_steps(copy.deepcopy(base), tokenizer, scenarios, space, config, n, hook)
         seconds[precision].append(times[s.warmup :])
     if not math.isclose(first_loss["fp32"], first_loss["bf16"], rel_tol=2e-2):  # bf16 rounding, the same batch
         raise RuntimeError(f"first-step losses differ (fp32 {first_loss['fp32']:.4f}, bf16 {first_loss['bf16']:.4f}): "
