@@ -169,18 +169,6 @@ def random_poles(base: torch.nn.Module, spec: LoraSpec, space: ValueSpace, seed:
     return poles
 
 
-def peft_poles(base: torch.nn.Module, zoo: Zoo) -> peft.PeftModel:
-    """peft's reference: one PeftModel holding every pole adapter of the zoo."""
-    model = None
-    for pole in zoo.pole_slugs:
-        if model is None:
-            model = peft.get_peft_model(base, zoo.peft_config(), adapter_name=pole)
-        else:
-            model.add_adapter(pole, zoo.peft_config())
-        peft.set_peft_model_state_dict(model, zoo.poles[pole], adapter_name=pole)
-    return model.eval()
-
-
 def random_vectors(n: int, space: ValueSpace, rng: random.Random) -> list[dict[str, float]]:
     """`n` vectors with every dimension non-zero (6 active poles of 12)."""
     def value() -> float:
@@ -550,7 +538,7 @@ def main(argv: list[str] | None = None) -> int:
     poles = random_poles(bare, spec, space, s.seed + 1)
     zoo = Zoo(space=space, spec=spec, base=BaseRef(id=f"random-{s.size}", revision=None, fingerprint=fingerprint(bare)), poles=poles)
     mixed = MixedModel(zoo, copy.deepcopy(bare), tokenizer)
-    mixer = PeftMixer(peft_poles(copy.deepcopy(bare), zoo), mixed)
+    mixer = PeftMixer(zoo.to_peft(copy.deepcopy(bare)), mixed)
     params = bare.num_parameters()
     lora = sum(p.numel() for p in mixed.adapters.parameters())
     setup = time.perf_counter() - started

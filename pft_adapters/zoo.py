@@ -138,6 +138,21 @@ class Zoo:
         adapters.model.eval()
         return adapters
 
+    def to_peft(self, model: nn.Module, name: str | None = None) -> peft.PeftModel:
+        """`model` (checked to be this zoo's base) as a plain `PeftModel` holding every pole's adapter under
+        its slug, for tools built on peft (`set_adapter`, `add_weighted_adapter`, ...); in eval mode."""
+        self.check_base(model, name)
+        wrapped = None
+        for pole in self.pole_slugs:
+            if wrapped is None:
+                wrapped = peft.get_peft_model(model, self.peft_config(), adapter_name=pole)
+            else:
+                wrapped.add_adapter(pole, self.peft_config())
+            peft.set_peft_model_state_dict(wrapped, self.poles[pole], adapter_name=pole)
+        if wrapped is None:
+            raise PFTError("this zoo holds no pole adapters: pull it with at least one pole")
+        return wrapped.eval()
+
     def load_base(self, base: str | None = None, device: str | None = None, dtype: torch.dtype | None = None):
         """The base model and tokenizer this zoo was trained on (or `base`, checked by fingerprint)."""
         from .base import load_base, load_encoder

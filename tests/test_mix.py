@@ -14,7 +14,7 @@ from pft_adapters.mix import MixedModel
 from pft_adapters.values import ValueSpace
 from pft_adapters.vector import parse_vector
 from pft_adapters.zoo import Zoo
-from peft_reference import activate_scaled, peft_with_poles
+from peft_reference import activate_scaled
 
 SPACE = ValueSpace.builtin()
 # Whole-model logits through every layer, with the adapters amplified: float32 summation order (peft's
@@ -37,7 +37,7 @@ def mixed(zoo_dir, base_dir):
 
 
 def _peft_model(mixed: MixedModel, base_dir):
-    return peft_with_poles(mixed.zoo, load_base(base_dir)[0])
+    return mixed.zoo.to_peft(load_base(base_dir)[0])
 
 
 def _batch(mixed):

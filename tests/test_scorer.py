@@ -20,7 +20,7 @@ from pft_adapters.scorer import CANDIDATE_MASK, ScorerModel, encode_pairs
 from pft_adapters.train import train_zoo
 from pft_adapters.values import ValueSpace
 from pft_adapters.zoo import Zoo
-from peft_reference import activate_scaled, peft_with_poles
+from peft_reference import activate_scaled
 
 CANDIDATES = ["I take the bold bet and invest everything now.", "I keep my savings safe and wait a year.",
               "We talk it over calmly before deciding anything."]
@@ -43,7 +43,7 @@ def _peft_scores(scorer: ScorerModel, encoder_dir, weights: dict[str, float]) ->
     """Reference: peft with every pole adapter active, each scaled by its weight, then the mixed score head."""
     base, tokenizer = load_encoder(encoder_dir)
     zoo = scorer.zoo
-    ref = peft_with_poles(zoo, base)
+    ref = zoo.to_peft(base)
     active = [p for p, w in weights.items() if w]
     activate_scaled(ref, {p: weights[p] for p in active})
     encoded = encode_pairs(tokenizer, CANDIDATES, CONTEXTS, scorer.max_length)

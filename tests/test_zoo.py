@@ -256,6 +256,20 @@ def test_pole_folder_is_a_plain_peft_adapter(zoo_dir, base_dir, slug):
     assert (got - bare).abs().max() > 1e-3  # the adapter really changes the output
 
 
+def test_to_peft_holds_every_pole_under_its_slug_for_this_base_only(zoo_dir, base_dir):
+    zoo = Zoo.from_pretrained(zoo_dir)
+    model, tokenizer = load_base(base_dir)
+    wrapped = zoo.to_peft(model)
+    assert sorted(wrapped.peft_config) == sorted(zoo.pole_slugs)
+    batch = tokenizer(["Scenario: Sam can invest his savings or keep them.\nChosen option:"], return_tensors="pt")
+    reference = PeftModel.from_pretrained(load_base(base_dir)[0], str(zoo_dir), subfolder="poles/risk-taking").eval()
+    wrapped.set_adapter("risk-taking")
+    with torch.no_grad():
+        torch.testing.assert_close(wrapped(**batch).logits, reference(**batch).logits, atol=1e-6, rtol=0)
+    with pytest.raises(PFTError, match="trained on base"):
+        zoo.to_peft(tiny_base(seed=1)[0])
+
+
 # -- model card -----------------------------------------------------------------------
 def test_model_card_metadata(zoo_dir):
     text = (zoo_dir / "README.md").read_text()
