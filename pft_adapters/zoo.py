@@ -142,15 +142,14 @@ class Zoo:
         """`model` (checked to be this zoo's base) as a plain `PeftModel` holding every pole's adapter under
         its slug, for tools built on peft (`set_adapter`, `add_weighted_adapter`, ...); in eval mode."""
         self.check_base(model, name)
-        wrapped = None
-        for pole in self.pole_slugs:
-            if wrapped is None:
-                wrapped = peft.get_peft_model(model, self.peft_config(), adapter_name=pole)
-            else:
-                wrapped.add_adapter(pole, self.peft_config())
-            peft.set_peft_model_state_dict(wrapped, self.poles[pole], adapter_name=pole)
-        if wrapped is None:
+        poles = self.pole_slugs
+        if not poles:
             raise PFTError("this zoo holds no pole adapters: pull it with at least one pole")
+        wrapped = peft.get_peft_model(model, self.peft_config(), adapter_name=poles[0])
+        for pole in poles[1:]:
+            wrapped.add_adapter(pole, self.peft_config())
+        for pole in poles:
+            peft.set_peft_model_state_dict(wrapped, self.poles[pole], adapter_name=pole)
         return wrapped.eval()
 
     def load_base(self, base: str | None = None, device: str | None = None, dtype: torch.dtype | None = None):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -268,6 +269,8 @@ def test_to_peft_holds_every_pole_under_its_slug_for_this_base_only(zoo_dir, bas
         torch.testing.assert_close(wrapped(**batch).logits, reference(**batch).logits, atol=1e-6, rtol=0)
     with pytest.raises(PFTError, match="trained on base"):
         zoo.to_peft(tiny_base(seed=1)[0])
+    with pytest.raises(PFTError, match="no pole adapters"):
+        dataclasses.replace(zoo, poles={}).to_peft(load_base(base_dir)[0])
 
 
 # -- model card -----------------------------------------------------------------------
