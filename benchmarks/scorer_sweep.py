@@ -68,6 +68,7 @@ SETTINGS: dict[str, TrainConfig] = {
         ("e3-lr3e-4-len128-bs16", 3.0, 3e-4, 128, _lora(), {"batch_size": 16}),
         ("e3-lr3e-4-len160", 3.0, 3e-4, 160, _lora(), {}),
         ("e3-lr3e-4-len160-orth10", 3.0, 3e-4, 160, _lora(), {"orthogonality": 10.0}),
+        ("e3-lr3e-4-len160-drop0.1", 3.0, 3e-4, 160, _lora(), {"lora_dropout": 0.1}),
     ]
 }
 

@@ -107,6 +107,7 @@ class Settings:
     batch_size: int
     prompt_kl: float
     orthogonality: float
+    lora_dropout: float
     precision: str
     seed: int
     threads: int
@@ -134,6 +135,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--prompt-kl", type=float, default=DEFAULT_PROMPT_KL, help="weight of the KL to the base on prompt "
                    f"tokens, every method alike (default {DEFAULT_PROMPT_KL:g}, as `train`; 0 = off)")
+    p.add_argument("--lora-dropout", type=float, default=0.0, help="dropout on each adapter's input while training "
+                   "(`train --lora-dropout`), for every zoo trained (default 0)")
     p.add_argument("--orthogonality", type=float, default=0.0, help="weight of the penalty on directions shared by "
                    "different dimensions' adapters (`train --orthogonality`), for the paired zoo and the scorer zoo (default 0)")
     p.add_argument("--precision", choices=PRECISIONS, default="auto", help="training precision of every zoo (`train "
@@ -170,7 +173,7 @@ def settings(a: argparse.Namespace) -> Settings:
     return Settings(
         base=a.base, size=pick(a.size, "small", "tiny"), base_epochs=pick(a.base_epochs, 6.0, 1.0), epochs=pick(a.epochs, 1.0, 1.0),
         lr=a.lr, max_length=a.max_length, rank=a.rank, alpha=a.alpha, batch_size=a.batch_size, prompt_kl=a.prompt_kl,
-        orthogonality=a.orthogonality, precision=a.precision, seed=a.seed, threads=a.threads,
+        orthogonality=a.orthogonality, lora_dropout=a.lora_dropout, precision=a.precision, seed=a.seed, threads=a.threads,
         train_per_dim=pick(a.train_per_dim, None, 16), dev_per_dim=pick(a.dev_per_dim, None, 4),
         sweep=(-1.0, 0.0, 1.0) if q else (-1.0, -0.5, 0.0, 0.5, 1.0), max_new_tokens=pick(a.max_new_tokens, 32, 8),
         device=a.device, quick=q,
@@ -220,7 +223,8 @@ def code_hash() -> str:
 def train_config(s: Settings, method: str, pole: str | None = None) -> TrainConfig:
     return TrainConfig(lora=LoraSpec(r=s.rank, alpha=s.alpha), epochs=s.epochs, batch_size=s.batch_size, lr=s.lr,
                        max_length=s.max_length, seed=s.seed, method=method, pole=pole, prompt_kl=s.prompt_kl,
-                       orthogonality=s.orthogonality if method == "paired" else 0.0, precision=s.precision)
+                       orthogonality=s.orthogonality if method == "paired" else 0.0, lora_dropout=s.lora_dropout,
+                       precision=s.precision)
 
 
 def trained_zoo(base: str, s: Settings, scenarios: Sequence[Scenario], space: ValueSpace, method: str,
@@ -523,6 +527,7 @@ def rerun_flags(s: Settings, every_partner: bool) -> str:
     """The flags that change what a report measures, as its rerun command spells them."""
     return ((" --quick" if s.quick else "") + (" --every-partner" if every_partner else "")
             + (f" --orthogonality {s.orthogonality:g}" if s.orthogonality else "")
+            + (f" --lora-dropout {s.lora_dropout:g}" if s.lora_dropout else "")
             + (f" --precision {s.precision}" if s.precision != "auto" else ""))
 
 
@@ -538,7 +543,8 @@ def write_report(path: Path, fig: dict, targets: list[dict], space: ValueSpace, 
           f"**Training (every method, same rows and budget):** {fig['data']['train_scenarios']} scenarios of vcd_train.json, "
           f"{s['epochs']:g} epoch{'' if s['epochs'] == 1 else 's'}, batch {s['batch_size']}, rows of at most {s['max_length']} tokens, lr {s['lr']:g}, LoRA r={s['rank']} alpha={s['alpha']:g} on all "
           f"attention and MLP projections, prompt KL weight {s.get('prompt_kl', 0):g} (`train --prompt-kl`)"
-          f"{f', orthogonality {o:g} for the paired zoo (`train --orthogonality`)' if (o := s.get('orthogonality', 0)) else ''}. The paired zoo holds one adapter per pole (12); the conditioned zoo one shared "
+          f"{f', orthogonality {o:g} for the paired zoo (`train --orthogonality`)' if (o := s.get('orthogonality', 0)) else ''}"
+          f"{f', adapter dropout {d:g} (`train --lora-dropout`)' if (d := s.get('lora_dropout', 0)) else ''}. The paired zoo holds one adapter per pole (12); the conditioned zoo one shared "
           "adapter; single-preference SFT is one run per pole on that pole's rows only.",
           f"**Evaluation:** {fig['data']['dev_scenarios']} scenarios of vcd_dev.json, every pole at +-1 of its dimension on "
           "that dimension's scenarios (`pft-adapters eval --all-poles`). Options are scored by mean log-likelihood per "
@@ -613,7 +619,7 @@ def trained_scorer(a: argparse.Namespace, s: Settings, train: Sequence[Scenario]
     model, tokenizer = load_encoder(a.encoder, device=s.device)
     config = TrainConfig(kind="scorer", epochs=a.scorer_epochs or (1.0 if s.quick else None), lr=a.scorer_lr,
                          max_length=a.scorer_max_length, batch_size=s.batch_size, seed=seed,
-                         orthogonality=s.orthogonality, precision=s.precision).resolved()
+                         orthogonality=s.orthogonality, lora_dropout=s.lora_dropout, precision=s.precision).resolved()
     data = hashlib.sha256(json.dumps([[x.text, [(o.text, o.pole) for o in x.options]] for x in train]).encode())
     key = hashlib.sha256(f"{fingerprint(model)}|{config.fingerprint()}|{data.hexdigest()}|{s.device}|{code_hash()}".encode()).hexdigest()[:16]
     folder = CACHE / "zoos" / f"scorer-{key}"

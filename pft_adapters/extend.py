@@ -63,7 +63,8 @@ def extend_zoo(
     if not scenarios:
         raise PFTError("no scenarios for the new dimensions: check --data and --pair")
     zoo.check_base(model, base_name)
-    config = replace(config, lora=zoo.spec, kind=zoo.kind).resolved()  # the zoo's kind's defaults, not the config's
+    # the zoo's adapter shape, kind (and its defaults, not the config's) and adapter dropout
+    config = replace(config, lora=zoo.spec, kind=zoo.kind, lora_dropout=zoo.training.get("lora_dropout", 0.0)).resolved()
     result = train_zoo(model, tokenizer, scenarios, space, config, base_id=zoo.base.id, base_revision=zoo.base.revision,
                        dev=dev, progress=progress, device=device, **train_options)
     head, report = None, {"head": "none: the zoo had no mixing head"}

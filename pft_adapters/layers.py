@@ -60,6 +60,7 @@ class MixState:
     poles: torch.Tensor | None = None  # indices of the k computed poles; None: all P
     route: torch.Tensor | None = None  # (batch,) pole index per row, for `route`
     route_scale: torch.Tensor | None = None  # (batch,) coefficient per routed row
+    dropout: float = 0.0  # on each adapter's input while the model trains (peft's lora_dropout); inference ignores it
 
     def expand(self, coefficients: torch.Tensor) -> torch.Tensor:
         """Pole coefficients (..., P) -> rank-column scales (..., P*r)."""
@@ -109,6 +110,8 @@ class MultiPoleLinear(nn.Module):
             return y
         dtype = self.lora_A.dtype if not torch.is_autocast_enabled(x.device.type) else x.dtype
         h_in = x.to(dtype)
+        if st.dropout and self.training:
+            h_in = nn.functional.dropout(h_in, st.dropout, training=True)
         if st.mode == "route":
             # index_select, not lora_A[route]: the backward of advanced indexing sums repeated rows in an
             # order that varies from call to call on a multi-threaded CPU, which makes training irreproducible

@@ -86,6 +86,7 @@ class TrainConfig:
     pack: bool = True  # LLM zoos: rows sharing a prompt and a pole go through as one sequence (`Encoder.pack`)
     head_encoder: str | None = None  # sentence encoder (Hub id or folder) the mixing head reads; None: the base
     prompt_kl: float | None = None  # LLM zoos: weight of the KL to the base on prompt tokens (`CausalObjective`); None: DEFAULT_PROMPT_KL
+    lora_dropout: float = 0.0  # dropout on each adapter's input while training, as peft's LoraConfig.lora_dropout
     orthogonality: float = 0.0  # paired method: weight of `PoleAdapters.cross_dimension_overlap`, once per step
     precision: str = "auto"  # matmuls in "fp32" or under "bf16" autocast; "auto": bf16 on a GPU that computes it (`autocast_bf16`)
 
@@ -118,6 +119,8 @@ class TrainConfig:
             return f"--prompt-kl must be a finite number >= 0, got {self.prompt_kl}"
         if self.kind == "scorer" and self.prompt_kl:
             return "--prompt-kl weighs a language model's drift on prompts: a scorer zoo has none (leave it out)"
+        if not (math.isfinite(self.lora_dropout) and 0 <= self.lora_dropout < 1):
+            return f"--lora-dropout must be a probability in [0, 1), got {self.lora_dropout}"
         if not (math.isfinite(self.orthogonality) and self.orthogonality >= 0):
             return f"--orthogonality must be a finite number >= 0, got {self.orthogonality}"
         if self.orthogonality and self.method != "paired":
@@ -152,7 +155,7 @@ class TrainConfig:
             del settings["kind"]
         if settings["head_encoder"] is None:  # as before head encoders existed: old checkpoints resume
             del settings["head_encoder"]
-        for added in ("prompt_kl", "orthogonality"):  # settings that came later: off, as before they existed
+        for added in ("prompt_kl", "orthogonality", "lora_dropout"):  # settings that came later: off, as before they existed
             if not settings[added]:
                 del settings[added]
         if settings["precision"] == "auto":
@@ -428,6 +431,7 @@ def train_zoo(
     base = BaseRef(base_id, base_revision, fingerprint(model))
     to_device(model, dev_device)
     adapters, objective, rows, encoded, keys = training_setup(model, tokenizer, scenarios, space, config)
+    adapters.state.dropout = config.lora_dropout
     if not rows:
         raise PFTError("no training rows: the data holds no options labelled with a pole of the chosen dimensions")
     steps_per_epoch = max(1, len(rows) // config.batch_size)
@@ -513,6 +517,7 @@ def train_zoo(
         "max_length": config.max_length,
         **({"prompt_kl": config.prompt_kl} if config.kind == "llm" else {}),
         **({"orthogonality": config.orthogonality} if config.orthogonality else {}),
+        **({"lora_dropout": config.lora_dropout} if config.lora_dropout else {}),
         "precision": "bf16" if autocast else "fp32",
         "seed": config.seed,
         "final_loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 4) if losses else None,

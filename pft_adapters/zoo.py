@@ -163,7 +163,8 @@ class Zoo:
     def peft_config(self) -> peft.LoraConfig:
         return peft.LoraConfig(
             r=self.spec.r, lora_alpha=self.spec.alpha, target_modules=list(self.spec.target_modules),
-            lora_dropout=0.0, base_model_name_or_path=self.base.id, revision=self.base.revision,
+            lora_dropout=self.training.get("lora_dropout", 0.0), base_model_name_or_path=self.base.id,
+            revision=self.base.revision,
             inference_mode=True,
         )
 
@@ -316,6 +317,12 @@ def _manifest_problem(manifest: dict) -> str | None:
         return "'lora' must hold a positive whole 'r', a number 'alpha' and a list of 'target_modules'"
     if not (isinstance(files, dict) and all(isinstance(v, str) for v in files.values())):
         return "'files' must map each file to its sha256"
+    training = manifest.get("training", {})
+    if not isinstance(training, dict):
+        return "'training' must be an object"
+    dropout = training.get("lora_dropout", 0.0)
+    if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
+        return "'training.lora_dropout' must be a number in [0, 1)"
     return None
 
 

@@ -144,12 +144,19 @@ def test_train_counts_below_one_are_usage_errors(capsys, base_dir, vcd_train, tm
     assert code == 2 and option in err and "Traceback" not in err and not (tmp_path / "z").exists()
 
 
-def test_train_orthogonality_is_recorded_and_checked(capsys, base_dir, vcd_train, tmp_path):
+@pytest.mark.parametrize("option, key, good, bad, message", [
+    ("--orthogonality", "orthogonality", "5", "-1", "--orthogonality must be a finite number >= 0"),
+    ("--lora-dropout", "lora_dropout", "0.1", "1", "--lora-dropout must be a probability in [0, 1)"),
+])
+def test_train_regularisers_are_recorded_and_checked(capsys, base_dir, vcd_train, tmp_path, option, key, good, bad, message):
     code, stdout, _ = run(capsys, *_train_args(base_dir, vcd_train, tmp_path / "z", "--dims", "risk,time", "--rank", "2",
-                                               "--orthogonality", "5", "--json"))
-    assert code == 0 and json.loads(stdout)["orthogonality"] == 5.0
-    line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "bad", "--orthogonality", "-1"))
-    assert "--orthogonality must be a finite number >= 0" in line and not (tmp_path / "bad").exists()
+                                               option, good, "--json"))
+    assert code == 0 and json.loads(stdout)[key] == float(good)
+    line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "bad", option, bad))
+    assert message in line and not (tmp_path / "bad").exists()
+
+
+def test_train_orthogonality_needs_adapters_of_several_dimensions(capsys, base_dir, vcd_train, tmp_path):
     line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "c", "--method", "conditioned", "--orthogonality", "1"))
     assert "method 'conditioned' trains one adapter" in line
 

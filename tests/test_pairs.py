@@ -216,6 +216,21 @@ def grown(zoo_dir, items, example_space, vcd_dev, tmp_path_factory):
     return result, path
 
 
+def test_extend_trains_new_poles_with_the_zoos_adapter_dropout(zoo_dir, items, example_space):
+    """The new poles train under the zoo's lora_dropout (what every pole's adapter_config.json states)."""
+    zoo = Zoo.from_pretrained(zoo_dir)
+    new = example_space.select(["patience"])
+
+    def grown_poles(rate: float) -> dict:
+        zoo.training["lora_dropout"] = rate
+        model, tokenizer = zoo.load_base()
+        return extend_zoo(zoo, model, tokenizer, items[:8], new, quick_config(epochs=1, head_steps=5), progress=False).zoo.poles
+
+    plain, dropped = grown_poles(0.0), grown_poles(0.5)
+    assert not all(torch.equal(dropped["patient"][k], v) for k, v in plain["patient"].items())
+    assert zoo.peft_config().lora_dropout == 0.5
+
+
 def test_extend_keeps_old_pole_files_byte_identical(zoo_dir, grown):
     result, path = grown
     old = Zoo.from_pretrained(zoo_dir)

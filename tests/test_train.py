@@ -150,6 +150,8 @@ def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
     ({"orthogonality": float("nan")}, "--orthogonality must be a finite number >= 0"),
     ({"orthogonality": 1.0, "method": "conditioned"}, "method 'conditioned' trains one adapter"),
     ({"precision": "fp16"}, "unknown --precision 'fp16': choose one of auto, fp32, bf16"),
+    ({"lora_dropout": 1.0}, "--lora-dropout must be a probability in \\[0, 1\\)"),
+    ({"lora_dropout": float("nan")}, "--lora-dropout must be a probability"),
 ])
 def test_settings_out_of_range_are_refused_before_any_work(settings, message):
     with pytest.raises(PFTError, match=message):
@@ -190,6 +192,7 @@ def test_kind_defaults_fill_in_when_resolved_and_explicit_values_win():
     assert TrainConfig().fingerprint() != TrainConfig(prompt_kl=0.0).fingerprint()
     assert TrainConfig(kind="scorer").fingerprint() == TrainConfig(kind="scorer", prompt_kl=0.0).fingerprint()
     assert TrainConfig().fingerprint() != TrainConfig(orthogonality=1.0).fingerprint()
+    assert TrainConfig().fingerprint() != TrainConfig(lora_dropout=0.1).fingerprint()
     assert TrainConfig().fingerprint() != TrainConfig(precision="bf16").fingerprint() != TrainConfig(precision="fp32").fingerprint()
 
 
@@ -215,3 +218,31 @@ def test_orthogonality_separates_the_dimensions_adapters(base_dir, train_slice):
     separated = _train(base_dir, train_slice, epochs=1, head_steps=5, orthogonality=10.0).zoo
     assert separated.training["orthogonality"] == 10.0 and "orthogonality" not in plain.training
     assert overlap(separated) < 0.5 * overlap(plain)
+
+
+def test_lora_dropout_acts_in_training_only_and_is_recorded_for_peft(base_dir, train_slice, tmp_path):
+    """Dropout on the adapters' input changes what training learns (the same seed twice: the same zoo); the
+    trained zoo's poles carry it in adapter_config.json, as peft's lora_dropout; inference ignores it."""
+    import json
+
+    import peft
+
+    data = train_slice[:12]
+    plain = _train(base_dir, data, epochs=1, head_steps=5)
+    dropped, again = (_train(base_dir, data, epochs=1, head_steps=5, lora_dropout=0.5) for _ in range(2))
+    same_zoo(dropped.zoo, again.zoo)
+    assert not all(torch.equal(v, plain.zoo.poles[p][k]) for p, t in dropped.zoo.poles.items() for k, v in t.items())
+    assert dropped.zoo.training["lora_dropout"] == 0.5 and "lora_dropout" not in plain.zoo.training
+    dropped.zoo.save_pretrained(tmp_path / "zoo")
+    pole = SPACE.pole_slugs[0]
+    assert json.loads((tmp_path / "zoo" / "poles" / pole / "adapter_config.json").read_text())["lora_dropout"] == 0.5
+    model, tokenizer = load_base(base_dir)
+    reference = peft.PeftModel.from_pretrained(model, tmp_path / "zoo" / "poles" / pole).eval()
+    mixed = MixedModel(dropped.zoo, *load_base(base_dir))
+    mixed.adapters.state.dropout = 0.5  # as a model wrapped by train_zoo keeps it
+    mixed.adapters.use_weights({pole: 1.0})
+    ids = tokenizer("Scenario: a choice", return_tensors="pt").input_ids
+    with torch.no_grad():
+        torch.testing.assert_close(mixed.model(input_ids=ids).logits, reference(input_ids=ids).logits, atol=1e-5, rtol=1e-5)
+        mixed.model.train()
+        assert not torch.allclose(mixed.model(input_ids=ids).logits, reference(input_ids=ids).logits, atol=1e-5)

@@ -128,6 +128,8 @@ def test_corrupted_manifest_is_refused(zoo_copy):
     ("lora", {"r": "8", "alpha": 16, "target_modules": ["q_proj"]}, "'lora' must hold"),
     ("base_model", {"id": "x"}, "'base_model' must hold exactly"),
     ("files", [], "'files' must map"),
+    ("training", [], "'training' must be an object"),
+    ("training", {"lora_dropout": "0.1"}, "'training.lora_dropout' must be a number in \\[0, 1\\)"),
 ])
 def test_malformed_manifest_fields_are_one_line(zoo_copy, field, value, message):
     manifest = json.loads((zoo_copy / MANIFEST).read_text())

@@ -67,6 +67,8 @@ def train(
     orthogonality: float = typer.Option(0.0, "--orthogonality", help="Weight of a penalty on shared directions between "
                                         "the adapters of different dimensions, which keeps each dimension's behaviour when "
                                         "dimensions are mixed, at some cost in accuracy alone (0 = off; see docs/evaluate.md)."),
+    lora_dropout: float = typer.Option(0.0, "--lora-dropout", help="Dropout on each adapter's input while training "
+                                       "(peft's lora_dropout; 0 = off)."),
     kind: str = typer.Option("llm", "--kind", help="llm: adapters on a causal LM (default); scorer: adapters on a sentence "
                              "encoder with a score head per pole, for ranking texts (see `rerank`)."),
     pole_weight: list[str] = typer.Option([], "--pole-weight", help="Loss weight of a pole, e.g. --pole-weight risk-averse=2 (repeatable)."),
@@ -120,7 +122,7 @@ def train(
     config = TrainConfig(  # lora=None and max_length=None take the kind's defaults
         epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
         pole_weights=_pole_weights(pole_weight, space), method=method, pole=pole, kind=kind, head_encoder=head_encoder,
-        prompt_kl=prompt_kl, orthogonality=orthogonality, precision=precision,
+        prompt_kl=prompt_kl, lora_dropout=lora_dropout, orthogonality=orthogonality, precision=precision,
     )
     config.lora = LoraSpec(r=rank, alpha=alpha, target_modules=targets or config.resolved().lora.target_modules)
     if head_encoder:
