@@ -64,7 +64,7 @@ def extend_zoo(
         raise PFTError("no scenarios for the new dimensions: check --data and --pair")
     zoo.check_base(model, base_name)
     # the zoo's adapter shape, kind (and its defaults, not the config's) and adapter dropout
-    config = replace(config, lora=zoo.spec, kind=zoo.kind, lora_dropout=zoo.training.get("lora_dropout", 0.0)).resolved()
+    config = replace(config, lora=zoo.spec, kind=zoo.kind, lora_dropout=zoo.lora_dropout).resolved()
     result = train_zoo(model, tokenizer, scenarios, space, config, base_id=zoo.base.id, base_revision=zoo.base.revision,
                        dev=dev, progress=progress, device=device, **train_options)
     head, report = None, {"head": "none: the zoo had no mixing head"}

@@ -160,10 +160,15 @@ class Zoo:
         return load(base or self.base.id, revision=None if base else self.base.revision, dtype=dtype, device=device)
 
     # -- disk format ------------------------------------------------------------------
+    @property
+    def lora_dropout(self) -> float:
+        """The adapter dropout the poles trained with (`train --lora-dropout`); 0 when off."""
+        return self.training.get("lora_dropout", 0.0)
+
     def peft_config(self) -> peft.LoraConfig:
         return peft.LoraConfig(
             r=self.spec.r, lora_alpha=self.spec.alpha, target_modules=list(self.spec.target_modules),
-            lora_dropout=self.training.get("lora_dropout", 0.0), base_model_name_or_path=self.base.id,
+            lora_dropout=self.lora_dropout, base_model_name_or_path=self.base.id,
             revision=self.base.revision,
             inference_mode=True,
         )
