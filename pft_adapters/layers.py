@@ -220,7 +220,8 @@ class PoleAdapters:
         """Whatever coefficients the block sets, the previous ones come back afterwards."""
         st = self.state
         saved = (st.mode, st.columns, st.poles, st.route, st.route_scale)
-        st.columns = None  # never write into the saved tensor in place
+        if st.columns is not None:  # the mix stays on inside the block, but a new vector never writes into the saved tensor
+            st.columns = st.columns.clone()
         try:
             yield self
         finally:

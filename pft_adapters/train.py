@@ -38,10 +38,12 @@ from pathlib import Path
 
 import torch
 import torch.distributed as dist
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 from tqdm.auto import tqdm
 
+from .atomic import replace_folder
 from .base import to_device
 from .batching import Encoder, EncodedRow, prompt_kl_per_row, prompt_shares, row_nll, segment_nll
 from .choose import conditioned_prompt
@@ -317,9 +319,7 @@ def save_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: tor
                 moments[f"p{i}.{key}"] = st[key].detach().cpu().contiguous()
     save_file(moments | _rng_states(), tmp / "optimizer.safetensors")
     (tmp / "progress.json").write_text(json.dumps({**meta, "step": step}, indent=2))
-    if folder.exists():
-        shutil.rmtree(folder)
-    os.replace(tmp, folder)
+    replace_folder(tmp, folder)
 
 
 def load_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: torch.optim.Optimizer, meta: dict) -> int:
@@ -327,7 +327,7 @@ def load_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: tor
         progress = json.loads((folder / "progress.json").read_text())
         tensors = load_file(folder / "adapters.safetensors")
         moments = load_file(folder / "optimizer.safetensors")
-    except (OSError, ValueError) as err:
+    except (OSError, ValueError, SafetensorError) as err:
         raise PFTError(f"checkpoint {folder} is unreadable ({err}): delete it and train without --resume") from None
     for key in ("config", "data", "base"):
         if progress.get(key) != meta[key]:

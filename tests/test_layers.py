@@ -97,6 +97,19 @@ def test_zero_weights_are_the_base_model(models):
         assert torch.equal(ours.model(input_ids=IDS).logits, base(input_ids=IDS).logits)
 
 
+def test_kept_keeps_the_mix_on_inside_and_restores_it_after(models):
+    _, ours, ref = models
+    ours.use_weights(torch.tensor([0.7, 0, 0, 0.4]))
+    with torch.no_grad(), ours.kept():
+        inside = ours.model(input_ids=IDS).logits  # nothing set yet: still the outer mix
+        ours.use_weights(torch.tensor([0, 1.0, 0, 0]))
+    with torch.no_grad():
+        after = ours.model(input_ids=IDS).logits
+    expected = peft_logits(ref, IDS, [0.7, 0, 0, 0.4])
+    torch.testing.assert_close(inside, expected, atol=1e-5, rtol=1e-5)
+    torch.testing.assert_close(after, expected, atol=1e-5, rtol=1e-5)
+
+
 def test_merge_equals_dynamic_and_unmerge_restores_bits(models):
     _, ours, _ = models
     weights = torch.tensor([0.25, 0, 0.6, 0.9])

@@ -98,6 +98,10 @@ def test_resume_refuses_a_checkpoint_of_other_settings(base_dir, train_slice, tm
         _train(base_dir, data, epochs=2, checkpoint_dir=tmp_path / "c", stop_after=2)
     with pytest.raises(PFTError, match="different config"):
         _train(base_dir, data, epochs=2, lr=1e-2, checkpoint_dir=tmp_path / "c", resume=True)
+    weights = tmp_path / "c" / "adapters.safetensors"
+    weights.write_bytes(weights.read_bytes()[:100])  # truncated: one line, not safetensors' own traceback
+    with pytest.raises(PFTError, match="unreadable.*train without --resume"):
+        _train(base_dir, data, epochs=2, checkpoint_dir=tmp_path / "c", resume=True)
 
 
 def test_gradient_accumulation_matches_one_big_batch(base_dir, train_slice):
