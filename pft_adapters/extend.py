@@ -56,6 +56,7 @@ def extend_zoo(
     The zoo's LoRA shape is used whatever `config.lora` says. `dev` measures the
     head on the new poles (default: a tenth of `scenarios`), `old_data` on the old ones.
     """
+    check_extendable(zoo)
     combined = _combined_space(zoo, space)
     foreign = [d for d in dimensions_in(scenarios) if d not in {x.slug for x in space}]
     if foreign:
@@ -90,6 +91,13 @@ def extend_zoo(
     grown = Zoo(space=combined, spec=zoo.spec, base=zoo.base, poles={**zoo.poles, **result.zoo.poles},
                 head=head, training=training, kind=zoo.kind, score_heads={**zoo.score_heads, **result.zoo.score_heads})
     return ExtendResult(grown, report, result.losses, result.seconds)
+
+
+def check_extendable(zoo: Zoo) -> None:
+    """Refuse a conditioned zoo: its one shared adapter is steered by the prompt, so poles trained apart would go unused."""
+    if zoo.method == "conditioned":
+        raise PFTError(f"{zoo.source or 'this zoo'} was trained with --method conditioned (one shared adapter steered by "
+                       "the prompt): extend grows zoos of per-pole adapters; train a new conditioned zoo on all the pairs")
 
 
 def _combined_space(zoo: Zoo, space: ValueSpace) -> ValueSpace:

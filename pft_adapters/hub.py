@@ -429,6 +429,9 @@ def assemble(names: Sequence[str | Path]) -> Zoo:
                 f"cannot assemble: '{first_name}' is on base '{first.base.id}' ({first.base.fingerprint[:19]}) but "
                 f"'{name}' is on base '{zoo.base.id}' ({zoo.base.fingerprint[:19]}): poles only combine on one base model"
             )
+        if zoo.method == "conditioned":
+            raise PFTError(f"cannot assemble: '{name}' is a conditioned zoo (one shared adapter steered by the prompt): "
+                           "assemble combines zoos of per-pole adapters")
         if zoo.kind != first.kind:
             raise PFTError(f"cannot assemble: '{first_name}' is a {first.kind} zoo but '{name}' is a {zoo.kind} zoo: "
                            "poles only combine within one kind")
@@ -452,6 +455,9 @@ def assemble(names: Sequence[str | Path]) -> Zoo:
                 "license": licenses.pop() if len(licenses) == 1 else "other"}
     if datasets:
         training["datasets"] = datasets
+    lengths = [z.training["max_length"] for _, z in parts if "max_length" in z.training]
+    if lengths:  # rows are cut to it when scored: the longest any part trained on cuts none of them shorter
+        training["max_length"] = max(lengths)
     poles = {slug: tensors for _, zoo in parts for slug, tensors in zoo.poles.items()}
     score_heads = {slug: tensors for _, zoo in parts for slug, tensors in zoo.score_heads.items()}
     return Zoo(space=space, spec=first.spec, base=first.base, poles=poles,

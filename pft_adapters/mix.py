@@ -110,7 +110,7 @@ class MixedModel(Mixer):
     # -- conditioned zoos: one shared adapter, the preference told in the prompt -------
     @property
     def conditioned(self) -> bool:
-        return self.zoo.training.get("method") == "conditioned"
+        return self.zoo.method == "conditioned"
 
     def _pole_tensor(self, vector: PreferenceVector) -> torch.Tensor:
         weights = vector.tensor(self.zoo.space)

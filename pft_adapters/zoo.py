@@ -161,6 +161,11 @@ class Zoo:
 
     # -- disk format ------------------------------------------------------------------
     @property
+    def method(self) -> str:
+        """How the poles were trained (`train --method`): paired, conditioned (one shared adapter) or single."""
+        return self.training.get("method", "paired")
+
+    @property
     def lora_dropout(self) -> float:
         """The adapter dropout the poles trained with (`train --lora-dropout`); 0 when off."""
         return self.training.get("lora_dropout", 0.0)

@@ -269,6 +269,17 @@ def test_assemble_two_zoos_on_one_base(hub: HubServer, tmp_path: Path) -> None:
         assemble([risk_time, f"{risk_time}:risk-averse"])
 
 
+def test_assemble_keeps_the_longest_row_length_and_refuses_conditioned_zoos(tmp_path: Path) -> None:
+    risk, time = make_zoo(["risk"]), make_zoo(["time"], seed=1)
+    risk.training["max_length"], time.training["max_length"] = 128, 256
+    a, b = risk.save_pretrained(tmp_path / "a"), time.save_pretrained(tmp_path / "b")
+    assert assemble([a, b]).training["max_length"] == 256
+    time.training["method"] = "conditioned"
+    c = time.save_pretrained(tmp_path / "c")
+    with pytest.raises(PFTError, match=f"'{c}' is a conditioned zoo"):
+        assemble([a, c])
+
+
 def test_assemble_refuses_different_bases(tmp_path: Path) -> None:
     a = make_zoo(["risk"]).save_pretrained(tmp_path / "a")
     b = make_zoo(["time"], base_seed=1, base_id="test/other-llama").save_pretrained(tmp_path / "b")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
@@ -305,3 +306,9 @@ def test_extend_cli_and_refusals(tmp_path, capsys, zoo_dir, vcd_dev):
         zoo_dir / "poles" / "risk-averse" / "adapter_model.safetensors")
     code, _, err = run(capsys, "extend", zoo_dir, "--data", old, "--dims", "risk", "--out", tmp_path / "z3")
     assert code == 1 and "already has 'risk'" in err
+    conditioned = shutil.copytree(zoo_dir, tmp_path / "conditioned")  # one shared adapter: new poles would go unused
+    manifest = json.loads((conditioned / "pft_zoo.json").read_text())
+    manifest["training"]["method"] = "conditioned"
+    (conditioned / "pft_zoo.json").write_text(json.dumps(manifest))
+    code, _, err = run(capsys, "extend", conditioned, "--pairs", EXAMPLE / "pairs.json", "--data", small, "--out", tmp_path / "z4")
+    assert code == 1 and "trained with --method conditioned" in err and not (tmp_path / "z4").exists()

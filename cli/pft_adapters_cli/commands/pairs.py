@@ -175,13 +175,14 @@ def extend(
       pft-adapters extend zoo/ --pairs my-pairs.json --data patience.jsonl --out zoo2/
     """
     from pft_adapters.data import dimensions_in, load_scenarios
-    from pft_adapters.extend import extend_zoo
+    from pft_adapters.extend import check_extendable, extend_zoo
     from pft_adapters.train import TrainConfig, is_main_process
     from pft_adapters.zoo import Zoo
 
     out = Path(out)
     check_target(out, overwrite)  # before any loading or training
     grown_from = Zoo.from_pretrained(zoo)
+    check_extendable(grown_from)
     file_space = value_space(pairs_file)
     space = file_space.merged(grown_from.space)  # the zoo may carry dimensions of an earlier extension
     pair = default_pair(file_space, pair, pairs_file)
