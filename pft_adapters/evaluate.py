@@ -6,9 +6,9 @@ should carry. `--all-poles` makes two cases per scenario (its dimension at +1 an
 
 - **select-one**: the option `MixedModel.choose` picks carries the target pole: 1,
   else 0. Options are scored by mean log-likelihood per token under the vector
-  minus the same under the mirrored vector (`calibrate="mirror"`, the default here:
-  each pole adapter against its opposite, which measured 0.11-0.19 above calibrating
-  against the bare base on VCD); `"base"` (PMI, `MixedModel.choose`'s default) and
+  minus the same under the mirrored vector (`calibrate="mirror"`, the default here and
+  in `MixedModel.choose`: each pole adapter against its opposite, which measured
+  0.11-0.19 above calibrating against the bare base on VCD); `"base"` (PMI) and
   `"none"` are there to compare.
 - **select-all**: the model returns every option whose score under the vector is
   above the mean score of the scenario's options (when all scores are equal: the
@@ -47,6 +47,7 @@ from tqdm.auto import tqdm
 from .data import Scenario
 from .errors import PFTError
 from .head import head_features
+from .mix import calibration
 from .values import Pole, ValueSpace
 from .vector import PreferenceVector
 
@@ -220,11 +221,6 @@ def _chunks(cases: Sequence[Case], size: int) -> Iterable[Sequence[Case]]:
         yield cases[start : start + size]
 
 
-def calibration_name(calibrate: bool | str) -> str:
-    """"base", "mirror" or "none" for any accepted spelling (True = base, False = none)."""
-    return {True: "base", False: "none"}[calibrate] if isinstance(calibrate, bool) else str(calibrate)
-
-
 def choices(mixed, cases: Sequence[Case], calibrate: bool | str = "mirror", chunk: int = 8, progress: bool = True,
             desc: str = "choosing"):
     """`MixedModel.choose` over every case (each with its own vector), with a progress bar."""
@@ -260,13 +256,13 @@ def score_select_all(cases: Sequence[Case], picks: Sequence, space: ValueSpace, 
 def select_one(mixed, cases: Sequence[Case], calibrate: bool | str = "mirror", progress: bool = True) -> EvalResult:
     """Select-one accuracy: the chosen option carries the target pole."""
     picks = choices(mixed, cases, calibrate, progress=progress, desc="eval select-one")
-    return score_select_one(cases, picks, mixed.zoo.space, {"calibration": calibration_name(calibrate)})
+    return score_select_one(cases, picks, mixed.zoo.space, {"calibration": calibration(calibrate)})
 
 
 def select_all(mixed, cases: Sequence[Case], calibrate: bool | str = "mirror", progress: bool = True) -> EvalResult:
     """Select-all accuracy (exact set 1, strict subset |chosen|/|gold|, wrong 0) and micro P/R/F1."""
     picks = choices(mixed, cases, calibrate, progress=progress, desc="eval select-all")
-    return score_select_all(cases, picks, mixed.zoo.space, {"calibration": calibration_name(calibrate)})
+    return score_select_all(cases, picks, mixed.zoo.space, {"calibration": calibration(calibrate)})
 
 
 def _item(case: Case) -> dict:

@@ -482,7 +482,7 @@ def pole_scores(mixed, scenarios: Sequence[Scenario], poles: Sequence[str] | Non
 
 def infer(mixed, decisions: Sequence[Decision], method: str = DEFAULT_METHOD,
           half_life: str | float | HalfLife | None = None, contrast: bool = True) -> Inference:
-    """Infer a preference vector for `mixed` (a `MixedModel`) from a user's decisions.
+    """Infer a preference vector for `mixed` (a `MixedModel` or a `ScorerModel`) from a user's decisions.
 
     `half_life`: None = the default (`DEFAULT_HALF_LIFE` decisions), a number of decisions,
     a duration string (`3d`), a `HalfLife`, or 'none' for equal weights.

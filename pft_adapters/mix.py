@@ -38,6 +38,14 @@ VectorSpec = str | Mapping[str, object] | PreferenceVector
 CALIBRATIONS = ("base", "mirror", "none")
 
 
+def calibration(calibrate: bool | str, what: str = "calibration") -> str:
+    """"base", "mirror" or "none" for any accepted spelling (True = base, False = none); anything else is refused."""
+    mode = ("base" if calibrate else "none") if isinstance(calibrate, bool) else calibrate
+    if mode not in CALIBRATIONS:
+        raise PFTError(f"unknown {what} '{calibrate}': choose one of {', '.join(CALIBRATIONS)}")
+    return mode
+
+
 class Mixer:
     """A zoo attached to its base, mix off until a vector is set: what LLM and scorer zoos share."""
 
@@ -70,6 +78,15 @@ class Mixer:
 
     def _pole_tensor(self, vector: PreferenceVector) -> torch.Tensor:
         return vector.tensor(self.zoo.space)
+
+    def scenario_vectors(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec]) -> list[PreferenceVector]:
+        """One vector per scenario: `spec` for all of them, or a list holding exactly one per scenario."""
+        if isinstance(spec, (str, Mapping)):
+            return [self.vector(spec)] * len(scenarios)
+        specs = list(spec)
+        if len(specs) != len(scenarios):
+            raise PFTError(f"got {len(specs)} vectors for {len(scenarios)} scenarios: give one vector, or one per scenario")
+        return [self.vector(s) for s in specs]
 
     def set_vector(self, spec: VectorSpec | Sequence[VectorSpec]) -> None:
         """Apply one vector to every row, or one per row; the base weights stay untouched."""
@@ -149,11 +166,8 @@ class MixedModel(Mixer):
         the bare base (PMI); False or "none" takes the raw likelihood.
         Rows are cut to the zoo's training `max_length` (512 when not recorded), as in training.
         """
-        mode = ("base" if calibrate else "none") if isinstance(calibrate, bool) else calibrate
-        if mode not in CALIBRATIONS:
-            raise PFTError(f"unknown calibration '{calibrate}': choose one of {', '.join(CALIBRATIONS)}")
-        specs = [spec] * len(scenarios) if isinstance(spec, (str, Mapping)) else list(spec)
-        vectors = [self.vector(s) for s in specs]
+        mode = calibration(calibrate)
+        vectors = self.scenario_vectors(scenarios, spec)
         plain = [format_prompt(s) for s in scenarios]
         prompts = self._conditioned(plain, vectors) if self.conditioned else None
         reference = reference_prompts = None

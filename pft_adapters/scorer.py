@@ -31,7 +31,7 @@ from .data import Scenario
 from .errors import PFTError
 from .head import mean_pool
 from .layers import PoleAdapters
-from .mix import CALIBRATIONS, Mixer, VectorSpec, mirror
+from .mix import Mixer, VectorSpec, calibration, mirror
 from .values import ValueSpace
 from .vector import PreferenceVector
 from .zoo import Zoo
@@ -250,11 +250,8 @@ class ScorerModel(Mixer):
         in the option beyond the opposite pole. "base" and "none" take the score as is (a
         bare encoder scores every text 0, so calibrating against it changes nothing).
         """
-        mode = ("base" if calibrate else "none") if isinstance(calibrate, bool) else calibrate
-        if mode not in CALIBRATIONS:
-            raise PFTError(f"unknown calibration '{calibrate}': choose one of {', '.join(CALIBRATIONS)}")
-        specs = [spec] * len(scenarios) if isinstance(spec, (str, Mapping)) else list(spec)
-        vectors = [self.vector(s) for s in specs]
+        mode = calibration(calibrate)
+        vectors = self.scenario_vectors(scenarios, spec)
         if not vectors:
             return []
         texts = [o.text for s in scenarios for o in s.options]

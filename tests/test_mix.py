@@ -147,6 +147,16 @@ def test_generate_is_seeded_and_takes_a_vector_per_row(mixed):
         mixed.generate(prompts, ["risk=1"], max_new_tokens=2)
 
 
+def test_choose_takes_one_vector_or_exactly_one_per_scenario(mixed, train_slice):
+    two = train_slice[:2]
+    assert len(mixed.choose(two, ["risk=1", "time=-1"])) == 2
+    for vectors in (["risk=1"], ["risk=1"] * 3):  # too few or too many: refused, never cut by zip
+        with pytest.raises(PFTError, match=f"got {len(vectors)} vectors for 2 scenarios"):
+            mixed.choose(two, vectors)
+    with pytest.raises(PFTError, match="unknown calibration 'pmi'"):
+        mixed.choose(two, "risk=1", calibrate="pmi")
+
+
 def test_first_pole_share_rises_with_the_vector(trained, base_dir, train_slice):
     """The share of first-pole choices is monotone in the vector for each trained dimension.
 

@@ -196,6 +196,8 @@ def test_likelihood_follows_the_choices_the_scorer_itself_makes(scorer, train_sl
     risk = [s for s in train_slice if s.dimension == "risk"][:8]
     for sign in (1.0, -1.0):
         picks = scorer.choose(risk, {"risk": sign})
+        with pytest.raises(PFTError, match="got 1 vectors for 8 scenarios"):
+            scorer.choose(risk, [{"risk": sign}])
         decisions = [Decision(s.text, tuple(o.text for o in s.options), c.index, dimension="risk")
                      for s, c in zip(risk, picks)]
         inferred = infer(scorer, decisions, method="likelihood", half_life="none")

@@ -46,7 +46,7 @@ def evaluate(
     """
     from pft_adapters.data import load_scenarios
     from pft_adapters.evaluate import TASKS, evaluate as run, make_judge
-    from pft_adapters.mix import load_mixed
+    from pft_adapters.mix import calibration, load_mixed
 
     if all_poles == (vector is not None):
         raise PFTError("give exactly one of --all-poles or --vector")
@@ -54,8 +54,7 @@ def evaluate(
         raise PFTError(f"unknown --task '{task}': choose one of {', '.join(TASKS)}")
     if task != "open-ended" and (judge != "head" or judge_model):
         raise PFTError("--judge and --judge-model go with --task open-ended")
-    if calibrate not in ("mirror", "base", "none"):
-        raise PFTError(f"unknown --calibrate '{calibrate}': choose mirror, base or none")
+    calibration(calibrate, "--calibrate")
     if limit is not None and limit < 1:
         raise PFTError("--limit must be at least 1")
     if out is not None:

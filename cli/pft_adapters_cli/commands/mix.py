@@ -60,10 +60,9 @@ def mix(
       pft-adapters mix zoo/ --history alice.jsonl --prompt "Should I take the new job?"
     """
     from pft_adapters.data import load_scenarios
-    from pft_adapters.mix import CALIBRATIONS, load_mixed
+    from pft_adapters.mix import calibration, load_mixed
 
-    if calibrate not in CALIBRATIONS:
-        raise PFTError(f"unknown --calibrate '{calibrate}': choose one of {', '.join(CALIBRATIONS)}")
+    calibration(calibrate, "--calibrate")
     if not temperature >= 0 or not 0 < top_p <= 1:  # `not >=` also refuses NaN
         raise PFTError("--temperature must be at least 0 (0 = greedy) and --top-p in (0, 1]")
     jobs = sum(bool(x) for x in (prompt, scenarios, export, merge_out))
