@@ -90,7 +90,6 @@ TARGET_PERPLEXITY = 1.10  # mixed / base perplexity on held-out scenario text, a
 TARGET_SCORER_SELECT_ONE = 0.90  # scorer zoo on all-MiniLM-L6-v2, select-one macro over poles, at least
 PAPER_SELECT_ONE = 0.9667  # the paper's best select-one (7B models)
 PAPER_OPEN_ENDED = 8.69  # the paper's open-ended score (LLM judge)
-METHODS = ("paired", "conditioned", "single")
 HEAD_WEIGHT = 0.5  # "paired + head": z(adapter score) + HEAD_WEIGHT x z(head score), per scenario
 
 

@@ -65,6 +65,7 @@ from .zoo import KINDS, BaseRef, Zoo, fingerprint
 # select-one 0.746 / 0.737 / 0.723 / 0.688; 1.5 is the least that keeps the language model within 10%.
 DEFAULT_PROMPT_KL = 1.5
 PRECISIONS = ("auto", "fp32", "bf16")
+METHODS = ("paired", "conditioned", "single")
 
 
 @dataclass
@@ -104,6 +105,14 @@ class TrainConfig:
 
         if self.kind not in KINDS:
             return f"unknown zoo kind '{self.kind}': choose one of {', '.join(KINDS)}"
+        if self.method not in METHODS:
+            return f"unknown training method '{self.method}': choose one of {', '.join(METHODS)}"
+        if self.method == "single" and self.pole is None:
+            return "method 'single' needs the pole to train (--pole)"
+        if self.method != "single" and self.pole is not None:
+            return f"--pole goes with --method single; method '{self.method}' trains every pole"
+        if self.kind == "scorer" and self.method != "paired":
+            return f"scorer zoos train by the paired method only, not '{self.method}'"
         if not positive(self.epochs):
             return f"--epochs must be a positive number, got {self.epochs}"
         if not positive(self.lr):
@@ -170,20 +179,15 @@ def encode_rows(rows: Sequence[PairedRow], encoder: Encoder, space: ValueSpace, 
     return [encoder(r.prompt, r.target, index(r.pole), config.pole_weights.get(r.pole, 1.0)) for r in rows]
 
 
-METHODS = ("paired", "conditioned", "single")
 SHARED = "shared"  # the adapter name of a conditioned run
 
 
 def method_rows(scenarios: Sequence[Scenario], space: ValueSpace, config: TrainConfig) -> tuple[list[PairedRow], list[str]]:
     """The training rows and adapter names of `config.method`."""
-    if config.method not in METHODS:
-        raise PFTError(f"unknown training method '{config.method}': choose one of {', '.join(METHODS)}")
     if config.method == "single":
-        if config.pole is None or not space.has_pole(config.pole):
-            raise PFTError(f"method 'single' needs the pole to train (--pole), one of {', '.join(space.pole_slugs)}")
+        if not space.has_pole(config.pole):
+            raise PFTError(f"unknown --pole '{config.pole}': method 'single' trains one of {', '.join(space.pole_slugs)}")
         return paired_rows(scenarios, [space.pole(config.pole).slug]), space.pole_slugs
-    if config.pole is not None:
-        raise PFTError(f"--pole goes with --method single; method '{config.method}' trains every pole")
     rows = paired_rows(scenarios)
     if config.method == "conditioned":
         rows = [PairedRow(conditioned_prompt(r.prompt, [space.pole(r.pole)]), r.target, r.pole, r.scenario) for r in rows]
@@ -247,8 +251,6 @@ def training_setup(model: nn.Module, tokenizer, scenarios: Sequence[Scenario], s
                    config: TrainConfig) -> tuple[PoleAdapters, CausalObjective | ScorerObjective, list, list, list[str]]:
     """(adapters, objective, units in scenario order, their encoded items, a key per unit for the data hash)."""
     if config.kind == "scorer":
-        if config.method != "paired":
-            raise PFTError(f"scorer zoos train by the paired method only, not '{config.method}'")
         adapters = add_pole_adapters(model, config.lora, space.pole_slugs)
         units = scorer_rows(scenarios, space, config.pole_weights)
         return adapters, ScorerObjective(adapters, tokenizer, config.max_length), units, units, [u.key() for u in units]

@@ -29,7 +29,7 @@ from pft_adapters.evaluate import (
     vector_cases,
 )
 from pft_adapters.mix import MixedModel
-from pft_adapters.train import train_zoo
+from pft_adapters.train import TrainConfig, train_zoo
 from pft_adapters.values import ValueSpace
 from pft_adapters.vector import PreferenceVector
 from pft_adapters.zoo import Zoo
@@ -375,5 +375,10 @@ def test_single_preference_training_holds_one_pole(base_dir, train_slice, tmp_pa
     assert set(result.per_pole) == {"risk-averse"} and result.cases == 3
     with pytest.raises(PFTError, match="--pole"):
         _train(base_dir, risk, method="single")
-    with pytest.raises(PFTError, match="unknown training method"):
-        _train(base_dir, risk, method="dpo")
+    with pytest.raises(PFTError, match="unknown --pole 'patient'"):
+        _train(base_dir, risk, method="single", pole="patient")
+    for bad, message in (({"method": "dpo"}, "unknown training method"), ({"method": "single"}, "needs the pole"),
+                         ({"pole": "risk-averse"}, "--pole goes with --method single"),
+                         ({"kind": "scorer", "method": "conditioned"}, "paired method only")):
+        with pytest.raises(PFTError, match=message):  # refused as the config is made, before any model is loaded
+            TrainConfig(**bad)
