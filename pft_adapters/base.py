@@ -35,6 +35,7 @@ from transformers import (
 )
 
 from .atomic import atomic_folder, check_target
+from .data import read_records
 from .errors import PFTError, read_text
 
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
@@ -110,40 +111,13 @@ def corpus_texts(path: str | os.PathLike[str]) -> list[str]:
         raise PFTError(
             f"corpus {path}: unsupported file type {suffix!r}; use a .json or .jsonl VCD file or a .txt file"
         )
-    text = read_text(path, "corpus")
     if suffix == ".txt":
-        texts = [line.strip() for line in text.splitlines() if line.strip()]
+        texts = [line.strip() for line in read_text(path, "corpus").splitlines() if line.strip()]
     else:
-        texts = [t for where, record in _json_records(path, text, suffix) for t in _record_texts(path, where, record)]
+        texts = [t for where, record in read_records(path, "corpus") for t in _record_texts(path, where, record)]
     if not texts:
         raise PFTError(f"corpus {path} contains no texts; point --corpus at a non-empty VCD .json/.jsonl or .txt file")
     return texts
-
-
-def _json_records(path: Path, text: str, suffix: str) -> Iterator[tuple[str, object]]:
-    """(position label, parsed record) pairs of a JSON list or a JSONL file."""
-    if suffix == ".jsonl":
-        for line_no, line in enumerate(text.splitlines(), start=1):
-            if line.strip():
-                yield f"record {line_no} (line {line_no})", _parse_json(path, line, f" on line {line_no}")
-        return
-    records = _parse_json(path, text, "")
-    if not isinstance(records, list):
-        raise PFTError(
-            f"corpus {path}: expected a JSON list of VCD records, got {type(records).__name__}; fix the file"
-        )
-    for index, record in enumerate(records, start=1):
-        yield f"record {index}", record
-
-
-def _parse_json(path: Path, text: str, where: str) -> object:
-    """json.loads with the file and position in the error."""
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise PFTError(
-            f"corpus {path}: invalid JSON{where} at line {exc.lineno} column {exc.colno} ({exc.msg}); fix the file"
-        ) from exc
 
 
 def _record_texts(path: Path, where: str, record: object) -> list[str]:

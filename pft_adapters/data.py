@@ -71,11 +71,11 @@ def format_target(option: Option) -> str:
     return " " + option.text
 
 
-def read_records(path: str | Path) -> list[tuple[str, object]]:
+def read_records(path: str | Path, what: str = "data file") -> list[tuple[str, object]]:
     """(position, raw record) from a JSON list or a JSONL file; the position reads
-    `record N` (1-based) for JSON and `line N` for JSONL."""
+    `record N` (1-based) for JSON and `line N` for JSONL. `what` names the file in errors."""
     path = Path(path)
-    text = read_text(path, "data file")
+    text = read_text(path, what)
     stripped = text.lstrip()
     if stripped.startswith("["):
         try:

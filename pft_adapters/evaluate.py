@@ -433,7 +433,7 @@ class ChatJudge:
                                "check that the --judge URL is an OpenAI-compatible server") from None
             try:
                 return json.loads(body)
-            except (json.JSONDecodeError, UnicodeDecodeError):
+            except (ValueError, RecursionError):  # malformed, not UTF-8, an integer of thousands of digits, nesting too deep
                 raise PFTError(f"judge {self.endpoint} did not return JSON: {_snippet(body)!r}") from None
         raise AssertionError("unreachable")
 

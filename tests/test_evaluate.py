@@ -204,7 +204,8 @@ class _ChatServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 owner.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
                 time.sleep(owner.delay)
-                payload = json.dumps(owner.reply(body)).encode() if owner.status == 200 else b'{"error": "boom"}'
+                reply = owner.reply(body) if owner.status == 200 else b'{"error": "boom"}'
+                payload = reply if isinstance(reply, bytes) else json.dumps(reply).encode()  # bytes: sent as they are
                 try:
                     self.send_response(owner.status)
                     self.send_header("Content-Type", "application/json")
@@ -282,6 +283,10 @@ def test_chat_judge_failures_are_one_line_errors(chat_server):
     chat_server.reply = lambda body: {"id": "x"}
     with pytest.raises(PFTError, match="no chat completion"):
         judge.score(ITEM)
+    for body in (b"<html>busy</html>", b"[" * 100000 + b"]" * 100000, b'{"n": 1' + b"0" * 5000 + b"}"):
+        chat_server.reply = lambda _, body=body: body
+        with pytest.raises(PFTError, match="did not return JSON"):
+            judge.score(ITEM)
     chat_server.reply = lambda body: {"choices": [{"message": {"content": "5"}}]}
     chat_server.delay = 1.0
     with pytest.raises(PFTError, match="did not answer within"):
