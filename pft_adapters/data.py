@@ -110,7 +110,7 @@ def _vcd(raw: dict, space: ValueSpace, where: str) -> Scenario:
     if not isinstance(options, list) or not 2 <= len(options) <= len(LETTERS):
         raise PFTError(f"{where}: field 'options' must be a list of 2 to {len(LETTERS)} options")
     parsed = []
-    for j, opt in enumerate(options, start=1):
+    for j, opt in enumerate(options):  # options[j] counts from 0, as JSON paths and history files do
         if not isinstance(opt, dict):
             raise PFTError(f"{where}: options[{j}] must be an object with 'text' and 'bias'")
         bias = _text(opt, "bias", f"{where}, options[{j}]")
@@ -141,6 +141,8 @@ def _paired(raw: dict, space: ValueSpace, where: str) -> Scenario:
     dim = space.dimension(dims.pop())
     if "dimension" in raw and not isinstance(raw["dimension"], str):
         raise PFTError(f"{where}: field 'dimension' must be a dimension slug (a string), like \"{dim.slug}\"")
+    if "dimension" in raw and not space.has_dimension(raw["dimension"]):
+        raise PFTError(f"{where}: field 'dimension' is '{raw['dimension']}', not a known dimension{space.suggest(raw['dimension'])}")
     if "dimension" in raw and space.dimension(raw["dimension"]) != dim:
         raise PFTError(f"{where}: field 'dimension' is '{raw['dimension']}' but the responses belong to '{dim.slug}'")
     return _checked(Scenario(text, dim.slug, tuple(options), raw.get("scene"), {"format": "paired"}), dim, where, "responses")

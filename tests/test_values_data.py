@@ -215,7 +215,7 @@ def test_record_missing_field(tmp_path, field):
 def test_option_missing_text(tmp_path):
     bad = _record(options=[{"bias": "Risk-taking"}, {"text": "Keep it.", "bias": "Risk-averse"}])
     msg = _data_error(tmp_path, [bad])
-    assert "record 1" in msg and "options[1]" in msg and "'text'" in msg
+    assert "record 1" in msg and "options[0]" in msg and "'text'" in msg
 
 
 def test_unknown_domain(tmp_path):
@@ -232,7 +232,7 @@ def test_bias_not_a_pole_of_the_domain(tmp_path):
     options = [{"text": "Bet it all.", "bias": "Risk-taking"}, {"text": "Work together.", "bias": "Collaborative"},
                {"text": "Keep it.", "bias": "Risk-averse"}]
     msg = _data_error(tmp_path, [_record(options=options)])
-    assert "record 1" in msg and "options[2]" in msg and "'bias'" in msg and "Collaborative" in msg
+    assert "record 1" in msg and "options[1]" in msg and "'bias'" in msg and "Collaborative" in msg
     assert "Risk-taking" in msg and "Risk-averse" in msg
 
 
@@ -311,6 +311,8 @@ def test_paired_jsonl_with_custom_pairs(tmp_path):
      ({"responses": {"risk-taking": "a", "risk-averse": "b"}}, ["'prompt'"]),
      ({"prompt": "x"}, ["'responses'"]),
      ({"prompt": "x", "responses": {"risk-taking": "a", "risk-averse": "b"}, "dimension": ["risk"]}, ["'dimension' must be"]),
+     ({"prompt": "x", "responses": {"risk-taking": "a", "risk-averse": "b"}, "dimension": "risks"},
+      ["'dimension' is 'risks', not a known dimension", "did you mean 'risk'"]),
      ({"prompt": "x", "responses": {"risk-taking": "a", "risk-averse": "b"}, "scene": 5}, ["'scene' must be a string"]),
      ('{"prompt": "x", "prompt": "y", "responses": {"risk-taking": "a", "risk-averse": "b"}}', ["given twice"])],
 )
