@@ -314,6 +314,8 @@ def test_cli_push_pull_list_assemble(hub: HubServer, local_zoo: Path, tmp_path: 
 
     code, _, err = run_cli(["pull", f"{USER}/cli-zoo", "--to", str(tmp_path / "z")], capsys)
     assert code == 1 and "already exists and is not empty" in err
+    code, _, err = run_cli(["assemble", f"{USER}/no-such-zoo", "--out", str(tmp_path / "z")], capsys)
+    assert code == 1 and "already exists and is not empty" in err  # refused before anything is pulled
     monkeypatch.setenv("HF_TOKEN", READ_TOKEN)
     code, _, err = run_cli(["push", str(local_zoo), f"{USER}/cli-zoo"], capsys)
     assert code == 1 and err.startswith("error: your token cannot write to") and err.count("\n") == 1

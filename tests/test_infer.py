@@ -330,6 +330,9 @@ def test_cli_mix_history(zoo_dir, history_file, capsys):
     assert code == 1 and "exactly one of --vector" in err
     code, _, err = run_cli(["mix", str(zoo_dir), "--vector", "risk=1", "--half-life", "3", "--prompt", "x"], capsys)
     assert code == 1 and "go with --history" in err
+    for option in ("--export", "--merge-out"):  # a non-empty target is refused before the zoo is even looked for
+        code, _, err = run_cli(["mix", "no-such/zoo", "--vector", "risk=1", option, str(zoo_dir)], capsys)
+        assert code == 1 and f"already exists and is not empty: choose another {option}" in err
 
 
 def test_help_states_the_default_half_life():

@@ -89,8 +89,10 @@ def assemble(
 
       pft-adapters assemble org/values-zoo org/extra-zoo:risk-averse --out ./combined
     """
+    from pft_adapters.atomic import check_target
     from pft_adapters.hub import assemble as combine
 
+    check_target(out, overwrite)  # before any zoo is pulled
     zoo = combine(names)
     zoo.save_pretrained(out, overwrite=overwrite)
     summary = {"zoo": str(out), "base_model": zoo.base.id, "poles": zoo.pole_slugs, "head": zoo.head is not None}

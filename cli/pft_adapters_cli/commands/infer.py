@@ -15,6 +15,20 @@ HALF_LIFE_HELP = ("Recency: a number of decisions (5: a decision 5 places before
                   "decision has a timestamp (3d, 12h, 90m, 2w), or 'none' for equal weights. Default: 3 decisions.")
 
 
+def check_inference_options(history: Path | None, method: str, half_life: str | None) -> None:
+    """Refuse, before any model loads, --method or --half-life without --history, and values `infer` does not know."""
+    from pft_adapters.errors import PFTError
+    from pft_adapters.infer import DEFAULT_METHOD, METHODS, parse_half_life
+
+    if history is None:
+        if method != DEFAULT_METHOD or half_life is not None:
+            raise PFTError("--method and --half-life go with --history: they say how to infer the vector")
+        return
+    if method not in METHODS:
+        raise PFTError(f"--method '{method}' is not one of {', '.join(METHODS)}")
+    parse_half_life(half_life)
+
+
 def infer_from_history(mixed, history: Path, method: str, half_life: str | None):
     """Read the history (checked against the zoo's dimensions) and infer the vector: an `Inference`."""
     from pft_adapters.history import load_history
@@ -58,13 +72,9 @@ def infer_command(
 
       pft-adapters infer zoo/ --history alice.jsonl --half-life 3d
     """
-    from pft_adapters.infer import METHODS, parse_half_life
-    from pft_adapters.errors import PFTError
     from pft_adapters.mix import load_mixed
 
-    if method not in METHODS:
-        raise PFTError(f"--method '{method}' is not one of {', '.join(METHODS)}")
-    parse_half_life(half_life)  # a bad value fails before the model loads
+    check_inference_options(history, method, half_life)
     mixed = load_mixed(zoo, base=base, device=device)
     result = infer_from_history(mixed, history, method, half_life)
     if json_out:

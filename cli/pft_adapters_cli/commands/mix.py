@@ -6,10 +6,11 @@ from pathlib import Path
 
 import typer
 
+from pft_adapters.atomic import check_target
 from pft_adapters.errors import PFTError
 
 from .common import JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, default_pair, echo_json, value_space
-from .infer import HALF_LIFE_HELP, HISTORY_HELP, METHOD_HELP, infer_from_history
+from .infer import HALF_LIFE_HELP, HISTORY_HELP, METHOD_HELP, check_inference_options, infer_from_history
 
 VECTOR_HELP = (
     "Preference vector: DIM=VALUE pairs in [-1, 1] (+1 = first pole), pole names as keys, a JSON object, "
@@ -70,14 +71,10 @@ def mix(
         raise PFTError("give exactly one of --prompt, --scenarios, --export or --merge-out")
     if (vector is None) == (history is None):
         raise PFTError("give exactly one of --vector (the preference vector) or --history (infer it from past decisions)")
-    if history is None and (method != "head" or half_life is not None):
-        raise PFTError("--method and --half-life go with --history: they say how to infer the vector")
-    if history is not None:
-        from pft_adapters.infer import METHODS, parse_half_life
-
-        if method not in METHODS:
-            raise PFTError(f"--method '{method}' is not one of {', '.join(METHODS)}")
-        parse_half_life(half_life)
+    check_inference_options(history, method, half_life)
+    target = export or merge_out
+    if target:  # before the model loads
+        check_target(Path(target), overwrite, "--export" if export else "--merge-out")
     mixed = load_mixed(zoo, base=base, device=device)
     if mixed.zoo.kind == "scorer" and not scenarios:
         raise PFTError("a scorer zoo ranks texts, it does not write them or export an LLM adapter: use --scenarios here, "

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from .common import JSON_OPTION, echo_json
-from .infer import HALF_LIFE_HELP, HISTORY_HELP, METHOD_HELP, infer_from_history
+from .infer import HALF_LIFE_HELP, HISTORY_HELP, METHOD_HELP, check_inference_options, infer_from_history
 from .mix import VECTOR_HELP
 
 
@@ -41,8 +41,7 @@ def rerank_command(
 
     if vector is not None and history is not None:
         raise PFTError("give --vector or --history, not both")
-    if history is None and (method != "head" or half_life is not None):
-        raise PFTError("--method and --half-life go with --history: they say how to infer the vector")
+    check_inference_options(history, method, half_life)
     if top is not None and top < 1:
         raise PFTError(f"--top {top} must be at least 1")
     items = read_candidates(candidates)  # a bad file fails before the model loads
