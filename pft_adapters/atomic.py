@@ -50,10 +50,10 @@ def replace_folder(src: Path, dst: Path) -> None:
         os.replace(src, dst)
 
 
-def check_file_target(path: Path, option: str = "--out") -> None:
-    """Refuse a folder where a file is to be written, before any work is done."""
+def check_file_target(path: Path) -> None:
+    """Refuse a folder where a file is to be written (an --out file), before any work is done."""
     if path.is_dir():
-        raise PFTError(f"{option} {path} is a folder: give a file path")
+        raise PFTError(f"--out {path} is a folder: give a file path")
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

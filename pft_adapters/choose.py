@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import torch
 
-from .batching import Encoder, token_nll
+from .batching import Encoder, row_nll
 from .data import Scenario, format_prompt, format_target
 from .layers import PoleAdapters
 from .values import Pole
@@ -113,8 +113,7 @@ def _mean_logprob(adapters: PoleAdapters, batch, row_weights: torch.Tensor | Non
     else:
         adapters.use_rows(row_weights)
     logits = adapters.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits
-    total, count = token_nll(logits, batch.labels)
-    return (-total / count.clamp_min(1)).cpu()
+    return -row_nll(logits, batch.labels).cpu()
 
 
 def choose(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: torch.Tensor,

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .atomic import atomic_write_text
@@ -38,7 +38,6 @@ class Scenario:
     dimension: str  # dimension slug
     options: tuple[Option, ...]
     scene: str | None = None
-    meta: dict = field(default_factory=dict, compare=False, hash=False)
 
     def options_of(self, pole: str) -> list[int]:
         return [i for i, o in enumerate(self.options) if o.pole == pole]
@@ -145,7 +144,7 @@ def _paired(raw: dict, space: ValueSpace, where: str) -> Scenario:
         raise PFTError(f"{where}: field 'dimension' is '{raw['dimension']}', not a known dimension{space.suggest(raw['dimension'])}")
     if "dimension" in raw and space.dimension(raw["dimension"]) != dim:
         raise PFTError(f"{where}: field 'dimension' is '{raw['dimension']}' but the responses belong to '{dim.slug}'")
-    return _checked(Scenario(text, dim.slug, tuple(options), raw.get("scene"), {"format": "paired"}), dim, where, "responses")
+    return _checked(Scenario(text, dim.slug, tuple(options), raw.get("scene")), dim, where, "responses")
 
 
 def _checked(scenario: Scenario, dim, where: str, field: str) -> Scenario:
@@ -258,7 +257,7 @@ def _ab(raw: dict, space: ValueSpace, where: str, ab: ABPoles | None) -> Scenari
         for letter, choice in choices
     )
     dim = space.dimension(ab.dimension)
-    return _checked(Scenario(text, dim.slug, options, None, {"format": "ab"}), dim, where, "question")
+    return _checked(Scenario(text, dim.slug, options), dim, where, "question")
 
 
 def parse_scenario(raw: object, space: ValueSpace, where: str, ab: ABPoles | None = None) -> Scenario:

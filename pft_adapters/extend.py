@@ -13,7 +13,6 @@ old feature distribution, so that old texts are not claimed by a new dimension.
 
 from __future__ import annotations
 
-import random
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 
@@ -23,7 +22,7 @@ from torch import nn
 from .data import Scenario, dimensions_in
 from .errors import PFTError
 from .head import MixingHead, head_features
-from .train import TrainConfig, train_zoo
+from .train import TrainConfig, held_out, labelled_options, train_zoo
 from .values import ValueSpace
 from .zoo import Zoo
 
@@ -67,7 +66,7 @@ def extend_zoo(
     # the zoo's adapter shape, kind (and its defaults, not the config's) and adapter dropout
     config = replace(config, lora=zoo.spec, kind=zoo.kind, lora_dropout=zoo.lora_dropout).resolved()
     result = train_zoo(model, tokenizer, scenarios, space, config, base_id=zoo.base.id, base_revision=zoo.base.revision,
-                       dev=dev, progress=progress, device=device, **train_options)
+                       progress=progress, device=device, with_head=False, **train_options)
     head, report = None, {"head": "none: the zoo had no mixing head"}
     if zoo.head is not None:
         head, report = grow_head(zoo.head, model, tokenizer, scenarios, dev, old_data, space, config)
@@ -108,11 +107,6 @@ def _combined_space(zoo: Zoo, space: ValueSpace) -> ValueSpace:
     return ValueSpace(zoo.space.dimensions + space.dimensions)
 
 
-def _labelled(items: Sequence[Scenario]) -> tuple[list[str], list[str], list[str]]:
-    triples = [(o.text, o.pole, s.dimension) for s in items for o in s.options if o.pole]
-    return [t[0] for t in triples], [t[1] for t in triples], [t[2] for t in triples]
-
-
 def grow_head(old: MixingHead, model: nn.Module, tokenizer, scenarios: Sequence[Scenario],
               dev: Sequence[Scenario] | None, old_data: Sequence[Scenario] | None, space: ValueSpace,
               config: TrainConfig, anchors: int = 512) -> tuple[MixingHead, dict]:
@@ -124,11 +118,8 @@ def grow_head(old: MixingHead, model: nn.Module, tokenizer, scenarios: Sequence[
     space labelled with the old head's own dimension choice.
     """
     if dev is None:  # as train_head does: a tenth held out to measure the new rows
-        order = list(range(len(scenarios)))
-        random.Random(config.seed).shuffle(order)
-        cut = max(1, len(scenarios) // 10) if len(scenarios) > 1 else 0
-        dev, scenarios = [scenarios[i] for i in order[:cut]], [scenarios[i] for i in order[cut:]]
-    texts, poles, dims = _labelled(scenarios)
+        scenarios, dev = held_out(scenarios, config.seed)
+    texts, poles, dims = labelled_options(scenarios)
     features = head_features(model, tokenizer, texts, old.encoder)
     n_old_dims, n_new_dims = len(old.dimension_slugs), len(space)
     head = MixingHead(old.hidden_size, old.pole_slugs + space.pole_slugs, old.dimension_slugs + [d.slug for d in space],
@@ -170,13 +161,13 @@ def grow_head(old: MixingHead, model: nn.Module, tokenizer, scenarios: Sequence[
     report = {"new_pole_accuracy": None, "new_dimension_accuracy": None, "new_examples": 0,
               "old_pole_accuracy": None, "old_pole_accuracy_before": None,
               "old_dimension_accuracy": None, "old_dimension_accuracy_before": None, "old_examples": 0}
-    dev_texts, dev_poles, dev_dims = _labelled(dev)
+    dev_texts, dev_poles, dev_dims = labelled_options(dev)
     if dev_texts:
         scored = head.evaluate(head_features(model, tokenizer, dev_texts, old.encoder), dev_poles, dev_dims)
         report.update(new_pole_accuracy=round(scored.pole_accuracy, 4),
                       new_dimension_accuracy=round(scored.dimension_accuracy, 4), new_examples=scored.examples)
     known = set(old.dimension_slugs)
-    old_texts, old_poles, old_dims = _labelled([s for s in old_data or () if s.dimension in known])
+    old_texts, old_poles, old_dims = labelled_options([s for s in old_data or () if s.dimension in known])
     if old_texts:
         old_features = head_features(model, tokenizer, old_texts, old.encoder)
         after, before = head.evaluate(old_features, old_poles, old_dims), old.evaluate(old_features, old_poles, old_dims)

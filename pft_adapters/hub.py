@@ -374,7 +374,7 @@ def push(zoo: Zoo | str | Path, repo_id: str, private: bool = False, revision: s
         api = HfApi(token=token)
         with _hub_errors(repo_id, revision, retry, writing=True):
             repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-            (staged / CARD).write_text(model_card(manifest, repo_id))
+            (staged / CARD).write_text(model_card(manifest, repo_id), encoding="utf-8")
             if revision:
                 api.create_branch(repo_id, branch=revision, exist_ok=True)
             info = api.upload_folder(

@@ -33,6 +33,7 @@ import random
 import shutil
 import time
 from collections.abc import Callable, Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -414,11 +415,13 @@ def train_zoo(
     device: str | None = None,
     stop_after: int | None = None,
     on_step: Callable[[int, float], None] | None = None,
+    with_head: bool = True,
 ) -> TrainResult:
     """Train one LoRA adapter per pole of `space` plus the mixing head; returns the zoo.
 
     `model` is frozen and wrapped in place. `stop_after` ends the run early after
-    that many optimizer steps (with a checkpoint), as an interrupt would.
+    that many optimizer steps (with a checkpoint), as an interrupt would. Without
+    `with_head` the zoo has no mixing head (`extend` grows the old zoo's instead).
     """
     config = config.resolved()  # a new config: settings changed after it was built (`config.lora = ...`) are checked too
     if checkpoint_every < 1:
@@ -470,7 +473,7 @@ def train_zoo(
                 chunk = mine[g * micro : (g + 1) * micro]
                 if not chunk:
                     continue
-                sync = ddp.no_sync() if ddp is not None and g < group_count - 1 else _null()
+                sync = ddp.no_sync() if ddp is not None and g < group_count - 1 else nullcontext()
                 with sync, torch.autocast(dev_device.type, dtype=torch.bfloat16, enabled=autocast):
                     chunk_loss, chunk_tokens = objective.batch_loss(forward, chunk, dev_device)
                     # sum over this process's rows / rows in the global batch; DDP averages over processes
@@ -505,7 +508,7 @@ def train_zoo(
     adapters.off()
     if stop_after is not None and step < total_steps:
         raise PFTError(f"stopped at step {step}/{total_steps}: rerun with --resume to continue")
-    head, head_report = train_head(model, tokenizer, scenarios, dev, space, config)
+    head, head_report = train_head(model, tokenizer, scenarios, dev, space, config) if with_head else (None, None)
     training = {
         "kind": config.kind,
         "method": config.method,
@@ -524,9 +527,9 @@ def train_zoo(
         "seed": config.seed,
         "final_loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 4) if losses else None,
         "processes": world,
-        "head_dev_pole_accuracy": round(head_report["pole_accuracy"], 4),
-        "head_dev_dimension_accuracy": round(head_report["dimension_accuracy"], 4),
-        "head_dev_examples": head_report["examples"],
+        **({"head_dev_pole_accuracy": round(head_report["pole_accuracy"], 4),
+            "head_dev_dimension_accuracy": round(head_report["dimension_accuracy"], 4),
+            "head_dev_examples": head_report["examples"]} if head_report else {}),
         "pole_weights": config.pole_weights,
     }
     zoo = Zoo(space=space, spec=config.lora, base=base, poles=zoo_poles(adapters, space, config), head=head,
@@ -543,19 +546,25 @@ def _global_mean(local_sum: float, global_rows: int, world: int) -> float:
     return local_sum / global_rows
 
 
-class _null:
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return False
-
-
 def _data_hash(keys: Sequence[str]) -> str:
     digest = hashlib.sha256()
     for key in keys:
         digest.update(f"{key}\n".encode())
     return digest.hexdigest()[:16]
+
+
+def held_out(scenarios: Sequence[Scenario], seed: int) -> tuple[list[Scenario], list[Scenario]]:
+    """(the rest, a tenth held out at random) of the scenarios: dev data for the mixing head when none is given."""
+    order = list(range(len(scenarios)))
+    random.Random(seed).shuffle(order)
+    cut = max(1, len(scenarios) // 10) if len(scenarios) > 1 else 0
+    return [scenarios[i] for i in order[cut:]], [scenarios[i] for i in order[:cut]]
+
+
+def labelled_options(items: Sequence[Scenario]) -> tuple[list[str], list[str], list[str]]:
+    """(texts, poles, dimensions) of every labelled option: what the mixing head learns and is measured on."""
+    triples = [(o.text, o.pole, s.dimension) for s in items for o in s.options if o.pole]
+    return [t[0] for t in triples], [t[1] for t in triples], [t[2] for t in triples]
 
 
 def train_head(model: nn.Module, tokenizer, scenarios: Sequence[Scenario], dev: Sequence[Scenario] | None,
@@ -565,21 +574,12 @@ def train_head(model: nn.Module, tokenizer, scenarios: Sequence[Scenario], dev: 
     Without dev data, a tenth of the scenarios is held out to measure it.
     """
     if dev is None:
-        cut = max(1, len(scenarios) // 10) if len(scenarios) > 1 else 0
-        order = list(range(len(scenarios)))
-        random.Random(config.seed).shuffle(order)
-        dev = [scenarios[i] for i in order[:cut]]
-        scenarios = [scenarios[i] for i in order[cut:]]
-
-    def labelled(items: Sequence[Scenario]) -> tuple[list[str], list[str], list[str]]:
-        triples = [(o.text, o.pole, s.dimension) for s in items for o in s.options if o.pole]
-        return [t[0] for t in triples], [t[1] for t in triples], [t[2] for t in triples]
-
-    texts, poles, dims = labelled(scenarios)
+        scenarios, dev = held_out(scenarios, config.seed)
+    texts, poles, dims = labelled_options(scenarios)
     encoder = head_encoder(config.head_encoder) if config.head_encoder else None
     features = head_features(model, tokenizer, texts, encoder)
     head = MixingHead(features.shape[1], space.pole_slugs, [d.slug for d in space], encoder)
     head.fit(features, poles, dims, steps=config.head_steps, seed=config.seed)
-    dev_texts, dev_poles, dev_dims = labelled(dev)
+    dev_texts, dev_poles, dev_dims = labelled_options(dev)
     report = head.evaluate(head_features(model, tokenizer, dev_texts, encoder), dev_poles, dev_dims) if dev_texts else None
     return head.eval(), asdict(report) if report else {"pole_accuracy": float("nan"), "dimension_accuracy": float("nan"), "examples": 0}

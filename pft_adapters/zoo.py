@@ -217,8 +217,8 @@ class Zoo:
             files = {p.relative_to(tmp).as_posix(): sha256_file(p) for p in written}
             manifest = self.manifest(files)
             (tmp / MANIFEST).write_text(json.dumps(manifest, indent=2) + "\n")
-            (tmp / "README.md").write_text(model_card(manifest))
-        return path
+            (tmp / "README.md").write_text(model_card(manifest), encoding="utf-8")  # descriptions may be any language
+        return Path(path)
 
     # Not huggingface_hub's ModelHubMixin: its from_pretrained downloads a whole snapshot (no per-pole pulls,
     # no manifest checksums) and its __init__ capture serialises constructor arguments into a config.json,

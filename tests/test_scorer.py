@@ -118,6 +118,7 @@ def test_one_hot_is_the_pole_alone_zero_scores_nothing_and_rows_are_independent(
     together = scorer.scores(CANDIDATES, vectors, CONTEXTS)
     one_by_one = torch.cat([scorer.scores([c], v, [x]) for c, v, x in zip(CANDIDATES, vectors, CONTEXTS)])
     torch.testing.assert_close(together, one_by_one, atol=1e-5, rtol=1e-5)
+    assert scorer.rank(CANDIDATES, vectors, CONTEXTS) == sorted(range(len(CANDIDATES)), key=lambda i: -float(together[i]))
 
 
 def test_head_weights_mix_the_score_heads_apart_from_the_encoder(scorer):

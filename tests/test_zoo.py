@@ -186,7 +186,7 @@ def test_save_refuses_non_empty_folder(trained, tmp_path):
 def test_save_into_empty_folder(trained, tmp_path):
     target = tmp_path / "empty"
     target.mkdir()
-    trained.zoo.save_pretrained(target)
+    assert trained.zoo.save_pretrained(str(target)) == target  # a Path, whatever the argument's type
     assert Zoo.from_pretrained(target).pole_slugs == trained.zoo.pole_slugs
 
 

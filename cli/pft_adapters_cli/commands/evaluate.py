@@ -58,7 +58,7 @@ def evaluate(
     if limit is not None and limit < 1:
         raise PFTError("--limit must be at least 1")
     if out is not None:
-        check_file_target(out, "--out")
+        check_file_target(out)
     mixed = load_mixed(zoo, base=base, device=device)
     scenarios = load_scenarios(data, value_space(pairs).merged(mixed.zoo.space))
     vec = mixed.vector(vector) if vector is not None else None
