@@ -43,7 +43,7 @@ from huggingface_hub.utils import validate_repo_id
 from .errors import PFTError
 from .values import ValueSpace
 from .atomic import atomic_folder, check_target
-from .zoo import MANIFEST, read_manifest, safe_relative, sha256_file
+from .zoo import MANIFEST, read_manifest, safe_relative, sha256_file, wanted_poles
 
 if TYPE_CHECKING:
     from .zoo import Zoo
@@ -240,7 +240,7 @@ def fetch(name: str | Path, poles: Sequence[str] | None = None, revision: str | 
             f"'{src.label}' holds pickle weights ('{pickled[0]}'): pft-adapters never unpickles files; "
             "remove them, or ask the zoo's owner to publish safetensors only"
         )
-    wanted = _wanted_poles(manifest, poles, src.label)
+    wanted = wanted_poles(manifest, poles, src.label)
     needed = [f for f in files if _belongs(f, wanted)]
     for slug in wanted:
         if f"poles/{slug}/adapter_model.safetensors" not in needed:
@@ -309,18 +309,6 @@ def _one_of(given: T | None, named: T | None, what: str, name: str) -> T | None:
     if given is not None and named is not None and given != named:
         raise PFTError(f"'{name}' already names its {what}: drop the separate {what} argument or change the name")
     return given if given is not None else named
-
-
-def _wanted_poles(manifest: dict, poles: Sequence[str] | None, label: str) -> list[str]:
-    held = list(manifest["poles"])
-    if poles is None:
-        return held
-    space = ValueSpace.from_json(manifest["dimensions"], source=f"{label}/{MANIFEST}")
-    wanted = list(dict.fromkeys(space.pole(p).slug for p in poles))
-    absent = [p for p in wanted if p not in held]
-    if absent:
-        raise PFTError(f"'{label}' has no adapter for pole(s) {absent}: it holds {', '.join(held)}")
-    return wanted
 
 
 def _belongs(rel: str, poles: list[str]) -> bool:

@@ -252,10 +252,7 @@ class Zoo:
     def load_folder(cls, path: Path, poles: Iterable[str] | None = None) -> Zoo:
         manifest = read_manifest(path)
         space = ValueSpace.from_json(manifest["dimensions"], source=str(path / MANIFEST))
-        wanted = list(manifest["poles"]) if poles is None else [space.pole(p).slug for p in poles]
-        absent = [p for p in wanted if p not in manifest["poles"]]
-        if absent:
-            raise PFTError(f"zoo {path} has no adapter for pole(s) {absent}: it holds {', '.join(manifest['poles'])}")
+        wanted = wanted_poles(manifest, poles, str(path))
         files = {str(safe_relative(k)): v for k, v in manifest["files"].items()}
         tensors = {slug: _load_checked(path, f"poles/{slug}/adapter_model.safetensors", files) for slug in wanted}
         for slug in wanted:
@@ -282,6 +279,19 @@ class Zoo:
         if manifest.get("head_encoder") != zoo.head_encoder():  # a pull fetches the manifest's encoder, the head reads its own
             raise PFTError(f"{path}: the manifest's head_encoder differs from head/config.json's encoder: re-download or re-train the zoo")
         return zoo
+
+
+def wanted_poles(manifest: dict, poles: Iterable[str] | None, label: str) -> list[str]:
+    """The poles to load (all the zoo holds when `poles` is None), by slug, each once; one it lacks is refused."""
+    held = list(manifest["poles"])
+    if poles is None:
+        return held
+    space = ValueSpace.from_json(manifest["dimensions"], source=f"{label}/{MANIFEST}")
+    wanted = list(dict.fromkeys(space.pole(p).slug for p in poles))
+    absent = [p for p in wanted if p not in held]
+    if absent:
+        raise PFTError(f"'{label}' has no adapter for pole(s) {absent}: it holds {', '.join(held)}")
+    return wanted
 
 
 def read_manifest(path: Path) -> dict:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-import shutil
 from pathlib import Path
 
 import typer
@@ -11,7 +10,8 @@ import typer
 from pft_adapters.atomic import check_target
 from pft_adapters.errors import PFTError
 
-from .common import JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, default_pair, echo_json, value_space
+from .common import (JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, checkpoint_folder, default_pair, drop_checkpoint,
+                     echo_json, value_space)
 
 
 def make_base(
@@ -129,11 +129,11 @@ def train(
         pin_encoder(head_encoder)  # a bad name fails now, not after training; the loaded encoder is reused
     model, tokenizer = (load_encoder if kind == "scorer" else load_base)(base)
     result = train_zoo(model, tokenizer, scenarios, space, config, base_id=base, dev=dev_scenarios,
-                       checkpoint_dir=out.with_name(out.name + ".checkpoint"), resume=resume,
+                       checkpoint_dir=checkpoint_folder(out), resume=resume,
                        checkpoint_every=checkpoint_every, device=device)
     if is_main_process():
         result.zoo.save_pretrained(out, overwrite=overwrite)
-        _drop_checkpoint(out)
+        drop_checkpoint(out)
         summary = {"zoo": str(out), **result.zoo.training, "seconds": round(result.seconds, 1),
                    "tokens_per_second": round(result.tokens_per_second)}
         echo_json(summary) if json_out else typer.echo(
@@ -156,10 +156,6 @@ def _pole_weights(items: list[str], space) -> dict[str, float]:
             raise PFTError(f"--pole-weight '{item}': a loss weight is a finite number >= 0, e.g. risk-averse=2")
         weights[space.pole(name.strip()).slug] = weight
     return weights
-
-
-def _drop_checkpoint(out: Path) -> None:
-    shutil.rmtree(out.with_name(out.name + ".checkpoint"), ignore_errors=True)
 
 
 def info(

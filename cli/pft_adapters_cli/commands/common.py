@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import typer
@@ -13,6 +14,15 @@ JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object (for scr
 PAIRS_OPTION = typer.Option(None, "--pairs", help="JSON file defining extra value dimensions (see docs/formats.md).")
 PAIR_OPTION = typer.Option(None, "--pair", help="Dimension of A/B items in the data (A/B items do not name one).")
 MATCHING_OPTION = typer.Option(None, "--matching", help="Pole of the A/B matching answer (default: the pair's first pole).")
+
+
+def checkpoint_folder(out: Path) -> Path:
+    """Where `train` and `extend` keep the checkpoint of a run writing `out` (beside it; removed when the run ends)."""
+    return out.with_name(out.name + ".checkpoint")
+
+
+def drop_checkpoint(out: Path) -> None:
+    shutil.rmtree(checkpoint_folder(out), ignore_errors=True)
 
 
 def echo_json(obj: object) -> None:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 from pathlib import Path
 
 import typer
@@ -11,7 +10,8 @@ from pft_adapters.atomic import check_file_target, check_target
 from pft_adapters.errors import PFTError
 from pft_adapters.values import ValueSpace
 
-from .common import JSON_OPTION, PAIRS_OPTION, added_dimensions, default_pair, echo_json, value_space
+from .common import (JSON_OPTION, PAIRS_OPTION, added_dimensions, checkpoint_folder, default_pair, drop_checkpoint, echo_json,
+                     value_space)
 
 MAX_REPORTED = 10  # bad records listed by `convert` before "... and N more"
 
@@ -199,11 +199,11 @@ def extend(
     model, tokenizer = grown_from.load_base(base)
     result = extend_zoo(grown_from, model, tokenizer, scenarios, space.select(wanted), config, dev=dev_scenarios,
                         old_data=old_scenarios, base_name=base or grown_from.base.id, device=device,
-                        checkpoint_dir=out.with_name(out.name + ".checkpoint"), resume=resume)
+                        checkpoint_dir=checkpoint_folder(out), resume=resume)
     if not is_main_process():
         return
     result.zoo.save_pretrained(out, overwrite=overwrite)
-    shutil.rmtree(out.with_name(out.name + ".checkpoint"), ignore_errors=True)
+    drop_checkpoint(out)
     entry = result.zoo.training["extensions"][-1]
     summary = {"zoo": str(out), "extended": zoo, "added_dimensions": wanted, "added_poles": entry["poles"],
                "poles": result.zoo.pole_slugs, "final_loss": entry["final_loss"], "head": result.report,
