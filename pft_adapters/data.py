@@ -92,16 +92,16 @@ def read_records(path: str | Path, what: str = "data file") -> list[tuple[str, o
     return records
 
 
-def _text(raw: dict, key: str, where: str) -> str:
-    value = raw.get(key)
+def text_field(value: object, where: str, field: str) -> str:
+    """A required text field of a user's record, stripped; anything else is refused, naming the record and the field."""
     if not isinstance(value, str) or not value.strip():
-        raise PFTError(f"{where}: field '{key}' must be a non-empty string")
+        raise PFTError(f"{where}: field '{field}' must be a non-empty string")
     return value.strip()
 
 
 def _vcd(raw: dict, space: ValueSpace, where: str) -> Scenario:
-    text = _text(raw, "scenario", where)
-    label = _text(raw, "preference domain", where)
+    text = text_field(raw.get("scenario"), where, "scenario")
+    label = text_field(raw.get("preference domain"), where, "preference domain")
     if not space.has_dimension(label):
         raise PFTError(f"{where}: field 'preference domain' is '{label}', not a known dimension{space.suggest(label)}")
     dim = space.dimension(label)
@@ -112,18 +112,18 @@ def _vcd(raw: dict, space: ValueSpace, where: str) -> Scenario:
     for j, opt in enumerate(options):  # options[j] counts from 0, as JSON paths and history files do
         if not isinstance(opt, dict):
             raise PFTError(f"{where}: options[{j}] must be an object with 'text' and 'bias'")
-        bias = _text(opt, "bias", f"{where}, options[{j}]")
+        bias = text_field(opt.get("bias"), f"{where}, options[{j}]", "bias")
         if not space.has_pole(bias) or space.pole(bias) not in dim.poles:
             raise PFTError(
                 f"{where}, options[{j}]: field 'bias' is '{bias}', not a pole of '{dim.slug}' "
                 f"(expected '{dim.first.name}' or '{dim.second.name}')"
             )
-        parsed.append(Option(_text(opt, "text", f"{where}, options[{j}]"), space.pole(bias).slug))
+        parsed.append(Option(text_field(opt.get("text"), f"{where}, options[{j}]", "text"), space.pole(bias).slug))
     return _checked(Scenario(text, dim.slug, tuple(parsed), raw.get("scene")), dim, where, "options")
 
 
 def _paired(raw: dict, space: ValueSpace, where: str) -> Scenario:
-    text = _text(raw, "prompt", where)
+    text = text_field(raw.get("prompt"), where, "prompt")
     responses = raw.get("responses")
     if not isinstance(responses, dict) or len(responses) < 2:
         raise PFTError(f"{where}: field 'responses' must map at least two pole slugs to texts")
@@ -246,7 +246,7 @@ def _ab(raw: dict, space: ValueSpace, where: str, ab: ABPoles | None) -> Scenari
     if ab is None:
         raise PFTError(f"{where}: an A/B item does not say which value pair it measures: name it with --pair SLUG, "
                        "or convert the file first with `pft-adapters convert ab`")
-    text, choices = split_choices(_text(raw, "question", where), where)
+    text, choices = split_choices(text_field(raw.get("question"), where, "question"), where)
     letters = [letter for letter, _ in choices]
     matching = _answer_letters(raw, "answer_matching_behavior", letters, where)
     other = _answer_letters(raw, "answer_not_matching_behavior", letters, where)

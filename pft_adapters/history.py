@@ -26,7 +26,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .atomic import atomic_write_text
-from .data import LETTERS
+from .data import LETTERS, text_field
 from .errors import PFTError, jsonl_records, read_text
 from .values import ValueSpace
 
@@ -93,12 +93,6 @@ def parse_timestamp(raw: object, where: str) -> float:
     raise PFTError(f"{where}: field 'timestamp' must be ISO-8601 text or epoch seconds, got {type(raw).__name__}")
 
 
-def _text(raw: object, where: str, field: str) -> str:
-    if not isinstance(raw, str) or not raw.strip():
-        raise PFTError(f"{where}: field '{field}' must be a non-empty string")
-    return raw.strip()
-
-
 def parse_decision(raw: object, where: str, space: ValueSpace | None = None, line: int | None = None) -> Decision:
     """One validated decision; `space` checks (and normalises to a slug) a given dimension."""
     if not isinstance(raw, dict):
@@ -106,16 +100,16 @@ def parse_decision(raw: object, where: str, space: ValueSpace | None = None, lin
     for key in ("scenario", "options", "chosen"):
         if key not in raw:
             raise PFTError(f"{where}: missing field '{key}'")
-    scenario = _text(raw["scenario"], where, "scenario")
+    scenario = text_field(raw["scenario"], where, "scenario")
     items = raw["options"]
     if not isinstance(items, list) or not 2 <= len(items) <= MAX_OPTIONS:
         raise PFTError(f"{where}: field 'options' must be a list of 2 to {MAX_OPTIONS} options")
     options = []
     for j, item in enumerate(items):
         if isinstance(item, dict):
-            options.append(_text(item.get("text"), where, f"options[{j}].text"))
+            options.append(text_field(item.get("text"), where, f"options[{j}].text"))
         else:
-            options.append(_text(item, where, f"options[{j}]"))
+            options.append(text_field(item, where, f"options[{j}]"))
         if options[-1] in options[:-1]:
             raise PFTError(f"{where}: options[{j}] repeats options[{options.index(options[-1])}]: every option must "
                            "differ, or the choice says nothing")
@@ -135,7 +129,7 @@ def parse_decision(raw: object, where: str, space: ValueSpace | None = None, lin
     timestamp = None if raw.get("timestamp") is None else parse_timestamp(raw["timestamp"], where)
     dimension = raw.get("dimension")
     if dimension is not None:
-        dimension = _text(dimension, where, "dimension")
+        dimension = text_field(dimension, where, "dimension")
         if space is not None:
             if not space.has_dimension(dimension):
                 raise PFTError(f"{where}: field 'dimension' is '{dimension}', not a dimension of this zoo{space.suggest(dimension)}")

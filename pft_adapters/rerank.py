@@ -17,6 +17,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .data import text_field
 from .errors import PFTError, jsonl_records, read_text
 
 FIELDS = ("text", "context", "group", "vector", "id")
@@ -50,9 +51,7 @@ def _candidate(raw: object, where: str, line: int) -> Candidate:
     unknown = sorted(set(raw) - set(FIELDS))
     if unknown:
         raise PFTError(f"{where}: unknown field(s) {unknown}; a candidate has {', '.join(FIELDS)}")
-    text = raw.get("text")
-    if not isinstance(text, str) or not text.strip():
-        raise PFTError(f"{where}: field 'text' must be a non-empty string")
+    text = text_field(raw.get("text"), where, "text")
     for key in ("context", "group"):
         if raw.get(key) is not None and not isinstance(raw[key], str):
             raise PFTError(f"{where}: field '{key}' must be a string")
