@@ -16,8 +16,18 @@ from pathlib import Path
 from .errors import PFTError
 
 
+def _check_parents(path: Path, option: str) -> None:
+    """Refuse a target below a file: its folder could never be made (mkdir would fail only after all the work)."""
+    for parent in Path(path).absolute().parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise PFTError(f"{option} {path} cannot be written: {parent} is a file, not a folder")
+            return
+
+
 def check_target(path: Path, overwrite: bool, option: str = "--out") -> None:
     """Refuse, before any work is done, a folder target that is a file or (without `overwrite`) not empty."""
+    _check_parents(path, option)
     if path.exists() and not path.is_dir():
         raise PFTError(f"{option} {path} is a file: give a folder path")
     if path.exists() and any(path.iterdir()) and not overwrite:
@@ -52,6 +62,7 @@ def replace_folder(src: Path, dst: Path) -> None:
 
 def check_file_target(path: Path) -> None:
     """Refuse a folder where a file is to be written (an --out file), before any work is done."""
+    _check_parents(path, "--out")
     if path.is_dir():
         raise PFTError(f"--out {path} is a folder: give a file path")
 

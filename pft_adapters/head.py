@@ -23,7 +23,7 @@ from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .base import load_encoder, resolve_encoder
-from .errors import PFTError
+from .errors import JSONError, PFTError, loads
 from .values import ValueSpace
 
 
@@ -119,7 +119,10 @@ class MixingHead(nn.Module):
 
     @classmethod
     def load(cls, folder: Path) -> MixingHead:
-        config = json.loads((folder / "config.json").read_text())
+        try:
+            config = loads((folder / "config.json").read_text(encoding="utf-8"))
+        except (JSONError, UnicodeDecodeError):
+            raise PFTError(f"{folder / 'config.json'} is not valid JSON: re-download or re-train the zoo") from None
         encoder = config.get("encoder")  # absent in heads written before head encoders existed
         if encoder is not None and not (isinstance(encoder, dict) and {"id", "fingerprint"} <= set(encoder)):
             raise PFTError(f"{folder / 'config.json'}: 'encoder' needs an 'id' and a 'fingerprint': re-download or re-train the zoo")

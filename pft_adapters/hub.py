@@ -43,7 +43,7 @@ from huggingface_hub.utils import validate_repo_id
 from .errors import PFTError
 from .values import ValueSpace
 from .atomic import atomic_folder, check_target
-from .zoo import MANIFEST, read_manifest, safe_relative, sha256_file, wanted_poles
+from .zoo import MANIFEST, read_manifest, sha256_file, wanted_poles
 
 if TYPE_CHECKING:
     from .zoo import Zoo
@@ -232,7 +232,7 @@ def fetch(name: str | Path, poles: Sequence[str] | None = None, revision: str | 
 
     manifest_path = src.manifest()
     manifest = read_manifest(manifest_path.parent)
-    files = {safe_relative(rel).as_posix(): digest for rel, digest in manifest["files"].items()}
+    files = {PurePosixPath(rel).as_posix(): digest for rel, digest in manifest["files"].items()}  # checked inside the zoo
     listing = src.listing()
     pickled = [f for f in [*(listing or []), *files] if f.lower().endswith(PICKLE_SUFFIXES)]
     if pickled:

@@ -32,7 +32,7 @@ from .data import Scenario, format_open_prompt, format_prompt
 from .errors import PFTError
 from .layers import PoleAdapters
 from .vector import PreferenceVector, parse_vector
-from .zoo import Zoo
+from .zoo import Zoo, save_peft_config
 
 VectorSpec = str | Mapping[str, object] | PreferenceVector
 CALIBRATIONS = ("base", "mirror", "none")
@@ -234,7 +234,7 @@ class MixedModel(Mixer):
         config = self.zoo.peft_config()
         config.r, config.lora_alpha = rank, spec_.scaling * rank
         with atomic_folder(out, overwrite) as tmp:
-            config.save_pretrained(tmp)
+            save_peft_config(config, tmp)
             save_file(tensors, tmp / "adapter_model.safetensors")
             (tmp / "pft_mix.json").write_text(_mix_note(self.vector(spec), self.zoo))
         return Path(out)

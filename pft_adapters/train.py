@@ -379,11 +379,18 @@ def is_main_process() -> bool:
 
 
 def pick_device(device: str | None) -> torch.device:
+    """The device to train on ("auto": this process's GPU if there is one, else the CPU); a device this machine
+    lacks is refused here, so the CLI can check it before loading anything."""
     if device and device != "auto":
         try:
-            return torch.device(device)
+            chosen = torch.device(device)
         except RuntimeError:
             raise PFTError(f"--device '{device}' is not a device: use auto, cpu, cuda or cuda:N") from None
+        found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if chosen.type == "cuda" and (chosen.index or 0) >= found:
+            fix = f"cuda:0 to cuda:{found - 1}" if found else "auto or cpu"
+            raise PFTError(f"--device '{device}': this machine has {found} CUDA GPU(s): use {fix}")
+        return chosen
     if torch.cuda.is_available():
         rank = int(os.environ.get("LOCAL_RANK", "0"))
         return torch.device("cuda", rank)

@@ -78,12 +78,10 @@ def sha256_file(path: Path) -> str:
     return digest.hexdigest()
 
 
-def safe_relative(path: str) -> PurePosixPath:
-    """A manifest path that stays inside the zoo; `..` and absolute paths are refused."""
+def _inside(path: str) -> bool:
+    """Whether a manifest path names a file inside the zoo (not absolute, no `..`, no backslash)."""
     p = PurePosixPath(path)
-    if p.is_absolute() or ".." in p.parts or "\\" in path or not p.parts:
-        raise PFTError(f"manifest lists an unsafe path '{path}': a zoo may only name files inside itself")
-    return p
+    return bool(p.parts) and not p.is_absolute() and ".." not in p.parts and "\\" not in path
 
 
 @dataclass
@@ -206,7 +204,7 @@ class Zoo:
             written: list[Path] = []
             for slug in self.pole_slugs:
                 folder = tmp / "poles" / slug
-                self.peft_config().save_pretrained(folder)
+                save_peft_config(self.peft_config(), folder)
                 save_file(self.poles[slug], folder / "adapter_model.safetensors")
                 written += [folder / "adapter_config.json", folder / "adapter_model.safetensors"]
                 if self.kind == "scorer":
@@ -253,7 +251,7 @@ class Zoo:
         manifest = read_manifest(path)
         space = ValueSpace.from_json(manifest["dimensions"], source=str(path / MANIFEST))
         wanted = wanted_poles(manifest, poles, str(path))
-        files = {str(safe_relative(k)): v for k, v in manifest["files"].items()}
+        files = {PurePosixPath(k).as_posix(): v for k, v in manifest["files"].items()}  # inside the zoo: `read_manifest`
         tensors = {slug: _load_checked(path, f"poles/{slug}/adapter_model.safetensors", files) for slug in wanted}
         for slug in wanted:
             _verify(path, f"poles/{slug}/adapter_config.json", files)
@@ -279,6 +277,15 @@ class Zoo:
         if manifest.get("head_encoder") != zoo.head_encoder():  # a pull fetches the manifest's encoder, the head reads its own
             raise PFTError(f"{path}: the manifest's head_encoder differs from head/config.json's encoder: re-download or re-train the zoo")
         return zoo
+
+
+def save_peft_config(config: peft.LoraConfig, folder: Path) -> None:
+    """`config.save_pretrained(folder)`, but the same bytes from every process: peft holds target_modules as a set
+    and would write it in hash order, which changes with each Python process (so re-saving an unchanged zoo would
+    change its files, and pushing it would make a new commit)."""
+    values = {k: sorted(v) if isinstance(v, set) else v for k, v in config.to_dict().items()}
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "adapter_config.json").write_text(json.dumps(values, indent=2, sort_keys=True), encoding="utf-8")
 
 
 def wanted_poles(manifest: dict, poles: Iterable[str] | None, label: str) -> list[str]:
@@ -337,9 +344,15 @@ def _manifest_problem(manifest: dict) -> str | None:
         return "'lora' must hold a positive whole 'r', a number 'alpha' and a list of 'target_modules'"
     if not (isinstance(files, dict) and all(isinstance(v, str) for v in files.values())):
         return "'files' must map each file to its sha256"
+    outside = [rel for rel in files if not _inside(rel)]
+    if outside:
+        return f"'files' lists '{outside[0]}', a path outside the zoo (a zoo may only name files inside itself)"
     training = manifest.get("training", {})
     if not isinstance(training, dict):
         return "'training' must be an object"
+    length = training.get("max_length", 8)
+    if isinstance(length, bool) or not isinstance(length, int) or length < 8:
+        return "'training.max_length' must be a whole number of tokens, at least 8"
     dropout = training.get("lora_dropout", 0.0)
     if isinstance(dropout, bool) or not isinstance(dropout, (int, float)) or not 0 <= dropout < 1:
         return "'training.lora_dropout' must be a number in [0, 1)"

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from pft_adapters_cli.app import main
 
@@ -95,6 +96,12 @@ def _train_args(base_dir, data, out, *extra):
     return ("train", "--base", base_dir, "--data", data, "--out", out, "--limit", "10", "--epochs", "1", *extra)
 
 
+def test_train_refuses_a_device_this_machine_lacks_before_loading_the_base(capsys, vcd_train, tmp_path):
+    missing = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    line = user_error(capsys, *_train_args(tmp_path / "no-base", vcd_train, tmp_path / "z", "--device", f"cuda:{missing}"))
+    assert f"--device 'cuda:{missing}': this machine has {missing} CUDA GPU(s)" in line
+
+
 def test_train_missing_data_file(capsys, base_dir, tmp_path):
     line = user_error(capsys, *_train_args(base_dir, tmp_path / "nope.json", tmp_path / "z"))
     assert "nope.json" in line and "not found" in line
@@ -136,6 +143,8 @@ def test_train_out_that_is_a_file(capsys, base_dir, vcd_train, tmp_path):
     out.write_text("keep me")
     line = user_error(capsys, *_train_args(base_dir, vcd_train, out, "--overwrite"))
     assert "is a file: give a folder path" in line and out.read_text() == "keep me"
+    line = user_error(capsys, *_train_args(base_dir, vcd_train, out / "zoo"))  # below a file: refused before training
+    assert f"--out {out / 'zoo'} cannot be written: {out} is a file, not a folder" in line and out.read_text() == "keep me"
 
 
 @pytest.mark.parametrize("option", ["--limit", "--batch-size", "--grad-accum", "--rank", "--checkpoint-every"])

@@ -6,6 +6,8 @@ import dataclasses
 import json
 import os
 import shutil
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -77,6 +79,16 @@ def test_manifest_lists_every_file_with_sha256(zoo_dir, trained):
         assert len(digest) == 64 and digest == sha256_file(zoo_dir / rel), rel
 
 
+def test_pole_configs_are_the_same_bytes_in_every_process(tmp_path):
+    """peft keeps target_modules as a set: written in hash order, an unchanged zoo would change on every save."""
+    script = ("import sys, peft; from pathlib import Path; from pft_adapters.zoo import save_peft_config; "
+              "save_peft_config(peft.LoraConfig(r=4, target_modules=['q_proj', 'k_proj', 'v_proj', 'o_proj', 'gate_proj', "
+              "'up_proj', 'down_proj']), Path(sys.argv[1]))")
+    for seed in ("1", "2"):
+        subprocess.run([sys.executable, "-c", script, str(tmp_path / seed)], check=True, env={**os.environ, "PYTHONHASHSEED": seed})
+    assert (tmp_path / "1" / "adapter_config.json").read_bytes() == (tmp_path / "2" / "adapter_config.json").read_bytes()
+
+
 # -- damaged files --------------------------------------------------------------------
 @pytest.mark.parametrize("rel", ["poles/risk-averse/adapter_model.safetensors", "poles/risk-taking/adapter_config.json",
                                  "head/model.safetensors"])
@@ -128,6 +140,8 @@ def test_corrupted_manifest_is_refused(zoo_copy):
     ("lora", {"r": "8", "alpha": 16, "target_modules": ["q_proj"]}, "'lora' must hold"),
     ("base_model", {"id": "x"}, "'base_model' must hold exactly"),
     ("files", [], "'files' must map"),
+    ("files", {"../evil": "0" * 64}, "'files' lists '../evil', a path outside the zoo"),
+    ("training", {"max_length": "abc"}, "'training.max_length' must be a whole number of tokens"),
     ("training", [], "'training' must be an object"),
     ("training", {"lora_dropout": "0.1"}, "'training.lora_dropout' must be a number in \\[0, 1\\)"),
 ])

@@ -97,7 +97,7 @@ def train(
     from pft_adapters.data import dimensions_in, load_scenarios
     from pft_adapters.head import head_encoder as pin_encoder
     from pft_adapters.layers import LoraSpec
-    from pft_adapters.train import TrainConfig, is_main_process, train_zoo
+    from pft_adapters.train import TrainConfig, is_main_process, pick_device, train_zoo
 
     space = value_space(pairs)
     pair = default_pair(space, pair, pairs)
@@ -125,6 +125,7 @@ def train(
         prompt_kl=prompt_kl, lora_dropout=lora_dropout, orthogonality=orthogonality, precision=precision,
     )
     config.lora = LoraSpec(r=rank, alpha=alpha, target_modules=targets or config.resolved().lora.target_modules)
+    pick_device(device)  # a device this machine lacks fails now, not after loading the base
     if head_encoder:
         pin_encoder(head_encoder)  # a bad name fails now, not after training; the loaded encoder is reused
     model, tokenizer = (load_encoder if kind == "scorer" else load_base)(base)

@@ -176,7 +176,7 @@ def extend(
     """
     from pft_adapters.data import dimensions_in, load_scenarios
     from pft_adapters.extend import check_extendable, extend_zoo
-    from pft_adapters.train import TrainConfig, is_main_process
+    from pft_adapters.train import TrainConfig, is_main_process, pick_device
     from pft_adapters.zoo import Zoo
 
     out = Path(out)
@@ -196,6 +196,7 @@ def extend(
     old_scenarios = load_scenarios(old_data, space) if old_data else None
     config = TrainConfig(lora=grown_from.spec, kind=grown_from.kind, epochs=epochs, batch_size=batch_size, lr=lr,
                          max_length=max_length or grown_from.training.get("max_length"), seed=seed)
+    pick_device(device)  # before the base loads
     model, tokenizer = grown_from.load_base(base)
     result = extend_zoo(grown_from, model, tokenizer, scenarios, space.select(wanted), config, dev=dev_scenarios,
                         old_data=old_scenarios, base_name=base or grown_from.base.id, device=device,
