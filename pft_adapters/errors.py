@@ -5,6 +5,11 @@ class PFTError(Exception):
     """A user-facing error: the message names the problem and how to fix it."""
 
 
+def shorten(text: str, width: int) -> str:
+    """`text` cut to `width` characters with an ellipsis, to quote user input in a message or a listing."""
+    return text if len(text) <= width else text[: width - 1] + "…"
+
+
 def read_text(path, what: str) -> str:
     """A user's file as UTF-8 text; a missing, unreadable or non-UTF-8 file becomes one PFTError line."""
     from pathlib import Path

@@ -45,7 +45,7 @@ import torch
 from tqdm.auto import tqdm
 
 from .data import Scenario
-from .errors import PFTError
+from .errors import PFTError, shorten
 from .head import head_features
 from .mix import calibration
 from .values import Pole, ValueSpace
@@ -344,8 +344,7 @@ def parse_score(text: str) -> float:
 def _snippet(text: str | bytes, width: int = 120) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
-    text = " ".join(str(text).split())
-    return text if len(text) <= width else text[: width - 1] + "…"
+    return shorten(" ".join(str(text).split()), width)
 
 
 def judge_api_key() -> str | None:

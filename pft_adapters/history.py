@@ -27,7 +27,7 @@ from pathlib import Path
 
 from .atomic import atomic_write_text
 from .data import LETTERS, text_field
-from .errors import PFTError, jsonl_records, read_text
+from .errors import PFTError, jsonl_records, read_text, shorten
 from .values import ValueSpace
 
 MAX_OPTIONS = len(LETTERS)
@@ -59,7 +59,7 @@ class Decision:
 
 def _finite_seconds(value: float, raw: object, where: str) -> float:
     if not math.isfinite(value):
-        shown = repr(raw) if len(repr(raw)) <= 24 else repr(raw)[:23] + "…"
+        shown = shorten(repr(raw), 24)
         raise PFTError(f"{where}: field 'timestamp' is {shown}: give ISO-8601 text or finite epoch seconds")
     return value
 
@@ -123,7 +123,7 @@ def parse_decision(raw: object, where: str, space: ValueSpace | None = None, lin
     else:
         text = chosen.strip()
         if text not in options:
-            short = text if len(text) <= 60 else text[:59] + "…"
+            short = shorten(text, 60)
             raise PFTError(f"{where}: field 'chosen' is '{short}', which is none of the options: give its index (0-based) or its exact text")
         index = options.index(text)
     timestamp = None if raw.get("timestamp") is None else parse_timestamp(raw["timestamp"], where)

@@ -271,18 +271,23 @@ class PoleAdapters:
         return total
 
     # -- per-pole factors in peft's layout ----------------------------------------
+    @staticmethod
+    def peft_key(layer: str, factor: str) -> str:
+        """The key of a layer's LoRA factor ("A" or "B") in a saved peft adapter."""
+        return f"base_model.model.{layer}.lora_{factor}.weight"
+
     def pole_state_dict(self, pole: str) -> dict[str, torch.Tensor]:
         """One pole's factors with the keys of a saved peft LoRA adapter."""
         p = self.pole_slugs.index(pole)
         out = {}
         for name, layer in self.layers.items():
-            out[f"base_model.model.{name}.lora_A.weight"] = layer.lora_A[p].detach().contiguous().cpu()
-            out[f"base_model.model.{name}.lora_B.weight"] = layer.lora_B[:, p].detach().contiguous().cpu()
+            out[self.peft_key(name, "A")] = layer.lora_A[p].detach().contiguous().cpu()
+            out[self.peft_key(name, "B")] = layer.lora_B[:, p].detach().contiguous().cpu()
         return out
 
     def load_pole_state_dict(self, pole: str, tensors: dict[str, torch.Tensor]) -> None:
         p = self.pole_slugs.index(pole)
-        expected = {f"base_model.model.{n}.lora_{x}.weight" for n in self.layers for x in "AB"}
+        expected = {self.peft_key(n, x) for n in self.layers for x in "AB"}
         missing, extra = expected - set(tensors), set(tensors) - expected
         if missing or extra:
             some = sorted(missing or extra)[0]
@@ -292,7 +297,7 @@ class PoleAdapters:
             )
         with torch.no_grad():
             for name, layer in self.layers.items():
-                a, b = tensors[f"base_model.model.{name}.lora_A.weight"], tensors[f"base_model.model.{name}.lora_B.weight"]
+                a, b = tensors[self.peft_key(name, "A")], tensors[self.peft_key(name, "B")]
                 if a.shape != layer.lora_A[p].shape or b.shape != layer.lora_B[:, p].shape:
                     raise PFTError(f"adapter for pole '{pole}' has shape {tuple(a.shape)} at {name}, expected {tuple(layer.lora_A[p].shape)}: it was trained for another base model")
                 layer.lora_A[p].copy_(a)

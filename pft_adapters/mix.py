@@ -229,8 +229,8 @@ class MixedModel(Mixer):
         for name, layer in self.adapters.layers.items():
             a = torch.cat([layer.lora_A[i] for i in active], 0)
             b = torch.cat([layer.lora_B[:, i] * weights[i] for i in active], 1)
-            tensors[f"base_model.model.{name}.lora_A.weight"] = a.detach().contiguous().cpu()
-            tensors[f"base_model.model.{name}.lora_B.weight"] = b.detach().contiguous().cpu()
+            tensors[PoleAdapters.peft_key(name, "A")] = a.detach().contiguous().cpu()
+            tensors[PoleAdapters.peft_key(name, "B")] = b.detach().contiguous().cpu()
         config = self.zoo.peft_config()
         config.r, config.lora_alpha = rank, spec_.scaling * rank
         with atomic_folder(out, overwrite) as tmp:

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from pft_adapters.atomic import check_target
-from pft_adapters.errors import PFTError
+from pft_adapters.errors import PFTError, shorten
 
 from .common import JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, default_pair, echo_json, value_space
 from .infer import HALF_LIFE_HELP, HISTORY_HELP, METHOD_HELP, check_inference_options, infer_from_history
@@ -104,7 +104,7 @@ def mix(
             echo_json({"vector": dict(vec), "calibrated": calibrate, "choices": rows} | _inferred(inferred))
             return
         for i, row in enumerate(rows, 1):
-            typer.echo(f"{i}. {_short(row['scenario'], 90)}\n   -> {chr(65 + row['chosen'])}. {_short(row['text'], 110)} [{row['pole']}]")
+            typer.echo(f"{i}. {shorten(row['scenario'], 90)}\n   -> {chr(65 + row['chosen'])}. {shorten(row['text'], 110)} [{row['pole']}]")
         return
     streamer = None
     if len(prompt) == 1 and not json_out:
@@ -124,10 +124,6 @@ def mix(
 def _inferred(inference) -> dict:
     """The inference behind the vector (confidence, evidence, method), when it came from --history."""
     return {"inferred": inference.to_json()} if inference is not None else {}
-
-
-def _short(text: str, width: int) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
 
 
 def register(app: typer.Typer) -> None:

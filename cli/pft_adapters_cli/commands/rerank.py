@@ -35,7 +35,7 @@ def rerank_command(
 
       pft-adapters rerank scorer-zoo/ --history alice.jsonl --candidates answers.jsonl --top 1
     """
-    from pft_adapters.errors import PFTError
+    from pft_adapters.errors import PFTError, shorten
     from pft_adapters.mix import load_mixed
     from pft_adapters.rerank import read_candidates, rerank
 
@@ -63,8 +63,7 @@ def rerank_command(
         if r.candidate.group != group and r.candidate.group:
             typer.echo(f"[{r.candidate.group}]")
         group = r.candidate.group
-        text = r.candidate.text if len(r.candidate.text) <= 100 else r.candidate.text[:99] + "…"
-        typer.echo(f"{r.rank:3d}. {r.score:+.3f}  {text}")
+        typer.echo(f"{r.rank:3d}. {r.score:+.3f}  {shorten(r.candidate.text, 100)}")
 
 
 def register(app: typer.Typer) -> None:
