@@ -99,15 +99,20 @@ def text_field(value: object, where: str, field: str) -> str:
     return value.strip()
 
 
+def option_list(value: object, where: str) -> list:
+    """A record's 'options': a list of 2 to len(LETTERS) items (the prompt letters them A, B, ...)."""
+    if not isinstance(value, list) or not 2 <= len(value) <= len(LETTERS):
+        raise PFTError(f"{where}: field 'options' must be a list of 2 to {len(LETTERS)} options")
+    return value
+
+
 def _vcd(raw: dict, space: ValueSpace, where: str) -> Scenario:
     text = text_field(raw.get("scenario"), where, "scenario")
     label = text_field(raw.get("preference domain"), where, "preference domain")
     if not space.has_dimension(label):
         raise PFTError(f"{where}: field 'preference domain' is '{label}', not a known dimension{space.suggest(label)}")
     dim = space.dimension(label)
-    options = raw.get("options")
-    if not isinstance(options, list) or not 2 <= len(options) <= len(LETTERS):
-        raise PFTError(f"{where}: field 'options' must be a list of 2 to {len(LETTERS)} options")
+    options = option_list(raw.get("options"), where)
     parsed = []
     for j, opt in enumerate(options):  # options[j] counts from 0, as JSON paths and history files do
         if not isinstance(opt, dict):

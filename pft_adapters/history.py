@@ -26,11 +26,9 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from .atomic import atomic_write_text
-from .data import LETTERS, text_field
+from .data import option_list, text_field
 from .errors import PFTError, jsonl_records, read_text, shorten
 from .values import ValueSpace
-
-MAX_OPTIONS = len(LETTERS)
 
 
 @dataclass(frozen=True)
@@ -101,9 +99,7 @@ def parse_decision(raw: object, where: str, space: ValueSpace | None = None, lin
         if key not in raw:
             raise PFTError(f"{where}: missing field '{key}'")
     scenario = text_field(raw["scenario"], where, "scenario")
-    items = raw["options"]
-    if not isinstance(items, list) or not 2 <= len(items) <= MAX_OPTIONS:
-        raise PFTError(f"{where}: field 'options' must be a list of 2 to {MAX_OPTIONS} options")
+    items = option_list(raw["options"], where)
     options = []
     for j, item in enumerate(items):
         if isinstance(item, dict):

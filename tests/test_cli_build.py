@@ -122,7 +122,8 @@ def test_train_unknown_dimension_suggests(capsys, base_dir, vcd_train, tmp_path)
 
 @pytest.mark.parametrize("weight, words", [("risk-averse", ["POLE=NUMBER"]), ("risk-averse=lots", ["POLE=NUMBER"]),
                                             ("risk-avers=2", ["unknown pole", "did you mean 'risk-averse'"]),
-                                            ("risk-averse=nan", ["finite number >= 0"]), ("risk-averse=-1", [">= 0"])])
+                                            ("risk-averse=nan", ["finite numbers >= 0, got risk-averse=nan"]),
+                                            ("risk-averse=-1", [">= 0, got risk-averse=-1"])])
 def test_train_bad_pole_weight(capsys, base_dir, vcd_train, tmp_path, weight, words):
     line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "z", "--dims", "risk", "--pole-weight", weight))
     for word in words:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 import typer
@@ -153,8 +152,6 @@ def _pole_weights(items: list[str], space) -> dict[str, float]:
             weight = float(value)
         except ValueError:
             raise PFTError(f"--pole-weight '{item}' is not POLE=NUMBER, e.g. risk-averse=2") from None
-        if not (math.isfinite(weight) and weight >= 0):
-            raise PFTError(f"--pole-weight '{item}': a loss weight is a finite number >= 0, e.g. risk-averse=2")
         weights[space.pole(name.strip()).slug] = weight
     return weights
 
