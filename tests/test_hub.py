@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -125,7 +126,7 @@ def test_push_to_a_branch_and_private(hub: HubServer, local_zoo: Path) -> None:
     push(local_zoo, f"{USER}/values-zoo", private=True, revision="exp-margin")
     assert HfApi().model_info(f"{USER}/values-zoo").private is True
     assert {b.name for b in HfApi().list_repo_refs(f"{USER}/values-zoo").branches} == {"main", "exp-margin"}
-    with pytest.raises(PFTError, match=MANIFEST):  # main holds only .gitattributes: not a zoo
+    with pytest.raises(PFTError, match=f"has no {MANIFEST}: it is not a pft-adapters zoo"):  # main holds only .gitattributes
         pull(f"{USER}/values-zoo")
     assert Zoo.from_pretrained(f"{USER}/values-zoo@exp-margin").pole_slugs
 
@@ -285,6 +286,9 @@ def test_assemble_refuses_different_bases(tmp_path: Path) -> None:
     b = make_zoo(["time"], base_seed=1, base_id="test/other-llama").save_pretrained(tmp_path / "b")
     with pytest.raises(PFTError, match="'test/tiny-llama'.*'test/other-llama'"):
         assemble([a, b])
+    c = dataclasses.replace(make_zoo(["time"]), spec=dataclasses.replace(SPEC, alpha=8.0)).save_pretrained(tmp_path / "c")
+    with pytest.raises(PFTError, match="every pole of a zoo needs the same rank, alpha and target modules"):
+        assemble([a, c])
 
 
 # ------------------------------------------------------------------------------------------------ CLI

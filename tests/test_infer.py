@@ -335,6 +335,20 @@ def test_cli_mix_history(zoo_dir, history_file, capsys):
         assert code == 1 and f"already exists and is not empty: choose another {option}" in err
 
 
+def test_cli_mix_exports_a_peft_adapter_and_refuses_what_cannot_be_done(zoo_dir, tmp_path, capsys):
+    out = tmp_path / "mix"
+    code, stdout, err = run_cli(["mix", str(zoo_dir), "--vector", "risk=1,time=-0.5", "--export", str(out), "--json"], capsys)
+    assert code == 0, err
+    assert json.loads(stdout) == {"vector": {"risk": 1.0, "time": -0.5}, "written": str(out), "kind": "peft-lora"}
+    assert {p.name for p in out.iterdir()} == {"adapter_config.json", "adapter_model.safetensors", "pft_mix.json"}
+    for args, message in ((["--vector", "risk=1", "--prompt", "x", "--scenarios", str(out)], "exactly one of --prompt, --scenarios"),
+                          (["--vector", "risk=0", "--export", str(tmp_path / "none")], "nothing to export"),
+                          (["--vector", "risk=1", "--prompt", "x", "--top-p", "0"], "--top-p in (0, 1]")):
+        code, _, err = run_cli(["mix", str(zoo_dir), *args], capsys)
+        assert code == 1 and message in err and err.count("\n") == 1, err
+    assert not (tmp_path / "none").exists()
+
+
 def test_help_states_the_default_half_life():
     from pft_adapters_cli.commands.infer import HALF_LIFE_HELP
 

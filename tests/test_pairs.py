@@ -217,19 +217,21 @@ def grown(zoo_dir, items, example_space, vcd_dev, tmp_path_factory):
     return result, path
 
 
-def test_extend_trains_new_poles_with_the_zoos_adapter_dropout(zoo_dir, items, example_space):
+def test_extend_trains_new_poles_with_the_zoos_adapter_dropout(zoo_dir, items, example_space, tmp_path):
     """The new poles train under the zoo's lora_dropout (what every pole's adapter_config.json states)."""
     zoo = Zoo.from_pretrained(zoo_dir)
     new = example_space.select(["patience"])
 
-    def grown_poles(rate: float) -> dict:
+    def grown(rate: float) -> Zoo:
         zoo.training["lora_dropout"] = rate
         model, tokenizer = zoo.load_base()
-        return extend_zoo(zoo, model, tokenizer, items[:8], new, quick_config(epochs=1, head_steps=5), progress=False).zoo.poles
+        return extend_zoo(zoo, model, tokenizer, items[:8], new, quick_config(epochs=1, head_steps=5), progress=False).zoo
 
-    plain, dropped = grown_poles(0.0), grown_poles(0.5)
-    assert not all(torch.equal(dropped["patient"][k], v) for k, v in plain["patient"].items())
-    assert zoo.peft_config().lora_dropout == 0.5
+    plain, dropped = grown(0.0), grown(0.5)
+    assert not all(torch.equal(dropped.poles["patient"][k], v) for k, v in plain.poles["patient"].items())
+    saved = dropped.save_pretrained(tmp_path / "grown")
+    for pole in ("risk-averse", "patient"):  # old and new poles alike
+        assert json.loads((saved / "poles" / pole / "adapter_config.json").read_text())["lora_dropout"] == 0.5
 
 
 def test_extend_keeps_old_pole_files_byte_identical(zoo_dir, grown):

@@ -86,7 +86,7 @@ def test_scorer_training_is_deterministic_and_resumes_after_interrupt(encoder_di
 
     full = run()
     same_zoo(full, run())
-    with pytest.raises(PFTError, match="--resume"):
+    with pytest.raises(PFTError, match="stopped at step 3/.*rerun with --resume"):
         run(checkpoint_dir=tmp_path / "ckpt", stop_after=3)
     same_zoo(full, run(checkpoint_dir=tmp_path / "ckpt", resume=True), atol=1e-6, rtol=0.0)
 

@@ -30,7 +30,7 @@ ADAM_TOL = 2e-4
 
 def _train(base_dir, data, **kw):
     model, tokenizer = load_base(base_dir)
-    options = {k: kw.pop(k) for k in list(kw) if k in ("checkpoint_dir", "resume", "stop_after", "checkpoint_every")}
+    options = {k: kw.pop(k) for k in list(kw) if k in ("checkpoint_dir", "resume", "stop_after", "checkpoint_every", "on_step")}
     return train_zoo(model, tokenizer, data, SPACE, quick_config(**kw), base_id="tiny", progress=False, **options)
 
 
@@ -86,10 +86,18 @@ def test_seed_determinism_and_resume_after_interrupt(base_dir, train_slice, tmp_
     again = _train(base_dir, data, epochs=2)
     same_zoo(full.zoo, again.zoo)
     ckpt = tmp_path / "ckpt"
-    with pytest.raises(PFTError, match="--resume"):
+    with pytest.raises(PFTError, match="stopped at step 4/.*rerun with --resume"):
         _train(base_dir, data, epochs=2, checkpoint_dir=ckpt, stop_after=4)
+    assert (ckpt / "progress.json").exists()
     resumed = _train(base_dir, data, epochs=2, checkpoint_dir=ckpt, resume=True)
     same_zoo(full.zoo, resumed.zoo, atol=1e-6)
+
+    def ctrl_c(step: int, loss: float) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+    with pytest.raises(PFTError, match="interrupted at step 3/.*rerun the same command with --resume"):
+        _train(base_dir, data, epochs=2, checkpoint_dir=tmp_path / "c2", on_step=ctrl_c)
+    same_zoo(full.zoo, _train(base_dir, data, epochs=2, checkpoint_dir=tmp_path / "c2", resume=True).zoo, atol=1e-6)
 
 
 def test_resume_refuses_a_checkpoint_of_other_settings(base_dir, train_slice, tmp_path):
@@ -156,6 +164,10 @@ def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
     ({"precision": "fp16"}, "unknown --precision 'fp16': choose one of auto, fp32, bf16"),
     ({"lora_dropout": 1.0}, "--lora-dropout must be a probability in \\[0, 1\\)"),
     ({"lora_dropout": float("nan")}, "--lora-dropout must be a probability"),
+    ({"method": "dpo"}, "unknown training method 'dpo'"),
+    ({"method": "single"}, "method 'single' needs the pole to train"),
+    ({"pole": "risk-averse"}, "--pole goes with --method single"),
+    ({"kind": "scorer", "method": "conditioned"}, "scorer zoos train by the paired method only"),
 ])
 def test_settings_out_of_range_are_refused_before_any_work(settings, message):
     with pytest.raises(PFTError, match=message):
@@ -172,6 +184,8 @@ def test_settings_changed_after_building_and_bad_devices_are_refused_by_train_zo
         train_zoo(model, tokenizer, train_slice, SPACE, quick_config(), base_id="tiny", checkpoint_every=0, progress=False)
     with pytest.raises(PFTError, match="--device 'gpu0' is not a device"):
         train_zoo(model, tokenizer, train_slice, SPACE, quick_config(), base_id="tiny", device="gpu0", progress=False)
+    with pytest.raises(PFTError, match="--batch-size 8 must be divisible by processes x --grad-accum \\(3\\)"):
+        train_zoo(model, tokenizer, train_slice, SPACE, quick_config(batch_size=8, grad_accum=3), base_id="tiny", progress=False)
 
 
 def test_kind_defaults_fill_in_when_resolved_and_explicit_values_win():
