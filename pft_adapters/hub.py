@@ -232,7 +232,7 @@ def fetch(name: str | Path, poles: Sequence[str] | None = None, revision: str | 
 
     manifest_path = src.manifest()
     manifest = read_manifest(manifest_path.parent)
-    files = {PurePosixPath(rel).as_posix(): digest for rel, digest in manifest["files"].items()}  # checked inside the zoo
+    files = manifest["files"]
     listing = src.listing()
     pickled = [f for f in [*(listing or []), *files] if f.lower().endswith(PICKLE_SUFFIXES)]
     if pickled:

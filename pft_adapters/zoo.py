@@ -251,7 +251,7 @@ class Zoo:
         manifest = read_manifest(path)
         space = ValueSpace.from_json(manifest["dimensions"], source=str(path / MANIFEST))
         wanted = wanted_poles(manifest, poles, str(path))
-        files = {PurePosixPath(k).as_posix(): v for k, v in manifest["files"].items()}  # inside the zoo: `read_manifest`
+        files = manifest["files"]
         tensors = {slug: _load_checked(path, f"poles/{slug}/adapter_model.safetensors", files) for slug in wanted}
         for slug in wanted:
             _verify(path, f"poles/{slug}/adapter_config.json", files)
@@ -324,6 +324,7 @@ def read_manifest(path: Path) -> dict:
     problem = _manifest_problem(manifest)
     if problem:
         raise PFTError(f"{file}: {problem}: the manifest is damaged; re-download or re-train the zoo")
+    manifest["files"] = {PurePosixPath(rel).as_posix(): digest for rel, digest in manifest["files"].items()}  # "./a" is "a"
     return manifest
 
 
