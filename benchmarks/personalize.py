@@ -312,7 +312,7 @@ def score_rows(mixed: MixedModel, requests: Sequence[tuple[Scenario, torch.Tenso
 
     Rows are cut to the zoo's training max_length, as `MixedModel.choose` does, unless given.
     """
-    max_length = max_length or int(mixed.zoo.training.get("max_length", 512))
+    max_length = max_length or mixed.zoo.max_length
     if not requests:
         return []
     out: list[torch.Tensor] = []
@@ -358,7 +358,7 @@ def build_table(mixed: MixedModel | ScorerModel, scenarios: list[Scenario], s: S
 
     space = mixed.zoo.space
     slugs = [d.slug for d in space]
-    max_length = int(mixed.zoo.training.get("max_length", 512))
+    max_length = mixed.zoo.max_length
     store = CACHE / "personalize-scores" / f"{short_hash([(zoo_path / MANIFEST).read_text(), max_length])}.safetensors"
     cached = load_file(store) if store.is_file() else {}
     missing = [sc for sc in scenarios if f"{scenario_key(sc)}.base" not in cached]

@@ -470,7 +470,7 @@ def pole_scores(mixed, scenarios: Sequence[Scenario], poles: Sequence[str] | Non
                 prompts.append(conditioned_prompt(format_prompt(scenario), [space.pole(pole)]))
     scored = option_scores(mixed.adapters, mixed.tokenizer, rows, torch.stack(weights), calibrate=conditioned,
                            batch_size=batch_size, prompts=prompts if conditioned else None,
-                           max_length=int(mixed.zoo.training.get("max_length", 512)))  # as `MixedModel.choose` cuts rows
+                           max_length=mixed.zoo.max_length)  # as `MixedModel.choose` cuts rows
     step = len(wanted) + (0 if conditioned else 1)
     for i, table in enumerate(tables):
         group = scored[i * step : (i + 1) * step]

@@ -179,7 +179,7 @@ class MixedModel(Mixer):
             return []
         weights = torch.stack([self._pole_tensor(v) for v in vectors])
         return choose(self.adapters, self.tokenizer, scenarios, weights, mode != "none", batch_size, prompts,
-                      reference, reference_prompts, max_length=int(self.zoo.training.get("max_length", 512)))
+                      reference, reference_prompts, max_length=self.zoo.max_length)
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], spec: VectorSpec | Sequence[VectorSpec], max_new_tokens: int = 64,

@@ -211,7 +211,7 @@ class ScorerModel(Mixer):
         for slug, tensors in zoo.score_heads.items():
             heads.load_pole_state_dict(zoo.space.pole_index(slug), slug, tensors)
         self.net = ScorerNet(self.adapters, heads).eval()
-        self.max_length = int(zoo.training.get("max_length", DEFAULT_MAX_LENGTH))
+        self.max_length = zoo.max_length
 
     @torch.no_grad()
     def scores(self, candidates: Sequence[str], spec: VectorSpec | Sequence[VectorSpec] | torch.Tensor,

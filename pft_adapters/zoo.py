@@ -164,6 +164,14 @@ class Zoo:
         return self.training.get("method", "paired")
 
     @property
+    def max_length(self) -> int:
+        """Tokens per row the poles trained on, where rows are cut when scored (a zoo that does not record it: 512 for
+        an LLM zoo, the scorer default for a scorer zoo)."""
+        from .scorer import DEFAULT_MAX_LENGTH
+
+        return self.training.get("max_length", DEFAULT_MAX_LENGTH if self.kind == "scorer" else 512)
+
+    @property
     def lora_dropout(self) -> float:
         """The adapter dropout the poles trained with (`train --lora-dropout`); 0 when off."""
         return self.training.get("lora_dropout", 0.0)

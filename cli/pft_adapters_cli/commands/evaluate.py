@@ -65,7 +65,7 @@ def evaluate(
     scorer = make_judge(mixed, judge, judge_model, judge_timeout) if task == "open-ended" else None
     result = run(mixed, scenarios, task, vector=vec, limit=limit, calibrate=calibrate, judge=scorer,
                  max_new_tokens=max_new_tokens)
-    summary = {"zoo": zoo, "data": str(data), "method": mixed.zoo.training.get("method", "paired"),
+    summary = {"zoo": zoo, "data": str(data), "method": mixed.zoo.method,
                "vector": dict(vec) if vec is not None else "all-poles", **result.to_json()}
     if out:
         atomic_write_text(out, json.dumps({**summary, "items": result.items}, indent=2, ensure_ascii=False) + "\n")

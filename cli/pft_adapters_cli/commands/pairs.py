@@ -195,7 +195,7 @@ def extend(
     dev_scenarios = [s for s in load_scenarios(dev, space, pair=pair, matching=matching) if s.dimension in wanted] if dev else None
     old_scenarios = load_scenarios(old_data, space) if old_data else None
     config = TrainConfig(lora=grown_from.spec, kind=grown_from.kind, epochs=epochs, batch_size=batch_size, lr=lr,
-                         max_length=max_length or grown_from.training.get("max_length"), seed=seed)
+                         max_length=max_length or grown_from.max_length, seed=seed)
     pick_device(device)  # before the base loads
     model, tokenizer = grown_from.load_base(base)
     result = extend_zoo(grown_from, model, tokenizer, scenarios, space.select(wanted), config, dev=dev_scenarios,
