@@ -9,8 +9,17 @@ from huggingface_hub import ModelCard, ModelCardData
 _HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
 
 
+def _cell(text: str) -> str:
+    """Text as one markdown table cell: a '|' or a line break would end the cell or the row."""
+    return " ".join(str(text).split()).replace("|", "\\|")
+
+
 def model_card(manifest: dict, repo_id: str | None = None) -> str:
-    """Markdown with YAML front matter that the Hub indexes (library, base model, tags)."""
+    """Markdown with YAML front matter that the Hub indexes (library, base model, tags).
+
+    The manifest's texts go in as they are, never through a template engine: a zoo from the
+    Hub is untrusted, and a description holding `{{ ... }}` must stay text.
+    """
     base_id = manifest["base_model"]["id"]
     training = manifest.get("training") or {}
     data = ModelCardData(
@@ -22,8 +31,8 @@ def model_card(manifest: dict, repo_id: str | None = None) -> str:
     )
     name = repo_id or "this zoo"
     rows = "\n".join(
-        f"| `{d['slug']}` | `{d['first']['slug']}` (+1) | {d['first']['description']} | "
-        f"`{d['second']['slug']}` (-1) | {d['second']['description']} |"
+        f"| `{d['slug']}` | `{d['first']['slug']}` (+1) | {_cell(d['first']['description'])} | "
+        f"`{d['second']['slug']}` (-1) | {_cell(d['second']['description'])} |"
         for d in manifest["dimensions"]
     )
     summary = "\n".join(f"- **{k}**: {v}" for k, v in training.items() if not isinstance(v, (dict, list)))
@@ -72,4 +81,4 @@ Each pole folder is a plain PEFT LoRA adapter:
 
 Files are listed with their sha256 in `pft_zoo.json`; pft-adapters checks them on load.
 """
-    return str(ModelCard.from_template(data, template_str="---\n{{ card_data }}\n---\n" + body))
+    return str(ModelCard(f"---\n{data.to_yaml()}\n---\n{body}"))
