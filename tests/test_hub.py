@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import re
 from pathlib import Path
 
 import huggingface_hub
@@ -12,6 +13,7 @@ import torch
 from huggingface_hub import HfApi
 from transformers import LlamaConfig, LlamaForCausalLM
 
+from cli_runner import run, user_error
 from hub_fixtures import hub  # noqa: F401  (fixture)
 from hub_server import OTHER_TOKEN, READ_TOKEN, HubServer
 from pft_adapters import PFTError, ValueSpace, Zoo
@@ -20,7 +22,6 @@ from pft_adapters.head import MixingHead
 from pft_adapters.hub import assemble, fetch, list_zoos, parse_zoo_name, pull, push
 from pft_adapters.layers import LoraSpec, add_pole_adapters
 from pft_adapters.zoo import MANIFEST, BaseRef, fingerprint, read_manifest
-from pft_adapters_cli.app import main
 
 USER = "pft-tester"
 SPEC = LoraSpec(r=2, alpha=4.0, target_modules=("q_proj", "v_proj"))
@@ -57,13 +58,6 @@ def resolve_paths(server: HubServer, since: int = 0) -> list[str]:
     return [p for m, p in server.requests[since:] if m == "GET" and "/resolve/" in p]
 
 
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    out = capsys.readouterr()
-    return exit_.value.code or 0, out.out, out.err
-
-
 # ------------------------------------------------------------------------------------------------ names
 
 
@@ -80,6 +74,18 @@ def test_parse_zoo_name(tmp_path: Path) -> None:
         with pytest.raises(PFTError, match="org/name"):
             parse_zoo_name(bad)
 
+
+
+def test_card_texts_are_never_run_as_a_template(local_zoo: Path) -> None:
+    """A zoo from the Hub is untrusted: its descriptions stay text, whatever template syntax they hold."""
+    manifest = read_manifest(local_zoo)
+    hostile = "Bold {{ cycler.__init__.__globals__.os.system('exit 3') }} {% if 1 %}x{% endif %} {#1 ranked} a|b\nc"
+    manifest["dimensions"][0]["first"]["description"] = hostile
+    card = huggingface_hub.ModelCard(model_card(manifest, f"{USER}/z"))
+    assert card.data.library_name == "pft-adapters" and card.data.base_model == "test/tiny-llama"
+    row = next(line for line in card.text.splitlines() if line.startswith("| `risk` |"))
+    assert "Bold {{ cycler.__init__.__globals__.os.system('exit 3') }} {% if 1 %}x{% endif %} {#1 ranked} a\\|b c" in row
+    assert len(re.split(r"(?<!\\)\|", row)) == 7  # five cells: the description's '|' is escaped
 
 # ------------------------------------------------------------------------------------------------ push / pull
 
@@ -296,30 +302,28 @@ def test_assemble_refuses_different_bases(tmp_path: Path) -> None:
 
 def test_cli_push_pull_list_assemble(hub: HubServer, local_zoo: Path, tmp_path: Path,
                                      capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
-    code, out, _ = run_cli(["push", str(local_zoo), f"{USER}/cli-zoo", "-m", "from the cli"], capsys)
+    code, out, _ = run(capsys, "push", str(local_zoo), f"{USER}/cli-zoo", "-m", "from the cli")
     assert code == 0 and out.startswith(f"pushed {local_zoo} -> ") and f"{USER}/cli-zoo" in out
     assert HfApi().list_repo_commits(f"{USER}/cli-zoo")[0].title == "from the cli"
 
-    code, out, _ = run_cli(["pull", f"{USER}/cli-zoo:risk-averse,delayed-gratification@main",
-                            "--to", str(tmp_path / "z"), "--json"], capsys)
+    code, out, _ = run(capsys, "pull", f"{USER}/cli-zoo:risk-averse,delayed-gratification@main",
+                       "--to", str(tmp_path / "z"), "--json")
     got = json.loads(out)
     assert code == 0 and got["path"] == str(tmp_path / "z") and got["poles"] == ["risk-averse", "delayed-gratification"]
     assert got["commit"] == HfApi().model_info(f"{USER}/cli-zoo").sha
 
-    code, out, _ = run_cli(["list", "--author", USER, "--json"], capsys)
+    code, out, _ = run(capsys, "list", "--author", USER, "--json")
     assert code == 0 and [z["id"] for z in json.loads(out)] == [f"{USER}/cli-zoo"]
-    code, out, _ = run_cli(["list", "--search", "cli"], capsys)
+    code, out, _ = run(capsys, "list", "--search", "cli")
     assert code == 0 and out.startswith(f"{USER}/cli-zoo  base test/tiny-llama")
 
-    code, out, _ = run_cli(["assemble", f"{USER}/cli-zoo:risk-averse", f"{tmp_path / 'z'}:delayed-gratification",
-                            "--out", str(tmp_path / "both"), "--json"], capsys)
+    code, out, _ = run(capsys, "assemble", f"{USER}/cli-zoo:risk-averse", f"{tmp_path / 'z'}:delayed-gratification",
+                       "--out", str(tmp_path / "both"), "--json")
     assert code == 0 and json.loads(out)["poles"] == ["risk-averse", "delayed-gratification"]
     assert json.loads(out)["head"] is True  # first zoo's head covers risk and time
 
-    code, _, err = run_cli(["pull", f"{USER}/cli-zoo", "--to", str(tmp_path / "z")], capsys)
-    assert code == 1 and "already exists and is not empty" in err
-    code, _, err = run_cli(["assemble", f"{USER}/no-such-zoo", "--out", str(tmp_path / "z")], capsys)
-    assert code == 1 and "already exists and is not empty" in err  # refused before anything is pulled
+    assert "already exists and is not empty" in user_error(capsys, "pull", f"{USER}/cli-zoo", "--to", str(tmp_path / "z"))
+    # refused before anything is pulled
+    assert "already exists and is not empty" in user_error(capsys, "assemble", f"{USER}/no-such-zoo", "--out", str(tmp_path / "z"))
     monkeypatch.setenv("HF_TOKEN", READ_TOKEN)
-    code, _, err = run_cli(["push", str(local_zoo), f"{USER}/cli-zoo"], capsys)
-    assert code == 1 and err.startswith("error: your token cannot write to") and err.count("\n") == 1
+    assert user_error(capsys, "push", str(local_zoo), f"{USER}/cli-zoo").startswith("error: your token cannot write to")
