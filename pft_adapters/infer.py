@@ -505,7 +505,7 @@ def infer(mixed, decisions: Sequence[Decision], method: str = DEFAULT_METHOD,
         readings = read_options(head, option_features(mixed, decisions), [len(d.options) for d in decisions])
     if method == "head":
         if head is None:
-            raise PFTError("this zoo has no mixing head: use --method likelihood, or give every decision a 'dimension'")
+            raise PFTError("this zoo has no mixing head to read the options with: use --method likelihood")
         dims = guess_dimensions(readings, given, head)
         return head_estimate(readings, chosen, dims, weights, space, head.dimension_slugs, contrast)
     scenarios = decision_scenarios(decisions)

@@ -7,26 +7,8 @@ import json
 import pytest
 import torch
 
+from cli_runner import run, user_error
 from pft_adapters_cli.app import main
-
-
-def run(capsys, *args: str) -> tuple[int, str, str]:
-    """Run the console entry point; returns (exit code, stdout, stderr)."""
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    code = exit_info.value.code
-    return (0 if code is None else code), out, err
-
-
-def user_error(capsys, *args: str) -> str:
-    """Run a command that must fail with one `error:` line, exit code 1 and no traceback."""
-    code, _, err = run(capsys, *args)
-    lines = err.strip().splitlines()
-    assert code == 1, err
-    assert len(lines) == 1 and lines[0].startswith("error: "), err
-    assert "Traceback" not in err
-    return lines[0]
 
 
 @pytest.fixture(scope="module")

@@ -11,6 +11,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import torch
 
+from cli_runner import run, user_error
 from conftest import TRAIN_DIMS, quick_config
 from pft_adapters.base import load_base
 from pft_adapters.data import Option, Scenario, load_scenarios
@@ -33,7 +34,6 @@ from pft_adapters.train import train_zoo
 from pft_adapters.values import ValueSpace
 from pft_adapters.vector import PreferenceVector
 from pft_adapters.zoo import Zoo
-from pft_adapters_cli.app import main
 
 SPACE = ValueSpace.builtin().select(TRAIN_DIMS)
 RISK = SPACE.dimension("risk")
@@ -167,11 +167,10 @@ def test_open_ended_with_the_head_judge(mixed, dev):
 
 def test_eval_cli_json_and_out(capsys, zoo_dir, vcd_dev, tmp_path):
     out_file = tmp_path / "res" / "eval.json"
-    with pytest.raises(SystemExit) as exit_info:
-        main(["eval", str(zoo_dir), "--data", str(vcd_dev), "--all-poles", "--task", "select-one", "--limit", "2",
-              "--json", "--out", str(out_file)])
-    assert exit_info.value.code in (0, None)
-    printed = json.loads(capsys.readouterr().out)
+    code, out, _ = run(capsys, "eval", zoo_dir, "--data", vcd_dev, "--all-poles", "--task", "select-one", "--limit", "2",
+                       "--json", "--out", out_file)
+    assert code == 0
+    printed = json.loads(out)
     assert printed["task"] == "select-one" and isinstance(printed["accuracy"], float)
     assert set(printed["per_pole"]) == set(SPACE.pole_slugs) and "per_scene" in printed
     saved = json.loads(out_file.read_text())
@@ -189,10 +188,7 @@ def test_eval_cli_json_and_out(capsys, zoo_dir, vcd_dev, tmp_path):
     (["--vector", "social=1"], "unknown dimension or pole 'social' (known: risk, time,"),
 ])
 def test_eval_cli_user_errors(capsys, zoo_dir, vcd_dev, args, message):
-    with pytest.raises(SystemExit) as exit_info:
-        main(["eval", str(zoo_dir), "--data", str(vcd_dev), *args])
-    err = capsys.readouterr().err.strip().splitlines()
-    assert exit_info.value.code == 1 and len(err) == 1 and err[0].startswith("error: ") and message in err[0], err
+    assert message in user_error(capsys, "eval", zoo_dir, "--data", vcd_dev, *args)
 
 
 # -- the HTTP judge against a local OpenAI-compatible server ----------------------------------------

@@ -15,6 +15,7 @@ import pytest
 import torch
 from huggingface_hub import HfApi
 
+from cli_runner import run, user_error
 from conftest import TRAIN_DIMS, quick_config
 from hub_fixtures import hub  # noqa: F401  (fixture)
 from hub_server import HubServer
@@ -31,7 +32,6 @@ from pft_adapters.mix import MixedModel
 from pft_adapters.train import train_zoo
 from pft_adapters.values import ValueSpace
 from pft_adapters.zoo import MANIFEST, Zoo, fingerprint, read_manifest, sha256_file
-from pft_adapters_cli.app import main
 
 USER = "pft-tester"
 
@@ -79,13 +79,6 @@ def with_encoder(zoo: Zoo, encoder: HeadEncoder) -> Zoo:
     head = zoo.head.select(zoo.space)
     head.encoder = encoder
     return replace(zoo, head=head)
-
-
-def run_cli(argv: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_:
-        main(argv)
-    out = capsys.readouterr()
-    return exit_.value.code or 0, out.out, out.err
 
 
 def test_the_head_records_its_encoder_and_the_zoo_reloads(zoo, encoded_dir, encoder_dir):
@@ -156,12 +149,12 @@ def test_another_encoder_under_the_recorded_name_is_refused(zoo, base_dir, other
 
 def test_cli_train_fails_fast_on_a_bad_encoder_and_info_shows_it(encoded_dir, base_dir, vcd_train, tmp_path, capsys):
     out = tmp_path / "never"
-    code, _, err = run_cli(["train", "--base", str(base_dir), "--data", str(vcd_train), "--out", str(out), "--limit", "4",
-                            "--head-encoder", str(tmp_path / "no-such-encoder")], capsys)
-    assert code == 1 and "cannot load encoder" in err and not out.exists() and not out.with_name("never.checkpoint").exists()
-    code, text, _ = run_cli(["info", str(encoded_dir), "--json"], capsys)
+    err = user_error(capsys, "train", "--base", str(base_dir), "--data", str(vcd_train), "--out", str(out), "--limit", "4",
+                     "--head-encoder", str(tmp_path / "no-such-encoder"))
+    assert "cannot load encoder" in err and not out.exists() and not out.with_name("never.checkpoint").exists()
+    code, text, _ = run(capsys, "info", str(encoded_dir), "--json")
     assert code == 0 and json.loads(text)["head_encoder"] == read_manifest(encoded_dir)["head_encoder"]
-    code, text, _ = run_cli(["info", str(encoded_dir)], capsys)
+    code, text, _ = run(capsys, "info", str(encoded_dir))
     assert code == 0 and f"mixing head reads texts through {read_manifest(encoded_dir)['head_encoder']['id']}" in text
 
 

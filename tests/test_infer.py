@@ -9,17 +9,20 @@ from __future__ import annotations
 
 import json
 import random
+from dataclasses import replace
 
 import pytest
 import torch
 
+from cli_runner import run, user_error
 from pft_adapters.base import load_base
 from pft_adapters.errors import PFTError
 from pft_adapters.history import Decision, load_history, parse_history, write_history
 from pft_adapters.infer import (
-    dimension_probabilities,
     DEFAULT_HALF_LIFE,
     HalfLife,
+    decision_scenarios,
+    dimension_probabilities,
     guess_dimensions,
     head_estimate,
     infer,
@@ -31,6 +34,7 @@ from pft_adapters.infer import (
     pole_scores,
     read_options,
     recency_weights,
+    spread_dimensions,
 )
 from pft_adapters.mix import MixedModel
 from pft_adapters.values import ValueSpace
@@ -273,6 +277,34 @@ def test_unknown_method_and_empty_history(mixed):
         infer(mixed, [], "head")
 
 
+
+def test_a_zoo_without_a_head_infers_by_likelihood(trained, base_dir, mixed, train_slice):
+    """An assembled zoo may have no mixing head: `likelihood` still infers, `head` says what to use instead."""
+    model, tokenizer = load_base(base_dir)
+    headless = MixedModel(replace(trained.zoo, head=None), model, tokenizer)
+    risk = [s for s in train_slice if s.dimension == "risk"][:4]
+    named = [Decision(s.text, tuple(o.text for o in s.options), s.options_of("risk-averse")[0], dimension="risk")
+             for s in risk]
+    with pytest.raises(PFTError, match="no mixing head to read the options with: use --method likelihood"):
+        infer(headless, named, "head")
+    with_head = infer(mixed, named, "likelihood")  # every dimension named: the head is not read
+    without = infer(headless, named, "likelihood")
+    assert without.vector["risk"] < 0 and without.vector["risk"] == pytest.approx(with_head.vector["risk"], abs=1e-5)
+    assert without.evidence == with_head.evidence == {"risk": 4, "time": 0}
+    # unnamed, each decision goes to the dimension whose two poles set its options apart most
+    scores = pole_scores(headless, decision_scenarios(named))
+    spread = spread_dimensions(scores, headless.zoo.space)
+    unnamed = infer(headless, [replace(d, dimension=None) for d in named], "likelihood")
+    assert unnamed.evidence == {dim: spread.count(dim) for dim in ("risk", "time")}
+
+
+def test_spread_places_a_decision_on_the_dimension_that_moves_its_options():
+    space = SPACE.select(["risk", "time"])
+    # columns: risk-taking, risk-averse, immediate, delayed; time's poles pull the options apart, risk's barely
+    scores = torch.tensor([[0.1, 0.0, 2.0, -1.0], [0.0, 0.1, -1.0, 2.0], [0.1, 0.1, 0.0, 0.0]])
+    assert spread_dimensions([scores, scores[:, [2, 3, 0, 1]]], space) == ["time", "risk"]
+    assert spread_dimensions([scores[:1]], space) == ["time"]  # one option: the larger gap
+
 # -- command line ---------------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def history_file(train_slice, tmp_path_factory):
@@ -284,68 +316,56 @@ def history_file(train_slice, tmp_path_factory):
     return write_history(decisions, tmp_path_factory.mktemp("history") / "alice.jsonl")
 
 
-def run_cli(args, capsys):
-    from pft_adapters_cli.app import main
-
-    with pytest.raises(SystemExit) as exit_info:
-        main(args)
-    out = capsys.readouterr()
-    return exit_info.value.code or 0, out.out, out.err
-
-
 def test_cli_infer_json(zoo_dir, history_file, capsys, tmp_path):
-    code, out, _ = run_cli(["infer", str(zoo_dir), "--history", str(history_file), "--json", "--half-life", "1d"], capsys)
+    code, out, _ = run(capsys, "infer", str(zoo_dir), "--history", str(history_file), "--json", "--half-life", "1d")
     assert code == 0
     result = json.loads(out)
     assert list(result) == ["vector", "confidence", "evidence", "method"]
     assert result["vector"]["risk"] < 0 and result["vector"]["time"] < 0
     assert sum(result["evidence"].values()) == 8
     (tmp_path / "alice.json").write_text(out)
-    code, out, _ = run_cli(["mix", str(zoo_dir), "--vector", f"@{tmp_path / 'alice.json'}", "--prompt", "Save or spend?",
-                            "--max-new-tokens", "2", "--json"], capsys)
+    code, out, _ = run(capsys, "mix", str(zoo_dir), "--vector", f"@{tmp_path / 'alice.json'}", "--prompt", "Save or spend?",
+                       "--max-new-tokens", "2", "--json")
     assert code == 0 and json.loads(out)["vector"] == {k: v for k, v in result["vector"].items()}
 
 
 def test_cli_infer_text_and_errors(zoo_dir, history_file, capsys, tmp_path):
-    code, out, _ = run_cli(["infer", str(zoo_dir), "--history", str(history_file)], capsys)
+    code, out, _ = run(capsys, "infer", str(zoo_dir), "--history", str(history_file))
     assert code == 0 and "Risk-averse" in out and "confidence" in out
     bad = tmp_path / "bad.jsonl"
     bad.write_text(history_file.read_text() + '{"scenario": "s", "options": ["a"], "chosen": 0}\n')
-    code, _, err = run_cli(["infer", str(zoo_dir), "--history", str(bad)], capsys)
-    assert code == 1 and "line 9" in err and "'options'" in err and err.count("\n") == 1
-    code, _, err = run_cli(["infer", str(zoo_dir), "--history", str(history_file), "--half-life", "soon"], capsys)
-    assert code == 1 and "half-life" in err
+    err = user_error(capsys, "infer", str(zoo_dir), "--history", str(bad))
+    assert "line 9" in err and "'options'" in err
+    assert "half-life" in user_error(capsys, "infer", str(zoo_dir), "--history", str(history_file), "--half-life", "soon")
 
 
 def test_cli_mix_history(zoo_dir, history_file, capsys):
     args = ["mix", str(zoo_dir), "--history", str(history_file), "--method", "likelihood", "--json"]
-    code, out, _ = run_cli(args + ["--prompt", "Should I invest?", "--max-new-tokens", "2"], capsys)
+    code, out, _ = run(capsys, *args, "--prompt", "Should I invest?", "--max-new-tokens", "2")
     assert code == 0
     result = json.loads(out)
     assert result["inferred"]["method"] == "likelihood" and result["vector"] == result["inferred"]["vector"]
     assert result["vector"]["risk"] < 0
-    code, _, err = run_cli(["mix", str(zoo_dir), "--prompt", "x"], capsys)
-    assert code == 1 and "exactly one of --vector" in err
-    code, _, err = run_cli(["mix", str(zoo_dir), "--vector", "risk=1", "--history", str(history_file), "--prompt", "x"], capsys)
-    assert code == 1 and "exactly one of --vector" in err
-    code, _, err = run_cli(["mix", str(zoo_dir), "--vector", "risk=1", "--half-life", "3", "--prompt", "x"], capsys)
-    assert code == 1 and "go with --history" in err
+    assert "exactly one of --vector" in user_error(capsys, "mix", str(zoo_dir), "--prompt", "x")
+    assert "exactly one of --vector" in user_error(capsys, "mix", str(zoo_dir), "--vector", "risk=1", "--history",
+                                                   str(history_file), "--prompt", "x")
+    assert "go with --history" in user_error(capsys, "mix", str(zoo_dir), "--vector", "risk=1", "--half-life", "3",
+                                             "--prompt", "x")
     for option in ("--export", "--merge-out"):  # a non-empty target is refused before the zoo is even looked for
-        code, _, err = run_cli(["mix", "no-such/zoo", "--vector", "risk=1", option, str(zoo_dir)], capsys)
-        assert code == 1 and f"already exists and is not empty: choose another {option}" in err
+        err = user_error(capsys, "mix", "no-such/zoo", "--vector", "risk=1", option, str(zoo_dir))
+        assert f"already exists and is not empty: choose another {option}" in err
 
 
 def test_cli_mix_exports_a_peft_adapter_and_refuses_what_cannot_be_done(zoo_dir, tmp_path, capsys):
     out = tmp_path / "mix"
-    code, stdout, err = run_cli(["mix", str(zoo_dir), "--vector", "risk=1,time=-0.5", "--export", str(out), "--json"], capsys)
+    code, stdout, err = run(capsys, "mix", str(zoo_dir), "--vector", "risk=1,time=-0.5", "--export", str(out), "--json")
     assert code == 0, err
     assert json.loads(stdout) == {"vector": {"risk": 1.0, "time": -0.5}, "written": str(out), "kind": "peft-lora"}
     assert {p.name for p in out.iterdir()} == {"adapter_config.json", "adapter_model.safetensors", "pft_mix.json"}
     for args, message in ((["--vector", "risk=1", "--prompt", "x", "--scenarios", str(out)], "exactly one of --prompt, --scenarios"),
                           (["--vector", "risk=0", "--export", str(tmp_path / "none")], "nothing to export"),
                           (["--vector", "risk=1", "--prompt", "x", "--top-p", "0"], "--top-p in (0, 1]")):
-        code, _, err = run_cli(["mix", str(zoo_dir), *args], capsys)
-        assert code == 1 and message in err and err.count("\n") == 1, err
+        assert message in user_error(capsys, "mix", str(zoo_dir), *args)
     assert not (tmp_path / "none").exists()
 
 

@@ -141,8 +141,11 @@ def test_generate_is_seeded_and_takes_a_vector_per_row(mixed):
     a = mixed.generate(prompts, ["risk=1", "time=-1"], max_new_tokens=8, temperature=0.8, seed=3)
     b = mixed.generate(prompts, ["risk=1", "time=-1"], max_new_tokens=8, temperature=0.8, seed=3)
     assert a == b and len(a) == 2
-    greedy = mixed.generate(prompts[:1], "risk=1", max_new_tokens=8)
-    assert greedy == mixed.generate(prompts[:1], "risk=1", max_new_tokens=8)
+    # greedy, each row under its own vector: as if each prompt ran alone (one prompt twice, so no padding differs)
+    vectors = ["risk=1", "risk=-1,time=1"]
+    rows = mixed.generate(prompts[:1] * 2, vectors, max_new_tokens=8)
+    alone = [mixed.generate(prompts[:1], v, max_new_tokens=8)[0] for v in vectors]
+    assert rows == alone and alone[0] != alone[1]
     with pytest.raises(PFTError, match="one per prompt"):
         mixed.generate(prompts, ["risk=1"], max_new_tokens=2)
 

@@ -17,8 +17,8 @@ from pft_adapters.errors import PFTError
 from pft_adapters.extend import extend_zoo
 from pft_adapters.values import _DIMENSION_KEYS, _POLE_KEYS, _SLUG, ValueSpace, load_pairs
 from pft_adapters.zoo import Zoo, sha256_file
-from pft_adapters_cli.app import main
 
+from cli_runner import run, user_error
 from conftest import TRAIN_DIMS, quick_config
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -39,13 +39,6 @@ def _write(tmp_path: Path, obj, name: str = "pairs.json") -> Path:
     path = tmp_path / name
     path.write_text(obj if isinstance(obj, str) else json.dumps(obj), encoding="utf-8")
     return path
-
-
-def run(capsys, *args) -> tuple[int, str, str]:
-    with pytest.raises(SystemExit) as exit_info:
-        main([str(a) for a in args])
-    out, err = capsys.readouterr()
-    return (exit_info.value.code or 0), out, err
 
 
 @pytest.fixture(scope="module")
@@ -187,7 +180,7 @@ def test_convert_reports_every_bad_record_and_writes_nothing(tmp_path, capsys, e
     source = _write(tmp_path, [_item(), _item(matching=" (C)"), _item(), {"question": "no choices"}], "ab.json")
     out = tmp_path / "x.jsonl"
     code, _, err = run(capsys, "convert", "ab", source, "--pairs", EXAMPLE / "pairs.json", "--out", out)
-    assert code == 1 and "2 bad record(s)" in err and "record 2" in err and "record 4" in err and not out.exists()
+    assert code == 1 and "2 bad record(s)" in err  # one line per bad record and "record 2" in err and "record 4" in err and not out.exists()
 
 
 def test_convert_vcd_keeps_every_option(tmp_path, vcd_dev):
@@ -306,11 +299,10 @@ def test_extend_cli_and_refusals(tmp_path, capsys, zoo_dir, vcd_dev):
     assert re.fullmatch(r"[0-9a-f]{64}", sha256_file(out / "poles" / "patient" / "adapter_model.safetensors"))
     assert sha256_file(out / "poles" / "risk-averse" / "adapter_model.safetensors") == sha256_file(
         zoo_dir / "poles" / "risk-averse" / "adapter_model.safetensors")
-    code, _, err = run(capsys, "extend", zoo_dir, "--data", old, "--dims", "risk", "--out", tmp_path / "z3")
-    assert code == 1 and "already has 'risk'" in err
+    assert "already has 'risk'" in user_error(capsys, "extend", zoo_dir, "--data", old, "--dims", "risk", "--out", tmp_path / "z3")
     conditioned = shutil.copytree(zoo_dir, tmp_path / "conditioned")  # one shared adapter: new poles would go unused
     manifest = json.loads((conditioned / "pft_zoo.json").read_text())
     manifest["training"]["method"] = "conditioned"
     (conditioned / "pft_zoo.json").write_text(json.dumps(manifest))
-    code, _, err = run(capsys, "extend", conditioned, "--pairs", EXAMPLE / "pairs.json", "--data", small, "--out", tmp_path / "z4")
-    assert code == 1 and "trained with --method conditioned" in err and not (tmp_path / "z4").exists()
+    err = user_error(capsys, "extend", conditioned, "--pairs", EXAMPLE / "pairs.json", "--data", small, "--out", tmp_path / "z4")
+    assert "trained with --method conditioned" in err and not (tmp_path / "z4").exists()

@@ -6,10 +6,10 @@ import json
 
 import pytest
 
+from cli_runner import run, user_error
 from pft_adapters.errors import PFTError
 from pft_adapters.rerank import read_candidates
 from pft_adapters.scorer import DEFAULT_MAX_LENGTH, DEFAULT_TARGETS
-from test_cli_build import run, user_error
 
 ANSWERS = [
     {"text": "Put it all on the new venture; fortune favours the bold.", "group": "q1"},

@@ -212,44 +212,26 @@ def test_record_missing_field(tmp_path, field):
     assert "record 3" in msg and f"field '{field}'" in msg
 
 
-def test_option_missing_text(tmp_path):
-    bad = _record(options=[{"bias": "Risk-taking"}, {"text": "Keep it.", "bias": "Risk-averse"}])
-    msg = _data_error(tmp_path, [bad])
-    assert "record 1" in msg and "options[0]" in msg and "'text'" in msg
+_TWO_RISK_TAKING = [{"text": "Bet it all.", "bias": "Risk-taking"}, {"text": "Bet half.", "bias": "Risk-taking"}]
+_ANOTHER_DIMENSIONS_POLE = [{"text": "Bet it all.", "bias": "Risk-taking"}, {"text": "Work together.", "bias": "Collaborative"},
+                            {"text": "Keep it.", "bias": "Risk-averse"}]
 
 
-def test_unknown_domain(tmp_path):
-    msg = _data_error(tmp_path, [_record(), _record(domain="Humour Style")])
-    assert "record 2" in msg and "'preference domain'" in msg and "Humour Style" in msg
-
-
-def test_unknown_domain_suggests(tmp_path):
-    msg = _data_error(tmp_path, [_record(domain="Risk Orientaton")])
-    assert "did you mean 'risk'" in msg
-
-
-def test_bias_not_a_pole_of_the_domain(tmp_path):
-    options = [{"text": "Bet it all.", "bias": "Risk-taking"}, {"text": "Work together.", "bias": "Collaborative"},
-               {"text": "Keep it.", "bias": "Risk-averse"}]
-    msg = _data_error(tmp_path, [_record(options=options)])
-    assert "record 1" in msg and "options[1]" in msg and "'bias'" in msg and "Collaborative" in msg
-    assert "Risk-taking" in msg and "Risk-averse" in msg
-
-
-def test_domain_missing_one_of_its_poles(tmp_path):
-    options = [{"text": "Bet it all.", "bias": "Risk-taking"}, {"text": "Bet half.", "bias": "Risk-taking"}]
-    msg = _data_error(tmp_path, [_record(), _record(options=options)])
-    assert "record 2" in msg and "'options'" in msg and "Risk-averse" in msg
-
-
-def test_non_object_record(tmp_path):
-    msg = _data_error(tmp_path, [_record(), ["not", "an", "object"]])
-    assert "record 2" in msg and "object" in msg
-
-
-def test_invalid_json_line(tmp_path):
-    msg = _data_error(tmp_path, [_record(), _record(), '{"scenario": "half a record",'], name="data.jsonl")
-    assert "line 3" in msg and "not valid JSON" in msg
+@pytest.mark.parametrize("records, name, fragments", [
+    ([_record(options=[{"bias": "Risk-taking"}, {"text": "Keep it.", "bias": "Risk-averse"}])], "data.json",
+     ["record 1", "options[0]", "'text'"]),
+    ([_record(), _record(domain="Humour Style")], "data.json", ["record 2", "'preference domain'", "Humour Style"]),
+    ([_record(domain="Risk Orientaton")], "data.json", ["did you mean 'risk'"]),
+    ([_record(options=_ANOTHER_DIMENSIONS_POLE)], "data.json",
+     ["record 1", "options[1]", "'bias'", "Collaborative", "Risk-taking", "Risk-averse"]),
+    ([_record(), _record(options=_TWO_RISK_TAKING)], "data.json", ["record 2", "'options'", "Risk-averse"]),
+    ([_record(), ["not", "an", "object"]], "data.json", ["record 2", "object"]),
+    ([_record(), _record(), '{"scenario": "half a record",'], "data.jsonl", ["line 3", "not valid JSON"]),
+], ids=["option-without-text", "unknown-domain", "domain-typo", "pole-of-another-dimension", "one-pole-only",
+        "not-an-object", "invalid-json-line"])
+def test_bad_records_are_named(tmp_path, records, name, fragments):
+    msg = _data_error(tmp_path, records, name)
+    assert all(f in msg for f in fragments), msg
 
 
 def test_invalid_json_list(tmp_path):
