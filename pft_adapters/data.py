@@ -86,7 +86,7 @@ def read_records(path: str | Path, what: str = "data file") -> list[tuple[str, o
         records = [(f"record {n}", item) for n, item in enumerate(items, start=1)]
     else:
         records = [(f"line {number}", raw) for number, _, raw in
-                   jsonl_records(text.splitlines(), str(path), "fix or remove the line")]
+                   jsonl_records(text, str(path), "fix or remove the line")]
     if not records:
         raise PFTError(f"{path} holds no records: expected a JSON list or JSONL with one record per line")
     return records

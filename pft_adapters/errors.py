@@ -60,8 +60,13 @@ def read_json(path, what: str, fix: str) -> object:
         raise PFTError(f"{what} {path} is not valid JSON ({err}): {fix}") from None
 
 
-def jsonl_records(lines, source: str, fix: str):
-    """(line number, "SOURCE, line N", parsed value) for each non-blank JSONL line; bad JSON names its line."""
+def jsonl_records(text, source: str, fix: str):
+    """(line number, "SOURCE, line N", parsed value) for each non-blank JSONL line; bad JSON names its line.
+
+    `text` is the file's text or its lines. Text is split at '\n' only, JSONL's one line break:
+    `str.splitlines` also breaks at U+2028, U+0085 and the like, which JSON strings hold raw.
+    """
+    lines = text.split("\n") if isinstance(text, str) else text
     for number, line in enumerate(lines, start=1):
         if not line.strip():
             continue

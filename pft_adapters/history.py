@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -62,6 +63,10 @@ def _finite_seconds(value: float, raw: object, where: str) -> float:
     return value
 
 
+_BASIC_DATE = re.compile(r"^\d{8}$")  # 20250301: a date, as ISO-8601's basic form (not seconds of 1970)
+_SECONDS = re.compile(r"^(?!\d{8}$)[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # plain digits: float() also takes 1_000
+
+
 def parse_timestamp(raw: object, where: str) -> float:
     """ISO-8601 text or epoch seconds -> epoch seconds (a naive time is read as UTC)."""
     if isinstance(raw, bool):
@@ -72,16 +77,17 @@ def parse_timestamp(raw: object, where: str) -> float:
         except OverflowError:  # an integer too large for a float
             value = math.inf
         return _finite_seconds(value, raw, where)
-    if isinstance(raw, str) and raw.strip():
+    if isinstance(raw, str):
         text = raw.strip()
+        if not text:
+            raise PFTError(f"{where}: field 'timestamp' is empty: give ISO-8601 text or epoch seconds, or leave it out")
+        if _SECONDS.match(text):
+            return _finite_seconds(float(text), text, where)
         try:
-            value = float(text)
-        except ValueError:
-            pass
-        else:
-            return _finite_seconds(value, text, where)
-        try:
-            moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
+            if _BASIC_DATE.match(text):  # Python 3.10's fromisoformat does not read the basic form
+                moment = datetime.strptime(text, "%Y%m%d")
+            else:
+                moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
         except ValueError:
             raise PFTError(f"{where}: field 'timestamp' is '{text}', not ISO-8601 (like 2025-03-01T18:30:00Z) "
                            "or epoch seconds") from None
@@ -135,8 +141,6 @@ def parse_decision(raw: object, where: str, space: ValueSpace | None = None, lin
 
 def parse_history(lines: Sequence[str] | str, space: ValueSpace | None = None, source: str = "history") -> list[Decision]:
     """Decisions from JSONL text (or its lines); blank lines are skipped."""
-    if isinstance(lines, str):
-        lines = lines.splitlines()
     decisions = [parse_decision(raw, where, space, number)
                  for number, where, raw in jsonl_records(lines, source, "write one decision object per line")]
     if not decisions:

@@ -142,10 +142,14 @@ def parse_half_life(spec: str | float | int | HalfLife | None) -> HalfLife | Non
 
 
 def recency_weights(decisions: Sequence[Decision], half_life: HalfLife | None) -> torch.Tensor:
-    """(n,) weights in (0, 1]: the newest decision weighs 1, one half-life older weighs 0.5."""
+    """(n,) weights in [0, 1]: the newest decision weighs 1, one half-life older weighs 0.5.
+
+    In float64: a dimension last seen 150 half-lives ago keeps weights (float32 makes them 0),
+    and the per-dimension means are scale-free, so its old decisions still decide it.
+    """
     n = len(decisions)
     if half_life is None or n == 0:
-        return torch.ones(n)
+        return torch.ones(n, dtype=torch.float64)
     stamps = [d.timestamp for d in decisions]
     if half_life.unit == "seconds":
         missing = next((d for d in decisions if d.timestamp is None), None)
@@ -163,7 +167,7 @@ def recency_weights(decisions: Sequence[Decision], half_life: HalfLife | None) -
         rank = torch.empty(n, dtype=torch.float64)
         rank[torch.tensor(order)] = torch.arange(n, dtype=torch.float64)
         ages = (n - 1) - rank
-    return torch.pow(0.5, ages / half_life.value).float()
+    return torch.pow(0.5, ages / half_life.value)
 
 
 @dataclass
@@ -297,8 +301,11 @@ def _summarise(signals: torch.Tensor, probs: torch.Tensor, weights: torch.Tensor
         if not count:
             vector[dim.slug], conf[dim.slug] = 0.0, 0.0
             continue
-        s, w = signals[rows, d].double(), (weights[rows] * probs[rows, d]).double()
-        value = values[dim.slug] if values is not None else float((w * s).sum() / w.sum())
+        s, w = signals[rows, d].double(), weights[rows].double() * probs[rows, d].double()
+        if values is not None:
+            value = values[dim.slug]
+        else:  # decisions over a thousand half-lives old weigh 0 even in float64: they no longer count
+            value = float((w * s).sum() / w.sum()) if float(w.sum()) > 0 else 0.0
         vector[dim.slug] = round(max(-1.0, min(1.0, value)), 4)  # as `to_json` prints it, so both mix the same
         conf[dim.slug] = confidence(s, w)
     return Inference(vector, conf, evidence, method)

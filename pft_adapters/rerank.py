@@ -35,9 +35,9 @@ class Candidate:
 
 def read_candidates(path: str | Path) -> list[Candidate]:
     """Candidates from a JSONL file, every line checked."""
-    lines = read_text(path, "candidates file").splitlines()
+    text = read_text(path, "candidates file")
     out = [_candidate(raw, where, number)
-           for number, where, raw in jsonl_records(lines, str(path), "write one JSON string or object per line")]
+           for number, where, raw in jsonl_records(text, str(path), "write one JSON string or object per line")]
     if not out:
         raise PFTError(f"{path} holds no candidates: write one JSON string or object per line")
     return out

@@ -182,6 +182,12 @@ class ValueSpace:
         return [d.slug for d in self.dimensions] + self.pole_slugs
 
     def suggest(self, name: str) -> str:
+        """A hint for a name given where it does not fit: a pole for a dimension, the other way round, or a typo."""
+        if self.has_pole(name):
+            return f"; '{name}' is a pole of dimension '{self.dimension_of(name).slug}'"
+        if self.has_dimension(name):
+            dim = self.dimension(name)
+            return f"; '{name}' is a dimension, with poles '{dim.first.slug}' and '{dim.second.slug}'"
         # labels count too (a typo in a VCD "preference domain"), each standing for its dimension's slug
         candidates = {slugify(d.label): d.slug for d in self.dimensions} | {n: n for n in self.names()}
         close = difflib.get_close_matches(slugify(name), list(candidates), n=1, cutoff=0.5)

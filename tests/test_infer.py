@@ -17,7 +17,7 @@ import torch
 from cli_runner import run, user_error
 from pft_adapters.base import load_base
 from pft_adapters.errors import PFTError
-from pft_adapters.history import Decision, load_history, parse_history, write_history
+from pft_adapters.history import Decision, load_history, parse_history, parse_timestamp, write_history
 from pft_adapters.infer import (
     DEFAULT_HALF_LIFE,
     HalfLife,
@@ -61,8 +61,14 @@ def test_history_lines_in_every_accepted_spelling():
     assert decisions[1].timestamp == decisions[2].timestamp == 1740787200.0  # ISO and epoch seconds agree
 
 
+def test_eight_digits_are_a_basic_iso_date_not_seconds_of_1970():
+    assert parse_timestamp("20250301", "x") == parse_timestamp("2025-03-01", "x") == parse_timestamp(" 1740787200 ", "x")
+    assert parse_timestamp("1740787200.5", "x") == 1740787200.5
+
+
 def test_history_file_round_trip(tmp_path):
-    decisions = [Decision("s", ("a", "b"), 1, 10.0, "risk"), Decision("t", ("c", "d", "e"), 2)]
+    # texts pasted from the web may hold U+2028 or U+0085, which JSON keeps raw: not line breaks of the JSONL
+    decisions = [Decision("s\u2028second line", ("a\x85z", "b"), 1, 10.0, "risk"), Decision("t", ("c", "d", "e"), 2)]
     path = write_history(decisions, tmp_path / "alice.jsonl")
     assert [(d.scenario, d.options, d.chosen, d.timestamp, d.dimension) for d in load_history(path, SPACE)] == [
         (d.scenario, d.options, d.chosen, d.timestamp, d.dimension) for d in decisions]
@@ -89,6 +95,8 @@ GOOD = {"scenario": "s", "options": ["a", "b"], "chosen": 0}
     (GOOD | {"timestamp": [1]}, "field 'timestamp'"),
     (GOOD | {"timestamp": "nan"}, "field 'timestamp' is 'nan'"),  # a NaN weight would turn the vector to +1
     (GOOD | {"timestamp": "1e999"}, "field 'timestamp' is '1e999'"),
+    (GOOD | {"timestamp": "1_000"}, "field 'timestamp' is '1_000', not ISO-8601"),
+    (GOOD | {"timestamp": " "}, "field 'timestamp' is empty"),
     (GOOD | {"timestamp": 10**400}, "field 'timestamp' is 1000"),
     (GOOD | {"options": ["a", "a"]}, "options\\[1\\] repeats options\\[0\\]"),
     ('{"scenario": "s", "scenario": "t", "options": ["a", "b"], "chosen": 0}', "key 'scenario' is given twice"),
@@ -134,12 +142,12 @@ def test_bad_half_life(spec):
 
 def test_recency_weights_in_records_and_in_time():
     plain = [Decision("s", ("a", "b"), 0, line=i + 1) for i in range(4)]
-    torch.testing.assert_close(recency_weights(plain, HalfLife(1.0, "records")), torch.tensor([0.125, 0.25, 0.5, 1.0]))
-    assert torch.equal(recency_weights(plain, None), torch.ones(4))
+    torch.testing.assert_close(recency_weights(plain, HalfLife(1.0, "records")), torch.tensor([0.125, 0.25, 0.5, 1.0], dtype=torch.float64))
+    assert torch.equal(recency_weights(plain, None), torch.ones(4, dtype=torch.float64))
     day = 86400.0
     stamped = [Decision("s", ("a", "b"), 0, t * day, line=i + 1) for i, t in enumerate([3, 0, 2, 1])]  # out of file order
-    torch.testing.assert_close(recency_weights(stamped, HalfLife(1.0, "records")), torch.tensor([1.0, 0.125, 0.5, 0.25]))
-    torch.testing.assert_close(recency_weights(stamped, parse_half_life("2d")), torch.tensor([1.0, 2**-1.5, 2**-0.5, 0.5]))
+    torch.testing.assert_close(recency_weights(stamped, HalfLife(1.0, "records")), torch.tensor([1.0, 0.125, 0.5, 0.25], dtype=torch.float64))
+    torch.testing.assert_close(recency_weights(stamped, parse_half_life("2d")), torch.tensor([1.0, 2**-1.5, 2**-0.5, 0.5], dtype=torch.float64))
     with pytest.raises(PFTError, match="line 3 has none"):
         recency_weights(stamped[:2] + plain[2:3], parse_half_life("2d"))
 
@@ -248,6 +256,18 @@ def test_a_half_life_follows_a_user_who_flips(mixed, read, pool, method):
     followed = estimate(mixed, read, history, method, recency_weights(blank, parse_half_life(2)), dims)
     assert still.vector["risk"] > 0 > followed.vector["risk"]
 
+
+
+def test_a_dimension_last_seen_long_ago_is_still_decided_by_its_own_decisions(mixed, read, pool):
+    assert float(recency_weights([Decision("s", ("a", "b"), 0)] * 606, parse_half_life(3))[0]) > 0  # 200 half-lives
+    history = simulate(pool, {"risk": -1}, 6, seed=2, slip=0.0) + simulate(pool, {"time": 1}, 6, seed=2, slip=0.0)
+    dims = ["risk"] * 6 + ["time"] * 6
+    recent = torch.ones(6, dtype=torch.float64)
+    plain = estimate(mixed, read, history, "head", torch.cat([recent, recent]), dims)
+    faded = estimate(mixed, read, history, "head", torch.cat([recent * 0.5**200, recent]), dims)
+    assert faded.vector == plain.vector and faded.confidence == plain.confidence and plain.vector["risk"] != 0
+    gone = estimate(mixed, read, history, "head", torch.cat([recent * 0.0, recent]), dims)  # was NaN, printed +1
+    assert gone.vector["risk"] == 0.0 and gone.confidence["risk"] == 0.0 and gone.vector["time"] == plain.vector["time"]
 
 def test_confidence_grows_with_evidence_and_agreement(mixed, read, pool):
     history = simulate(pool, {"risk": 1}, 12, seed=5, slip=0.0)

@@ -76,6 +76,16 @@ def test_unknown_name_suggests_the_closest(lookup, name, suggestion):
     assert f"did you mean '{suggestion}'" in msg
 
 
+@pytest.mark.parametrize("lookup, name, hint", [
+    ("dimension", "Risk-averse", "'Risk-averse' is a pole of dimension 'risk'"),
+    ("pole", "time", "'time' is a dimension, with poles 'immediate-gratification' and 'delayed-gratification'"),
+])
+def test_a_pole_where_a_dimension_belongs_is_named_as_such(lookup, name, hint):
+    with pytest.raises(PFTError) as err:
+        getattr(ValueSpace.builtin(), lookup)(name)
+    assert hint in str(err.value) and "did you mean" not in str(err.value)
+
+
 # -- pair definition files ----------------------------------------------------------------
 HONESTY = {
     "slug": "honesty",
@@ -189,6 +199,9 @@ def test_vcd_jsonl_matches_json(tmp_path, vcd_train):
     as_list = _write(tmp_path, records, "part.json")
     assert load_scenarios(jsonl) == load_scenarios(as_list)
     assert len(load_scenarios(jsonl)) == 20
+    pasted = _record(scenario="Sam has savings.\u2028And a plan.\u2029Or two.")
+    jsonl.write_text(json.dumps(pasted, ensure_ascii=False) + "\n", encoding="utf-8")
+    assert load_scenarios(jsonl)[0].text == pasted["scenario"]
 
 
 def _data_error(tmp_path, records, name="data.json") -> str:
