@@ -17,17 +17,25 @@ from .errors import PFTError
 
 
 def _check_parents(path: Path, option: str) -> None:
-    """Refuse a target below a file: its folder could never be made (mkdir would fail only after all the work)."""
+    """Refuse a target below a file or in a folder not ours to write: mkdir would fail only after all the work."""
     for parent in Path(path).absolute().parents:
         if parent.exists():
             if not parent.is_dir():
                 raise PFTError(f"{option} {path} cannot be written: {parent} is a file, not a folder")
+            if not os.access(parent, os.W_OK | os.X_OK):
+                raise PFTError(f"{option} {path} cannot be written: you may not write in {parent}")
             return
 
 
 def check_target(path: Path, overwrite: bool, option: str = "--out") -> None:
-    """Refuse, before any work is done, a folder target that is a file or (without `overwrite`) not empty."""
+    """Refuse, before any work is done, a folder target that is a file or (without `overwrite`) not empty.
+
+    The current folder (or one above it) is refused too: it is replaced by a rename at the end,
+    which would leave the shell in a deleted folder.
+    """
     _check_parents(path, option)
+    if Path.cwd().is_relative_to(os.path.abspath(path)):
+        raise PFTError(f"{option} {path} is the current folder or holds it: give a new folder path (like ./zoo)")
     if path.exists() and not path.is_dir():
         raise PFTError(f"{option} {path} is a file: give a folder path")
     if path.exists() and any(path.iterdir()) and not overwrite:
@@ -39,11 +47,18 @@ def atomic_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
     """Yield a temporary folder that becomes `path` when the block ends without error."""
     path = Path(path)
     check_target(path, overwrite)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+    except OSError as err:
+        raise PFTError(f"cannot write {path}: {err.strerror or err} (in {path.parent}): choose another path") from None
     try:
         yield tmp
         replace_folder(tmp, path)
+    except OSError as err:  # a full disk, a quota, a read-only mount: nothing is left half-written
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise PFTError(f"writing {path} failed, nothing was written: {err.strerror or err}"
+                       + (f" ({err.filename})" if err.filename else "")) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
 
@@ -24,7 +25,7 @@ def model_card(manifest: dict, repo_id: str | None = None) -> str:
     training = manifest.get("training") or {}
     data = ModelCardData(
         library_name="pft-adapters",
-        base_model=base_id if _HUB_ID.match(base_id) else None,
+        base_model=base_id if _HUB_ID.match(base_id) and not Path(base_id).exists() else None,  # not a local folder
         tags=["pft-adapters", "peft", "lora", "preference-alignment"],
         datasets=training.get("datasets") or None,
         license=training.get("license", "apache-2.0"),

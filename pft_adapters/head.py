@@ -19,11 +19,12 @@ from functools import lru_cache
 from pathlib import Path
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
 
 from .base import load_encoder, resolve_encoder
-from .errors import JSONError, PFTError, loads
+from .errors import JSONError, PFTError, loads, shorten
 from .values import ValueSpace
 
 
@@ -126,9 +127,13 @@ class MixingHead(nn.Module):
         encoder = config.get("encoder")  # absent in heads written before head encoders existed
         if encoder is not None and not (isinstance(encoder, dict) and {"id", "fingerprint"} <= set(encoder)):
             raise PFTError(f"{folder / 'config.json'}: 'encoder' needs an 'id' and a 'fingerprint': re-download or re-train the zoo")
-        head = cls(config["hidden_size"], config["pole_slugs"], config["dimension_slugs"],
-                   HeadEncoder(str(encoder["id"]), str(encoder["fingerprint"])) if encoder else None)
-        head.load_state_dict(load_file(folder / "model.safetensors"))
+        try:
+            head = cls(config["hidden_size"], config["pole_slugs"], config["dimension_slugs"],
+                       HeadEncoder(str(encoder["id"]), str(encoder["fingerprint"])) if encoder else None)
+            head.load_state_dict(load_file(folder / "model.safetensors"))
+        except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as err:  # missing keys, wrong shapes
+            raise PFTError(f"{folder}: the mixing head cannot be read ({type(err).__name__}: {shorten(str(err), 120)}): "
+                           "re-download or re-train the zoo") from None
         return head.eval()
 
     def select(self, space: ValueSpace) -> MixingHead:

@@ -40,7 +40,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
-from .errors import PFTError
+from .errors import PFTError, shorten
 from .values import ValueSpace
 from .atomic import atomic_folder, check_target
 from .zoo import MANIFEST, read_manifest, sha256_file, wanted_poles
@@ -130,6 +130,9 @@ def _hub_errors(repo_id: str, revision: str | None, retry: str, writing: bool = 
                     f"use a write token ({LOGIN_HINT}) or push under your own namespace"
                 ) from None
             raise PFTError(f"no access to '{repo_id}' (403): {LOGIN_HINT} with a token that may read it") from None
+        if status is not None and 400 <= status < 500 and status != 429:  # retrying the same request cannot help
+            detail = shorten(" ".join(str(getattr(err, "server_message", None) or err).split()), 200)
+            raise PFTError(f"the Hub at {_endpoint()} refused the request for '{repo_id}' ({status}: {detail})") from None
         raise PFTError(f"the Hub at {_endpoint()} answered {status} for '{repo_id}': retry `{retry}` later") from None
     except HTTPError as err:
         raise PFTError(
@@ -150,8 +153,9 @@ class _LocalSource:
     def manifest(self) -> Path:
         return self.root / MANIFEST
 
-    def listing(self) -> list[str]:
-        return [p.relative_to(self.root).as_posix() for p in self.root.rglob("*") if p.is_file()]
+    def listing(self) -> None:
+        """None: a folder is read file by file, as its manifest lists them; stray files in it are not the zoo's."""
+        return None
 
     def get(self, rel: str) -> Path | None:
         path = self.root / rel
@@ -178,7 +182,8 @@ class _HubSource:
         return path
 
     def listing(self) -> list[str] | None:
-        """Every file of the commit; None offline, where the repo was already checked when it was first pulled."""
+        """Every file of the commit (a pickle anywhere in it is refused); None offline, where the repo was
+        already checked when it was first pulled."""
         if is_offline_mode():
             return None
         with _hub_errors(self.repo_id, self.revision, self.retry):
@@ -242,6 +247,8 @@ def fetch(name: str | Path, poles: Sequence[str] | None = None, revision: str | 
         )
     wanted = wanted_poles(manifest, poles, src.label)
     needed = [f for f in files if _belongs(f, wanted)]
+    if manifest.get("head") and not {"head/config.json", "head/model.safetensors"} <= set(files):
+        raise PFTError(f"'{src.label}': the manifest says the zoo has a mixing head but lists no head files: the zoo is incomplete")
     for slug in wanted:
         if f"poles/{slug}/adapter_model.safetensors" not in needed:
             raise PFTError(f"'{src.label}': the manifest lists no adapter file for pole '{slug}': the zoo is incomplete")
@@ -347,6 +354,10 @@ def push(zoo: Zoo | str | Path, repo_id: str, private: bool = False, revision: s
     from .card import model_card
     from .zoo import Zoo
 
+    try:
+        validate_repo_id(repo_id)
+    except HFValidationError:
+        raise PFTError(f"'{repo_id}' is not a Hub repo id: give one like org/name (letters, digits, '-', '_', '.')") from None
     if not (token or get_token()):
         raise PFTError(f"pushing to the Hub needs a token with write access: {LOGIN_HINT}")
     retry = f"pft-adapters push {'<zoo>' if isinstance(zoo, Zoo) else zoo} {repo_id}"

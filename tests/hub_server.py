@@ -225,6 +225,15 @@ class HubServer:
             repo = self.repos.get(repo_id) or self._new_repo(repo_id, private, repo_id.split("/")[0])
             return self._apply_commit(repo, revision, f"Upload {path}", "", {path: data}, set(), "tests")
 
+    def refuse(self, method: str, path_pattern: str, status: int, message: str) -> None:
+        """From now on answer every ``method`` request whose path matches ``path_pattern`` with this error."""
+
+        def refused(**_: Any) -> Response:
+            raise HubError(status, message)
+
+        with self._lock:
+            self._routes.insert(0, (method, re.compile(path_pattern), refused))
+
     def tamper(self, repo_id: str, path: str, new_bytes: bytes, revision: str = "main") -> None:
         """Replace the bytes served for ``path`` at ``revision`` *in place*: the commit sha does not change.
 

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import errno
 import json
 
 import pytest
 import torch
 
 from cli_runner import run, user_error
+from pft_adapters.atomic import atomic_folder
+from pft_adapters.errors import PFTError
 from pft_adapters_cli.app import main
 
 
@@ -128,6 +131,24 @@ def test_train_out_that_is_a_file(capsys, base_dir, vcd_train, tmp_path):
     assert "is a file: give a folder path" in line and out.read_text() == "keep me"
     line = user_error(capsys, *_train_args(base_dir, vcd_train, out / "zoo"))  # below a file: refused before training
     assert f"--out {out / 'zoo'} cannot be written: {out} is a file, not a folder" in line and out.read_text() == "keep me"
+
+
+def test_the_current_folder_is_never_a_target(capsys, base_dir, vcd_train, tmp_path, monkeypatch):
+    """It is replaced by a rename at the end, which would leave the shell in a deleted folder."""
+    (tmp_path / "here").mkdir()
+    monkeypatch.chdir(tmp_path / "here")
+    for out in (".", "..", tmp_path / "here"):
+        line = user_error(capsys, *_train_args(base_dir, vcd_train, out, "--overwrite"))
+        assert f"--out {out} is the current folder or holds it: give a new folder path" in line
+
+
+def test_a_write_that_fails_midway_leaves_nothing_and_says_why(tmp_path):
+    with pytest.raises(PFTError) as err:
+        with atomic_folder(tmp_path / "zoo") as staging:
+            (staging / "poles").mkdir()
+            raise OSError(errno.ENOSPC, "No space left on device", str(staging / "poles" / "a.safetensors"))
+    assert str(err.value).startswith(f"writing {tmp_path / 'zoo'} failed, nothing was written: No space left on device (")
+    assert list(tmp_path.iterdir()) == []
 
 
 @pytest.mark.parametrize("option", ["--limit", "--batch-size", "--grad-accum", "--rank", "--checkpoint-every"])

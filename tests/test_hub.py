@@ -21,7 +21,7 @@ from pft_adapters.card import model_card
 from pft_adapters.head import MixingHead
 from pft_adapters.hub import assemble, fetch, list_zoos, parse_zoo_name, pull, push
 from pft_adapters.layers import LoraSpec, add_pole_adapters
-from pft_adapters.zoo import MANIFEST, BaseRef, fingerprint, read_manifest
+from pft_adapters.zoo import MANIFEST, BaseRef, fingerprint, read_manifest, sha256_file
 
 USER = "pft-tester"
 SPEC = LoraSpec(r=2, alpha=4.0, target_modules=("q_proj", "v_proj"))
@@ -297,6 +297,21 @@ def test_assemble_refuses_different_bases(tmp_path: Path) -> None:
         assemble([a, c])
 
 
+def test_a_damaged_head_or_a_manifest_without_head_files_is_one_line(local_zoo: Path, tmp_path: Path) -> None:
+    manifest = read_manifest(local_zoo)
+    head = local_zoo / "head" / "model.safetensors"
+    head.write_bytes(head.read_bytes()[:40])  # truncated, and the manifest updated to match (a damaged publication)
+    (local_zoo / MANIFEST).write_text(json.dumps(manifest | {"files": manifest["files"] | {
+        "head/model.safetensors": sha256_file(head)}}))
+    with pytest.raises(PFTError, match=r"the mixing head cannot be read \(SafetensorError: .*\): re-download or re-train"):
+        Zoo.from_pretrained(local_zoo)
+    headless = {k: v for k, v in manifest["files"].items() if not k.startswith("head/")}
+    (local_zoo / MANIFEST).write_text(json.dumps(manifest | {"files": headless}))
+    with pytest.raises(PFTError, match="says the zoo has a mixing head but lists no head files"):
+        pull(local_zoo, to=tmp_path / "z")
+    assert not (tmp_path / "z").exists()
+
+
 # ------------------------------------------------------------------------------------------------ CLI
 
 
@@ -327,3 +342,15 @@ def test_cli_push_pull_list_assemble(hub: HubServer, local_zoo: Path, tmp_path: 
     assert "already exists and is not empty" in user_error(capsys, "assemble", f"{USER}/no-such-zoo", "--out", str(tmp_path / "z"))
     monkeypatch.setenv("HF_TOKEN", READ_TOKEN)
     assert user_error(capsys, "push", str(local_zoo), f"{USER}/cli-zoo").startswith("error: your token cannot write to")
+
+
+def test_push_takes_only_the_zoo_and_words_refusals_in_one_line(hub: HubServer, local_zoo: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    (local_zoo / "notes.pt").write_bytes(b"\x80\x04pickle")  # a stray file stays local, and blocks nothing
+    code, _, err = run(capsys, "push", local_zoo, f"{USER}/stray")
+    assert code == 0, err
+    assert "notes.pt" not in {s.rfilename for s in HfApi().model_info(f"{USER}/stray").siblings}
+    assert "'a/b/c' is not a Hub repo id: give one like org/name" in user_error(capsys, "push", local_zoo, "a/b/c")
+    hub.refuse("POST", r"/api/models/.+/commit/.+", 422, "Your storage quota is exceeded")
+    err = user_error(capsys, "push", local_zoo, f"{USER}/full")
+    assert f"refused the request for '{USER}/full' (422: Your storage quota is exceeded" in err and "retry" not in err
