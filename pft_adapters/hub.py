@@ -41,7 +41,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from .errors import PFTError, shorten
-from .values import ValueSpace
+from .values import Dimension, ValueSpace
 from .atomic import atomic_folder, check_target
 from .zoo import MANIFEST, read_manifest, sha256_file, wanted_poles
 
@@ -98,8 +98,13 @@ def _endpoint() -> str:
 
 
 @contextmanager
-def _hub_errors(repo_id: str, revision: str | None, retry: str, writing: bool = False) -> Iterator[None]:
-    """Turn huggingface_hub's exceptions into one-line PFTErrors that name the fix."""
+def _hub_errors(repo_id: str, revision: str | None, retry: str, writing: bool = False,
+                cached: bool = True) -> Iterator[None]:
+    """Turn huggingface_hub's exceptions into one-line PFTErrors that name the fix.
+
+    `cached`: the local cache could serve this offline (not so for a push or a listing).
+    """
+    cached = cached and not writing
     try:
         yield
     except GatedRepoError:
@@ -112,6 +117,8 @@ def _hub_errors(repo_id: str, revision: str | None, retry: str, writing: bool = 
     except RevisionNotFoundError:
         raise PFTError(f"'{repo_id}' has no branch, tag or commit '{revision}': check the revision name") from None
     except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+        if is_offline_mode() and not cached:
+            raise PFTError(f"this needs the Hub, but HF_HUB_OFFLINE=1 forbids reaching it: unset HF_HUB_OFFLINE and retry `{retry}`") from None
         if is_offline_mode():
             raise PFTError(
                 f"'{repo_id}' is not in the local cache and HF_HUB_OFFLINE=1 forbids downloading: "
@@ -135,10 +142,8 @@ def _hub_errors(repo_id: str, revision: str | None, retry: str, writing: bool = 
             raise PFTError(f"the Hub at {_endpoint()} refused the request for '{repo_id}' ({status}: {detail})") from None
         raise PFTError(f"the Hub at {_endpoint()} answered {status} for '{repo_id}': retry `{retry}` later") from None
     except HTTPError as err:
-        raise PFTError(
-            f"cannot reach the Hub at {_endpoint()} ({type(err).__name__}): check the network and retry `{retry}`, "
-            "or set HF_HUB_OFFLINE=1 to use cached zoos"
-        ) from None
+        raise PFTError(f"cannot reach the Hub at {_endpoint()} ({type(err).__name__}): check the network and retry "
+                       f"`{retry}`" + (", or set HF_HUB_OFFLINE=1 to use cached zoos" if cached else "")) from None
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -390,14 +395,14 @@ def list_zoos(author: str | None = None, search: str | None = None) -> list[dict
     """Zoos on the Hub (repos tagged `pft-adapters`), in the order the Hub lists them."""
     if is_offline_mode():
         raise PFTError("listing zoos needs the Hub, but HF_HUB_OFFLINE=1: unset HF_HUB_OFFLINE and retry")
-    with _hub_errors(author or "zoos", None, "pft-adapters list"):
+    with _hub_errors(author or "zoos", None, "pft-adapters list", cached=False):
         models = list(HfApi().list_models(filter=TAG, author=author, search=search, cardData=True))
     return [
         {
             "id": m.id,
             "author": m.author,
             "private": m.private,
-            "base_model": getattr(m.card_data, "base_model", None),
+            "base_model": _one_text(getattr(m.card_data, "base_model", None)),
             "last_modified": m.last_modified.isoformat() if m.last_modified else None,
             "tags": list(m.tags or []),
         }
@@ -422,6 +427,7 @@ def assemble(names: Sequence[str | Path]) -> Zoo:
     parts = [(str(n), Zoo.from_pretrained(n)) for n in names]
     first_name, first = parts[0]
     origin: dict[str, str] = {}
+    defined: dict[str, tuple[str, Dimension]] = {}
     for name, zoo in parts:
         if zoo.base.fingerprint != first.base.fingerprint:
             raise PFTError(
@@ -442,6 +448,11 @@ def assemble(names: Sequence[str | Path]) -> Zoo:
                 raise PFTError(f"pole '{slug}' comes from both '{origin[slug]}' and '{name}': take it from one, "
                                f"e.g. '{name.split(':')[0]}:<other poles>'")
             origin[slug] = name
+        for dim in _with_poles(zoo):
+            where, seen = defined.setdefault(dim.slug, (name, dim))
+            if seen != dim:
+                raise PFTError(f"cannot assemble: '{where}' and '{name}' define dimension '{dim.slug}' differently "
+                               "(other poles or descriptions): take its poles from one of them only")
     space = _with_poles(first)
     for _, zoo in parts[1:]:
         space = space.merged(_with_poles(zoo))
@@ -462,6 +473,11 @@ def assemble(names: Sequence[str | Path]) -> Zoo:
     return Zoo(space=space, spec=first.spec, base=first.base, poles=poles,
                head=head.select(space) if covers else None, training=training,
                source=" + ".join(n for n, _ in parts), kind=first.kind, score_heads=score_heads)
+
+
+def _one_text(value: str | list[str] | None) -> str | None:
+    """A card field the Hub may hold as one text or a list of them (base_model of a merge), as one text."""
+    return ", ".join(value) if isinstance(value, list) else value
 
 
 def _with_poles(zoo: Zoo) -> ValueSpace:

@@ -254,6 +254,8 @@ def test_offline_mode_loads_from_the_cache(hub: HubServer, local_zoo: Path, tmp_
     assert len(hub.requests) == seen
     with pytest.raises(PFTError, match="not in the local cache and HF_HUB_OFFLINE=1"):
         pull(f"{USER}/values-zoo:risk-taking")  # never pulled online
+    with pytest.raises(PFTError, match="this needs the Hub, but HF_HUB_OFFLINE=1 forbids reaching it: .*retry `pft-adapters push"):
+        push(local_zoo, f"{USER}/values-zoo")  # the cache cannot stand in for the Hub here
 
 
 # ------------------------------------------------------------------------------------------------ assemble
@@ -295,6 +297,12 @@ def test_assemble_refuses_different_bases(tmp_path: Path) -> None:
     c = dataclasses.replace(make_zoo(["time"]), spec=dataclasses.replace(SPEC, alpha=8.0)).save_pretrained(tmp_path / "c")
     with pytest.raises(PFTError, match="every pole of a zoo needs the same rank, alpha and target modules"):
         assemble([a, c])
+    risk = make_zoo(["risk"])
+    other = risk.space.dimension("risk")
+    other = dataclasses.replace(other, first=dataclasses.replace(other.first, description="Bets on long odds."))
+    d = dataclasses.replace(risk, space=ValueSpace([other])).save_pretrained(tmp_path / "d")
+    with pytest.raises(PFTError, match=f"'{a}:risk-taking' and '{d}:risk-averse' define dimension 'risk' differently"):
+        assemble([f"{a}:risk-taking", f"{d}:risk-averse"])
 
 
 def test_a_damaged_head_or_a_manifest_without_head_files_is_one_line(local_zoo: Path, tmp_path: Path) -> None:
@@ -327,10 +335,15 @@ def test_cli_push_pull_list_assemble(hub: HubServer, local_zoo: Path, tmp_path: 
     assert code == 0 and got["path"] == str(tmp_path / "z") and got["poles"] == ["risk-averse", "delayed-gratification"]
     assert got["commit"] == HfApi().model_info(f"{USER}/cli-zoo").sha
 
+    code, out, err = run(capsys, "pull", f"{USER}/cli-zoo:risk-averse")  # into the cache: the folder lacks the rest
+    assert code == 0 and f"load them by this name ('{USER}/cli-zoo:risk-averse')" in err
     code, out, _ = run(capsys, "list", "--author", USER, "--json")
     assert code == 0 and [z["id"] for z in json.loads(out)] == [f"{USER}/cli-zoo"]
     code, out, _ = run(capsys, "list", "--search", "cli")
     assert code == 0 and out.startswith(f"{USER}/cli-zoo  base test/tiny-llama")
+    hub.put_file(f"{USER}/merged-card", "README.md", b"---\ntags: [pft-adapters]\nbase_model: [a/b, c/d]\n---\n")
+    code, out, _ = run(capsys, "list", "--search", "merged")
+    assert code == 0 and out.startswith(f"{USER}/merged-card  base a/b, c/d")
 
     code, out, _ = run(capsys, "assemble", f"{USER}/cli-zoo:risk-averse", f"{tmp_path / 'z'}:delayed-gratification",
                        "--out", str(tmp_path / "both"), "--json")
