@@ -69,7 +69,7 @@ from dataclasses import dataclass
 import torch
 
 from .data import Option, Scenario
-from .errors import PFTError
+from .errors import PFTError, shorten
 from .head import MixingHead, head_features
 from .history import Decision
 from .values import ValueSpace
@@ -120,7 +120,7 @@ def parse_half_life(spec: str | float | int | HalfLife | None) -> HalfLife | Non
     if isinstance(spec, bool):
         raise PFTError(f"--half-life {spec!r} is not a number of decisions or a duration like 3d")
     if isinstance(spec, (int, float)):
-        value, unit = float(spec), "records"
+        value, unit = (float(spec) if abs(spec) < 1e308 else math.inf), "records"  # float() overflows on 10**400
     else:
         text = spec.strip()
         if text.lower() in _NO_RECENCY:
@@ -137,7 +137,7 @@ def parse_half_life(spec: str | float | int | HalfLife | None) -> HalfLife | Non
                 raise PFTError(f"--half-life '{text}' is not a number of decisions (5) or a duration (3d, 12h, 90m, "
                                "30s, 2w), nor 'none'") from None
     if not math.isfinite(value) or value <= 0:
-        raise PFTError(f"--half-life must be positive (or 'none' for no recency), got {spec}")
+        raise PFTError(f"--half-life must be a positive finite number (or 'none' for no recency), got {shorten(str(spec), 24)}")
     return HalfLife(value, unit)
 
 

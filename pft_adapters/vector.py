@@ -72,8 +72,10 @@ def _read_file(path: Path) -> list[tuple[str, object]]:
 
 
 def _object_items(obj: object, where: str) -> list[tuple[str, object]]:
-    if isinstance(obj, dict) and isinstance(obj.get("vector"), dict):
-        obj = obj["vector"]  # the output of `pft-adapters infer --json`
+    if isinstance(obj, dict) and "vector" in obj:  # the output of `pft-adapters infer --json`
+        obj = obj["vector"]
+        if not isinstance(obj, dict):
+            raise PFTError(f"{where}: field 'vector' must be a JSON object mapping dimensions to numbers, like {{\"risk\": 0.8}}")
     if not isinstance(obj, dict):
         raise PFTError(f"{where}: a vector must be a JSON object mapping dimensions to numbers, like {{\"risk\": 0.8}}")
     return list(obj.items())

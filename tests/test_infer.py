@@ -134,7 +134,7 @@ def test_half_life_spellings(spec, expected):
     assert parse_half_life(spec) == expected
 
 
-@pytest.mark.parametrize("spec", ["0", "-2", "3x", "soon", "d", "1M", "nan"])
+@pytest.mark.parametrize("spec", ["0", "-2", "3x", "soon", "d", "1M", "nan", "1e400", 10**400, float("nan")])
 def test_bad_half_life(spec):
     with pytest.raises(PFTError, match="half-life"):
         parse_half_life(spec)
@@ -371,6 +371,8 @@ def test_cli_mix_history(zoo_dir, history_file, capsys):
                                                    str(history_file), "--prompt", "x")
     assert "go with --history" in user_error(capsys, "mix", str(zoo_dir), "--vector", "risk=1", "--half-life", "3",
                                              "--prompt", "x")
+    err = user_error(capsys, "mix", f"{zoo_dir}:risk-taking,delayed-gratification", "--history", history_file, "--prompt", "x")
+    assert f"the vector inferred from {history_file} is risk=-" in err and "['risk-averse'], which this zoo does not hold" in err
     for option in ("--export", "--merge-out"):  # a non-empty target is refused before the zoo is even looked for
         err = user_error(capsys, "mix", "no-such/zoo", "--vector", "risk=1", option, str(zoo_dir))
         assert f"already exists and is not empty: choose another {option}" in err

@@ -215,6 +215,7 @@ def test_vector_from_file(tmp_path):
     ('{"risk": 1' + "0" * 400 + "}", "not a number"),  # too large for a float
     ('{"risk": 1' + "0" * 5000 + "}", "not valid JSON"),  # too long for Python's int parser
     ('{"risk": ' + "[" * 100_000, "not valid JSON"),  # nested too deep
+    ('{"vector": "risk=0.5", "method": "head"}', "field 'vector' must be a JSON object"),  # infer --json's shape
     ("", "--vector is empty"),
     (" , ", "--vector is empty"),
 ])

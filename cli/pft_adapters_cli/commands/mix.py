@@ -82,7 +82,10 @@ def mix(
     inferred = None
     if history is not None:
         inferred = infer_from_history(mixed, history, method, half_life)
-        vec = mixed.vector(inferred.vector)
+        try:
+            vec = mixed.vector(inferred.vector)
+        except PFTError as err:  # a zoo loaded with some poles only
+            raise PFTError(f"the vector inferred from {history} is {inferred.vector.describe()}, but {err}") from None
         if not json_out:
             typer.echo(f"inferred from {history} ({inferred.method}): {vec.describe()}", err=True)
     else:
