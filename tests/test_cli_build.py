@@ -157,6 +157,17 @@ def test_train_counts_below_one_are_usage_errors(capsys, base_dir, vcd_train, tm
     assert code == 2 and option in err and "Traceback" not in err and not (tmp_path / "z").exists()
 
 
+def test_train_records_the_lora_settings_it_was_given(capsys, base_dir, vcd_train, tmp_path):
+    out = tmp_path / "z"
+    code, _, err = run(capsys, *_train_args(base_dir, vcd_train, out, "--dims", "risk", "--rank", "2", "--alpha", "4",
+                                            "--target-modules", "v_proj,q_proj"))
+    assert code == 0, err
+    code, stdout, _ = run(capsys, "info", out, "--json")
+    assert json.loads(stdout)["lora"] == {"r": 2, "alpha": 4.0, "target_modules": ["v_proj", "q_proj"]}
+    line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "bad", "--target-modules", "qproj"))
+    assert "qproj" in line and not (tmp_path / "bad").exists()
+
+
 @pytest.mark.parametrize("option, key, good, bad, message", [
     ("--orthogonality", "orthogonality", "5", "-1", "--orthogonality must be a finite number >= 0"),
     ("--lora-dropout", "lora_dropout", "0.1", "1", "--lora-dropout must be a probability in [0, 1)"),

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 import socket
 
@@ -17,7 +18,7 @@ from pft_adapters.data import paired_rows
 from pft_adapters.errors import PFTError
 from pft_adapters.layers import LoraSpec
 from pft_adapters.mix import MixedModel
-from pft_adapters.train import TrainConfig, train_zoo
+from pft_adapters.train import TrainConfig, lr_factor, train_zoo
 from pft_adapters.values import ValueSpace
 
 SPACE = ValueSpace.builtin().select(TRAIN_DIMS)
@@ -264,3 +265,11 @@ def test_lora_dropout_acts_in_training_only_and_is_recorded_for_peft(base_dir, t
         torch.testing.assert_close(mixed.model(input_ids=ids).logits, reference(input_ids=ids).logits, atol=1e-5, rtol=1e-5)
         mixed.model.train()
         assert not torch.allclose(mixed.model(input_ids=ids).logits, reference(input_ids=ids).logits, atol=1e-5)
+
+
+def test_the_learning_rate_warms_up_linearly_then_decays_to_a_tenth():
+    factors = [lr_factor(step, 100, warmup=0.1) for step in range(100)]
+    assert factors[:10] == pytest.approx([(s + 1) / 10 for s in range(10)])  # ten warm-up steps
+    assert factors[10] == 1.0 and all(a >= b for a, b in zip(factors[10:], factors[11:]))
+    assert factors[-1] == pytest.approx(0.1 + 0.45 * (1 + math.cos(math.pi * 89 / 90)))
+    assert lr_factor(0, 1, warmup=0.0) == 1.0  # one step: full rate at once
