@@ -54,6 +54,7 @@ from .vector import PreferenceVector
 TASKS = ("select-one", "select-all", "open-ended")
 NO_SCENE = "(no scene)"
 JUDGE_KEY_VARIABLES = ("PFT_JUDGE_API_KEY", "OPENAI_API_KEY")
+MAX_JUDGE_REPLY = 8 * 2**20  # bytes: a chat completion holding a score is a few hundred
 
 
 @dataclass(frozen=True)
@@ -327,17 +328,25 @@ def rubric(pole: Pole, other: Pole) -> str:
     )
 
 
-_NUMBER = re.compile(r"(?<![\d.])(\d+(?:\.\d+)?)")
+_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w.]*\d)")  # not part of 1e3, v2 or 1.2.3
+_SCALE = re.compile(r"\(?\b0\s*(?:-|–|to)\s*10\b\)?|(?:\bout of|/)\s*10\b", re.IGNORECASE)  # "0-10", "out of 10"
+_THINKING = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
 
 
 def parse_score(text: str) -> float:
-    """The first number in a judge's reply, which must lie in [0, 10]."""
-    found = _NUMBER.search(text or "")
+    """The judge's 0-10 score: a number alone on a line if there is one, else the reply's first number.
+
+    Mentions of the scale itself ("0-10", "out of 10") and a reasoning model's <think> block
+    are not scores; a number outside [0, 10] (a negative one too) is refused, not clipped.
+    """
+    reply = _SCALE.sub(" ", _THINKING.sub(" ", text or ""))
+    alone = [line.strip() for line in reply.splitlines() if _NUMBER.fullmatch(line.strip().rstrip("."))]
+    found = alone[-1].rstrip(".") if alone else next((m[0] for m in _NUMBER.finditer(reply)), None)
     if found is None:
         raise PFTError(f"the judge's reply holds no 0-10 score: {_snippet(text)!r}; use a model that follows the rubric")
-    value = float(found[1])
+    value = float(found)
     if not 0.0 <= value <= 10.0:
-        raise PFTError(f"the judge's reply gives {value:g}, outside 0-10: {_snippet(text)!r}")
+        raise PFTError(f"the judge's reply gives {found}, outside 0-10: {_snippet(text)!r}")
     return value
 
 
@@ -360,7 +369,8 @@ class ChatJudge:
 
     Standard library only (urllib). Failures (unreachable, timeout, HTTP error, a reply
     without a 0-10 number) raise one-line `PFTError`s; server errors and timeouts are
-    tried `retries` more times first.
+    tried `retries` more times first. Redirects are not followed (the API key would go
+    along to wherever they point), and the key never appears in a message.
     """
 
     def __init__(self, url: str, model: str, api_key: str | None = None, timeout: float = 60.0, retries: int = 1):
@@ -371,10 +381,16 @@ class ChatJudge:
             raise PFTError(f"--judge-timeout must be a positive number of seconds, got {timeout:g}")
         if not model:
             raise PFTError("--judge URL needs --judge-model NAME: the model the endpoint should run")
-        base = url.rstrip("/")
-        self.endpoint = base if base.endswith("/chat/completions") else base + "/chat/completions"
+        parts = urllib.parse.urlsplit(url)
+        path = parts.path.rstrip("/")
+        path = path if path.endswith("/chat/completions") else path + "/chat/completions"
+        self.endpoint = urllib.parse.urlunsplit(parts._replace(path=path))  # a query string stays after the path
         self.model, self.timeout, self.retries = model, timeout, retries
-        self.api_key = api_key if api_key is not None else judge_api_key()
+        key = (api_key if api_key is not None else judge_api_key() or "").strip()  # a pasted key may end in a newline
+        if any(ord(c) < 32 or ord(c) > 255 for c in key):
+            raise PFTError(f"the judge's API key ({' or '.join(JUDGE_KEY_VARIABLES)}) holds a control or non-Latin-1 "
+                           "character, which no HTTP header carries: set the variable to the key alone")
+        self.api_key = key or None
         self.name = self.endpoint
 
     def request(self, item: Judged) -> dict:
@@ -390,9 +406,12 @@ class ChatJudge:
     def score(self, item: Judged) -> float:
         reply = self._post(self.request(item))
         try:
-            content = reply["choices"][0]["message"]["content"]
+            message = reply["choices"][0]["message"]
+            content = message["content"]
         except (KeyError, IndexError, TypeError):
             raise PFTError(f"judge {self.endpoint} returned no chat completion: {_snippet(json.dumps(reply))!r}") from None
+        if content is None and isinstance(message, dict) and message.get("refusal"):
+            raise PFTError(f"judge {self.endpoint} refused to score: {_snippet(str(message['refusal']))!r}; use another model")
         return parse_score(content if isinstance(content, str) else json.dumps(content))
 
     def __call__(self, items: Sequence[Judged]) -> list[float]:
@@ -403,14 +422,21 @@ class ChatJudge:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         data = json.dumps(payload).encode("utf-8")
+        opener = urllib.request.build_opener(_RefuseRedirects)
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             request = urllib.request.Request(self.endpoint, data=data, headers=headers, method="POST")
             try:
-                with urllib.request.urlopen(request, timeout=self.timeout) as response:
-                    body = response.read()
+                with opener.open(request, timeout=self.timeout) as response:
+                    body = response.read(MAX_JUDGE_REPLY + 1)
+                if len(body) > MAX_JUDGE_REPLY:
+                    raise PFTError(f"judge {self.endpoint} sent a reply over {MAX_JUDGE_REPLY // 2**20} MB: "
+                                   "check that the --judge URL is a chat-completions API")
             except urllib.error.HTTPError as err:
-                detail = _snippet(err.read() or b"")
+                detail = self._redacted(_error_body(err))
+                if 300 <= err.code < 400:
+                    raise PFTError(f"judge {self.endpoint} redirects (HTTP {err.code}) to "
+                                   f"{_snippet(err.headers.get('Location') or '?')}: give that URL as --judge") from None
                 if err.code in (429, 500, 502, 503, 504) and not last:
                     time.sleep(0.5 * (attempt + 1))
                     continue
@@ -430,11 +456,33 @@ class ChatJudge:
                     continue
                 raise PFTError(f"judge {self.endpoint} gave no HTTP reply ({type(err).__name__}: {_snippet(str(err))}): "
                                "check that the --judge URL is an OpenAI-compatible server") from None
+            except (ValueError, UnicodeError) as err:  # a URL urllib cannot send; the message may quote headers
+                raise PFTError(f"cannot send a request to judge {self.endpoint} ({type(err).__name__}): "
+                               "check the --judge URL") from None
             try:
                 return json.loads(body)
             except (ValueError, RecursionError):  # malformed, not UTF-8, an integer of thousands of digits, nesting too deep
                 raise PFTError(f"judge {self.endpoint} did not return JSON: {_snippet(body)!r}") from None
         raise AssertionError("unreachable")
+
+    def _redacted(self, text: str) -> str:
+        """A server's text with the API key blanked out (some error pages echo the request's headers)."""
+        return text.replace(self.api_key, "***") if self.api_key else text
+
+
+class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
+    """Leave a redirect as an HTTP error: following it would send the key to another server, and POST as GET."""
+
+    def redirect_request(self, *args, **kwargs):
+        return None
+
+
+def _error_body(err: urllib.error.HTTPError) -> str:
+    """The start of an HTTP error's body, or '' when the server stalls or closes while sending it."""
+    try:
+        return _snippet(err.read(4096) or b"")
+    except (OSError, http.client.HTTPException):
+        return ""
 
 
 def _is_http_url(url: str) -> bool:
@@ -448,7 +496,7 @@ def _is_http_url(url: str) -> bool:
 
 
 def make_judge(mixed, judge: str = "head", model: str | None = None, timeout: float = 60.0) -> Judge:
-    """`head` (the zoo's mixing head) or the URL of an OpenAI-compatible API."""
+    """`head` (the zoo's mixing head, read from `mixed`) or the URL of an OpenAI-compatible API (`mixed` unused)."""
     if judge == "head":
         if model:
             raise PFTError("--judge-model goes with --judge URL; the head judge needs no model name")

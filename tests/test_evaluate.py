@@ -99,7 +99,11 @@ def test_parse_score():
     assert parse_score("7") == 7.0
     assert parse_score("Score: 8.5/10") == 8.5
     assert parse_score(" 10 ") == 10.0
-    for bad in ("high", "", "42"):
+    # the scale's own mentions and a reasoning block are not scores; a number alone on a line is
+    assert parse_score("Score (0-10): 9") == parse_score("On a scale of 0 to 10, I would rate it 9.") == 9.0
+    assert parse_score("<think>maybe 3</think>\n6") == parse_score("I say 6 out of 10") == 6.0
+    assert parse_score("It shows 2 traits of the value.\n4\n") == 4.0
+    for bad in ("high", "", "42", "-2", "1e3", "10.0000001"):
         with pytest.raises(PFTError):
             parse_score(bad)
 
@@ -191,6 +195,12 @@ def test_eval_cli_user_errors(capsys, zoo_dir, vcd_dev, args, message):
     assert message in user_error(capsys, "eval", zoo_dir, "--data", vcd_dev, *args)
 
 
+
+def test_eval_checks_an_http_judge_before_looking_for_the_zoo(capsys, vcd_dev):
+    err = user_error(capsys, "eval", "no-such/zoo", "--data", vcd_dev, "--all-poles", "--task", "open-ended",
+                     "--judge", "ftp://x", "--judge-model", "m")
+    assert "--judge 'ftp://x' is neither 'head' nor an http(s) URL" in err
+
 # -- the HTTP judge against a local OpenAI-compatible server ----------------------------------------
 class _ChatServer:
     """A tiny chat-completions server on 127.0.0.1: replies are scripted per test."""
@@ -200,6 +210,8 @@ class _ChatServer:
         self.reply = lambda body: {"choices": [{"message": {"role": "assistant", "content": "7"}}]}
         self.status = 200
         self.delay = 0.0
+        self.error_body = b'{"error": "boom"}'
+        self.headers: dict[str, str] = {}
         owner = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -207,11 +219,13 @@ class _ChatServer:
                 body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
                 owner.requests.append({"path": self.path, "auth": self.headers.get("Authorization"), "body": body})
                 time.sleep(owner.delay)
-                reply = owner.reply(body) if owner.status == 200 else b'{"error": "boom"}'
+                reply = owner.reply(body) if owner.status == 200 else owner.error_body
                 payload = reply if isinstance(reply, bytes) else json.dumps(reply).encode()  # bytes: sent as they are
                 try:
                     self.send_response(owner.status)
                     self.send_header("Content-Type", "application/json")
+                    for name, value in owner.headers.items():
+                        self.send_header(name, value)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
                     self.wfile.write(payload)
@@ -267,6 +281,31 @@ def test_chat_judge_key_falls_back_and_may_be_absent(chat_server, monkeypatch):
     ChatJudge(chat_server.url, "m", timeout=5).score(ITEM)
     assert [r["auth"] for r in chat_server.requests] == ["Bearer sk-openai", None]
     assert all(r["path"] == "/v1/chat/completions" for r in chat_server.requests)
+
+
+def test_chat_judge_keeps_its_key_to_itself(chat_server, monkeypatch):
+    monkeypatch.setenv("PFT_JUDGE_API_KEY", "sk-secret\n")  # pasted with its line break: stripped
+    judge = ChatJudge(chat_server.url + "?api-version=1", "m", timeout=5)
+    assert judge.score(ITEM) == 7.0
+    assert chat_server.requests[-1]["path"] == "/v1/chat/completions?api-version=1"
+    assert chat_server.requests[-1]["auth"] == "Bearer sk-secret"
+    chat_server.status, chat_server.headers = 302, {"Location": "http://127.0.0.1:9/elsewhere"}
+    n = len(chat_server.requests)
+    with pytest.raises(PFTError, match="redirects \\(HTTP 302\\) to http://127.0.0.1:9/elsewhere: give that URL"):
+        judge.score(ITEM)  # not followed: the key would go along
+    assert len(chat_server.requests) == n + 1
+    chat_server.status, chat_server.headers, chat_server.error_body = 401, {}, b'{"error": "bad key sk-secret"}'
+    with pytest.raises(PFTError, match="HTTP 401") as err:
+        judge.score(ITEM)
+    assert "sk-secret" not in str(err.value) and "***" in str(err.value)
+    chat_server.status = 200
+    chat_server.reply = lambda body: {"choices": [{"message": {"content": None, "refusal": "I cannot rate this."}}]}
+    with pytest.raises(PFTError, match="refused to score: 'I cannot rate this.'"):
+        judge.score(ITEM)
+    monkeypatch.setenv("PFT_JUDGE_API_KEY", "sk-se\rcret")
+    with pytest.raises(PFTError, match="holds a control or non-Latin-1 character") as err:
+        ChatJudge(chat_server.url, "m")
+    assert "sk-se" not in str(err.value)
 
 
 def test_chat_judge_failures_are_one_line_errors(chat_server):

@@ -59,10 +59,13 @@ def evaluate(
         raise PFTError("--limit must be at least 1")
     if out is not None:
         check_file_target(out)
+    # an HTTP judge is checked (URL, model name, timeout, key) before any model loads; the head judge needs the zoo
+    scorer = make_judge(None, judge, judge_model, judge_timeout) if task == "open-ended" and judge != "head" else None
     mixed = load_mixed(zoo, base=base, device=device)
     scenarios = load_scenarios(data, value_space(pairs).merged(mixed.zoo.space))
     vec = mixed.vector(vector) if vector is not None else None
-    scorer = make_judge(mixed, judge, judge_model, judge_timeout) if task == "open-ended" else None
+    if task == "open-ended" and scorer is None:
+        scorer = make_judge(mixed, judge, judge_model, judge_timeout)
     result = run(mixed, scenarios, task, vector=vec, limit=limit, calibrate=calibrate, judge=scorer,
                  max_new_tokens=max_new_tokens)
     summary = {"zoo": zoo, "data": str(data), "method": mixed.zoo.method,
