@@ -46,7 +46,11 @@ def conditioned_prompt(prompt: str, poles: Sequence[Pole]) -> str:
 class Choice:
     index: int  # chosen option
     pole: str | None  # the chosen option's pole, where the data says
-    scores: list[float]
+    scores: list[float]  # full precision: select-all compares them with their mean
+
+    def rounded(self, digits: int = 4) -> list[float]:
+        """The scores as written out."""
+        return [round(x, digits) for x in self.scores]
 
 
 @dataclass
@@ -126,5 +130,5 @@ def choose(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], wei
     choices = []
     for scenario, s in zip(scenarios, scores):
         best = s.best()
-        choices.append(Choice(best, scenario.options[best].pole, [round(float(x), 4) for x in s.scores()]))
+        choices.append(Choice(best, scenario.options[best].pole, [float(x) for x in s.scores()]))
     return choices

@@ -236,7 +236,7 @@ def choices(mixed, cases: Sequence[Case], calibrate: bool | str = "mirror", chun
 def score_select_one(cases: Sequence[Case], picks: Sequence, space: ValueSpace, extra: dict | None = None) -> EvalResult:
     """Select-one figures from the picks (`Choice`s, one per case): right when the pick carries the target."""
     hits = [float(p.pole == c.target) for p, c in zip(picks, cases)]
-    items = [_item(c) | {"chosen": p.index, "pole": p.pole, "scores": p.scores, "correct": bool(h)}
+    items = [_item(c) | {"chosen": p.index, "pole": p.pole, "scores": p.rounded(), "correct": bool(h)}
              for c, p, h in zip(cases, picks, hits)]
     return summarize("select-one", cases, hits, hits, space, extra, items)
 
@@ -247,7 +247,7 @@ def score_select_all(cases: Sequence[Case], picks: Sequence, space: ValueSpace, 
     gold = [gold_options(c.scenario, c.target) for c in cases]
     scores = [select_all_score(ch, g) for ch, g in zip(chosen, gold)]
     prf = micro_prf(zip(chosen, gold))
-    items = [_item(c) | {"chosen": sorted(ch), "gold": sorted(g), "scores": p.scores, "score": s}
+    items = [_item(c) | {"chosen": sorted(ch), "gold": sorted(g), "scores": p.rounded(), "score": s}
              for c, p, ch, g, s in zip(cases, picks, chosen, gold, scores)]
     figures = {"precision": _r(prf.precision), "recall": _r(prf.recall), "f1": _r(prf.f1),
                "exact": _r(_mean([float(ch == g) for ch, g in zip(chosen, gold)]))}

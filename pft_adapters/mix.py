@@ -129,6 +129,12 @@ class MixedModel(Mixer):
     def conditioned(self) -> bool:
         return self.zoo.method == "conditioned"
 
+    def _refuse_conditioned(self, what: str) -> None:
+        """A conditioned zoo's weights are one adapter for every vector: written out alone, they lose the preference."""
+        if self.conditioned:
+            raise PFTError(f"this zoo was trained with --method conditioned: its preference lives in the prompt, not in "
+                           f"its adapter, so there is no mix to {what}; generate or choose with the zoo itself")
+
     def _pole_tensor(self, vector: PreferenceVector) -> torch.Tensor:
         weights = vector.tensor(self.zoo.space)
         if not self.conditioned:
@@ -168,6 +174,8 @@ class MixedModel(Mixer):
         """
         mode = calibration(calibrate)
         vectors = self.scenario_vectors(scenarios, spec)
+        if not vectors:
+            return []
         plain = [format_prompt(s) for s in scenarios]
         prompts = self._conditioned(plain, vectors) if self.conditioned else None
         reference = reference_prompts = None
@@ -175,8 +183,6 @@ class MixedModel(Mixer):
             mirrors = [mirror(vec, s.dimension) for vec, s in zip(vectors, scenarios)]
             reference = torch.stack([self._pole_tensor(m) for m in mirrors])  # absent poles add nothing
             reference_prompts = self._conditioned(plain, mirrors) if self.conditioned else None
-        if not vectors:
-            return []
         weights = torch.stack([self._pole_tensor(v) for v in vectors])
         return choose(self.adapters, self.tokenizer, scenarios, weights, mode != "none", batch_size, prompts,
                       reference, reference_prompts, max_length=self.zoo.max_length)
@@ -219,6 +225,7 @@ class MixedModel(Mixer):
         A_mix stacks the active poles' A; B_mix stacks c_p * B_p; alpha is set so the
         adapter's scale equals the poles' own, hence B_mix A_mix * s = sum_p c_p s B_p A_p exactly.
         """
+        self._refuse_conditioned("export")
         weights = self.weights(spec)
         active = [i for i, w in enumerate(weights.tolist()) if w > 0]
         if not active:
@@ -241,6 +248,7 @@ class MixedModel(Mixer):
 
     def save_merged(self, spec: VectorSpec, out: str | Path, overwrite: bool = False) -> Path:
         """A full model with the mix folded in, saved in Hugging Face format (safetensors)."""
+        self._refuse_conditioned("merge")
         with self.merged(spec), atomic_folder(out, overwrite) as tmp:
             self.model.save_pretrained(tmp, safe_serialization=True)
             self.tokenizer.save_pretrained(tmp)

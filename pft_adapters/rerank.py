@@ -58,7 +58,8 @@ def _candidate(raw: object, where: str, line: int) -> Candidate:
     vector = raw.get("vector")
     if vector is not None and not isinstance(vector, (str, dict)):
         raise PFTError(f"{where}: field 'vector' must be a string like 'risk=-1' or an object like {{\"risk\": -1}}")
-    return Candidate(text, raw.get("context"), raw.get("group") or "", vector, raw.get("id"), line)
+    context = raw.get("context") or None  # "" is no context: scored alone, as a line without one
+    return Candidate(text, context, raw.get("group") or "", vector, raw.get("id"), line)
 
 
 def _line_vector(scorer, candidate: Candidate):

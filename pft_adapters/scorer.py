@@ -257,18 +257,18 @@ class ScorerModel(Mixer):
         texts = [o.text for s in scenarios for o in s.options]
         contexts = [s.text for s in scenarios for _ in s.options]
 
-        def per_option(vs: Sequence[PreferenceVector]) -> torch.Tensor:
-            return torch.stack([self.weights(v) for v, s in zip(vs, scenarios) for _ in s.options])
+        def per_option(rows: Sequence[torch.Tensor]) -> torch.Tensor:
+            return torch.stack([row for row, s in zip(rows, scenarios) for _ in s.options])
 
-        scores = self.scores(texts, per_option(vectors), contexts, batch_size)
-        if mode == "mirror":
-            mirrored = [mirror(v, s.dimension) for v, s in zip(vectors, scenarios)]
+        scores = self.scores(texts, per_option([self.weights(v) for v in vectors]), contexts, batch_size)
+        if mode == "mirror":  # a pole the zoo was loaded without adds nothing to the mirror, as for an LLM zoo
+            mirrored = [self._pole_tensor(mirror(v, s.dimension)) for v, s in zip(vectors, scenarios)]
             scores = scores - self.scores(texts, per_option(mirrored), contexts, batch_size)
         choices, start = [], 0
         for s in scenarios:
             own = scores[start : start + len(s.options)]
             best = int(torch.argmax(own))
-            choices.append(Choice(best, s.options[best].pole, [round(float(x), 4) for x in own]))
+            choices.append(Choice(best, s.options[best].pole, [float(x) for x in own]))
             start += len(s.options)
         return choices
 

@@ -407,6 +407,11 @@ def test_conditioned_training_makes_a_valid_zoo_that_chooses(base_dir, train_sli
     picks = mixed.choose(dev, ["risk=1", "risk=-1", "risk=-1"])
     assert len(picks) == 3 and all(p.pole in (RISK.first.slug, RISK.second.slug) for p in picks)
     assert evaluate(mixed, dev, "select-one", progress=False).cases == 6
+    assert mixed.choose([], "risk=1") == []
+    for write in (mixed.export, mixed.save_merged):  # one adapter for every vector: written alone it loses the preference
+        with pytest.raises(PFTError, match="trained with --method conditioned: its preference lives in the prompt"):
+            write("risk=1", tmp_path / "mix")
+    assert not (tmp_path / "mix").exists()
 
 
 def test_single_preference_training_holds_one_pole(base_dir, train_slice, tmp_path):

@@ -8,7 +8,8 @@ import pytest
 
 from cli_runner import run, user_error
 from pft_adapters.errors import PFTError
-from pft_adapters.rerank import read_candidates
+from pft_adapters.mix import load_mixed
+from pft_adapters.rerank import read_candidates, rerank
 from pft_adapters.scorer import DEFAULT_MAX_LENGTH, DEFAULT_TARGETS
 
 ANSWERS = [
@@ -60,6 +61,21 @@ def test_rerank_ranks_each_group_and_keeps_per_line_vectors(cli_scorer, answers,
     assert ranking[0]["vector"] in ({"risk": 1.0}, {"risk": -1.0})
 
 
+def test_each_line_scores_as_if_alone_and_text_output_heads_every_group(cli_scorer, tmp_path, capsys):
+    lines = [a | {"vector": v} for a, v in zip(ANSWERS, ["risk=1", "risk=-1", "time=1", "time=-1"])]
+    lines += [{"text": "Keep it simple.", "context": "", "vector": "risk=1"}, {"text": "Keep it simple.", "vector": "risk=1"}]
+    path = tmp_path / "lines.jsonl"
+    path.write_text("\n".join(json.dumps(x) for x in lines))
+    scorer = load_mixed(str(cli_scorer))
+    together = {r.index: r.score for r in rerank(scorer, read_candidates(path))[0]}
+    for i, line in enumerate(lines):
+        path.write_text(json.dumps(line))
+        assert rerank(scorer, read_candidates(path))[0][0].score == pytest.approx(together[i], abs=1e-5), i
+    assert together[4] == pytest.approx(together[5], abs=1e-6)  # an empty context is no context
+    path.write_text("\n".join(json.dumps(x) for x in lines))
+    code, out, _ = run(capsys, "rerank", cli_scorer, "--candidates", path)
+    assert code == 0 and [x for x in out.splitlines() if x.startswith("[")] == ["[q1]", "[q2]", "[(no group)]"]
+
 def test_rerank_user_errors_are_one_line(cli_scorer, zoo_dir, answers, tmp_path, capsys):
     assert "no vector" in user_error(capsys, "rerank", cli_scorer, "--candidates", answers)
     assert "scorer zoo" in user_error(capsys, "rerank", zoo_dir, "--vector", "risk=1", "--candidates", answers)
@@ -93,7 +109,7 @@ def test_mix_scenarios_on_a_scorer_zoo_chooses_by_the_mirror(cli_scorer, vcd_tra
         result = json.loads(out)
         expected = scorer.choose(scenarios, "risk=-1", calibrate=calibrate)
         assert code == 0 and result["calibrated"] == calibrate
-        assert [c["scores"] for c in result["choices"]] == [c.scores for c in expected]
+        assert [c["scores"] for c in result["choices"]] == [c.rounded() for c in expected]
 
 
 def test_candidates_file_is_checked_line_by_line(tmp_path):

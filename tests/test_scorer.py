@@ -173,6 +173,16 @@ def test_each_pole_ranks_its_own_options_higher(scorer_dir, encoder_dir, train_s
         assert hits[first] > 1 - hits[second] + 0.2, hits  # pole A picks A far more often than pole B does
 
 
+def test_a_zoo_loaded_with_one_pole_chooses_with_the_mirror_as_an_llm_zoo_does(scorer_dir, encoder_dir, train_slice):
+    scorer = ScorerModel(Zoo.from_pretrained(scorer_dir), *load_encoder(encoder_dir))
+    one = ScorerModel(Zoo.from_pretrained(scorer_dir, poles=["risk-averse"]), *load_encoder(encoder_dir))
+    risk = [s for s in train_slice if s.dimension == "risk"][:4]
+    # the absent risk-taking pole adds nothing: the mirror is the bare encoder, scoring every text 0
+    for alone, plain in zip(one.choose(risk, "risk=-1"), scorer.choose(risk, "risk=-1", "none")):
+        assert alone.scores == pytest.approx(plain.scores, abs=1e-6)
+    assert one.choose([], "risk=-1") == [] and scorer.choose([], "risk=-1") == []
+
+
 def test_eval_and_infer_accept_scorer_zoos(scorer_dir, encoder_dir, vcd_dev):
     from pft_adapters.data import load_scenarios
 

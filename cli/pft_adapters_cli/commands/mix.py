@@ -101,7 +101,7 @@ def mix(
         space = value_space(pairs)
         data = load_scenarios(scenarios, space.merged(mixed.zoo.space), pair=default_pair(space, pair, pairs), matching=matching)
         picks = mixed.choose(data, vec, calibrate=calibrate)
-        rows = [{"scenario": s.text, "chosen": c.index, "text": s.options[c.index].text, "pole": c.pole, "scores": c.scores}
+        rows = [{"scenario": s.text, "chosen": c.index, "text": s.options[c.index].text, "pole": c.pole, "scores": c.rounded()}
                 for s, c in zip(data, picks)]
         if json_out:
             echo_json({"vector": dict(vec), "calibrated": calibrate, "choices": rows} | _inferred(inferred))

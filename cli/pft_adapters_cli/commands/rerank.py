@@ -58,10 +58,10 @@ def rerank_command(
         return
     if inferred is not None:
         typer.echo(f"inferred from {history} ({inferred.method}): {inferred.vector.describe()}", err=True)
-    group = None
+    group, headed = None, len({r.candidate.group for r in shown}) > 1
     for r in shown:
-        if r.candidate.group != group and r.candidate.group:
-            typer.echo(f"[{r.candidate.group}]")
+        if headed and r.candidate.group != group:  # ungrouped lines rank among themselves, under a header too
+            typer.echo(f"[{r.candidate.group or '(no group)'}]")
         group = r.candidate.group
         typer.echo(f"{r.rank:3d}. {r.score:+.3f}  {shorten(r.candidate.text, 100)}")
 
