@@ -33,7 +33,6 @@ from .head import mean_pool
 from .layers import PoleAdapters
 from .mix import Mixer, VectorSpec, calibration, mirror
 from .values import ValueSpace
-from .vector import PreferenceVector
 from .zoo import Zoo
 
 DEFAULT_TARGETS = ("query", "key", "value", "dense")  # BERT-family attention and MLP projections
