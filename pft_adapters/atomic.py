@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -27,15 +27,20 @@ def _check_parents(path: Path, option: str) -> None:
             return
 
 
-def check_target(path: Path, overwrite: bool, option: str = "--out") -> None:
+def check_target(path: Path, overwrite: bool, option: str = "--out", reads: Iterable[str | Path] = ()) -> None:
     """Refuse, before any work is done, a folder target that is a file or (without `overwrite`) not empty.
 
     The current folder (or one above it) is refused too: it is replaced by a rename at the end,
-    which would leave the shell in a deleted folder.
+    which would leave the shell in a deleted folder. So is a target holding one of the
+    command's inputs (`reads`), which `--overwrite` would delete.
     """
     _check_parents(path, option)
-    if Path.cwd().is_relative_to(os.path.abspath(path)):
+    target = os.path.abspath(path)
+    if Path.cwd().is_relative_to(target):
         raise PFTError(f"{option} {path} is the current folder or holds it: give a new folder path (like ./zoo)")
+    for source in reads:
+        if Path(source).exists() and Path(os.path.abspath(source)).is_relative_to(target):
+            raise PFTError(f"{option} {path} holds {source}, which this command reads: choose another {option}")
     if path.exists() and not path.is_dir():
         raise PFTError(f"{option} {path} is a file: give a folder path")
     if path.exists() and any(path.iterdir()) and not overwrite:

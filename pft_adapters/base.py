@@ -385,6 +385,11 @@ def make_base(
     out_dir = Path(out_dir)
     check_target(out_dir, overwrite)
     shape = base_size(size)
+    for option, budget in (("--minutes", pretrain_minutes), ("--epochs", pretrain_epochs)):
+        if budget is not None and not (math.isfinite(budget) and budget >= 0):  # inf never ends
+            raise PFTError(f"{option} must be a finite number >= 0, got {budget}")
+    if vocab_size is not None and vocab_size < 1:
+        raise PFTError(f"--vocab-size must be at least 1, got {vocab_size}")
     if not texts:
         raise PFTError("corpus has no texts; pass a non-empty corpus file")
     tokenizer = train_tokenizer(texts, vocab_size=vocab_size or shape.vocab_size)

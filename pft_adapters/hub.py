@@ -231,7 +231,7 @@ def fetch(name: str | Path, poles: Sequence[str] | None = None, revision: str | 
     revision = _one_of(revision, named_revision, "revision", text)
     target = Path(to) if to is not None else None
     if target is not None:
-        check_target(target, overwrite, "--to")
+        check_target(target, overwrite, "--to", reads=(source,))
     retry = f"pft-adapters pull {text}" + (f" --to {target}" if target is not None else "")
     if Path(source).is_dir():
         if revision:

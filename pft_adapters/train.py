@@ -141,6 +141,8 @@ class TrainConfig:
             return f"unknown --precision '{self.precision}': choose one of {', '.join(PRECISIONS)}"
         if self.lora is not None and self.lora.r < 1:
             return f"--rank must be at least 1, got {self.lora.r}"
+        if self.lora is not None and not positive(self.lora.alpha):  # 0 never trains, NaN poisons every adapter
+            return f"--alpha must be a positive number, got {self.lora.alpha}"
         return None
 
     def resolved(self) -> TrainConfig:
@@ -308,8 +310,13 @@ def lr_factor(step: int, total: int, warmup: float) -> float:
 
 
 # -- checkpoints ------------------------------------------------------------------------
-def save_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: torch.optim.Optimizer, step: int, meta: dict) -> None:
-    """Trained parameters, optimizer moments and progress, as safetensors + JSON, written atomically."""
+def save_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: torch.optim.Optimizer, step: int, meta: dict,
+                    rng: dict[str, torch.Tensor] | None = None) -> None:
+    """Trained parameters, optimizer moments and progress, as safetensors + JSON, written atomically.
+
+    `rng`: the random generators' states to resume from (default: now), so that a step
+    cut short by Ctrl-C is redrawn the same way when it is run again.
+    """
     tmp = folder.with_name(folder.name + ".partial")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
@@ -320,21 +327,23 @@ def save_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: tor
         for key in ("exp_avg", "exp_avg_sq"):
             if key in st:
                 moments[f"p{i}.{key}"] = st[key].detach().cpu().contiguous()
-    save_file(moments | _rng_states(), tmp / "optimizer.safetensors")
+    save_file(moments | (rng or _rng_states()), tmp / "optimizer.safetensors")
     (tmp / "progress.json").write_text(json.dumps({**meta, "step": step}, indent=2))
     replace_folder(tmp, folder)
 
 
-def load_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: torch.optim.Optimizer, meta: dict) -> int:
+def load_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: torch.optim.Optimizer,
+                    meta: dict) -> tuple[int, list[float]]:
+    """Restore a checkpoint made with the same `meta`; returns its step and the losses of its last steps."""
     try:
         progress = json.loads((folder / "progress.json").read_text())
         tensors = load_file(folder / "adapters.safetensors")
         moments = load_file(folder / "optimizer.safetensors")
     except (OSError, ValueError, SafetensorError) as err:
         raise PFTError(f"checkpoint {folder} is unreadable ({err}): delete it and train without --resume") from None
-    for key in ("config", "data", "base"):
-        if progress.get(key) != meta[key]:
-            raise PFTError(f"checkpoint {folder} was made with a different {key}: train without --resume, or delete the checkpoint")
+    for key, what in (("config", "config"), ("data", "data"), ("base", "base"), ("poles", "list of poles (or --dims order)")):
+        if progress.get(key) != meta[key]:  # tensors are stored by pole position: another order would swap them
+            raise PFTError(f"checkpoint {folder} was made with a different {what}: train without --resume, or delete the checkpoint")
     with torch.no_grad():
         for i, p in enumerate(params):
             p.copy_(tensors[f"p{i}"])
@@ -345,7 +354,7 @@ def load_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: tor
                     "exp_avg_sq": moments[f"p{i}.exp_avg_sq"].to(p.device),
                 }
     _restore_rng(moments)
-    return int(progress["step"])
+    return int(progress["step"]), [float(x) for x in progress.get("recent_losses", [])]
 
 
 def _rng_states() -> dict[str, torch.Tensor]:
@@ -387,6 +396,8 @@ def pick_device(device: str | None) -> torch.device:
         except RuntimeError:
             raise PFTError(f"--device '{device}' is not a device: use auto, cpu, cuda or cuda:N") from None
         found = torch.cuda.device_count() if torch.cuda.is_available() else 0
+        if chosen.type == "cuda" and chosen.index is None and "LOCAL_RANK" in os.environ:  # torchrun: a GPU each
+            chosen = torch.device("cuda", int(os.environ["LOCAL_RANK"]))
         if chosen.type == "cuda" and (chosen.index or 0) >= found:
             fix = f"cuda:0 to cuda:{found - 1}" if found else "auto or cpu"
             raise PFTError(f"--device '{device}': this machine has {found} CUDA GPU(s): use {fix}")
@@ -452,10 +463,11 @@ def train_zoo(
     for p in params:
         p.requires_grad_(True)
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
-    meta = {"config": config.fingerprint(), "data": _data_hash(keys), "base": base.fingerprint, "total_steps": total_steps}
-    step = 0
+    meta = {"config": config.fingerprint(), "data": _data_hash(keys), "base": base.fingerprint, "total_steps": total_steps,
+            "poles": list(adapters.pole_slugs)}
+    step, losses = 0, []
     if resume and checkpoint_dir and (checkpoint_dir / "progress.json").exists():
-        step = load_checkpoint(checkpoint_dir, params, optimizer, meta)
+        step, losses = load_checkpoint(checkpoint_dir, params, optimizer, meta)
     ddp = None
     if world > 1:
         ddp = nn.parallel.DistributedDataParallel(objective.module, device_ids=[dev_device.index] if dev_device.type == "cuda" else None)
@@ -463,14 +475,20 @@ def train_zoo(
     dimension_of = [space.dimension_of(p).slug for p in adapters.pole_slugs] if config.orthogonality else []
     autocast = autocast_bf16(config.precision, dev_device)
     micro = config.batch_size // (world * config.grad_accum)
-    losses: list[float] = []
     tokens, started = 0, time.perf_counter()
+
+    def checkpoint(rng: dict[str, torch.Tensor] | None = None) -> None:
+        if checkpoint_dir and rank == 0:  # the last losses too, so a resumed run reports the same final loss
+            save_checkpoint(checkpoint_dir, params, optimizer, step, meta | {"recent_losses": losses[-10:]}, rng)
+
     bar = tqdm(total=total_steps, initial=step, desc="training poles", disable=not progress or rank != 0, unit="step")
     model.train()
+    step_rng = _rng_states()
     try:
         while step < total_steps:
             if stop_after is not None and step >= stop_after:
                 break
+            step_rng = _rng_states()  # a Ctrl-C within this step resumes by drawing it again from here
             order = epoch_order(rows, config.seed, step // steps_per_epoch)
             start = (step % steps_per_epoch) * config.batch_size
             global_batch = [encoded[i] for i in order[start : start + config.batch_size]]
@@ -495,16 +513,15 @@ def train_zoo(
             optimizer.step()
             optimizer.zero_grad(set_to_none=True)
             step += 1
-            losses.append(_global_mean(step_loss, len(global_batch), world))
+            losses.append(_global_mean(step_loss, len(global_batch), world, dev_device))
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             bar.update(1)
             if on_step:
                 on_step(step, losses[-1])
-            if checkpoint_dir and rank == 0 and (step % checkpoint_every == 0 or step == stop_after):
-                save_checkpoint(checkpoint_dir, params, optimizer, step, meta)
+            if step % checkpoint_every == 0 or step in (stop_after, total_steps):  # the last: the head may yet fail
+                checkpoint()
     except KeyboardInterrupt:
-        if checkpoint_dir and rank == 0:
-            save_checkpoint(checkpoint_dir, params, optimizer, step, meta)
+        checkpoint(step_rng)
         raise PFTError(f"interrupted at step {step}/{total_steps}: rerun the same command with --resume to continue") from None
     finally:
         bar.close()
@@ -515,7 +532,10 @@ def train_zoo(
     adapters.off()
     if stop_after is not None and step < total_steps:
         raise PFTError(f"stopped at step {step}/{total_steps}: rerun with --resume to continue")
-    head, head_report = train_head(model, tokenizer, scenarios, dev, space, config) if with_head else (None, None)
+    try:
+        head, head_report = train_head(model, tokenizer, scenarios, dev, space, config) if with_head else (None, None)
+    except KeyboardInterrupt:  # the adapters are in the last checkpoint: a resume goes straight to the head
+        raise PFTError("interrupted while fitting the mixing head: rerun the same command with --resume to finish") from None
     training = {
         "kind": config.kind,
         "method": config.method,
@@ -544,10 +564,11 @@ def train_zoo(
     return TrainResult(zoo, losses, tokens / max(seconds, 1e-9), seconds)
 
 
-def _global_mean(local_sum: float, global_rows: int, world: int) -> float:
-    """The step's weighted loss over the whole global batch, summed across processes."""
+def _global_mean(local_sum: float, global_rows: int, world: int, device: torch.device) -> float:
+    """The step's weighted loss over the whole global batch, summed across processes (on the
+    process's device: NCCL reduces GPU tensors only)."""
     if world > 1:
-        t = torch.tensor([local_sum])
+        t = torch.tensor([local_sum], device=device)
         dist.all_reduce(t)
         local_sum = float(t)
     return local_sum / global_rows

@@ -11,6 +11,7 @@ import torch
 from cli_runner import run, user_error
 from pft_adapters.atomic import atomic_folder
 from pft_adapters.errors import PFTError
+from pft_adapters.zoo import Zoo
 from pft_adapters_cli.app import main
 
 
@@ -166,6 +167,30 @@ def test_train_records_the_lora_settings_it_was_given(capsys, base_dir, vcd_trai
     assert json.loads(stdout)["lora"] == {"r": 2, "alpha": 4.0, "target_modules": ["v_proj", "q_proj"]}
     line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "bad", "--target-modules", "qproj"))
     assert "qproj" in line and not (tmp_path / "bad").exists()
+    assert "--alpha must be a positive number" in user_error(capsys, *_train_args("no-such-base", vcd_train, tmp_path / "bad",
+                                                                                 "--alpha", "nan"))  # before loading
+
+
+def test_make_base_refuses_budgets_that_never_end(capsys, vcd_train, tmp_path):
+    for option in ("--epochs", "--minutes"):
+        line = user_error(capsys, "make-base", "--size", "tiny", option, "inf", "--corpus", vcd_train, "--out", tmp_path / "b")
+        assert f"{option} must be a finite number >= 0, got inf" in line
+    code, _, err = run(capsys, "make-base", "--seed", str(2**64), "--corpus", vcd_train, "--out", tmp_path / "b")
+    assert code == 2 and "--seed" in err and not (tmp_path / "b").exists()
+
+def test_limit_with_dims_takes_every_dimension_in_turn(capsys, base_dir, vcd_train, tmp_path):
+    """Data files are sorted by dimension: the first 10 alone would leave time's poles untrained."""
+    out = tmp_path / "z"
+    code, stdout, err = run(capsys, *_train_args(base_dir, vcd_train, out, "--dims", "risk,time", "--rank", "2", "--json"))
+    assert code == 0 and json.loads(stdout)["scenarios"] == 10, err
+    zoo = Zoo.from_pretrained(out)
+    for pole in zoo.pole_slugs:
+        assert any(float(t.abs().max()) > 0 for k, t in zoo.poles[pole].items() if "lora_B" in k), pole
+    base = tmp_path / "b"
+    base.mkdir()
+    (base / "keep.txt").write_text("x")
+    line = user_error(capsys, *_train_args(base, vcd_train, tmp_path, "--overwrite"))  # holds --base: never deleted
+    assert f"--out {tmp_path} holds" in line and "which this command reads" in line
 
 
 @pytest.mark.parametrize("option, key, good, bad, message", [

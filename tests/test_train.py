@@ -11,6 +11,7 @@ import torch
 import torch.multiprocessing as mp
 
 from conftest import TRAIN_DIMS, float32_and_finite, quick_config, same_zoo
+import pft_adapters.train as train_module
 from pft_adapters.base import load_base
 from pft_adapters.batching import Encoder, row_nll
 from pft_adapters.choose import option_scores
@@ -92,6 +93,7 @@ def test_seed_determinism_and_resume_after_interrupt(base_dir, train_slice, tmp_
     assert (ckpt / "progress.json").exists()
     resumed = _train(base_dir, data, epochs=2, checkpoint_dir=ckpt, resume=True)
     same_zoo(full.zoo, resumed.zoo, atol=1e-6)
+    assert resumed.zoo.training["final_loss"] == pytest.approx(full.zoo.training["final_loss"], abs=1e-4)
 
     def ctrl_c(step: int, loss: float) -> None:
         if step == 3:
@@ -100,6 +102,39 @@ def test_seed_determinism_and_resume_after_interrupt(base_dir, train_slice, tmp_
         _train(base_dir, data, epochs=2, checkpoint_dir=tmp_path / "c2", on_step=ctrl_c)
     same_zoo(full.zoo, _train(base_dir, data, epochs=2, checkpoint_dir=tmp_path / "c2", resume=True).zoo, atol=1e-6)
 
+
+def test_a_ctrl_c_mid_step_or_while_fitting_the_head_resumes_to_the_same_zoo(base_dir, train_slice, tmp_path, monkeypatch):
+    data = train_slice[:12]
+    full = _train(base_dir, data, epochs=2, lora_dropout=0.2)  # dropout: the interrupted step must redraw its masks
+    calls = {"n": 0}
+
+    def interrupt_at_third_step(step: int, total: int, warmup: float) -> float:  # after the step's backward passes
+        calls["n"] += 1
+        if calls["n"] == 3:
+            raise KeyboardInterrupt
+        return lr_factor(step, total, warmup)
+
+    monkeypatch.setattr(train_module, "lr_factor", interrupt_at_third_step)
+    with pytest.raises(PFTError, match="interrupted at step 2/"):
+        _train(base_dir, data, epochs=2, lora_dropout=0.2, checkpoint_dir=tmp_path / "c")
+    monkeypatch.setattr(train_module, "lr_factor", lr_factor)
+    monkeypatch.setattr(train_module, "train_head", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    with pytest.raises(PFTError, match="interrupted while fitting the mixing head: rerun the same command with --resume"):
+        _train(base_dir, data, epochs=2, lora_dropout=0.2, checkpoint_dir=tmp_path / "c", resume=True)
+    monkeypatch.undo()
+    same_zoo(full.zoo, _train(base_dir, data, epochs=2, lora_dropout=0.2, checkpoint_dir=tmp_path / "c", resume=True).zoo,
+             atol=1e-6)
+
+
+def test_resume_refuses_the_dimensions_in_another_order(base_dir, train_slice, tmp_path):
+    """The checkpoint holds the adapters by pole position: another order would swap them silently."""
+    data = train_slice[:12]
+    with pytest.raises(PFTError):
+        _train(base_dir, data, epochs=2, checkpoint_dir=tmp_path / "c", stop_after=2)
+    model, tokenizer = load_base(base_dir)
+    with pytest.raises(PFTError, match="made with a different list of poles \\(or --dims order\\)"):
+        train_zoo(model, tokenizer, data, SPACE.select(["time", "risk"]), quick_config(epochs=2), base_id="tiny",
+                  progress=False, checkpoint_dir=tmp_path / "c", resume=True)
 
 def test_resume_refuses_a_checkpoint_of_other_settings(base_dir, train_slice, tmp_path):
     data = train_slice[:12]
@@ -158,6 +193,8 @@ def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
     ({"warmup": 1.0}, "warmup in \\[0, 1\\)"),
     ({"pole_weights": {"risk-averse": float("inf")}}, "pole weights must be finite"),
     ({"lora": LoraSpec(r=0)}, "--rank must be at least 1"),
+    ({"lora": LoraSpec(r=4, alpha=float("nan"))}, "--alpha must be a positive number, got nan"),
+    ({"lora": LoraSpec(r=4, alpha=0.0)}, "--alpha must be a positive number, got 0.0"),
     ({"prompt_kl": -1.0}, "--prompt-kl must be a finite number >= 0"),
     ({"kind": "scorer", "prompt_kl": 1.0}, "a scorer zoo has none"),
     ({"orthogonality": float("nan")}, "--orthogonality must be a finite number >= 0"),

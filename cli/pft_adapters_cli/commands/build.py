@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import typer
@@ -22,7 +23,7 @@ def make_base(
     epochs: float = typer.Option(None, "--epochs", min=0, help="Pre-training budget in passes over --corpus: the same base on "
                                  "any machine (with --minutes too, whichever ends first)."),
     vocab_size: int = typer.Option(None, "--vocab-size", help="BPE vocabulary size (default: the preset's)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
 ) -> None:
     """Build a small causal LM offline: a BPE tokenizer trained on --corpus and a Llama-style model pre-trained on it.
@@ -32,6 +33,7 @@ def make_base(
     from pft_adapters.base import DEFAULT_PRETRAIN_MINUTES, base_size, corpus_texts, make_base as build
 
     base_size(size)
+    check_target(out, overwrite, reads=(corpus,))
     if minutes is None and epochs is None:
         minutes = DEFAULT_PRETRAIN_MINUTES
     path = build(corpus_texts(corpus), out, size=size, vocab_size=vocab_size, pretrain_minutes=minutes,
@@ -49,7 +51,8 @@ def train(
     matching: str = MATCHING_OPTION,
     dims: str = typer.Option(None, "--dims", help="Comma-separated dimensions to train (default: every dimension in --data)."),
     dev: Path = typer.Option(None, "--dev", help="Held-out scenarios to measure the mixing head (default: a tenth of --data)."),
-    limit: int = typer.Option(None, "--limit", min=1, help="Use only the first N scenarios (of the --dims, if given; quick runs)."),
+    limit: int = typer.Option(None, "--limit", min=1, help="Use only N scenarios, for quick runs: the first N, or with --dims "
+                              "taken from each dimension in turn."),
     epochs: float = typer.Option(None, "--epochs", show_default=False, help="Passes over the data (default: 2; scorer: 3)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Rows per optimizer step (global, across processes)."),
     grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Split each step into this many micro-batches."),
@@ -77,7 +80,7 @@ def train(
     head_encoder: str = typer.Option(None, "--head-encoder", help="Sentence encoder the mixing head reads texts through "
                                      "(Hub id or folder), e.g. sentence-transformers/all-MiniLM-L6-v2; default: the base "
                                      "model's own hidden states."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     precision: str = typer.Option("auto", "--precision", help="fp32, or bf16: matmuls under bfloat16 autocast, the "
                                   "adapters kept in float32 (auto: bf16 on a GPU that computes it, else fp32; on a CPU with "
@@ -105,18 +108,20 @@ def train(
             raise PFTError(f"--pole {pole} is not a pole of --dims {dims}")
         dims = space.dimension_of(pole).slug
     scenarios = load_scenarios(data, space, pair=pair, matching=matching)
-    if dims:  # --limit counts scenarios of the chosen dimensions (VCD files are sorted by domain)
+    if dims:
         wanted = [space.dimension(d.strip()).slug for d in dims.split(",")]
-        scenarios = [s for s in scenarios if s.dimension in wanted][:limit]
+        scenarios = _balanced([s for s in scenarios if s.dimension in wanted], wanted, limit)
     else:
         scenarios = scenarios[:limit]
         wanted = dimensions_in(scenarios)
     space = space.select(wanted)
-    if not scenarios:
-        raise PFTError(f"{data} holds no scenarios of {wanted}: check --dims")
+    empty = [d for d in wanted if not any(s.dimension == d for s in scenarios)]
+    if empty:  # its poles would be written untrained
+        raise PFTError(f"{data} holds no scenarios of {', '.join(empty)}" + (f" (--limit {limit})" if limit else "")
+                       + ": check --dims")
     dev_scenarios = [s for s in load_scenarios(dev, value_space(pairs), pair=pair, matching=matching) if s.dimension in wanted] if dev else None
     out = Path(out)
-    check_target(out, overwrite)  # before any loading or training
+    check_target(out, overwrite, reads=(base, data, dev or ""))  # before any loading or training
     targets = tuple(t.strip() for t in target_modules.split(",")) if target_modules else None
     config = TrainConfig(  # lora=None and max_length=None take the kind's defaults
         epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
@@ -124,6 +129,7 @@ def train(
         prompt_kl=prompt_kl, lora_dropout=lora_dropout, orthogonality=orthogonality, precision=precision,
     )
     config.lora = LoraSpec(r=rank, alpha=alpha, target_modules=targets or config.resolved().lora.target_modules)
+    config.resolved()  # every setting (--alpha too) checked before anything loads
     pick_device(device)  # a device this machine lacks fails now, not after loading the base
     if head_encoder:
         pin_encoder(head_encoder)  # a bad name fails now, not after training; the loaded encoder is reused
@@ -140,6 +146,17 @@ def train(
             f"zoo written to {out}: {len(result.zoo.pole_slugs)} poles, final loss {summary['final_loss']}, "
             f"head dev accuracy {summary['head_dev_pole_accuracy']}"
         )
+
+
+def _balanced(scenarios: list, dims: list[str], limit: int | None) -> list:
+    """At most `limit` of the scenarios, taken from each dimension in turn (data files are sorted by
+    dimension: the first N alone would leave the later --dims untrained), kept in file order."""
+    if limit is None:
+        return scenarios
+    queues = [[s for s in scenarios if s.dimension == d] for d in dims]
+    in_turn = [s for row in itertools.zip_longest(*queues) for s in row if s is not None][:limit]
+    taken = {id(s) for s in in_turn}
+    return [s for s in scenarios if id(s) in taken]
 
 
 def _pole_weights(items: list[str], space) -> dict[str, float]:

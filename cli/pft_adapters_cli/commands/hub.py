@@ -96,7 +96,7 @@ def assemble(
     from pft_adapters.atomic import check_target
     from pft_adapters.hub import assemble as combine
 
-    check_target(out, overwrite)  # before any zoo is pulled
+    check_target(out, overwrite, reads=names)  # before any zoo is pulled
     zoo = combine(names)
     zoo.save_pretrained(out, overwrite=overwrite)
     summary = {"zoo": str(out), "base_model": zoo.base.id, "poles": zoo.pole_slugs, "head": zoo.head is not None}

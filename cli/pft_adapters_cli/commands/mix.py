@@ -38,7 +38,7 @@ def mix(
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
     temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy decoding."),
     top_p: float = typer.Option(1.0, "--top-p"),
-    seed: int = typer.Option(None, "--seed", help="Seed for sampling, for repeatable output."),
+    seed: int = typer.Option(None, "--seed", min=0, max=2**63 - 1, help="Seed for sampling, for repeatable output."),
     raw: bool = typer.Option(False, "--raw", help="Send the prompt as is, without the scenario template."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --export / --merge-out folder."),
@@ -74,7 +74,7 @@ def mix(
     check_inference_options(history, method, half_life)
     target = export or merge_out
     if target:  # before the model loads
-        check_target(Path(target), overwrite, "--export" if export else "--merge-out")
+        check_target(Path(target), overwrite, "--export" if export else "--merge-out", reads=(zoo, base or ""))
     mixed = load_mixed(zoo, base=base, device=device)
     if mixed.zoo.kind == "scorer" and not scenarios:
         raise PFTError("a scorer zoo ranks texts, it does not write them or export an LLM adapter: use --scenarios here, "

@@ -159,7 +159,7 @@ def extend(
     max_length: int = typer.Option(None, "--max-length", show_default=False,
                                    help="Longest row in tokens; long prompts lose their start (default: the zoo's own, "
                                    "the length it scores rows at)."),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
@@ -180,7 +180,7 @@ def extend(
     from pft_adapters.zoo import Zoo
 
     out = Path(out)
-    check_target(out, overwrite)  # before any loading or training
+    check_target(out, overwrite, reads=(zoo, data))  # before any loading or training
     grown_from = Zoo.from_pretrained(zoo)
     check_extendable(grown_from)
     file_space = value_space(pairs_file)
