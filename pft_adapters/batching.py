@@ -8,6 +8,7 @@ each packed segment sees exactly what its row sees unpacked.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -186,10 +187,21 @@ def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
     return _next_token_nll(logits, labels).sum(1), (labels[:, 1:] != -100).sum(1)
 
 
-def prompt_shares(rows: Sequence[EncodedRow]) -> torch.Tensor:
-    """(rows,) 1 / the rows sharing each row's prompt and pole: unpacked, a prompt then counts once, as packed."""
-    keys = [(tuple(r.ids[: r.n_prompt]), r.pole) for r in rows]
-    return torch.tensor([1.0 / keys.count(k) for k in keys])
+def prompt_shares(rows: Sequence[EncodedRow], among: Sequence[EncodedRow] | None = None,
+                  packed: Sequence[PackedRow] | None = None) -> torch.Tensor:
+    """The share of its prompt's KL each row (or each of `packed`, the rows packed) carries:
+    its rows / the rows of `among` (default: `rows`) sharing that prompt and pole.
+
+    A prompt then counts once per batch whether its rows are packed together, unpacked, or
+    split over micro-batches and processes (`among` is then the whole step's batch).
+    """
+    def key(r: EncodedRow) -> tuple:
+        return tuple(r.ids[: r.n_prompt]), r.pole
+
+    counts = Counter(key(r) for r in (rows if among is None else among))
+    if packed is not None:  # a pack holds rows of one key: k of them carry k / count, exactly 1 when all are there
+        return torch.tensor([len(p.rows) / counts[key(rows[p.rows[0]])] for p in packed])
+    return torch.tensor([1.0 / counts[key(r)] for r in rows])
 
 
 def prompt_kl_per_row(logits: torch.Tensor, reference: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:

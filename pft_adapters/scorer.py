@@ -176,8 +176,9 @@ class ScorerObjective:
     def parameters(self) -> list[nn.Parameter]:
         return list(self.net.heads.parameters())
 
-    def batch_loss(self, forward: nn.Module, rows: Sequence[ScorerRow], device: torch.device) -> tuple[torch.Tensor, int]:
-        """(weighted loss summed over rows, tokens) for one micro-batch."""
+    def batch_loss(self, forward: nn.Module, rows: Sequence[ScorerRow], device: torch.device,
+                   step_rows: Sequence[ScorerRow] | None = None) -> tuple[torch.Tensor, int]:
+        """(weighted loss summed over rows, tokens) for one micro-batch (each row's loss stands alone: `step_rows` unused)."""
         texts = [o for r in rows for o in r.options]
         contexts = [r.context for r in rows for _ in r.options]
         route = torch.tensor([r.pole for r in rows for _ in r.options], device=device)

@@ -222,11 +222,14 @@ class CausalObjective:
     def parameters(self) -> list[nn.Parameter]:
         return []  # the LoRA factors are all there is
 
-    def batch_loss(self, forward: nn.Module, rows: Sequence[EncodedRow], device: torch.device) -> tuple[torch.Tensor, int]:
-        """(weighted loss summed over rows, tokens of the rows as given) for one micro-batch."""
+    def batch_loss(self, forward: nn.Module, rows: Sequence[EncodedRow], device: torch.device,
+                   step_rows: Sequence[EncodedRow] | None = None) -> tuple[torch.Tensor, int]:
+        """(weighted loss summed over rows, tokens of the rows as given) for one micro-batch of the step's `step_rows`."""
         tokens = sum(len(r.ids) for r in rows)
-        if self.pack:
-            batch = self.encoder.collate_packed(Encoder.pack(rows)).to(device, getattr(self.module, "dtype", None))
+        packed = Encoder.pack(rows) if self.pack else None
+        shares = prompt_shares(rows, step_rows, packed)  # the prompt KL counts once per prompt and pole in the step
+        if packed is not None:
+            batch = self.encoder.collate_packed(packed).to(device, getattr(self.module, "dtype", None))
             inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "position_ids": batch.position_ids}
         else:
             batch = self.encoder.collate(rows).to(device)
@@ -241,9 +244,9 @@ class CausalObjective:
         logits = forward(**inputs).logits
         nll = segment_nll(logits, batch) if self.pack else row_nll(logits, batch.labels)
         loss = (batch.weights * nll).sum()
-        if reference is not None:  # once per prompt and pole: a packed row holds one, unpacked rows share theirs
+        if reference is not None:
             kl = prompt_kl_per_row(logits, reference, batch.prompt_mask())
-            loss = loss + self.prompt_kl * (kl if self.pack else prompt_shares(rows).to(kl) * kl).sum()
+            loss = loss + self.prompt_kl * (shares.to(kl) * kl).sum()
         return loss, tokens
 
     def score_heads(self, space: ValueSpace) -> dict[str, dict[str, torch.Tensor]]:
@@ -500,7 +503,7 @@ def train_zoo(
                     continue
                 sync = ddp.no_sync() if ddp is not None and g < group_count - 1 else nullcontext()
                 with sync, torch.autocast(dev_device.type, dtype=torch.bfloat16, enabled=autocast):
-                    chunk_loss, chunk_tokens = objective.batch_loss(forward, chunk, dev_device)
+                    chunk_loss, chunk_tokens = objective.batch_loss(forward, chunk, dev_device, global_batch)
                     # sum over this process's rows / rows in the global batch; DDP averages over processes
                     loss = chunk_loss / len(global_batch) * world
                     if dimension_of and g == 0:  # every process adds the same term; DDP averages it back to one

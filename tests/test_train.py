@@ -155,6 +155,14 @@ def test_gradient_accumulation_matches_one_big_batch(base_dir, train_slice):
              _train(base_dir, data, epochs=1, grad_accum=2, pack=False, orthogonality=1.0).zoo, atol=ADAM_TOL)
 
 
+def test_the_prompt_kl_counts_once_per_prompt_in_the_step_however_it_is_split(base_dir, train_slice):
+    """Rows of one scenario and pole share their prompt's KL over the whole step, split over micro-batches or not."""
+    data = train_slice[:12]  # 1024 tokens: no prompt is cut, so one scenario's rows share their prompt ids
+    for pack in (False, True):
+        same_zoo(_train(base_dir, data, epochs=1, pack=pack, max_length=1024, prompt_kl=3.0).zoo,
+                 _train(base_dir, data, epochs=1, pack=pack, max_length=1024, prompt_kl=3.0, grad_accum=4).zoo, atol=ADAM_TOL)
+
+
 def _ddp_worker(rank: int, world: int, port: int, base_dir: str, data, out: str) -> None:
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
