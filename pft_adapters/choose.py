@@ -25,6 +25,7 @@ import torch
 
 from .batching import Encoder, row_nll
 from .data import Scenario, format_prompt, format_target
+from .errors import PFTError
 from .layers import PoleAdapters
 from .values import Pole
 
@@ -71,6 +72,14 @@ class OptionScores:
         return int(torch.argmax(s))
 
 
+def finite(scores: torch.Tensor) -> torch.Tensor:
+    """`scores` as they are, or a refusal: a NaN would win every argmax and be written out as invalid JSON."""
+    if not bool(torch.isfinite(scores).all()):
+        raise PFTError("the model scores some texts as NaN or infinite: its adapters are damaged or overflowed; "
+                       "retrain the zoo (or run in float32)")
+    return scores
+
+
 @torch.no_grad()
 def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: torch.Tensor,
                   calibrate: bool = True, batch_size: int = 16, max_length: int = 512,
@@ -106,7 +115,7 @@ def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenari
     out, start = [], 0
     for scenario in scenarios:
         end = start + len(scenario.options)
-        out.append(OptionScores(mixed[start:end], base[start:end] if calibrate else None))
+        out.append(OptionScores(finite(mixed[start:end]), finite(base[start:end]) if calibrate else None))
         start = end
     return out
 

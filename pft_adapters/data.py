@@ -132,14 +132,18 @@ def _paired(raw: dict, space: ValueSpace, where: str) -> Scenario:
     responses = raw.get("responses")
     if not isinstance(responses, dict) or len(responses) < 2:
         raise PFTError(f"{where}: field 'responses' must map at least two pole slugs to texts")
-    options, dims = [], set()
+    options, dims, keys = [], set(), {}
     for slug, response in responses.items():
         if not space.has_pole(slug):
             raise PFTError(f"{where}: 'responses' key '{slug}' is not a known pole{space.suggest(slug)}")
         if not isinstance(response, str) or not response.strip():
             raise PFTError(f"{where}: response for '{slug}' must be a non-empty string")
+        pole = space.pole(slug).slug
+        if pole in keys:  # `risk-averse` and `Risk averse`: a pole's name and slug spelled as two keys
+            raise PFTError(f"{where}: 'responses' keys '{keys[pole]}' and '{slug}' both name pole '{pole}': give one response per pole")
+        keys[pole] = slug
         dims.add(space.dimension_of(slug).slug)
-        options.append(Option(response.strip(), space.pole(slug).slug))
+        options.append(Option(response.strip(), pole))
     if len(dims) != 1:
         raise PFTError(f"{where}: 'responses' mixes poles of {sorted(dims)}: one record covers one dimension")
     dim = space.dimension(dims.pop())

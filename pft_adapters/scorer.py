@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .choose import Choice
+from .choose import Choice, finite
 from .data import Scenario
 from .errors import PFTError
 from .head import mean_pool
@@ -239,7 +239,7 @@ class ScorerModel(Mixer):
                 encoded = {k: v.to(device) for k, v in encoded.items()}
                 heads = None if head_weights is None else head_weights[start:end].float().to(device)
                 out[start:end] = self.net(encoded, weights[start:end].to(device), head_coefficients=heads).float().cpu()
-        return out
+        return finite(out)
 
     def choose(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec],
                calibrate: bool | str = "mirror", batch_size: int = 64) -> list[Choice]:

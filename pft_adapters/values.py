@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import re
+import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -19,8 +20,12 @@ _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
 
 
 def slugify(name: str) -> str:
-    """Lower-case, dash-separated form of a name: `Risk-taking` -> `risk-taking`."""
-    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    """Lower-case, dash-separated form of a name: `Risk-taking` -> `risk-taking`, `Ölig` -> `olig`.
+
+    A name in another script (`Терпение`) has no slug of its own: '' (its definition then gives one).
+    """
+    plain = unicodedata.normalize("NFKD", name).encode("ascii", "ignore").decode()
+    return re.sub(r"[^a-z0-9]+", "-", plain.lower()).strip("-")
 
 
 @dataclass(frozen=True)
@@ -110,10 +115,9 @@ class ValueSpace:
         self._check()
         self._dims = {d.slug: d for d in self.dimensions}
         self._poles = {p.slug: (d, p) for d in self.dimensions for p in d.poles}
-        self._labels = {_key(d.label): d for d in self.dimensions} | {_key(d.slug): d for d in self.dimensions}
-        self._pole_names = {_key(p.name): p for _, p in self._poles.values()} | {
-            _key(s): p for s, (_, p) in self._poles.items()
-        }
+        # a name in another script has no key ('') and is found by its slug
+        self._labels = {k: d for d in self.dimensions for k in (_key(d.label), d.slug) if k}
+        self._pole_names = {k: p for _, p in self._poles.values() for k in (_key(p.name), p.slug) if k}
 
     def _check(self) -> None:
         if not self.dimensions:
@@ -228,6 +232,8 @@ def _parse_pole(raw: object, where: str) -> Pole:
     slug = raw.get("slug") or slugify(name)
     if not isinstance(slug, str):
         raise PFTError(f"{where}: 'slug' must be a string")
+    if not slug:
+        raise PFTError(f"{where}: the name '{name.strip()}' has no Latin letter or digit to make a slug of: give the pole a 'slug'")
     return Pole(name.strip(), slug, description.strip())
 
 
@@ -246,6 +252,8 @@ def _parse_dimension(raw: object, where: str) -> Dimension:
     slug = raw.get("slug") or slugify(label)
     if not isinstance(slug, str):
         raise PFTError(f"{where}: 'slug' must be a string")
+    if not slug:
+        raise PFTError(f"{where}: the name '{label.strip()}' has no Latin letter or digit to make a slug of: give the dimension a 'slug'")
     return Dimension(slug, label.strip(), first, second)
 
 
@@ -253,7 +261,7 @@ def _parse_dimension(raw: object, where: str) -> Dimension:
 _PAIR_FILE_KEYS = ("dimensions", "$schema")
 _DIMENSION_KEYS = ("slug", "name", "poles")
 _POLE_KEYS = ("name", "slug", "description")
-_HAS_ALNUM = re.compile(r"[A-Za-z0-9]")
+_HAS_ALNUM = re.compile(r"[^\W_]")  # a letter or digit of any script
 
 
 def pair_records(raw: object, source: str) -> list[tuple[str, dict]]:
@@ -322,14 +330,17 @@ def _check_name(raw: dict, where: str, what: str, required: bool) -> None:
     name = raw["name"]
     if not isinstance(name, str) or not _HAS_ALNUM.search(name):
         raise PFTError(f"{where}: {what} 'name' must be a string with at least one letter or digit")
+    if any(unicodedata.category(c) == "Cc" for c in name):
+        raise PFTError(f"{where}: {what} 'name' holds a control character or line break: write it on one line")
 
 
 def _names_of(dim: Dimension) -> list[tuple[str, str, str]]:
-    """(lookup key, owner slug, which part) for every slug and name of a dimension; a key must point at one thing."""
-    keys = [(dim.slug, dim.slug, ""), (_key(dim.label), dim.slug, "")]
+    """(lookup key, owner, which part) for every slug and name of a dimension; a key must point at one thing
+    (a slug and a name of that same thing may share it). A name in another script has no key."""
+    keys = [(dim.slug, "", ""), (_key(dim.label), "", "")]
     for j, pole in enumerate(dim.poles, start=1):
-        keys += [(pole.slug, pole.slug, f", pole {j}"), (_key(pole.name), pole.slug, f", pole {j}")]
-    return keys
+        keys += [(pole.slug, f"pole {j}", f", pole {j}"), (_key(pole.name), f"pole {j}", f", pole {j}")]
+    return [k for k in keys if k[0]]
 
 
 def load_pairs(path: str | Path, base: ValueSpace | None = None) -> ValueSpace:

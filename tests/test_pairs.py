@@ -117,6 +117,23 @@ def test_pair_file_shapes_and_schema_agree(tmp_path):
     assert defs["dimension"]["additionalProperties"] is False and defs["pole"]["additionalProperties"] is False
 
 
+
+def test_names_in_any_script_and_names_that_cannot_be_told_apart(tmp_path):
+    dim = {"name": "Терпение", "slug": "terpenie",
+           "poles": [{"name": "Терпеливый", "slug": "terpelivyi"}, {"name": "Ölig", "description": "Impatient."}]}
+    space = load_pairs(_write(tmp_path, [dim]))
+    assert space.dimension("terpenie").label == "Терпение" and space.pole("olig").name == "Ölig"
+    assert space.pole("terpelivyi").name == "Терпеливый" and space.dimension_of("Ölig").slug == "terpenie"
+    nameless = {**dim, "poles": [{"name": "Терпеливый"}, dim["poles"][1]]}
+    with pytest.raises(PFTError, match="pole 1: the name 'Терпеливый' has no Latin letter or digit to make a slug of: "
+                                       "give the pole a 'slug'"):
+        load_pairs(_write(tmp_path, [nameless]))
+    with pytest.raises(PFTError, match="pole 'name' holds a control character or line break"):
+        load_pairs(_write(tmp_path, [{**dim, "poles": [{"name": "Pa\ntient"}, dim["poles"][1]]}]))
+    # a pole named like its own dimension: the file and the pole are named, not only the slug
+    with pytest.raises(PFTError, match="pairs.json: dimension 1, pole 1: 'honesty' is used twice \\(also in dimension 1\\)"):
+        load_pairs(_write(tmp_path, [{"name": "Honesty", "poles": [{"name": "Honesty"}, {"name": "Tact"}]}]))
+
 # -- A/B behaviour items --------------------------------------------------------------------------
 def _item(question="You may open a present now or tomorrow. What do you do?", a="Open it now.", b="Wait for tomorrow.",
           matching=" (B)", not_matching=" (A)"):

@@ -183,6 +183,18 @@ def test_a_zoo_loaded_with_one_pole_chooses_with_the_mirror_as_an_llm_zoo_does(s
     assert one.choose([], "risk=-1") == [] and scorer.choose([], "risk=-1") == []
 
 
+def test_damaged_adapters_are_refused_not_ranked(scorer_dir, encoder_dir, train_slice):
+    """A NaN would win every argmax and be written out as invalid JSON."""
+    zoo = Zoo.from_pretrained(scorer_dir)
+    for key in zoo.poles["risk-averse"]:
+        if "lora_B" in key:
+            zoo.poles["risk-averse"][key] = torch.full_like(zoo.poles["risk-averse"][key], float("nan"))
+    scorer = ScorerModel(zoo, *load_encoder(encoder_dir))
+    risk = [s for s in train_slice if s.dimension == "risk"][:2]
+    with pytest.raises(PFTError, match="scores some texts as NaN or infinite: its adapters are damaged"):
+        scorer.choose(risk, "risk=-1")
+    assert len(scorer.choose(risk, "risk=1", calibrate="none")) == 2  # the other pole is intact
+
 def test_eval_and_infer_accept_scorer_zoos(scorer_dir, encoder_dir, vcd_dev):
     from pft_adapters.data import load_scenarios
 

@@ -303,6 +303,8 @@ def test_paired_jsonl_with_custom_pairs(tmp_path):
      ({"prompt": "x", "responses": {"risk-taking": "a"}}, ["'responses'"]),
      ({"prompt": "x", "responses": {"risk-taking": "a", "risky": "b"}}, ["'risky'", "did you mean"]),
      ({"prompt": "x", "responses": {"risk-taking": "a", "risk-averse": ""}}, ["risk-averse", "non-empty"]),
+     ({"prompt": "x", "responses": {"risk-averse": "a", "Risk averse": "b", "risk-taking": "c"}},
+      ["keys 'risk-averse' and 'Risk averse' both name pole 'risk-averse'"]),
      ({"responses": {"risk-taking": "a", "risk-averse": "b"}}, ["'prompt'"]),
      ({"prompt": "x"}, ["'responses'"]),
      ({"prompt": "x", "responses": {"risk-taking": "a", "risk-averse": "b"}, "dimension": ["risk"]}, ["'dimension' must be"]),
