@@ -120,7 +120,11 @@ def parse_half_life(spec: str | float | int | HalfLife | None) -> HalfLife | Non
     if isinstance(spec, bool):
         raise PFTError(f"--half-life {spec!r} is not a number of decisions or a duration like 3d")
     if isinstance(spec, (int, float)):
-        value, unit = (float(spec) if abs(spec) < 1e308 else math.inf), "records"  # float() overflows on 10**400
+        unit = "records"
+        try:
+            value = float(spec)
+        except OverflowError:  # an integer too large for a float
+            value = math.inf
     else:
         text = spec.strip()
         if text.lower() in _NO_RECENCY:
