@@ -438,7 +438,7 @@ class ChatJudge:
                     raise PFTError(f"judge {self.endpoint} redirects (HTTP {err.code}) to "
                                    f"{_snippet(err.headers.get('Location') or '?')}: give that URL as --judge") from None
                 if err.code in (429, 500, 502, 503, 504) and not last:
-                    time.sleep(0.5 * (attempt + 1))
+                    time.sleep(_retry_delay(err, attempt, self.timeout))
                     continue
                 hint = " (check the API key: PFT_JUDGE_API_KEY or OPENAI_API_KEY)" if err.code in (401, 403) else ""
                 raise PFTError(f"judge {self.endpoint} answered HTTP {err.code}{hint}: {detail!r}") from None
@@ -475,6 +475,14 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
 
     def redirect_request(self, *args, **kwargs):
         return None
+
+
+def _retry_delay(err: urllib.error.HTTPError, attempt: int, cap: float) -> float:
+    """Seconds to wait before trying again: the server's Retry-After when it gives seconds, at most `cap`."""
+    try:
+        return min(cap, max(0.0, float(err.headers.get("Retry-After"))))
+    except (TypeError, ValueError):
+        return 0.5 * (attempt + 1)
 
 
 def _error_body(err: urllib.error.HTTPError) -> str:

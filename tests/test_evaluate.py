@@ -318,6 +318,12 @@ def test_chat_judge_failures_are_one_line_errors(chat_server):
     with pytest.raises(PFTError, match="HTTP 503"):
         judge.score(ITEM)
     assert len(chat_server.requests) - n == 2  # retried once
+    chat_server.status, chat_server.headers = 429, {"Retry-After": "1"}
+    started = time.perf_counter()
+    with pytest.raises(PFTError, match="HTTP 429"):
+        judge.score(ITEM)
+    assert time.perf_counter() - started >= 1.0  # waited as the server asked before the one retry
+    chat_server.headers = {}
     chat_server.status = 200
     chat_server.reply = lambda body: {"choices": [{"message": {"content": "It is quite risk-averse."}}]}
     with pytest.raises(PFTError, match="no 0-10 score"):
