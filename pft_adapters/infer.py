@@ -197,7 +197,7 @@ def confidence(signals: torch.Tensor, weights: torch.Tensor) -> float:
     """Agreement of the signed signals times a factor that grows with their effective number."""
     if len(signals) == 0 or float(weights.sum()) <= 0:
         return 0.0
-    w, s = weights.double(), signals.double()
+    w, s = weights.double() / float(weights.max()), signals.double()  # scale-free: w**2 of old decisions would underflow
     n_eff = float(w.sum() ** 2 / (w**2).sum())
     spread = float((w * s.abs()).sum())
     agreement = abs(float((w * s).sum())) / spread if spread > 0 else 0.0
@@ -353,7 +353,7 @@ def likelihood_estimate(scores: Sequence[torch.Tensor], chosen: Sequence[int], d
     beta = sharpness / scale if scale > 1e-12 else 1.0
     table = table * beta
     chosen_t = torch.tensor(list(chosen), dtype=torch.long)
-    w = weights.double()
+    w = per_dimension(weights, probs)
     rows = torch.arange(n)
     # which columns explain a decision together: all of them (settled dimensions), or one dimension's two at a time
     if dimension_probs is None:
@@ -393,6 +393,22 @@ def likelihood_estimate(scores: Sequence[torch.Tensor], chosen: Sequence[int], d
         theta = theta - lr * (m1 / (1 - b1**step)) / ((m2 / (1 - b2**step)).sqrt() + 1e-8)
     fitted = (torch.tanh(theta) * free).tolist()
     return _summarise(votes.float(), probs, weights, space, "likelihood", dict(zip(slugs, fitted)))
+
+
+def per_dimension(weights: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
+    """Recency weights relative to the newest decision on each decision's (likeliest) dimension.
+
+    Recency says which of a dimension's decisions count; a dimension last seen long ago keeps
+    its own evidence against the prior, as the head's per-dimension means do.
+    """
+    w = weights.double().clone()
+    owner = probs.argmax(-1) if len(probs) else torch.zeros(0, dtype=torch.long)
+    for d in owner.unique().tolist():
+        mine = owner == d
+        top = float(w[mine].max())
+        if top > 0:  # all 0: over a thousand half-lives old, they stay 0
+            w[mine] /= top
+    return w
 
 
 def mirror_gaps(scores: Sequence[torch.Tensor], space: ValueSpace) -> list[torch.Tensor]:

@@ -263,11 +263,15 @@ def test_a_dimension_last_seen_long_ago_is_still_decided_by_its_own_decisions(mi
     history = simulate(pool, {"risk": -1}, 6, seed=2, slip=0.0) + simulate(pool, {"time": 1}, 6, seed=2, slip=0.0)
     dims = ["risk"] * 6 + ["time"] * 6
     recent = torch.ones(6, dtype=torch.float64)
-    plain = estimate(mixed, read, history, "head", torch.cat([recent, recent]), dims)
-    faded = estimate(mixed, read, history, "head", torch.cat([recent * 0.5**200, recent]), dims)
-    assert faded.vector == plain.vector and faded.confidence == plain.confidence and plain.vector["risk"] != 0
+    for method in ("head", "likelihood"):
+        plain = estimate(mixed, read, history, method, torch.cat([recent, recent]), dims)
+        for age in (10, 200, 600):  # at 600 half-lives the squared weights underflow (confidence was NaN)
+            faded = estimate(mixed, read, history, method, torch.cat([recent * 0.5**age, recent]), dims)
+            assert faded.vector == pytest.approx(plain.vector, abs=1e-6), (method, age)
+            assert faded.confidence == pytest.approx(plain.confidence, abs=1e-6) and plain.vector["risk"] != 0
+    head = estimate(mixed, read, history, "head", torch.cat([recent, recent]), dims)
     gone = estimate(mixed, read, history, "head", torch.cat([recent * 0.0, recent]), dims)  # was NaN, printed +1
-    assert gone.vector["risk"] == 0.0 and gone.confidence["risk"] == 0.0 and gone.vector["time"] == plain.vector["time"]
+    assert gone.vector["risk"] == 0.0 and gone.confidence["risk"] == 0.0 and gone.vector["time"] == head.vector["time"]
 
 def test_confidence_grows_with_evidence_and_agreement(mixed, read, pool):
     history = simulate(pool, {"risk": 1}, 12, seed=5, slip=0.0)
