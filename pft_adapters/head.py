@@ -81,7 +81,8 @@ class MixingHead(nn.Module):
         torch.manual_seed(seed)
         with torch.no_grad():
             self.mean.copy_(features.mean(0))
-            self.std.copy_(features.std(0).clamp_min(1e-4))
+            spread = features.std(0) if len(features) > 1 else torch.ones_like(features[0])  # one example: no spread
+            self.std.copy_(spread.clamp_min(1e-4))
         pole_idx = torch.tensor([self.pole_slugs.index(p) for p in poles])
         dim_idx = torch.tensor([self.dimension_slugs.index(d) for d in dimensions])
         opt = torch.optim.AdamW(self.parameters(), lr=lr, weight_decay=weight_decay)

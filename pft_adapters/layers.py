@@ -94,8 +94,9 @@ class MultiPoleLinear(nn.Module):
     def merge(self, coefficients: torch.Tensor) -> None:
         if self.merged:
             raise PFTError("the mix is already merged into the weights: unmerge it before merging another")
+        delta = self.delta_weight(coefficients).to(self.base.weight.dtype)  # first: a failure here changes nothing
         self._original_weight = self.base.weight.data.clone()
-        self.base.weight.data += self.delta_weight(coefficients).to(self.base.weight.dtype)
+        self.base.weight.data += delta
 
     def unmerge(self) -> None:
         """Restore the original weights bit for bit (a copy, not a subtraction)."""
@@ -145,6 +146,7 @@ class PoleAdapters:
     pole_slugs: list[str]
     state: MixState
     layers: dict[str, MultiPoleLinear] = field(default_factory=dict)
+    merged_with: torch.Tensor | None = None  # the (P,) mix folded into the weights, while it is
 
     @property
     def n_poles(self) -> int:
@@ -168,7 +170,14 @@ class PoleAdapters:
         return torch.tensor([float(weights.get(s, 0.0)) for s in self.pole_slugs], device=self._device())
 
     # -- setting the coefficients -------------------------------------------------
+    def _only_the_merged_mix(self, rows: torch.Tensor | None) -> None:
+        """While a mix is merged the wrappers are out of the model: any other mix (or none) would silently run it."""
+        if self.merged_with is not None and (rows is None or not bool((rows == self.merged_with).all())):
+            raise PFTError("a mix is merged into the weights: another vector, or the bare base, runs only after "
+                           "it is unmerged (outside `merged()`)")
+
     def off(self) -> None:
+        self._only_the_merged_mix(None)
         self.state.mode, self.state.columns, self.state.poles, self.state.route = "off", None, None, None
 
     def _active(self, c: torch.Tensor) -> torch.Tensor | None:
@@ -182,6 +191,7 @@ class PoleAdapters:
         if c.dim() == 2:
             self.use_rows(c)
             return
+        self._only_the_merged_mix(c)
         if not bool(c.any()):
             self.off()
             return
@@ -200,6 +210,7 @@ class PoleAdapters:
         w = weights.to(self._device(), torch.float32)
         if w.dim() != 2 or w.shape[1] != self.n_poles:
             raise PFTError(f"per-row weights must have shape (batch, {self.n_poles}), got {tuple(w.shape)}")
+        self._only_the_merged_mix(w)
         if bool((w.ne(0).sum(1) <= 1).all()):  # a zero row routes to pole 0 at scale 0: the base
             pole = w.abs().argmax(1)
             self.use_route(pole, w.gather(1, pole[:, None]).squeeze(1))
@@ -211,6 +222,9 @@ class PoleAdapters:
     def use_route(self, pole_index: torch.Tensor, scale: torch.Tensor | None = None) -> None:
         """One pole per batch row (optionally weighted): the training path."""
         idx = pole_index.to(self._device(), torch.long)
+        if self.merged_with is not None:
+            rows = torch.zeros(len(idx), self.n_poles, device=idx.device)
+            self._only_the_merged_mix(rows.scatter_(1, idx[:, None], 1.0 if scale is None else scale[:, None].float()))
         self.state.mode, self.state.columns, self.state.poles = "route", None, None
         self.state.route = idx
         self.state.route_scale = scale.to(self._device()) if scale is not None else torch.ones(len(idx), device=self._device())
@@ -239,14 +253,20 @@ class PoleAdapters:
         """Fold the mix into the base weights and put the plain `nn.Linear` layers back in
         the model, so a merged model runs exactly the base's code (zero overhead)."""
         c = self.coefficients(weights)
-        for name, layer in self.layers.items():
-            layer.merge(c)
-            _set_module(self.model, name, layer.base)
+        try:
+            for name, layer in self.layers.items():
+                layer.merge(c)
+                _set_module(self.model, name, layer.base)
+        except BaseException:  # all or nothing: the layers merged so far go back
+            self.unmerge()
+            raise
+        self.merged_with = c
 
     def unmerge(self) -> None:
         for name, layer in self.layers.items():
             _set_module(self.model, name, layer)
             layer.unmerge()
+        self.merged_with = None
 
     def cross_dimension_overlap(self, dimension_of: Sequence[str]) -> torch.Tensor:
         """Mean squared cosine between the LoRA directions of poles of different dimensions, summed over layers.
@@ -305,7 +325,13 @@ class PoleAdapters:
 
 
 def target_names(model: nn.Module, targets: Iterable[str]) -> list[str]:
+    """The model's `nn.Linear` layers named by `targets`; a target naming another kind of layer is refused."""
     targets = tuple(targets)
+    other = next(((n, m) for n, m in model.named_modules()
+                  if n.rsplit(".", 1)[-1] in targets and not isinstance(m, nn.Linear)), None)
+    if other is not None:  # e.g. GPT-2's Conv1D: skipping it silently would adapt fewer layers than asked
+        raise PFTError(f"target module '{other[0]}' is a {type(other[1]).__name__}, not a linear layer: pft-adapters "
+                       "adapts nn.Linear layers only; pass --target-modules with linear layers' names")
     names = [n for n, m in model.named_modules() if _is_target(n, m, targets)]
     if not names:
         raise PFTError(f"no linear layer named {list(targets)} in this model: pass --target-modules with names it has")

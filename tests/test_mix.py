@@ -93,6 +93,25 @@ def test_merged_equals_dynamic_and_unmerge_restores_bits(mixed):
     assert all(torch.equal(l.base.weight, original[n]) for n, l in mixed.adapters.layers.items())
 
 
+@torch.no_grad()
+def test_inside_merged_only_the_merged_mix_runs_and_a_failed_merge_leaves_nothing(mixed, monkeypatch):
+    dynamic = mixed.logits(TEXTS, "risk=1")
+    with mixed.merged("risk=1"):
+        torch.testing.assert_close(mixed.logits(TEXTS, "risk=1"), dynamic, **CLOSE)
+        for other in ("risk=-0.5,time=0.8", {}):  # would silently have run the merged mix
+            with pytest.raises(PFTError, match="a mix is merged into the weights: another vector, or the bare base"):
+                mixed.logits(TEXTS, other)
+    base = mixed.logits(TEXTS, {})
+    third = list(mixed.adapters.layers.values())[2]
+    monkeypatch.setattr(third, "delta_weight", lambda c: (_ for _ in ()).throw(RuntimeError("out of memory")))
+    with pytest.raises(RuntimeError, match="out of memory"):
+        mixed.adapters.merge(mixed.weights("risk=1"))
+    monkeypatch.undo()
+    assert mixed.adapters.merged_with is None and not any(layer.merged for layer in mixed.adapters.layers.values())
+    assert sum(type(m).__name__ == "MultiPoleLinear" for m in mixed.model.modules()) == len(mixed.adapters.layers)
+    assert torch.equal(mixed.logits(TEXTS, {}), base)
+    torch.testing.assert_close(mixed.logits(TEXTS, "risk=1"), dynamic, **CLOSE)
+
 def test_switching_vectors_on_the_same_poles_reuses_the_coefficient_buffer(mixed):
     mixed.set_vector({"risk": 1, "time": 0.1})
     buffer = mixed.adapters.state.columns
