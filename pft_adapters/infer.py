@@ -468,7 +468,7 @@ def pole_scores(mixed, scenarios: Sequence[Scenario], poles: Sequence[str] | Non
     Columns follow the zoo's value space; poles not asked for (or not in the zoo) stay 0.
     Cost: (1 + len(poles)) forwards per option, batched with one coefficient row per batch
     row. A conditioned zoo (one shared adapter told the pole in the prompt) is scored with
-    the pole's description in front of the prompt, its base on that same prompt
+    the pole's description on a line before the `Chosen option:` cue, its base on that same prompt
     (2 forwards per option and pole).
     """
     from .choose import conditioned_prompt, option_scores

@@ -31,6 +31,11 @@ class Candidate:
     vector: str | Mapping | None = None  # this line's own vector, if any
     id: str | int | None = None
     line: int = 0
+    where: str = ""  # "FILE, line N", for messages
+
+    @property
+    def place(self) -> str:
+        return self.where or f"line {self.line}"
 
 
 def read_candidates(path: str | Path) -> list[Candidate]:
@@ -59,7 +64,7 @@ def _candidate(raw: object, where: str, line: int) -> Candidate:
     if vector is not None and not isinstance(vector, (str, dict)):
         raise PFTError(f"{where}: field 'vector' must be a string like 'risk=-1' or an object like {{\"risk\": -1}}")
     context = raw.get("context") or None  # "" is no context: scored alone, as a line without one
-    return Candidate(text, context, raw.get("group") or "", vector, raw.get("id"), line)
+    return Candidate(text, context, raw.get("group") or "", vector, raw.get("id"), line, where)
 
 
 def _line_vector(scorer, candidate: Candidate):
@@ -67,7 +72,7 @@ def _line_vector(scorer, candidate: Candidate):
     try:
         return scorer.vector(candidate.vector)
     except PFTError as err:
-        raise PFTError(f"line {candidate.line}: field 'vector': {err}") from None
+        raise PFTError(f"{candidate.place}: field 'vector': {err}") from None
 
 
 @dataclass(frozen=True)
@@ -90,9 +95,9 @@ def rerank(scorer, candidates: Sequence[Candidate], vector=None) -> tuple[list[R
     Returns the candidates grouped in order of first appearance, best first in each group,
     and the vector each input line was scored under.
     """
-    missing = [c.line for c in candidates if c.vector is None and vector is None]
+    missing = [c.place for c in candidates if c.vector is None and vector is None]
     if missing:
-        raise PFTError(f"line {missing[0]} has no vector: give --vector or --history, or a 'vector' on every line")
+        raise PFTError(f"{missing[0]} has no vector: give --vector or --history, or a 'vector' on every line")
     vectors = [_line_vector(scorer, c) if c.vector is not None else None for c in candidates]
     if vector is not None and any(v is None for v in vectors):
         shared = scorer.vector(vector)

@@ -193,6 +193,16 @@ def test_limit_with_dims_takes_every_dimension_in_turn(capsys, base_dir, vcd_tra
     assert f"--out {tmp_path} holds" in line and "which this command reads" in line
 
 
+@pytest.mark.parametrize("args", [
+    ("eval", "zoo", "--data", "dev.json", "--all-poles", "--limit", "0"),
+    ("rerank", "zoo", "--vector", "risk=1", "--candidates", "answers.jsonl", "--top", "0"),
+    ("mix", "zoo", "--vector", "risk=1", "--prompt", "x", "--seed", "-1"),
+])
+def test_other_counts_below_their_range_are_usage_errors(capsys, args):
+    code, _, err = run(capsys, *args)
+    assert code == 2 and args[-2] in err and "Traceback" not in err
+
+
 @pytest.mark.parametrize("option, key, good, bad, message", [
     ("--orthogonality", "orthogonality", "5", "-1", "--orthogonality must be a finite number >= 0"),
     ("--lora-dropout", "lora_dropout", "0.1", "1", "--lora-dropout must be a probability in [0, 1)"),

@@ -188,7 +188,6 @@ def test_eval_cli_json_and_out(capsys, zoo_dir, vcd_dev, tmp_path):
     (["--vector", "risk=2"], "value of 'risk' is 2, outside [-1, 1]"),
     (["--all-poles", "--judge", "http://x", "--task", "select-one"], "--judge and --judge-model go with --task open-ended"),
     (["--all-poles", "--calibrate", "median"], "unknown --calibrate 'median'"),
-    (["--all-poles", "--limit", "0"], "--limit must be at least 1"),
     (["--vector", "social=1"], "unknown dimension or pole 'social' (known: risk, time,"),
 ])
 def test_eval_cli_user_errors(capsys, zoo_dir, vcd_dev, args, message):

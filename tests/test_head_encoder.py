@@ -24,7 +24,7 @@ from pft_adapters.base import load_base, load_encoder
 from pft_adapters.errors import PFTError
 from pft_adapters.evaluate import HeadJudge, Judged
 from pft_adapters.extend import grow_head
-from pft_adapters.head import HeadEncoder, pooled_features
+from pft_adapters.head import HeadEncoder, MixingHead, pooled_features
 from pft_adapters.history import Decision
 from pft_adapters.hub import fetch_encoder, pull
 from pft_adapters.infer import infer, option_features
@@ -192,3 +192,9 @@ def test_encoder_download_errors_are_one_line(hub: HubServer, encoder_dir):
     with pytest.raises(PFTError, match="neither a folder here nor a Hub id"):
         fetch_encoder("/gone/encoder", "pft-adapters pull z")
     assert fetch_encoder(str(encoder_dir), "pft-adapters pull z") is None  # a local folder needs nothing
+
+
+def test_a_mixing_head_fitted_on_one_example_reads_numbers():
+    head = MixingHead(4, ["risk-taking", "risk-averse"], ["risk"])
+    head.fit(torch.tensor([[1.0, -2.0, 0.5, 3.0]]), ["risk-averse"], ["risk"], steps=5)  # the std of one row is NaN
+    assert bool(torch.isfinite(head.pole_probabilities(torch.randn(3, 4))).all())

@@ -8,7 +8,6 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from pft_adapters.errors import PFTError
-from pft_adapters.head import MixingHead
 from pft_adapters.layers import LoraSpec, add_pole_adapters
 
 POLES = ["risk-taking", "risk-averse", "competitive", "collaborative"]
@@ -201,9 +200,3 @@ def test_a_target_that_is_not_a_linear_layer_is_named_not_skipped():
     with pytest.raises(PFTError, match="target module 'transformer.h.0.attn.c_attn' is a Conv1D, not a linear layer"):
         add_pole_adapters(model, LoraSpec(r=2, target_modules=("c_attn", "lm_head")), ["a", "b"])
     assert add_pole_adapters(model, LoraSpec(r=2, target_modules=("lm_head",)), ["a", "b"]).layers.keys() == {"lm_head"}
-
-
-def test_a_mixing_head_fitted_on_one_example_reads_numbers():
-    head = MixingHead(4, ["risk-taking", "risk-averse"], ["risk"])
-    head.fit(torch.tensor([[1.0, -2.0, 0.5, 3.0]]), ["risk-averse"], ["risk"], steps=5)  # the std of one row is NaN
-    assert bool(torch.isfinite(head.pole_probabilities(torch.randn(3, 4))).all())

@@ -76,8 +76,9 @@ def test_each_line_scores_as_if_alone_and_text_output_heads_every_group(cli_scor
     code, out, _ = run(capsys, "rerank", cli_scorer, "--candidates", path)
     assert code == 0 and [x for x in out.splitlines() if x.startswith("[")] == ["[q1]", "[q2]", "[(no group)]"]
 
+
 def test_rerank_user_errors_are_one_line(cli_scorer, zoo_dir, answers, tmp_path, capsys):
-    assert "no vector" in user_error(capsys, "rerank", cli_scorer, "--candidates", answers)
+    assert f"{answers}, line 1 has no vector" in user_error(capsys, "rerank", cli_scorer, "--candidates", answers)
     assert "scorer zoo" in user_error(capsys, "rerank", zoo_dir, "--vector", "risk=1", "--candidates", answers)
     assert "riks" in user_error(capsys, "rerank", cli_scorer, "--vector", "riks=1", "--candidates", answers)
     bad = tmp_path / "bad.jsonl"
@@ -86,7 +87,7 @@ def test_rerank_user_errors_are_one_line(cli_scorer, zoo_dir, answers, tmp_path,
     assert "does not write" in user_error(capsys, "mix", cli_scorer, "--vector", "risk=1", "--prompt", "Hello?")
     bad.write_text('"fine"\n{"text": "x", "vector": "risk=2"}\n')
     line = user_error(capsys, "rerank", cli_scorer, "--vector", "risk=1", "--candidates", bad)
-    assert "line 2: field 'vector'" in line and "outside [-1, 1]" in line
+    assert f"{bad}, line 2: field 'vector'" in line and "outside [-1, 1]" in line
     assert "cannot use device 'gpu0'" in user_error(capsys, "rerank", cli_scorer, "--vector", "risk=1", "--candidates", answers,
                                                      "--device", "gpu0")
     assert "unknown --calibrate 'pmi'" in user_error(capsys, "mix", cli_scorer, "--vector", "risk=1", "--scenarios", bad,

@@ -24,7 +24,7 @@ def evaluate(
                               "of an OpenAI-compatible API (key from PFT_JUDGE_API_KEY or OPENAI_API_KEY)."),
     judge_model: str = typer.Option(None, "--judge-model", help="Model name for --judge URL."),
     judge_timeout: float = typer.Option(60.0, "--judge-timeout", help="Seconds to wait for each judge reply."),
-    limit: int = typer.Option(None, "--limit", help="At most N scenarios per dimension (quick runs)."),
+    limit: int = typer.Option(None, "--limit", min=1, help="At most N scenarios per dimension (quick runs)."),
     calibrate: str = typer.Option("mirror", "--calibrate", help="What option scores are measured against: mirror (the "
                                   "opposite vector; default), base (the bare base model, PMI) or none (raw likelihood)."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="Answer length for open-ended."),
@@ -55,8 +55,6 @@ def evaluate(
     if task != "open-ended" and (judge != "head" or judge_model):
         raise PFTError("--judge and --judge-model go with --task open-ended")
     calibration(calibrate, "--calibrate")
-    if limit is not None and limit < 1:
-        raise PFTError("--limit must be at least 1")
     if out is not None:
         check_file_target(out)
     # an HTTP judge is checked (URL, model name, timeout, key) before any model loads; the head judge needs the zoo

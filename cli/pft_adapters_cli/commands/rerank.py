@@ -19,7 +19,7 @@ def rerank_command(
     history: Path = typer.Option(None, "--history", help="Infer the vector from this history first. " + HISTORY_HELP),
     method: str = typer.Option("head", "--method", help="With --history: how to infer. " + METHOD_HELP),
     half_life: str = typer.Option(None, "--half-life", help="With --history: " + HALF_LIFE_HELP),
-    top: int = typer.Option(None, "--top", help="Show only the best N of each group."),
+    top: int = typer.Option(None, "--top", min=1, help="Show only the best N of each group."),
     base: str = typer.Option(None, "--base", help="Read the encoder from here instead of the id in the zoo (checked by fingerprint)."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the encoder's own)."),
     json_out: bool = JSON_OPTION,
@@ -42,8 +42,6 @@ def rerank_command(
     if vector is not None and history is not None:
         raise PFTError("give --vector or --history, not both")
     check_inference_options(history, method, half_life)
-    if top is not None and top < 1:
-        raise PFTError(f"--top {top} must be at least 1")
     items = read_candidates(candidates)  # a bad file fails before the model loads
     scorer = load_mixed(zoo, base=base, device=device)
     if scorer.zoo.kind != "scorer":
