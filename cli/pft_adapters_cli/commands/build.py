@@ -121,7 +121,7 @@ def train(
                        + ": check --dims")
     dev_scenarios = [s for s in load_scenarios(dev, value_space(pairs), pair=pair, matching=matching) if s.dimension in wanted] if dev else None
     out = Path(out)
-    check_target(out, overwrite, reads=(base, data, dev or ""))  # before any loading or training
+    check_target(out, overwrite, reads=[p for p in (base, data, dev) if p])  # before any loading or training
     targets = tuple(t.strip() for t in target_modules.split(",")) if target_modules else None
     config = TrainConfig(  # lora=None and max_length=None take the kind's defaults
         epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,

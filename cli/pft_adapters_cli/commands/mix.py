@@ -74,7 +74,7 @@ def mix(
     check_inference_options(history, method, half_life)
     target = export or merge_out
     if target:  # before the model loads
-        check_target(Path(target), overwrite, "--export" if export else "--merge-out", reads=(zoo, base or ""))
+        check_target(Path(target), overwrite, "--export" if export else "--merge-out", reads=[p for p in (zoo, base) if p])
     mixed = load_mixed(zoo, base=base, device=device)
     if mixed.zoo.kind == "scorer" and not scenarios:
         raise PFTError("a scorer zoo ranks texts, it does not write them or export an LLM adapter: use --scenarios here, "
