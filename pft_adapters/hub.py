@@ -24,7 +24,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING, TypeVar
+from typing import TYPE_CHECKING, NoReturn, TypeVar
 
 from huggingface_hub import HfApi, constants, get_token, hf_hub_download, is_offline_mode, snapshot_download
 from huggingface_hub.errors import (
@@ -74,12 +74,17 @@ def parse_zoo_name(name: str) -> tuple[str, list[str] | None, str | None]:
     """
     if Path(name).is_dir():
         return name, None, None
+    folder, colon, pole_list = name.rpartition(":")
+    if colon and "@" not in pole_list and Path(folder).is_dir():  # a folder whose own name holds '@' or ':'
+        poles = _pole_list(pole_list)
+        if not poles:
+            _bad_name(name)
+        return folder, poles, None
     rest, at, revision = name.partition("@")
     repo, colon, pole_list = rest.partition(":")
-    poles = [p.strip() for p in pole_list.split(",") if p.strip()] if colon else None
+    poles = _pole_list(pole_list) if colon else None
     if (colon and not poles) or (at and not revision.strip()) or ":" in revision:  # git refs never hold ':'
-        raise PFTError(f"'{name}' is not of the form org/name[:pole,pole][@revision] (poles before the revision, "
-                       "neither left empty)")
+        _bad_name(name)
     if not Path(repo).is_dir():
         try:
             validate_repo_id(repo)
@@ -88,6 +93,15 @@ def parse_zoo_name(name: str) -> tuple[str, list[str] | None, str | None]:
         if repo.count("/") != 1:
             raise PFTError(f"'{name}' is neither a zoo folder nor a Hub name like org/name[:pole,pole][@revision]")
     return repo, poles, revision.strip() or None
+
+
+def _pole_list(text: str) -> list[str]:
+    return [p.strip() for p in text.split(",") if p.strip()]
+
+
+def _bad_name(name: str) -> NoReturn:
+    raise PFTError(f"'{name}' is not of the form org/name[:pole,pole][@revision] (poles before the revision, "
+                   "neither left empty)")
 
 
 # ------------------------------------------------------------------------------------------------ errors

@@ -199,9 +199,10 @@ class PoleAdapters:
         cols = self.state.expand(c if poles is None else c[poles])
         st, current = self.state, self.state.columns
         same_poles = (st.poles is None) == (poles is None) and (poles is None or torch.equal(st.poles, poles))
-        if (st.mode == "shared" and current is not None and current.shape == cols.shape and same_poles
+        graphed = torch.is_grad_enabled() and next(self.parameters()).requires_grad
+        if (st.mode == "shared" and current is not None and current.shape == cols.shape and same_poles and not graphed
                 and (torch.is_inference_mode_enabled() or not current.is_inference())):
-            current.copy_(cols)  # in place: switching within the same poles costs one small copy
+            current.copy_(cols)  # in place (not while a graph may hold the old one): one small copy per switch
         else:
             st.mode, st.columns, st.poles, st.route = "shared", cols, poles, None
 

@@ -122,9 +122,11 @@ class Zoo:
             )
 
     def attach(self, model: nn.Module, name: str | None = None) -> PoleAdapters:
-        """Wrap `model` (checked to be this zoo's base) with every pole's adapter, mix off."""
+        """Wrap `model` (checked to be this zoo's base) with every pole's adapter, mix off, frozen for inference."""
         self.check_base(model, name)
         adapters = add_pole_adapters(model, self.spec, self.space.pole_slugs)
+        for p in adapters.parameters():
+            p.requires_grad_(False)
         for slug, tensors in self.poles.items():
             adapters.load_pole_state_dict(slug, tensors)
         missing = [p for p in self.space.pole_slugs if p not in self.poles]

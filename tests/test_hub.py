@@ -70,6 +70,7 @@ def test_parse_zoo_name(tmp_path: Path) -> None:
     odd.mkdir()
     assert parse_zoo_name(str(odd)) == (str(odd), None, None)  # an existing folder is always local
     assert parse_zoo_name(f"{tmp_path}:risk-averse") == (str(tmp_path), ["risk-averse"], None)
+    assert parse_zoo_name(f"{odd}:risk-averse,risk-taking") == (str(odd), ["risk-averse", "risk-taking"], None)
     for bad in ("./no-such-folder", "org/zoo:", "org/zoo@", "org/zoo@v1:risk-averse", "zoo", "a/b/c"):
         with pytest.raises(PFTError, match="org/name"):
             parse_zoo_name(bad)

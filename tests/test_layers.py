@@ -200,3 +200,17 @@ def test_a_target_that_is_not_a_linear_layer_is_named_not_skipped():
     with pytest.raises(PFTError, match="target module 'transformer.h.0.attn.c_attn' is a Conv1D, not a linear layer"):
         add_pole_adapters(model, LoraSpec(r=2, target_modules=("c_attn", "lm_head")), ["a", "b"])
     assert add_pole_adapters(model, LoraSpec(r=2, target_modules=("lm_head",)), ["a", "b"]).layers.keys() == {"lm_head"}
+
+
+def test_two_mixes_in_one_graph_backpropagate():
+    """Switching the vector between two forwards of one graph must not overwrite what the first one saved."""
+    model = tiny_llama()
+    adapters = add_pole_adapters(model, SPEC, ["a", "b"])
+    for p in adapters.parameters():
+        p.requires_grad_(True)
+    ids = torch.tensor([[1, 5, 9, 2]])
+    adapters.use_weights({"a": 1.0, "b": 0.5})
+    first = model(input_ids=ids).logits
+    adapters.use_weights({"a": 0.2, "b": 1.0})  # the same poles: an in-place switch would corrupt `first`'s graph
+    (first.sum() + model(input_ids=ids).logits.sum()).backward()
+    assert all(p.grad is not None for p in adapters.parameters())
