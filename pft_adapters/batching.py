@@ -123,8 +123,8 @@ class Encoder:
     def pack(rows: Sequence[EncodedRow]) -> list[PackedRow]:
         """Group rows with identical prompt ids and pole, in order of first appearance."""
         groups: dict[object, list[int]] = {}
-        for i, r in enumerate(rows):  # without a prompt token to copy, a row stays alone
-            groups.setdefault((tuple(r.ids[: r.n_prompt]), r.pole) if r.n_prompt else i, []).append(i)
+        for i, r in enumerate(rows):
+            groups.setdefault(prompt_key(r), []).append(i)
         packed = []
         for members in groups.values():
             first = rows[members[0]]
@@ -187,6 +187,12 @@ def token_nll(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor,
     return _next_token_nll(logits, labels).sum(1), (labels[:, 1:] != -100).sum(1)
 
 
+def prompt_key(row: EncodedRow) -> object:
+    """What rows share to be packed together, and to share their prompt's KL: prompt ids and pole.
+    A row without a prompt token (none to copy into a pack) stays alone."""
+    return (tuple(row.ids[: row.n_prompt]), row.pole) if row.n_prompt else id(row)
+
+
 def prompt_shares(rows: Sequence[EncodedRow], among: Sequence[EncodedRow] | None = None,
                   packed: Sequence[PackedRow] | None = None) -> torch.Tensor:
     """The share of its prompt's KL each row (or each of `packed`, the rows packed) carries:
@@ -195,13 +201,10 @@ def prompt_shares(rows: Sequence[EncodedRow], among: Sequence[EncodedRow] | None
     A prompt then counts once per batch whether its rows are packed together, unpacked, or
     split over micro-batches and processes (`among` is then the whole step's batch).
     """
-    def key(r: EncodedRow) -> tuple:
-        return tuple(r.ids[: r.n_prompt]), r.pole
-
-    counts = Counter(key(r) for r in (rows if among is None else among))
+    counts = Counter(prompt_key(r) for r in (rows if among is None else among))
     if packed is not None:  # a pack holds rows of one key: k of them carry k / count, exactly 1 when all are there
-        return torch.tensor([len(p.rows) / counts[key(rows[p.rows[0]])] for p in packed])
-    return torch.tensor([1.0 / counts[key(r)] for r in rows])
+        return torch.tensor([len(p.rows) / counts[prompt_key(rows[p.rows[0]])] for p in packed])
+    return torch.tensor([1.0 / counts[prompt_key(r)] for r in rows])
 
 
 def prompt_kl_per_row(logits: torch.Tensor, reference: torch.Tensor, prompt: torch.Tensor) -> torch.Tensor:

@@ -112,10 +112,13 @@ def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenari
                 ref_batch = batch if reference_prompts is None else encoder.collate(ref_rows[start : start + batch_size]).to(device)
                 ref_weights = None if reference is None else reference[owners[start : start + batch_size]]
                 base[start : start + len(batch.input_ids)] = _mean_logprob(adapters, ref_batch, ref_weights)
+    finite(mixed)
+    if calibrate:
+        finite(base)
     out, start = [], 0
     for scenario in scenarios:
         end = start + len(scenario.options)
-        out.append(OptionScores(finite(mixed[start:end]), finite(base[start:end]) if calibrate else None))
+        out.append(OptionScores(mixed[start:end], base[start:end] if calibrate else None))
         start = end
     return out
 

@@ -64,7 +64,7 @@ def _finite_seconds(value: float, raw: object, where: str) -> float:
 
 
 _BASIC_DATE = re.compile(r"^\d{8}$")  # 20250301: a date, as ISO-8601's basic form (not seconds of 1970)
-_SECONDS = re.compile(r"^(?!\d{8}$)[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # plain digits: float() also takes 1_000
+_SECONDS = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # plain digits: float() also takes 1_000
 
 
 def parse_timestamp(raw: object, where: str) -> float:
@@ -81,7 +81,7 @@ def parse_timestamp(raw: object, where: str) -> float:
         text = raw.strip()
         if not text:
             raise PFTError(f"{where}: field 'timestamp' is empty: give ISO-8601 text or epoch seconds, or leave it out")
-        if _SECONDS.match(text):
+        if _SECONDS.match(text) and not _BASIC_DATE.match(text):
             return _finite_seconds(float(text), text, where)
         try:
             if _BASIC_DATE.match(text):  # Python 3.10's fromisoformat does not read the basic form

@@ -65,6 +65,7 @@ class Pulled:
     commit: str | None  # the commit every file came from; None for a local folder
     poles: list[str]
     files: list[str]  # manifest-relative paths fetched and verified
+    complete: bool = True  # every pole of the zoo; a partial pull without `to` leaves a cache folder that is not a zoo
 
 
 def parse_zoo_name(name: str) -> tuple[str, list[str] | None, str | None]:
@@ -303,7 +304,8 @@ def fetch(name: str | Path, poles: Sequence[str] | None = None, revision: str | 
         subset = None if wanted == list(manifest["poles"]) else {
             **manifest, "poles": wanted, "files": {f: files[f] for f in needed}}
         path = _write_folder(target, manifest_path, subset, fetched, card)
-    return Pulled(path=path, source=src.name, commit=src.commit, poles=wanted, files=needed)
+    return Pulled(path=path, source=src.name, commit=src.commit, poles=wanted, files=needed,
+                  complete=wanted == list(manifest["poles"]))
 
 
 def fetch_encoder(name: str, retry: str) -> Path | None:

@@ -44,10 +44,9 @@ def pull(
       pft-adapters pull org/qwen-values-zoo:risk-averse,delayed-gratification@v1.0 --to ./z
     """
     from pft_adapters.hub import fetch
-    from pft_adapters.zoo import read_manifest
 
     got = fetch(name, to=to, overwrite=overwrite)
-    if to is None and len(got.poles) < len(read_manifest(got.path)["poles"]):  # the cache folder lacks the others
+    if to is None and not got.complete:  # the cache folder lacks the other poles' files
         typer.echo(f"only some poles are in the cache folder: load them by this name ('{name}'), or pull with "
                    "--to DIR for a folder that is a zoo of its own", err=True)
     if json_out:
