@@ -40,12 +40,13 @@ import urllib.parse
 import urllib.request
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 from tqdm.auto import tqdm
 
 from .data import Scenario
-from .errors import PFTError, shorten
+from .errors import JSONError, PFTError, loads, read_text, shorten
 from .head import head_features
 from .mix import calibration
 from .values import Pole, ValueSpace
@@ -512,37 +513,135 @@ def make_judge(mixed, judge: str = "head", model: str | None = None, timeout: fl
     return ChatJudge(judge, model or "", timeout=timeout)
 
 
+def case_key(case: Case) -> str:
+    """What names an open-ended case across runs: its scenario's text, its vector and its target pole."""
+    return json.dumps([case.scenario.text, sorted(case.vector.items()), case.target], ensure_ascii=False)
+
+
+class JudgedLog:
+    """Open-ended answers and their scores, appended to a JSONL file as each chunk is judged.
+
+    Generating is the slow part and a remote judge can fail late: a run that fails or is
+    interrupted keeps what it judged, and the same run started again goes on from there.
+    The first line records the run's settings (the zoo, the judge, the answer length); a
+    log of other settings is refused rather than mixed in. Remove it once the results are
+    saved (`remove`).
+    """
+
+    def __init__(self, path: str | os.PathLike[str]):
+        self.path = Path(path)
+
+    def start(self, settings: dict) -> dict[str, tuple[str, float]]:
+        """The (answer, score) of each case judged so far, by `case_key`; a log of other settings is refused."""
+        if not self.path.exists():
+            return {}
+        text = read_text(self.path, "the judged-cases log")
+        lines = text.split("\n")
+        found: dict[str, tuple[str, float]] = {}
+        for number, line in enumerate(lines, start=1):
+            if not line.strip():
+                continue
+            try:
+                record = loads(line)
+                if number == 1:
+                    self._check(record["settings"], settings)
+                else:
+                    found[str(record["key"])] = (str(record["response"]), float(record["score"]))
+            except (JSONError, KeyError, TypeError, ValueError, AttributeError):
+                if number == len(lines) and number > 1:  # the last write was cut short: drop it, judge that case again
+                    self._cut_at(len("\n".join(lines[:-1]).encode("utf-8")) + 1)
+                    break
+                raise PFTError(f"{self.path}, line {number} is damaged: delete the file to evaluate from the start") from None
+        return found
+
+    def _cut_at(self, size: int) -> None:
+        try:
+            os.truncate(self.path, size)
+        except OSError as err:
+            raise PFTError(f"cannot write {self.path}: {err.strerror or err}; delete it to evaluate from the start") from None
+
+    def _check(self, kept: dict, settings: dict) -> None:
+        differ = sorted(k for k in set(kept) | set(settings) if _canonical(kept.get(k)) != _canonical(settings.get(k)))
+        if differ:
+            raise PFTError(f"{self.path} holds the answers of another run ({', '.join(differ)} differ): delete it "
+                           "to evaluate from the start, or write the results elsewhere")
+
+    def append(self, settings: dict, judged: dict[str, tuple[str, float]]) -> None:
+        """Add newly judged cases, on disk before this returns (the settings line first, in a new log)."""
+        try:
+            fresh = not self.path.exists() or self.path.stat().st_size == 0
+            with open(self.path, "a", encoding="utf-8") as fh:
+                if fresh:
+                    fh.write(json.dumps({"settings": settings}, ensure_ascii=False) + "\n")
+                for key, (response, score) in judged.items():
+                    fh.write(json.dumps({"key": key, "response": response, "score": score}, ensure_ascii=False) + "\n")
+                fh.flush()
+                os.fsync(fh.fileno())
+        except OSError as err:
+            raise PFTError(f"cannot write {self.path}: {err.strerror or err}; free space there or write the results "
+                           "elsewhere") from None
+
+    def remove(self) -> None:
+        self.path.unlink(missing_ok=True)
+
+
+def _canonical(value: object) -> str:
+    """A setting as JSON text, so that values read back compare equal (tuples as lists, NaN as NaN)."""
+    return json.dumps(value, sort_keys=True, ensure_ascii=False)
+
+
 def open_ended(mixed, cases: Sequence[Case], judge: Judge, max_new_tokens: int = 64, chunk: int = 8,
-               progress: bool = True) -> EvalResult:
-    """Generate an answer to each scenario (no options shown) under its vector; the judge scores it 0-10."""
+               progress: bool = True, log: JudgedLog | None = None) -> EvalResult:
+    """Generate an answer to each scenario (no options shown) under its vector; the judge scores it 0-10.
+
+    With a `log`, cases it holds are not answered again, and each judged chunk is added to it.
+    """
     space = mixed.zoo.space
-    scores: list[float] = []
-    items: list[dict] = []
-    with tqdm(total=len(cases), desc="eval open-ended", unit="case", disable=not progress) as bar:
-        for group in _chunks(cases, chunk):
-            answers = mixed.generate([c.scenario.text for c in group], [c.vector for c in group],
-                                     max_new_tokens=max_new_tokens)
-            judged = []
-            for case, answer in zip(group, answers):
-                dim = space.dimension_of(case.target)
-                pole = space.pole(case.target)
-                judged.append(Judged(case.scenario.text, answer, pole, dim.second if pole == dim.first else dim.first))
-            got = judge(judged)
-            scores += got
-            items += [_item(c) | {"response": a, "score": round(s, 3)} for c, a, s in zip(group, answers, got)]
-            bar.update(len(group))
+    settings = {"zoo": mixed.zoo.source, "base": mixed.zoo.base.fingerprint, "training": mixed.zoo.training,
+                "judge": getattr(judge, "name", "custom"), "judge_model": getattr(judge, "model", None),
+                "max_new_tokens": max_new_tokens}
+    found = log.start(settings) if log is not None else {}
+    todo = [c for c in cases if case_key(c) not in found]
+    try:
+        with tqdm(total=len(cases), initial=len(cases) - len(todo), desc="eval open-ended", unit="case",
+                  disable=not progress) as bar:
+            for group in _chunks(todo, chunk):
+                answers = mixed.generate([c.scenario.text for c in group], [c.vector for c in group],
+                                         max_new_tokens=max_new_tokens)
+                judged = []
+                for case, answer in zip(group, answers):
+                    dim = space.dimension_of(case.target)
+                    pole = space.pole(case.target)
+                    judged.append(Judged(case.scenario.text, answer, pole, dim.second if pole == dim.first else dim.first))
+                fresh = {case_key(c): (a, s) for c, a, s in zip(group, answers, judge(judged))}
+                if log is not None:
+                    log.append(settings, fresh)
+                found |= fresh
+                bar.update(len(group))
+    except (PFTError, KeyboardInterrupt) as err:
+        done = sum(case_key(c) in found for c in cases)
+        if not done:
+            raise
+        kept = (f"{done} of {len(cases)} cases judged are kept in {log.path}: run it again to go on from them"
+                if log is not None else f"{done} cases judged are lost: pass --out FILE to keep them across a failure")
+        raise PFTError(f"{str(err) or 'interrupted'} ({kept})") from None
+    results = [found[case_key(c)] for c in cases]
+    scores = [score for _, score in results]
+    items = [_item(c) | {"response": a, "score": round(s, 3)} for c, (a, s) in zip(cases, results)]
     hits = [float(s > 5.0) for s in scores]
     poles = [c.target for c in cases]
     extra = {"score": _r(_mean(scores)), "macro_score": _r(_mean(list(group_means(scores, poles).values()))),
-             "judge": getattr(judge, "name", "custom"), "judge_model": getattr(judge, "model", None),
-             "max_new_tokens": max_new_tokens}
+             "judge": settings["judge"], "judge_model": settings["judge_model"], "max_new_tokens": max_new_tokens}
     return summarize("open-ended", cases, scores, hits, space, extra, items)
 
 
 def evaluate(mixed, scenarios: Sequence[Scenario], task: str, vector: PreferenceVector | None = None,
              limit: int | None = None, calibrate: bool | str = "mirror", judge: Judge | None = None,
-             max_new_tokens: int = 64, progress: bool = True) -> EvalResult:
-    """One task on `scenarios`: every pole the zoo holds at +-1 (`vector=None`), or one vector."""
+             max_new_tokens: int = 64, progress: bool = True, log: JudgedLog | None = None) -> EvalResult:
+    """One task on `scenarios`: every pole the zoo holds at +-1 (`vector=None`), or one vector.
+
+    `log`: open-ended only, see `JudgedLog`.
+    """
     if task not in TASKS:
         raise PFTError(f"unknown task '{task}': choose one of {', '.join(TASKS)}")
     if task == "open-ended" and mixed.zoo.kind == "scorer":
@@ -562,4 +661,4 @@ def evaluate(mixed, scenarios: Sequence[Scenario], task: str, vector: Preference
         return select_one(mixed, cases, calibrate, progress)
     if task == "select-all":
         return select_all(mixed, cases, calibrate, progress)
-    return open_ended(mixed, cases, judge or HeadJudge(mixed), max_new_tokens, progress=progress)
+    return open_ended(mixed, cases, judge or HeadJudge(mixed), max_new_tokens, progress=progress, log=log)

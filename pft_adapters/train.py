@@ -460,6 +460,9 @@ def train_zoo(
     adapters.state.dropout = config.lora_dropout
     if not rows:
         raise PFTError("no training rows: the data holds no options labelled with a pole of the chosen dimensions")
+    if world > 1 and len(rows) < config.batch_size:  # a process without rows would skip the gradient sync
+        raise PFTError(f"{len(rows)} training rows do not fill one batch of {config.batch_size} over {world} processes: "
+                       "lower --batch-size or train in one process")
     steps_per_epoch = max(1, len(rows) // config.batch_size)
     total_steps = max(1, round(steps_per_epoch * config.epochs))
     params = list(adapters.parameters()) + objective.parameters()

@@ -20,6 +20,7 @@ from pft_adapters.evaluate import (
     ChatJudge,
     HeadJudge,
     Judged,
+    JudgedLog,
     evaluate,
     group_means,
     micro_prf,
@@ -375,6 +376,53 @@ def test_chat_judge_on_a_server_that_is_not_http_is_one_line():
             assert "\n" not in str(err.value)
     finally:
         listener.close()
+
+
+def _chat(content: str) -> dict:
+    return {"choices": [{"message": {"role": "assistant", "content": content}}]}
+
+
+def test_open_ended_goes_on_from_the_cases_judged_before_a_judge_failure(capsys, zoo_dir, vcd_dev, tmp_path, chat_server):
+    out_file, log = tmp_path / "open.json", tmp_path / "open.json.judged.jsonl"
+    args = ("eval", zoo_dir, "--data", vcd_dev, "--all-poles", "--task", "open-ended", "--limit", "3",
+            "--max-new-tokens", "4", "--judge", chat_server.url, "--judge-model", "m", "--out", out_file)
+    replies = iter(["7"] * 8)  # the 12 cases are judged in chunks of 8: the second chunk fails
+    chat_server.reply = lambda body: _chat(next(replies, "no idea"))
+    code, _, err = run(capsys, *args)  # the progress bar came first
+    err = err.strip().splitlines()[-1]
+    assert code == 1 and err.startswith("error: the judge's reply holds no 0-10 score")
+    assert f"(8 of 12 cases judged are kept in {log}: run it again to go on from them)" in err
+    assert not out_file.exists() and len(log.read_text().splitlines()) == 1 + 8
+    chat_server.reply = lambda body: _chat("6")
+    asked = len(chat_server.requests)
+    assert run(capsys, *args, "--json")[0] == 0
+    assert len(chat_server.requests) - asked == 4  # only the cases not judged before
+    assert sorted(item["score"] for item in json.loads(out_file.read_text())["items"]) == [6.0] * 4 + [7.0] * 8
+    assert not log.exists()  # the results are saved: the log has done its work
+    log.write_text(json.dumps({"settings": {"zoo": "elsewhere"}}) + "\n")
+    assert "holds the answers of another run (base, judge, judge_model, max_new_tokens, training, zoo differ)" in \
+        user_error(capsys, *args)
+
+
+def test_a_judged_log_drops_a_line_cut_short_and_refuses_damage(tmp_path):
+    log = JudgedLog(tmp_path / "log.jsonl")
+    settings = {"zoo": "z", "training": {"head_dev_pole_accuracy": float("nan")}, "judge_model": None}
+    assert log.start(settings) == {}
+    log.append(settings, {"a": ("answer a", 7.25), "b": ("answer\u2028b", 3.0)})
+    with open(log.path, "a", encoding="utf-8") as fh:
+        fh.write('{"key": "c", "respo')  # the process died while writing
+    assert log.start(settings) == {"a": ("answer a", 7.25), "b": ("answer\u2028b", 3.0)}  # NaN reads back as equal
+    log.append(settings, {"c": ("answer c", 5.0)})
+    assert set(log.start(settings)) == {"a", "b", "c"}
+    lines = log.path.read_text(encoding="utf-8").split("\n")
+    log.path.write_text("\n".join(lines[:2] + ["{oops"] + lines[2:]), encoding="utf-8")
+    with pytest.raises(PFTError, match="log.jsonl, line 3 is damaged: delete the file"):
+        log.start(settings)
+    log.path.write_text("[1]\n", encoding="utf-8")
+    with pytest.raises(PFTError, match="line 1 is damaged"):
+        log.start(settings)
+    log.remove()
+    assert not log.path.exists()
 
 
 # -- baseline training methods --------------------------------------------------------------------

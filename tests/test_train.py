@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 import os
 import socket
+import time
 
 import pytest
 import torch
@@ -175,6 +176,34 @@ def _ddp_worker(rank: int, world: int, port: int, base_dir: str, data, out: str)
         torch.distributed.destroy_process_group()
 
 
+def _ddp_refusal_worker(rank: int, world: int, port: int, base_dir: str, data) -> None:
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
+    try:
+        with pytest.raises(PFTError, match="training rows do not fill one batch of 64 over 2 processes"):
+            _train(base_dir, data, epochs=1, batch_size=64, grad_accum=2)
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_a_batch_too_small_to_feed_every_process_is_refused(base_dir, train_slice):
+    """Fewer rows than a batch left a process's micro-batches empty: it skipped the gradient sync
+    (the processes' adapters drifted apart) or, with no rows at all, left the others waiting."""
+    context = mp.spawn(_ddp_refusal_worker, args=(2, _free_port(), str(base_dir), train_slice[:2]), nprocs=2, join=False)
+    deadline = time.monotonic() + 120
+    while not context.join(timeout=5):
+        if time.monotonic() > deadline:
+            for process in context.processes:
+                process.kill()
+            pytest.fail("a data-parallel run with fewer rows than a batch hung")
+
+
 def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
     """Data-parallel (torch.distributed, DDP over gloo) gives the single-process adapters to ADAM_TOL.
 
@@ -183,10 +212,7 @@ def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
     from pft_adapters.zoo import Zoo
 
     data = train_slice[:8]
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    mp.spawn(_ddp_worker, args=(2, port, str(base_dir), data, str(tmp_path / "ddp")), nprocs=2, join=True)
+    mp.spawn(_ddp_worker, args=(2, _free_port(), str(base_dir), data, str(tmp_path / "ddp")), nprocs=2, join=True)
     single = _train(base_dir, data, epochs=1, head_steps=5, pack=False, orthogonality=1.0)  # unpacked, as in test_gradient_accumulation...
     same_zoo(single.zoo, Zoo.from_pretrained(tmp_path / "ddp"), atol=ADAM_TOL)
 

@@ -31,7 +31,9 @@ def evaluate(
     base: str = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo."),
     pairs: Path = PAIRS_OPTION,
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),
-    out: Path = typer.Option(None, "--out", help="Also write the results, with one record per case, to this JSON file."),
+    out: Path = typer.Option(None, "--out", help="Also write the results, with one record per case, to this JSON file. "
+                             "Open-ended: cases are kept in OUT.judged.jsonl as they are judged, so a run that fails or is "
+                             "interrupted goes on from them when run again."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Evaluate a zoo on held-out scenarios: select-one, select-all (with micro P/R/F1) or open-ended (0-10 judge score).
@@ -45,7 +47,7 @@ def evaluate(
       pft-adapters eval zoo/ --data vcd_dev.json --all-poles --task open-ended --judge http://localhost:8000/v1 --judge-model qwen
     """
     from pft_adapters.data import load_scenarios
-    from pft_adapters.evaluate import TASKS, evaluate as run, make_judge
+    from pft_adapters.evaluate import TASKS, JudgedLog, evaluate as run, make_judge
     from pft_adapters.mix import calibration, load_mixed
 
     if all_poles == (vector is not None):
@@ -64,12 +66,15 @@ def evaluate(
     vec = mixed.vector(vector) if vector is not None else None
     if task == "open-ended" and scorer is None:
         scorer = make_judge(mixed, judge, judge_model, judge_timeout)
+    log = JudgedLog(out.with_name(out.name + ".judged.jsonl")) if out is not None and task == "open-ended" else None
     result = run(mixed, scenarios, task, vector=vec, limit=limit, calibrate=calibrate, judge=scorer,
-                 max_new_tokens=max_new_tokens)
+                 max_new_tokens=max_new_tokens, log=log)
     summary = {"zoo": zoo, "data": str(data), "method": mixed.zoo.method,
                "vector": dict(vec) if vec is not None else "all-poles", **result.to_json()}
     if out:
         atomic_write_text(out, json.dumps({**summary, "items": result.items}, indent=2, ensure_ascii=False) + "\n")
+        if log is not None:
+            log.remove()
     if json_out:
         echo_json(summary)
         return
