@@ -23,7 +23,7 @@ def make_base(
     epochs: float = typer.Option(None, "--epochs", min=0, help="Pre-training budget in passes over --corpus: the same base on "
                                  "any machine (with --minutes too, whichever ends first)."),
     vocab_size: int = typer.Option(None, "--vocab-size", help="BPE vocabulary size (default: the preset's)."),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Seed for the weights' initialisation and the data order."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
 ) -> None:
     """Build a small causal LM offline: a BPE tokenizer trained on --corpus and a Llama-style model pre-trained on it.
@@ -80,7 +80,8 @@ def train(
     head_encoder: str = typer.Option(None, "--head-encoder", help="Sentence encoder the mixing head reads texts through "
                                      "(Hub id or folder), e.g. sentence-transformers/all-MiniLM-L6-v2; default: the base "
                                      "model's own hidden states."),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1),
+    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Seed for the adapters' initialisation and the row "
+                             "order: on one machine, the same seed, data and settings train the same zoo."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     precision: str = typer.Option("auto", "--precision", help="fp32, or bf16: matmuls under bfloat16 autocast, the "
                                   "adapters kept in float32 (auto: bf16 on a GPU that computes it, else fp32; on a CPU with "

@@ -11,7 +11,7 @@ from .common import JSON_OPTION, echo_json
 HISTORY_HELP = "The user's past decisions, JSONL: one {\"scenario\", \"options\", \"chosen\"[, \"timestamp\", \"dimension\"]} per line (see docs/personalize.md)."
 METHOD_HELP = ("head: the mixing head reads every option, the chosen one against the others (one forward pass, fast); "
                "likelihood: fit the vector so the mixed model prefers what the user chose.")
-HALF_LIFE_HELP = ("Recency: a number of decisions (5: a decision 5 places before the newest counts half), a duration when every "
+HALF_LIFE_HELP = ("a number of decisions (5: a decision 5 places before the newest counts half), a duration when every "
                   "decision has a timestamp (3d, 12h, 90m, 2w), or 'none' for equal weights. Default: 3 decisions.")
 
 
@@ -55,7 +55,7 @@ def infer_command(
     zoo: str = typer.Argument(..., help="Zoo folder or Hub name (org/name, org/name@revision)."),
     history: Path = typer.Option(..., "--history", help=HISTORY_HELP),
     method: str = typer.Option("head", "--method", help=METHOD_HELP),
-    half_life: str = typer.Option(None, "--half-life", help=HALF_LIFE_HELP),
+    half_life: str = typer.Option(None, "--half-life", help="Recency half-life: " + HALF_LIFE_HELP),
     base: str = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo (checked by fingerprint)."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),
     json_out: bool = JSON_OPTION,

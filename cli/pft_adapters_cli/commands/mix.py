@@ -23,7 +23,7 @@ def mix(
     vector: str = typer.Option(None, "--vector", "-v", help=VECTOR_HELP),
     history: Path = typer.Option(None, "--history", help="Infer the vector from this history first (instead of --vector). " + HISTORY_HELP),
     method: str = typer.Option("head", "--method", help="With --history: how to infer. " + METHOD_HELP),
-    half_life: str = typer.Option(None, "--half-life", help="With --history: " + HALF_LIFE_HELP),
+    half_life: str = typer.Option(None, "--half-life", help="With --history: the recency half-life, " + HALF_LIFE_HELP),
     prompt: list[str] = typer.Option([], "--prompt", "-p", help="Generate a response to this prompt (repeatable: one batch)."),
     scenarios: Path = typer.Option(None, "--scenarios", help="Pick one option per scenario (VCD JSON/JSONL or paired JSONL)."),
     export: Path = typer.Option(None, "--export", help="Write the mix as one standard PEFT LoRA adapter to this folder."),
@@ -35,9 +35,9 @@ def mix(
     calibrate: str = typer.Option("mirror", "--calibrate", help="With --scenarios, what option scores are measured "
                                   "against: mirror (the vector with the scenario's dimension flipped; default), base (the "
                                   "bare base model, PMI) or none (raw score); see docs/mix.md."),
-    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1),
-    temperature: float = typer.Option(0.0, "--temperature", help="0 = greedy decoding."),
-    top_p: float = typer.Option(1.0, "--top-p"),
+    max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="With --prompt: the most tokens to generate."),
+    temperature: float = typer.Option(0.0, "--temperature", help="With --prompt: sampling temperature; 0 = greedy decoding."),
+    top_p: float = typer.Option(1.0, "--top-p", help="With --prompt and a temperature: nucleus sampling, in (0, 1]."),
     seed: int = typer.Option(None, "--seed", min=0, max=2**63 - 1, help="Seed for sampling, for repeatable output."),
     raw: bool = typer.Option(False, "--raw", help="Send the prompt as is, without the scenario template."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),

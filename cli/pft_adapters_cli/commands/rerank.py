@@ -18,7 +18,7 @@ def rerank_command(
     vector: str = typer.Option(None, "--vector", "-v", help=VECTOR_HELP + " Lines with their own 'vector' keep it."),
     history: Path = typer.Option(None, "--history", help="Infer the vector from this history first. " + HISTORY_HELP),
     method: str = typer.Option("head", "--method", help="With --history: how to infer. " + METHOD_HELP),
-    half_life: str = typer.Option(None, "--half-life", help="With --history: " + HALF_LIFE_HELP),
+    half_life: str = typer.Option(None, "--half-life", help="With --history: the recency half-life, " + HALF_LIFE_HELP),
     top: int = typer.Option(None, "--top", min=1, help="Show only the best N of each group."),
     base: str = typer.Option(None, "--base", help="Read the encoder from here instead of the id in the zoo (checked by fingerprint)."),
     device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the encoder's own)."),
