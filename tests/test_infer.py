@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import json
 import random
+import runpy
 from dataclasses import replace
+from pathlib import Path
 
 import pytest
 import torch
@@ -39,6 +41,7 @@ from pft_adapters.infer import (
 from pft_adapters.mix import MixedModel
 from pft_adapters.values import ValueSpace
 from pft_adapters.vector import parse_vector
+from pft_adapters.zoo import Zoo
 
 SPACE = ValueSpace.builtin()
 
@@ -361,6 +364,26 @@ def test_cli_infer_text_and_errors(zoo_dir, history_file, capsys, tmp_path):
     err = user_error(capsys, "infer", str(zoo_dir), "--history", str(bad))
     assert "line 9" in err and "'options'" in err
     assert "half-life" in user_error(capsys, "infer", str(zoo_dir), "--history", str(history_file), "--half-life", "soon")
+
+
+def test_the_serving_example_answers_each_user_under_their_own_vector(zoo_dir, base_dir, history_file, train_slice,
+                                                                    tmp_path, capsys):
+    bob = [Decision(d.scenario, d.options, next(i for i in range(len(d.options)) if i != d.chosen))
+           for d in load_history(history_file)]  # another option than alice's each time
+    bob_file = write_history(bob, tmp_path / "bob.jsonl")
+    main = runpy.run_path(str(Path(__file__).parents[1] / "examples" / "serve_users.py"))["main"]
+    prompt = "A friend offers you a share in a new business. What do you do?"
+    assert main([str(zoo_dir), "--history", str(history_file), "--history", str(bob_file), "--prompt", prompt,
+                 "--max-new-tokens", "6"]) == 0
+    out = capsys.readouterr().out
+    mixed = MixedModel(Zoo.from_pretrained(zoo_dir), *load_base(base_dir))
+    for path in (history_file, bob_file):
+        vector = infer(mixed, load_history(path, mixed.zoo.space)).vector
+        alone = mixed.generate([prompt], vector, max_new_tokens=6)[0]  # the same answer as in the shared batch
+        assert f"{path}: {vector.describe()}" in out and f"[{path}]\n{alone}\n" in out + "\n"
+    capsys.readouterr()
+    assert main([str(tmp_path / "no-zoo"), "--history", str(bob_file), "--prompt", "x"]) == 1
+    assert capsys.readouterr().err.startswith("error: ")
 
 
 def test_cli_mix_history(zoo_dir, history_file, capsys):
