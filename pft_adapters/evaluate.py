@@ -569,6 +569,7 @@ class JudgedLog:
     def append(self, settings: dict, judged: dict[str, tuple[str, float]]) -> None:
         """Add newly judged cases, on disk before this returns (the settings line first, in a new log)."""
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # as the results file's folder will be
             fresh = not self.path.exists() or self.path.stat().st_size == 0
             with open(self.path, "a", encoding="utf-8") as fh:
                 if fresh:

@@ -383,7 +383,7 @@ def _chat(content: str) -> dict:
 
 
 def test_open_ended_goes_on_from_the_cases_judged_before_a_judge_failure(capsys, zoo_dir, vcd_dev, tmp_path, chat_server):
-    out_file, log = tmp_path / "open.json", tmp_path / "open.json.judged.jsonl"
+    out_file, log = tmp_path / "new" / "open.json", tmp_path / "new" / "open.json.judged.jsonl"
     args = ("eval", zoo_dir, "--data", vcd_dev, "--all-poles", "--task", "open-ended", "--limit", "3",
             "--max-new-tokens", "4", "--judge", chat_server.url, "--judge-model", "m", "--out", out_file)
     replies = iter(["7"] * 8)  # the 12 cases are judged in chunks of 8: the second chunk fails
