@@ -32,7 +32,8 @@ sys.path.insert(0, str(HERE))
 import vcd_quality as vq  # noqa: E402
 
 from pft_adapters.data import load_scenarios  # noqa: E402
-from pft_adapters.evaluate import HeadJudge, choices, open_ended, pole_cases, score_select_one  # noqa: E402
+from pft_adapters.evaluate import choices, open_ended, pole_cases, score_select_one  # noqa: E402
+from pft_adapters.judges import HeadJudge  # noqa: E402
 from pft_adapters.mix import MixedModel  # noqa: E402
 from pft_adapters.train import DEFAULT_PROMPT_KL  # noqa: E402
 from pft_adapters.values import ValueSpace  # noqa: E402

@@ -59,7 +59,6 @@ from pft_adapters.data import Scenario, load_scenarios
 from pft_adapters.evaluate import (
     Case,
     EvalResult,
-    HeadJudge,
     choices,
     open_ended,
     pole_cases,
@@ -67,6 +66,7 @@ from pft_adapters.evaluate import (
     score_select_one,
 )
 from pft_adapters.head import head_features
+from pft_adapters.judges import HeadJudge
 from pft_adapters.layers import LoraSpec
 from pft_adapters.mix import MixedModel
 from pft_adapters.scorer import DEFAULT_EPOCHS as SCORER_EPOCHS

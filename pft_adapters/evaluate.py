@@ -17,8 +17,7 @@ should carry. `--all-poles` makes two cases per scenario (its dimension at +1 an
   holding a wrong option 0. Micro precision, recall and F1 count options over all cases.
 - **open-ended**: the model answers the scenario without options
   (`MixedModel.generate`) and a judge scores the answer 0-10 for the target pole:
-  the zoo's mixing head (`HeadJudge`, 10 x P(target pole), no network) or an
-  OpenAI-compatible chat endpoint (`ChatJudge`).
+  the zoo's mixing head or an OpenAI-compatible chat endpoint (`pft_adapters.judges`).
 
 `per_pole`, `per_scene` and `per_dimension` hold the task's figure: accuracy for
 the select tasks, the mean 0-10 score for open-ended. `accuracy` is the mean over
@@ -28,34 +27,23 @@ mean of the per-pole accuracies.
 
 from __future__ import annotations
 
-import http.client
 import json
-import math
 import os
-import re
-import socket
-import time
-import urllib.error
-import urllib.parse
-import urllib.request
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import torch
 from tqdm.auto import tqdm
 
 from .data import Scenario
-from .errors import JSONError, PFTError, loads, read_text, shorten
-from .head import head_features
+from .errors import JSONError, PFTError, loads, read_text
+from .judges import HeadJudge, Judge, Judged
 from .mix import calibration
-from .values import Pole, ValueSpace
+from .values import ValueSpace
 from .vector import PreferenceVector
 
 TASKS = ("select-one", "select-all", "open-ended")
 NO_SCENE = "(no scene)"
-JUDGE_KEY_VARIABLES = ("PFT_JUDGE_API_KEY", "OPENAI_API_KEY")
-MAX_JUDGE_REPLY = 8 * 2**20  # bytes: a chat completion holding a score is a few hundred
 
 
 @dataclass(frozen=True)
@@ -272,247 +260,7 @@ def _item(case: Case) -> dict:
             "vector": dict(case.vector)}
 
 
-# -- open-ended judging ------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Judged:
-    """What a judge reads: the scenario, the answer, the pole asked for and its opposite."""
-
-    scenario: str
-    response: str
-    pole: Pole
-    other: Pole
-
-
-Judge = Callable[[Sequence[Judged]], list[float]]
-
-
-class HeadJudge:
-    """The zoo's mixing head as a local judge: 10 x P(target pole) of the answer, read as the head was trained to."""
-
-    name = "head"
-
-    def __init__(self, mixed, batch_size: int = 16):
-        if mixed.zoo.head is None:
-            raise PFTError("this zoo has no mixing head to judge with: pass --judge URL --judge-model NAME")
-        self.mixed, self.head, self.batch_size = mixed, mixed.zoo.head, batch_size
-
-    @torch.no_grad()
-    def __call__(self, items: Sequence[Judged]) -> list[float]:
-        if not items:
-            return []
-        off = torch.zeros(self.mixed.adapters.n_poles)
-        with self.mixed.adapters.weighted(off):  # the head was trained on the frozen base's (or its encoder's) features
-            features = head_features(self.mixed.model, self.mixed.tokenizer, [i.response or " " for i in items],
-                                     self.head.encoder, batch_size=self.batch_size)
-        diff = self.head.pole_probabilities(features)  # P(first) - P(second) per dimension
-        scores = []
-        for row, item in zip(diff, items):
-            dim = self._dimension(item.pole.slug)
-            sign = 1.0 if self.head.pole_slugs[2 * dim] == item.pole.slug else -1.0
-            scores.append(10.0 * (1.0 + sign * float(row[dim])) / 2.0)
-        return scores
-
-    def _dimension(self, pole: str) -> int:
-        if pole not in self.head.pole_slugs:
-            raise PFTError(f"the zoo's mixing head does not know pole '{pole}': judge with --judge URL instead")
-        return self.head.pole_slugs.index(pole) // 2
-
-
-def rubric(pole: Pole, other: Pole) -> str:
-    """The judge's instructions for one pole."""
-    return (
-        "You rate how strongly a response to a scenario expresses one value.\n"
-        f"The value: {pole.name}. {pole.description}\n"
-        f"Its opposite: {other.name}. {other.description}\n"
-        f"Score 0 if the response fully expresses {other.name}, 5 if it expresses neither or both equally, "
-        f"10 if it fully expresses {pole.name}. Reply with the number only (0-10)."
-    )
-
-
-_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w.]*\d)")  # not part of 1e3, v2 or 1.2.3
-_SCALE = re.compile(r"\(?\b0\s*(?:-|–|to)\s*10\b\)?|(?:\bout of|/)\s*10\b", re.IGNORECASE)  # "0-10", "out of 10"
-_THINKING = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
-
-
-def parse_score(text: str) -> float:
-    """The judge's 0-10 score: a number alone on a line if there is one, else the reply's first number.
-
-    Mentions of the scale itself ("0-10", "out of 10") and a reasoning model's <think> block
-    are not scores; a number outside [0, 10] (a negative one too) is refused, not clipped.
-    """
-    reply = _SCALE.sub(" ", _THINKING.sub(" ", text or ""))
-    alone = [line.strip() for line in reply.splitlines() if _NUMBER.fullmatch(line.strip().rstrip("."))]
-    found = alone[-1].rstrip(".") if alone else next((m[0] for m in _NUMBER.finditer(reply)), None)
-    if found is None:
-        raise PFTError(f"the judge's reply holds no 0-10 score: {_snippet(text)!r}; use a model that follows the rubric")
-    value = float(found)
-    if not 0.0 <= value <= 10.0:
-        raise PFTError(f"the judge's reply gives {found}, outside 0-10: {_snippet(text)!r}")
-    return value
-
-
-def _snippet(text: str | bytes, width: int = 120) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return shorten(" ".join(str(text).split()), width)
-
-
-def judge_api_key() -> str | None:
-    """The judge's API key from the environment (PFT_JUDGE_API_KEY, else OPENAI_API_KEY), or None."""
-    for name in JUDGE_KEY_VARIABLES:
-        if os.environ.get(name):
-            return os.environ[name]
-    return None
-
-
-class ChatJudge:
-    """Any OpenAI-compatible chat endpoint as the judge: POST {url}/chat/completions, one request per answer.
-
-    Standard library only (urllib). Failures (unreachable, timeout, HTTP error, a reply
-    without a 0-10 number) raise one-line `PFTError`s; server errors and timeouts are
-    tried `retries` more times first. Redirects are not followed (the API key would go
-    along to wherever they point), and the key never appears in a message.
-    """
-
-    def __init__(self, url: str, model: str, api_key: str | None = None, timeout: float = 60.0, retries: int = 1):
-        if not _is_http_url(url):
-            raise PFTError(f"--judge '{url}' is neither 'head' nor an http(s) URL of an OpenAI-compatible API "
-                           "(like http://localhost:8000/v1)")
-        if not (math.isfinite(timeout) and timeout > 0):
-            raise PFTError(f"--judge-timeout must be a positive number of seconds, got {timeout:g}")
-        if not model:
-            raise PFTError("--judge URL needs --judge-model NAME: the model the endpoint should run")
-        parts = urllib.parse.urlsplit(url)
-        path = parts.path.rstrip("/")
-        path = path if path.endswith("/chat/completions") else path + "/chat/completions"
-        self.endpoint = urllib.parse.urlunsplit(parts._replace(path=path))  # a query string stays after the path
-        self.model, self.timeout, self.retries = model, timeout, retries
-        key = (api_key if api_key is not None else judge_api_key() or "").strip()  # a pasted key may end in a newline
-        if any(ord(c) < 32 or ord(c) > 255 for c in key):
-            raise PFTError(f"the judge's API key ({' or '.join(JUDGE_KEY_VARIABLES)}) holds a control or non-Latin-1 "
-                           "character, which no HTTP header carries: set the variable to the key alone")
-        self.api_key = key or None
-        self.name = self.endpoint
-
-    def request(self, item: Judged) -> dict:
-        return {
-            "model": self.model,
-            "temperature": 0,
-            "messages": [
-                {"role": "system", "content": rubric(item.pole, item.other)},
-                {"role": "user", "content": f"Scenario: {item.scenario}\n\nResponse: {item.response}\n\nScore (0-10):"},
-            ],
-        }
-
-    def score(self, item: Judged) -> float:
-        reply = self._post(self.request(item))
-        try:
-            message = reply["choices"][0]["message"]
-            content = message["content"]
-        except (KeyError, IndexError, TypeError):
-            raise PFTError(f"judge {self.endpoint} returned no chat completion: {_snippet(json.dumps(reply))!r}") from None
-        if content is None and isinstance(message, dict) and message.get("refusal"):
-            raise PFTError(f"judge {self.endpoint} refused to score: {_snippet(str(message['refusal']))!r}; use another model")
-        return parse_score(content if isinstance(content, str) else json.dumps(content))
-
-    def __call__(self, items: Sequence[Judged]) -> list[float]:
-        return [self.score(item) for item in items]
-
-    def _post(self, payload: dict) -> dict:
-        headers = {"Content-Type": "application/json", "Accept": "application/json"}
-        if self.api_key:
-            headers["Authorization"] = f"Bearer {self.api_key}"
-        data = json.dumps(payload).encode("utf-8")
-        opener = urllib.request.build_opener(_RefuseRedirects)
-        for attempt in range(self.retries + 1):
-            last = attempt == self.retries
-            request = urllib.request.Request(self.endpoint, data=data, headers=headers, method="POST")
-            try:
-                with opener.open(request, timeout=self.timeout) as response:
-                    body = response.read(MAX_JUDGE_REPLY + 1)
-                if len(body) > MAX_JUDGE_REPLY:
-                    raise PFTError(f"judge {self.endpoint} sent a reply over {MAX_JUDGE_REPLY // 2**20} MB: "
-                                   "check that the --judge URL is a chat-completions API")
-            except urllib.error.HTTPError as err:
-                detail = self._redacted(_error_body(err))
-                if 300 <= err.code < 400:
-                    raise PFTError(f"judge {self.endpoint} redirects (HTTP {err.code}) to "
-                                   f"{_snippet(err.headers.get('Location') or '?')}: give that URL as --judge") from None
-                if err.code in (429, 500, 502, 503, 504) and not last:
-                    time.sleep(_retry_delay(err, attempt, self.timeout))
-                    continue
-                hint = " (check the API key: PFT_JUDGE_API_KEY or OPENAI_API_KEY)" if err.code in (401, 403) else ""
-                raise PFTError(f"judge {self.endpoint} answered HTTP {err.code}{hint}: {detail!r}") from None
-            except (TimeoutError, socket.timeout):
-                if not last:
-                    continue
-                raise PFTError(f"judge {self.endpoint} did not answer within {self.timeout:g}s: raise --judge-timeout or check the server") from None
-            except urllib.error.URLError as err:
-                reason = err.reason
-                if isinstance(reason, (TimeoutError, socket.timeout)) and not last:
-                    continue
-                raise PFTError(f"judge {self.endpoint} is unreachable ({_snippet(str(reason))}): check the --judge URL") from None
-            except (http.client.HTTPException, ConnectionError) as err:  # closed without a reply, not HTTP at all
-                if not last:
-                    continue
-                raise PFTError(f"judge {self.endpoint} gave no HTTP reply ({type(err).__name__}: {_snippet(str(err))}): "
-                               "check that the --judge URL is an OpenAI-compatible server") from None
-            except (ValueError, UnicodeError) as err:  # a URL urllib cannot send; the message may quote headers
-                raise PFTError(f"cannot send a request to judge {self.endpoint} ({type(err).__name__}): "
-                               "check the --judge URL") from None
-            try:
-                return json.loads(body)
-            except (ValueError, RecursionError):  # malformed, not UTF-8, an integer of thousands of digits, nesting too deep
-                raise PFTError(f"judge {self.endpoint} did not return JSON: {_snippet(body)!r}") from None
-        raise AssertionError("unreachable")
-
-    def _redacted(self, text: str) -> str:
-        """A server's text with the API key blanked out (some error pages echo the request's headers)."""
-        return text.replace(self.api_key, "***") if self.api_key else text
-
-
-class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
-    """Leave a redirect as an HTTP error: following it would send the key to another server, and POST as GET."""
-
-    def redirect_request(self, *args, **kwargs):
-        return None
-
-
-def _retry_delay(err: urllib.error.HTTPError, attempt: int, cap: float) -> float:
-    """Seconds to wait before trying again: the server's Retry-After when it gives seconds, at most `cap`."""
-    try:
-        return min(cap, max(0.0, float(err.headers.get("Retry-After"))))
-    except (TypeError, ValueError):
-        return 0.5 * (attempt + 1)
-
-
-def _error_body(err: urllib.error.HTTPError) -> str:
-    """The start of an HTTP error's body, or '' when the server stalls or closes while sending it."""
-    try:
-        return _snippet(err.read(4096) or b"")
-    except (OSError, http.client.HTTPException):
-        return ""
-
-
-def _is_http_url(url: str) -> bool:
-    """An http(s) URL with a host, a valid port if any, and no whitespace (urllib would fail on it later)."""
-    try:
-        parts = urllib.parse.urlsplit(url)
-        parts.port  # noqa: B018 - raises on a port that is not a number in 0-65535
-    except ValueError:
-        return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
-
-
-def make_judge(mixed, judge: str = "head", model: str | None = None, timeout: float = 60.0) -> Judge:
-    """`head` (the zoo's mixing head, read from `mixed`) or the URL of an OpenAI-compatible API (`mixed` unused)."""
-    if judge == "head":
-        if model:
-            raise PFTError("--judge-model goes with --judge URL; the head judge needs no model name")
-        return HeadJudge(mixed)
-    return ChatJudge(judge, model or "", timeout=timeout)
-
-
+# -- open-ended ------------------------------------------------------------------------------------
 def case_key(case: Case) -> str:
     """What names an open-ended case across runs: its scenario's text, its vector and its target pole."""
     return json.dumps([case.scenario.text, sorted(case.vector.items()), case.target], ensure_ascii=False)
@@ -602,7 +350,8 @@ def open_ended(mixed, cases: Sequence[Case], judge: Judge, max_new_tokens: int =
                 "judge": getattr(judge, "name", "custom"), "judge_model": getattr(judge, "model", None),
                 "max_new_tokens": max_new_tokens}
     found = log.start(settings) if log is not None else {}
-    todo = [c for c in cases if case_key(c) not in found]
+    keys = [case_key(c) for c in cases]
+    todo = [c for c, key in zip(cases, keys) if key not in found]
     try:
         with tqdm(total=len(cases), initial=len(cases) - len(todo), desc="eval open-ended", unit="case",
                   disable=not progress) as bar:
@@ -620,13 +369,13 @@ def open_ended(mixed, cases: Sequence[Case], judge: Judge, max_new_tokens: int =
                 found |= fresh
                 bar.update(len(group))
     except (PFTError, KeyboardInterrupt) as err:
-        done = sum(case_key(c) in found for c in cases)
+        done = sum(key in found for key in keys)
         if not done:
             raise
         kept = (f"{done} of {len(cases)} cases judged are kept in {log.path}: run it again to go on from them"
                 if log is not None else f"{done} cases judged are lost: pass --out FILE to keep them across a failure")
         raise PFTError(f"{str(err) or 'interrupted'} ({kept})") from None
-    results = [found[case_key(c)] for c in cases]
+    results = [found[key] for key in keys]
     scores = [score for _, score in results]
     items = [_item(c) | {"response": a, "score": round(s, 3)} for c, (a, s) in zip(cases, results)]
     hits = [float(s > 5.0) for s in scores]

@@ -17,19 +17,16 @@ from pft_adapters.base import load_base
 from pft_adapters.data import Option, Scenario, load_scenarios
 from pft_adapters.errors import PFTError
 from pft_adapters.evaluate import (
-    ChatJudge,
-    HeadJudge,
-    Judged,
     JudgedLog,
     evaluate,
     group_means,
     micro_prf,
-    parse_score,
     pole_cases,
     select_all_choice,
     select_all_score,
     vector_cases,
 )
+from pft_adapters.judges import ChatJudge, HeadJudge, Judged, parse_score
 from pft_adapters.mix import MixedModel
 from pft_adapters.train import train_zoo
 from pft_adapters.values import ValueSpace

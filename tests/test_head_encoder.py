@@ -22,7 +22,7 @@ from hub_server import HubServer
 from pft_adapters import head as head_module
 from pft_adapters.base import load_base, load_encoder
 from pft_adapters.errors import PFTError
-from pft_adapters.evaluate import HeadJudge, Judged
+from pft_adapters.judges import HeadJudge, Judged
 from pft_adapters.extend import grow_head
 from pft_adapters.head import HeadEncoder, MixingHead, pooled_features
 from pft_adapters.history import Decision

@@ -47,7 +47,8 @@ def evaluate(
       pft-adapters eval zoo/ --data vcd_dev.json --all-poles --task open-ended --judge http://localhost:8000/v1 --judge-model qwen
     """
     from pft_adapters.data import load_scenarios
-    from pft_adapters.evaluate import TASKS, JudgedLog, evaluate as run, make_judge
+    from pft_adapters.evaluate import TASKS, JudgedLog, evaluate as run
+    from pft_adapters.judges import make_judge
     from pft_adapters.mix import calibration, load_mixed
 
     if all_poles == (vector is not None):
