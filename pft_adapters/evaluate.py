@@ -353,8 +353,9 @@ def open_ended(mixed, cases: Sequence[Case], judge: Judge, max_new_tokens: int =
     keys = [case_key(c) for c in cases]
     todo = [c for c, key in zip(cases, keys) if key not in found]
     try:
-        with tqdm(total=len(cases), initial=len(cases) - len(todo), desc="eval open-ended", unit="case",
-                  disable=not progress) as bar:
+        before = len(cases) - len(todo)
+        with tqdm(total=len(cases), initial=before, desc="eval open-ended" + (f" ({before} judged before)" if before else ""),
+                  unit="case", disable=not progress) as bar:
             for group in _chunks(todo, chunk):
                 answers = mixed.generate([c.scenario.text for c in group], [c.vector for c in group],
                                          max_new_tokens=max_new_tokens)

@@ -392,7 +392,8 @@ def test_open_ended_goes_on_from_the_cases_judged_before_a_judge_failure(capsys,
     assert not out_file.exists() and len(log.read_text().splitlines()) == 1 + 8
     chat_server.reply = lambda body: _chat("6")
     asked = len(chat_server.requests)
-    assert run(capsys, *args, "--json")[0] == 0
+    code, _, err = run(capsys, *args, "--json")
+    assert code == 0 and "eval open-ended (8 judged before)" in err
     assert len(chat_server.requests) - asked == 4  # only the cases not judged before
     assert sorted(item["score"] for item in json.loads(out_file.read_text())["items"]) == [6.0] * 4 + [7.0] * 8
     assert not log.exists()  # the results are saved: the log has done its work
