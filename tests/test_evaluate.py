@@ -402,6 +402,27 @@ def test_open_ended_goes_on_from_the_cases_judged_before_a_judge_failure(capsys,
         user_error(capsys, *args)
 
 
+def test_a_failing_or_interrupted_judge_says_what_became_of_the_cases_judged(mixed, dev, tmp_path):
+    def judge_failing_with(error, chunks_judged: int = 1):
+        calls = []
+
+        def judge(items):
+            calls.append(len(items))
+            if len(calls) > chunks_judged:
+                raise error
+            return [5.0] * len(items)
+        return judge
+
+    run_open = dict(task="open-ended", limit=3, max_new_tokens=2, progress=False)
+    with pytest.raises(PFTError, match=r"^judge down \(8 cases judged are lost: pass --out FILE to keep them"):
+        evaluate(mixed, dev, judge=judge_failing_with(PFTError("judge down")), **run_open)
+    log = JudgedLog(tmp_path / "log.jsonl")
+    with pytest.raises(PFTError, match=r"^interrupted \(8 of 12 cases judged are kept in .*log.jsonl"):
+        evaluate(mixed, dev, judge=judge_failing_with(KeyboardInterrupt()), log=log, **run_open)
+    with pytest.raises(KeyboardInterrupt):  # nothing judged yet: nothing to report
+        evaluate(mixed, dev, judge=judge_failing_with(KeyboardInterrupt(), 0), **run_open)
+
+
 def test_a_judged_log_drops_a_line_cut_short_and_refuses_damage(tmp_path):
     log = JudgedLog(tmp_path / "log.jsonl")
     settings = {"zoo": "z", "training": {"head_dev_pole_accuracy": float("nan")}, "judge_model": None}
