@@ -278,9 +278,11 @@ class JudgedLog:
 
     def __init__(self, path: str | os.PathLike[str]):
         self.path = Path(path)
+        self.settings: dict = {}
 
     def start(self, settings: dict) -> dict[str, tuple[str, float]]:
         """The (answer, score) of each case judged so far, by `case_key`; a log of other settings is refused."""
+        self.settings = settings
         if not self.path.exists():
             return {}
         text = read_text(self.path, "the judged-cases log")
@@ -314,14 +316,14 @@ class JudgedLog:
             raise PFTError(f"{self.path} holds the answers of another run ({', '.join(differ)} differ): delete it "
                            "to evaluate from the start, or write the results elsewhere")
 
-    def append(self, settings: dict, judged: dict[str, tuple[str, float]]) -> None:
+    def append(self, judged: dict[str, tuple[str, float]]) -> None:
         """Add newly judged cases, on disk before this returns (the settings line first, in a new log)."""
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)  # as the results file's folder will be
             fresh = not self.path.exists() or self.path.stat().st_size == 0
             with open(self.path, "a", encoding="utf-8") as fh:
                 if fresh:
-                    fh.write(json.dumps({"settings": settings}, ensure_ascii=False) + "\n")
+                    fh.write(json.dumps({"settings": self.settings}, ensure_ascii=False) + "\n")
                 for key, (response, score) in judged.items():
                     fh.write(json.dumps({"key": key, "response": response, "score": score}, ensure_ascii=False) + "\n")
                 fh.flush()
@@ -366,7 +368,7 @@ def open_ended(mixed, cases: Sequence[Case], judge: Judge, max_new_tokens: int =
                     judged.append(Judged(case.scenario.text, answer, pole, dim.second if pole == dim.first else dim.first))
                 fresh = {case_key(c): (a, s) for c, a, s in zip(group, answers, judge(judged))}
                 if log is not None:
-                    log.append(settings, fresh)
+                    log.append(fresh)
                 found |= fresh
                 bar.update(len(group))
     except (PFTError, KeyboardInterrupt) as err:

@@ -427,11 +427,11 @@ def test_a_judged_log_drops_a_line_cut_short_and_refuses_damage(tmp_path):
     log = JudgedLog(tmp_path / "log.jsonl")
     settings = {"zoo": "z", "training": {"head_dev_pole_accuracy": float("nan")}, "judge_model": None}
     assert log.start(settings) == {}
-    log.append(settings, {"a": ("answer a", 7.25), "b": ("answer\u2028b", 3.0)})
+    log.append({"a": ("answer a", 7.25), "b": ("answer\u2028b", 3.0)})
     with open(log.path, "a", encoding="utf-8") as fh:
         fh.write('{"key": "c", "respo')  # the process died while writing
     assert log.start(settings) == {"a": ("answer a", 7.25), "b": ("answer\u2028b", 3.0)}  # NaN reads back as equal
-    log.append(settings, {"c": ("answer c", 5.0)})
+    log.append({"c": ("answer c", 5.0)})
     assert set(log.start(settings)) == {"a", "b", "c"}
     lines = log.path.read_text(encoding="utf-8").split("\n")
     log.path.write_text("\n".join(lines[:2] + ["{oops"] + lines[2:]), encoding="utf-8")

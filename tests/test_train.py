@@ -6,6 +6,8 @@ import math
 import os
 import socket
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 import torch
@@ -164,26 +166,28 @@ def test_the_prompt_kl_counts_once_per_prompt_in_the_step_however_it_is_split(ba
                  _train(base_dir, data, epochs=1, pack=pack, max_length=1024, prompt_kl=3.0, grad_accum=4).zoo, atol=ADAM_TOL)
 
 
-def _ddp_worker(rank: int, world: int, port: int, base_dir: str, data, out: str) -> None:
+@contextmanager
+def _process_group(rank: int, world: int, port: int) -> Iterator[None]:
+    """This process as one of `world` gloo processes on 127.0.0.1, for the block."""
     os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
     torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
     torch.set_num_threads(1)
     try:
+        yield
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def _ddp_worker(rank: int, world: int, port: int, base_dir: str, data, out: str) -> None:
+    with _process_group(rank, world, port):
         result = _train(base_dir, data, epochs=1, head_steps=5, pack=False, orthogonality=1.0)
         if rank == 0:
             result.zoo.save_pretrained(out)
-    finally:
-        torch.distributed.destroy_process_group()
 
 
 def _ddp_refusal_worker(rank: int, world: int, port: int, base_dir: str, data) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
-    torch.distributed.init_process_group("gloo", rank=rank, world_size=world)
-    try:
-        with pytest.raises(PFTError, match="training rows do not fill one batch of 64 over 2 processes"):
-            _train(base_dir, data, epochs=1, batch_size=64, grad_accum=2)
-    finally:
-        torch.distributed.destroy_process_group()
+    with _process_group(rank, world, port), pytest.raises(PFTError, match="rows do not fill one batch of 64 over 2 processes"):
+        _train(base_dir, data, epochs=1, batch_size=64, grad_accum=2)
 
 
 def _free_port() -> int:
