@@ -19,6 +19,7 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -126,13 +127,15 @@ def judge_api_key() -> str | None:
 class ChatJudge:
     """Any OpenAI-compatible chat endpoint as the judge: POST {url}/chat/completions, one request per answer.
 
-    Standard library only (urllib). Failures (unreachable, timeout, HTTP error, a reply
+    Standard library only (urllib). Up to `workers` requests are in flight at once (a
+    remote judge answers one by one far slower than it serves several). Failures (unreachable, timeout, HTTP error, a reply
     without a 0-10 number) raise one-line `PFTError`s; server errors and timeouts are
     tried `retries` more times first. Redirects are not followed (the API key would go
     along to wherever they point), and the key never appears in a message.
     """
 
-    def __init__(self, url: str, model: str, api_key: str | None = None, timeout: float = 60.0, retries: int = 1):
+    def __init__(self, url: str, model: str, api_key: str | None = None, timeout: float = 60.0, retries: int = 1,
+                 workers: int = 4):
         if not _is_http_url(url):
             raise PFTError(f"--judge '{url}' is neither 'head' nor an http(s) URL of an OpenAI-compatible API "
                            "(like http://localhost:8000/v1)")
@@ -140,11 +143,13 @@ class ChatJudge:
             raise PFTError(f"--judge-timeout must be a positive number of seconds, got {timeout:g}")
         if not model:
             raise PFTError("--judge URL needs --judge-model NAME: the model the endpoint should run")
+        if workers < 1:
+            raise PFTError(f"--judge-workers must be at least 1, got {workers}")
         parts = urllib.parse.urlsplit(url)
         path = parts.path.rstrip("/")
         path = path if path.endswith("/chat/completions") else path + "/chat/completions"
         self.endpoint = urllib.parse.urlunsplit(parts._replace(path=path))  # a query string stays after the path
-        self.model, self.timeout, self.retries = model, timeout, retries
+        self.model, self.timeout, self.retries, self.workers = model, timeout, retries, workers
         key = (api_key if api_key is not None else judge_api_key() or "").strip()  # a pasted key may end in a newline
         if any(ord(c) < 32 or ord(c) > 255 for c in key):
             raise PFTError(f"the judge's API key ({' or '.join(JUDGE_KEY_VARIABLES)}) holds a control or non-Latin-1 "
@@ -174,7 +179,11 @@ class ChatJudge:
         return parse_score(content if isinstance(content, str) else json.dumps(content))
 
     def __call__(self, items: Sequence[Judged]) -> list[float]:
-        return [self.score(item) for item in items]
+        """Scores in the order of `items`; the first failure is raised once the requests in flight end."""
+        if self.workers == 1 or len(items) < 2:
+            return [self.score(item) for item in items]
+        with ThreadPoolExecutor(min(self.workers, len(items))) as pool:
+            return list(pool.map(self.score, items))
 
     def _post(self, payload: dict) -> dict:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -262,10 +271,10 @@ def _is_http_url(url: str) -> bool:
     return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
 
 
-def make_judge(mixed, judge: str = "head", model: str | None = None, timeout: float = 60.0) -> Judge:
+def make_judge(mixed, judge: str = "head", model: str | None = None, timeout: float = 60.0, workers: int = 4) -> Judge:
     """`head` (the zoo's mixing head, read from `mixed`) or the URL of an OpenAI-compatible API (`mixed` unused)."""
     if judge == "head":
         if model:
             raise PFTError("--judge-model goes with --judge URL; the head judge needs no model name")
         return HeadJudge(mixed)
-    return ChatJudge(judge, model or "", timeout=timeout)
+    return ChatJudge(judge, model or "", timeout=timeout, workers=workers)

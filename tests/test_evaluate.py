@@ -270,6 +270,29 @@ def test_chat_judge_posts_the_rubric_and_parses_the_score(chat_server, monkeypat
     assert ITEM.scenario in user and ITEM.response in user
 
 
+def test_chat_judge_keeps_up_to_its_workers_requests_in_flight_and_the_items_order(chat_server):
+    lock, in_flight, peak = threading.Lock(), [0], [0]
+
+    def reply(body):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        n = int(body["messages"][1]["content"].split("Response: answer ")[1].split("\n")[0])
+        time.sleep(0.05 * (6 - n))  # the later items are answered first
+        with lock:
+            in_flight[0] -= 1
+        return _chat(str(n))
+
+    chat_server.reply = reply
+    items = [Judged("s", f"answer {n}", RISK.first, RISK.second) for n in range(6)]
+    for workers in (3, 1):
+        peak[0] = 0
+        assert ChatJudge(chat_server.url, "m", timeout=5, workers=workers)(items) == [float(n) for n in range(6)]
+        assert peak[0] == workers
+    with pytest.raises(PFTError, match="--judge-workers must be at least 1, got 0"):
+        ChatJudge(chat_server.url, "m", workers=0)
+
+
 def test_chat_judge_key_falls_back_and_may_be_absent(chat_server, monkeypatch):
     monkeypatch.delenv("PFT_JUDGE_API_KEY", raising=False)
     monkeypatch.setenv("OPENAI_API_KEY", "sk-openai")

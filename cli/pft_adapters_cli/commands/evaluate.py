@@ -24,6 +24,8 @@ def evaluate(
                               "of an OpenAI-compatible API (key from PFT_JUDGE_API_KEY or OPENAI_API_KEY)."),
     judge_model: str = typer.Option(None, "--judge-model", help="Model name for --judge URL."),
     judge_timeout: float = typer.Option(60.0, "--judge-timeout", help="Seconds to wait for each judge reply."),
+    judge_workers: int = typer.Option(4, "--judge-workers", min=1, help="Requests to a --judge URL in flight at once "
+                                      "(at most the 8 answers generated together)."),
     limit: int = typer.Option(None, "--limit", min=1, help="At most N scenarios per dimension (quick runs)."),
     calibrate: str = typer.Option("mirror", "--calibrate", help="What option scores are measured against: mirror (the "
                                   "opposite vector; default), base (the bare base model, PMI) or none (raw likelihood)."),
@@ -61,12 +63,12 @@ def evaluate(
     if out is not None:
         check_file_target(out)
     # an HTTP judge is checked (URL, model name, timeout, key) before any model loads; the head judge needs the zoo
-    scorer = make_judge(None, judge, judge_model, judge_timeout) if task == "open-ended" and judge != "head" else None
+    scorer = make_judge(None, judge, judge_model, judge_timeout, judge_workers) if task == "open-ended" and judge != "head" else None
     mixed = load_mixed(zoo, base=base, device=device)
     scenarios = load_scenarios(data, value_space(pairs).merged(mixed.zoo.space))
     vec = mixed.vector(vector) if vector is not None else None
     if task == "open-ended" and scorer is None:
-        scorer = make_judge(mixed, judge, judge_model, judge_timeout)
+        scorer = make_judge(mixed, judge, judge_model, judge_timeout, judge_workers)
     log = JudgedLog(out.with_name(out.name + ".judged.jsonl")) if out is not None and task == "open-ended" else None
     result = run(mixed, scenarios, task, vector=vec, limit=limit, calibrate=calibrate, judge=scorer,
                  max_new_tokens=max_new_tokens, log=log)
