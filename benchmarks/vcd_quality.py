@@ -241,7 +241,8 @@ def trained_zoo(base: str, s: Settings, scenarios: Sequence[Scenario], space: Va
     start = time.perf_counter()
     label = method if pole is None else f"{method} {pole}"
     print(f"  training {label}: {len(scenarios)} scenarios, {s.epochs:g} epochs", flush=True)
-    result = train_zoo(model, tokenizer, scenarios, space, config, base_id=base, device=s.device)
+    # only the paired zoo's mixing head is read (it judges every method's answers): the others fit none
+    result = train_zoo(model, tokenizer, scenarios, space, config, base_id=base, device=s.device, with_head=method == "paired")
     result.zoo.training["seconds"] = round(time.perf_counter() - start, 1)
     seconds[f"{method}{'/' + pole if pole else ''}"] = result.zoo.training["seconds"]
     result.zoo.save_pretrained(folder, overwrite=True)
