@@ -229,12 +229,7 @@ def _parse_pole(raw: object, where: str) -> Pole:
     description = raw.get("description", "")
     if not isinstance(description, str):
         raise PFTError(f"{where}: 'description' must be a string")
-    slug = raw.get("slug") or slugify(name)
-    if not isinstance(slug, str):
-        raise PFTError(f"{where}: 'slug' must be a string")
-    if not slug:
-        raise PFTError(f"{where}: the name '{name.strip()}' has no Latin letter or digit to make a slug of: give the pole a 'slug'")
-    return Pole(name.strip(), slug, description.strip())
+    return Pole(name.strip(), _slug(raw, name, where, "pole"), description.strip())
 
 
 def _parse_dimension(raw: object, where: str) -> Dimension:
@@ -249,12 +244,17 @@ def _parse_dimension(raw: object, where: str) -> Dimension:
     label = raw.get("name") or raw.get("label") or raw.get("slug")
     if not isinstance(label, str) or not label.strip():
         raise PFTError(f"{where}: missing dimension 'name' or 'slug'")
-    slug = raw.get("slug") or slugify(label)
+    return Dimension(_slug(raw, label, where, "dimension"), label.strip(), first, second)
+
+
+def _slug(raw: dict, name: str, where: str, what: str) -> str:
+    """A pole's or dimension's 'slug' as given, else made from its name (which then needs a Latin letter or digit)."""
+    slug = raw.get("slug") or slugify(name)
     if not isinstance(slug, str):
         raise PFTError(f"{where}: 'slug' must be a string")
     if not slug:
-        raise PFTError(f"{where}: the name '{label.strip()}' has no Latin letter or digit to make a slug of: give the dimension a 'slug'")
-    return Dimension(slug, label.strip(), first, second)
+        raise PFTError(f"{where}: the name '{name.strip()}' has no Latin letter or digit to make a slug of: give the {what} a 'slug'")
+    return slug
 
 
 # -- pair definition files (docs/pairs.schema.json describes the same rules) -------------

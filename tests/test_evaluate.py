@@ -199,12 +199,16 @@ def test_eval_checks_an_http_judge_before_looking_for_the_zoo(capsys, vcd_dev):
     assert "--judge 'ftp://x' is neither 'head' nor an http(s) URL" in err
 
 # -- the HTTP judge against a local OpenAI-compatible server ----------------------------------------
+def _chat(content: str) -> dict:
+    return {"choices": [{"message": {"role": "assistant", "content": content}}]}
+
+
 class _ChatServer:
     """A tiny chat-completions server on 127.0.0.1: replies are scripted per test."""
 
     def __init__(self):
         self.requests: list[dict] = []
-        self.reply = lambda body: {"choices": [{"message": {"role": "assistant", "content": "7"}}]}
+        self.reply = lambda body: _chat("7")
         self.status = 200
         self.delay = 0.0
         self.error_body = b'{"error": "boom"}'
@@ -257,7 +261,7 @@ def test_chat_judge_posts_the_rubric_and_parses_the_score(chat_server, monkeypat
 
     def reply(body):
         system = body["messages"][0]["content"]
-        return {"choices": [{"message": {"content": "Score: 9/10" if "Risk-averse" in system.split("\n")[1] else "1"}}]}
+        return _chat("Score: 9/10" if "Risk-averse" in system.split("\n")[1] else "1")
 
     chat_server.reply = reply
     judge = ChatJudge(chat_server.url + "/", "judge-model", timeout=5)
@@ -345,7 +349,7 @@ def test_chat_judge_failures_are_one_line_errors(chat_server):
     assert time.perf_counter() - started >= 1.0  # waited as the server asked before the one retry
     chat_server.headers = {}
     chat_server.status = 200
-    chat_server.reply = lambda body: {"choices": [{"message": {"content": "It is quite risk-averse."}}]}
+    chat_server.reply = lambda body: _chat("It is quite risk-averse.")
     with pytest.raises(PFTError, match="no 0-10 score"):
         judge.score(ITEM)
     chat_server.reply = lambda body: {"id": "x"}
@@ -355,7 +359,7 @@ def test_chat_judge_failures_are_one_line_errors(chat_server):
         chat_server.reply = lambda _, body=body: body
         with pytest.raises(PFTError, match="did not return JSON"):
             judge.score(ITEM)
-    chat_server.reply = lambda body: {"choices": [{"message": {"content": "5"}}]}
+    chat_server.reply = lambda body: _chat("5")
     chat_server.delay = 1.0
     with pytest.raises(PFTError, match="did not answer within"):
         ChatJudge(chat_server.url, "m", timeout=0.2, retries=0).score(ITEM)
@@ -396,10 +400,6 @@ def test_chat_judge_on_a_server_that_is_not_http_is_one_line():
             assert "\n" not in str(err.value)
     finally:
         listener.close()
-
-
-def _chat(content: str) -> dict:
-    return {"choices": [{"message": {"role": "assistant", "content": content}}]}
 
 
 def test_open_ended_goes_on_from_the_cases_judged_before_a_judge_failure(capsys, zoo_dir, vcd_dev, tmp_path, chat_server):
