@@ -195,8 +195,9 @@ class ChatJudge:
             last = attempt == self.retries
             request = urllib.request.Request(self.endpoint, data=data, headers=headers, method="POST")
             try:
+                deadline = time.monotonic() + self.timeout
                 with opener.open(request, timeout=self.timeout) as response:
-                    body = response.read(MAX_JUDGE_REPLY + 1)
+                    body = _read_before(response, deadline, MAX_JUDGE_REPLY + 1)
                 if len(body) > MAX_JUDGE_REPLY:
                     raise PFTError(f"judge {self.endpoint} sent a reply over {MAX_JUDGE_REPLY // 2**20} MB: "
                                    "check that the --judge URL is a chat-completions API")
@@ -251,6 +252,24 @@ def _retry_delay(err: urllib.error.HTTPError, attempt: int, cap: float) -> float
         return min(cap, max(0.0, float(err.headers.get("Retry-After"))))
     except (TypeError, ValueError):
         return 0.5 * (attempt + 1)
+
+
+def _read_before(response, deadline: float, limit: int) -> bytes:
+    """Up to `limit` bytes of a reply's body, or TimeoutError once `deadline` (time.monotonic) passes.
+
+    The socket's timeout bounds each read alone: a server sending a byte now and then
+    would hold a plain `read()` for ever.
+    """
+    chunks, size = [], 0
+    while size < limit:
+        if time.monotonic() > deadline:
+            raise TimeoutError
+        chunk = response.read1(min(1 << 16, limit - size))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
 
 
 def _error_body(err: urllib.error.HTTPError) -> str:

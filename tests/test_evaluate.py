@@ -211,6 +211,7 @@ class _ChatServer:
         self.reply = lambda body: _chat("7")
         self.status = 200
         self.delay = 0.0
+        self.trickle = 0.0  # > 0: the body goes out a byte at a time, this many seconds apart
         self.error_body = b'{"error": "boom"}'
         self.headers: dict[str, str] = {}
         owner = self
@@ -229,7 +230,10 @@ class _ChatServer:
                         self.send_header(name, value)
                     self.send_header("Content-Length", str(len(payload)))
                     self.end_headers()
-                    self.wfile.write(payload)
+                    for chunk in [payload[i : i + 1] for i in range(len(payload))] if owner.trickle else [payload]:
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                        time.sleep(owner.trickle)
                 except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
                     pass
 
@@ -363,6 +367,12 @@ def test_chat_judge_failures_are_one_line_errors(chat_server):
     chat_server.delay = 1.0
     with pytest.raises(PFTError, match="did not answer within"):
         ChatJudge(chat_server.url, "m", timeout=0.2, retries=0).score(ITEM)
+    chat_server.delay, chat_server.trickle = 0.0, 0.1  # every read is quick, the whole reply is not
+    started = time.perf_counter()
+    with pytest.raises(PFTError, match="did not answer within"):
+        ChatJudge(chat_server.url, "m", timeout=0.5, retries=0).score(ITEM)
+    assert time.perf_counter() - started < 1.5
+    chat_server.trickle = 0.0
     port = chat_server.httpd.server_address[1]
     chat_server.close()
     with pytest.raises(PFTError, match="unreachable"):
