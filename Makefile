@@ -21,6 +21,7 @@ demo: install
 	bash examples/demo.sh $(BIN) $(DEMO)
 
 test: install
+	$(BIN)/python -m mypy
 	$(BIN)/python -m pytest -q
 
 clean:

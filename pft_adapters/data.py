@@ -18,6 +18,7 @@ import re
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import cast
 
 from .atomic import atomic_write_text
 from .errors import JSONError, PFTError, jsonl_records, loads, read_text
@@ -132,7 +133,8 @@ def _paired(raw: dict, space: ValueSpace, where: str) -> Scenario:
     responses = raw.get("responses")
     if not isinstance(responses, dict) or len(responses) < 2:
         raise PFTError(f"{where}: field 'responses' must map at least two pole slugs to texts")
-    options, dims, keys = [], set(), {}
+    options, dims = [], set()
+    keys: dict[str, str] = {}
     for slug, response in responses.items():
         if not space.has_pole(slug):
             raise PFTError(f"{where}: 'responses' key '{slug}' is not a known pole{space.suggest(slug)}")
@@ -240,7 +242,7 @@ def _answer_letters(raw: dict, key: str, letters: list[str], where: str) -> set[
     if not items or not all(isinstance(v, str) for v in items):
         raise PFTError(f"{where}: field '{key}' must be a choice letter like ' (A)', or a list of them")
     found = set()
-    for item in items:
+    for item in cast("list[str]", items):  # all checked to be strings above
         letter = _ANSWER.match(item)
         if letter is None:
             raise PFTError(f"{where}: field '{key}' is {item!r}, not a choice letter like ' (A)'")

@@ -32,6 +32,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from tqdm.auto import tqdm
 
@@ -292,7 +293,7 @@ class JudgedLog:
             if not line.strip():
                 continue
             try:
-                record = loads(line)
+                record: Any = loads(line)
                 if number == 1:
                     self._check(record["settings"], settings)
                 else:

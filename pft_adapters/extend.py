@@ -158,9 +158,9 @@ def grow_head(old: MixingHead, model: nn.Module, tokenizer, scenarios: Sequence[
         head.dimensions.weight.copy_(torch.cat([old.dimensions.weight, new_dims.weight]))
         head.dimensions.bias.copy_(torch.cat([old.dimensions.bias, new_dims.bias]))
     head.eval()
-    report = {"new_pole_accuracy": None, "new_dimension_accuracy": None, "new_examples": 0,
-              "old_pole_accuracy": None, "old_pole_accuracy_before": None,
-              "old_dimension_accuracy": None, "old_dimension_accuracy_before": None, "old_examples": 0}
+    report: dict[str, float | None] = {"new_pole_accuracy": None, "new_dimension_accuracy": None, "new_examples": 0,
+                                        "old_pole_accuracy": None, "old_pole_accuracy_before": None,
+                                        "old_dimension_accuracy": None, "old_dimension_accuracy_before": None, "old_examples": 0}
     dev_texts, dev_poles, dev_dims = labelled_options(dev)
     if dev_texts:
         scored = head.evaluate(head_features(model, tokenizer, dev_texts, old.encoder), dev_poles, dev_dims)

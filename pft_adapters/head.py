@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import torch
 from safetensors import SafetensorError
@@ -48,6 +49,9 @@ class MixingHead(nn.Module):
 
     `encoder` None: the features are the base's own hidden states.
     """
+
+    mean: torch.Tensor
+    std: torch.Tensor
 
     def __init__(self, hidden_size: int, pole_slugs: Sequence[str], dimension_slugs: Sequence[str],
                  encoder: HeadEncoder | None = None):
@@ -122,7 +126,7 @@ class MixingHead(nn.Module):
     @classmethod
     def load(cls, folder: Path) -> MixingHead:
         try:
-            config = loads((folder / "config.json").read_text(encoding="utf-8"))
+            config: Any = loads((folder / "config.json").read_text(encoding="utf-8"))
         except (JSONError, UnicodeDecodeError):
             raise PFTError(f"{folder / 'config.json'} is not valid JSON: re-download or re-train the zoo") from None
         encoder = config.get("encoder")  # absent in heads written before head encoders existed
@@ -169,7 +173,7 @@ def pooled_features(model: nn.Module, tokenizer, texts: Sequence[str], batch_siz
                           truncation=True, max_length=max_length).to(device)
         hidden = model(**batch, output_hidden_states=True).hidden_states[-1].float()
         out.append(mean_pool(hidden, batch["attention_mask"]).cpu())
-    return torch.cat(out) if out else torch.zeros(0, model.config.hidden_size)
+    return torch.cat(out) if out else torch.zeros(0, model.config.hidden_size)  # type: ignore[union-attr, arg-type]
 
 
 def head_features(model: nn.Module, tokenizer, texts: Sequence[str], encoder: HeadEncoder | None = None,

@@ -77,7 +77,7 @@ def parse_zoo_name(name: str) -> tuple[str, list[str] | None, str | None]:
         return name, None, None
     folder, colon, pole_list = name.rpartition(":")
     if colon and "@" not in pole_list and Path(folder).is_dir():  # a folder whose own name holds '@' or ':'
-        poles = _pole_list(pole_list)
+        poles: list[str] | None = _pole_list(pole_list)
         if not poles:
             _bad_name(name)
         return folder, poles, None
@@ -487,7 +487,7 @@ def assemble(names: Sequence[str | Path]) -> Zoo:
     poles = {slug: tensors for _, zoo in parts for slug, tensors in zoo.poles.items()}
     score_heads = {slug: tensors for _, zoo in parts for slug, tensors in zoo.score_heads.items()}
     return Zoo(space=space, spec=first.spec, base=first.base, poles=poles,
-               head=head.select(space) if covers else None, training=training,
+               head=head.select(space) if covers and head is not None else None, training=training,
                source=" + ".join(n for n, _ in parts), kind=first.kind, score_heads=score_heads)
 
 

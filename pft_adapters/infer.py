@@ -65,6 +65,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -161,8 +162,9 @@ def recency_weights(decisions: Sequence[Decision], half_life: HalfLife | None) -
             where = f"line {missing.line}" if missing.line else f"decision {decisions.index(missing) + 1}"
             raise PFTError(f"a half-life in time ({half_life.describe()}) needs a 'timestamp' on every decision, "
                            f"but {where} has none: add timestamps or give the half-life in decisions (like 5)")
-        newest = max(stamps)
-        ages = torch.tensor([(newest - t) for t in stamps], dtype=torch.float64)
+        times = cast("list[float]", stamps)  # none is missing (checked above)
+        newest = max(times)
+        ages = torch.tensor([(newest - t) for t in times], dtype=torch.float64)
     else:
         if all(t is not None for t in stamps):  # time order, ties kept in file order
             order = sorted(range(n), key=lambda i: (stamps[i], i))
@@ -533,20 +535,23 @@ def infer(mixed, decisions: Sequence[Decision], method: str = DEFAULT_METHOD,
     if method == "head":
         if head is None:
             raise PFTError("this zoo has no mixing head to read the options with: use --method likelihood")
+        assert readings is not None  # read above: there is a head and the method is "head"
         dims = guess_dimensions(readings, given, head)
         return head_estimate(readings, chosen, dims, weights, space, head.dimension_slugs, contrast)
     scenarios = decision_scenarios(decisions)
     unsettled = any(g is None for g in given)
     scores = None
     if readings is not None:
+        assert head is not None  # readings come from the head
         dims = guess_dimensions(readings, given, head)
     elif unsettled:  # no head: score under every pole, then place by spread
         scores = pole_scores(mixed, scenarios)
         dims = [g or s for g, s in zip(given, spread_dimensions(scores, space))]
     else:
-        dims = list(given)
+        dims = cast("list[str]", list(given))  # settled: every decision names its dimension
     scorer = mixed.zoo.kind == "scorer"
     if scorer and readings is not None and unsettled:  # each likely dimension, with the head's probability
+        assert head is not None  # readings come from the head
         probs = read_dimension_probabilities(readings, given, space, head)
     else:
         probs = dimension_probabilities(dims, space)

@@ -249,7 +249,7 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
 def _retry_delay(err: urllib.error.HTTPError, attempt: int, cap: float) -> float:
     """Seconds to wait before trying again: the server's Retry-After when it gives seconds, at most `cap`."""
     try:
-        return min(cap, max(0.0, float(err.headers.get("Retry-After"))))
+        return min(cap, max(0.0, float(err.headers.get("Retry-After", ""))))
     except (TypeError, ValueError):
         return 0.5 * (attempt + 1)
 

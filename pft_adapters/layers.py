@@ -28,6 +28,7 @@ import math
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from typing import cast
 
 import torch
 from torch import nn
@@ -114,6 +115,7 @@ class MultiPoleLinear(nn.Module):
         if st.dropout and self.training:
             h_in = nn.functional.dropout(h_in, st.dropout, training=True)
         if st.mode == "route":
+            assert st.route is not None and st.route_scale is not None  # `use_route` sets both
             # index_select, not lora_A[route]: the backward of advanced indexing sums repeated rows in an
             # order that varies from call to call on a multi-threaded CPU, which makes training irreproducible
             a = self.lora_A.index_select(0, st.route).to(dtype)  # (batch, r, in)
@@ -126,6 +128,7 @@ class MultiPoleLinear(nn.Module):
                 self.lora_A.index_select(0, st.poles), self.lora_B.index_select(1, st.poles))
             a, b = a.reshape(-1, x.shape[-1]).to(dtype), b.reshape(y.shape[-1], -1).to(dtype)
             h = h_in @ a.T
+            assert st.columns is not None  # set in modes "shared" and "rows"
             cols = st.columns.to(dtype)
             if st.mode == "rows":  # (batch, k*r) -> broadcast over every position of the row
                 cols = cols.reshape(cols.shape[0], *([1] * (h.dim() - 2)), cols.shape[-1])
@@ -198,7 +201,8 @@ class PoleAdapters:
         poles = self._active(c)
         cols = self.state.expand(c if poles is None else c[poles])
         st, current = self.state, self.state.columns
-        same_poles = (st.poles is None) == (poles is None) and (poles is None or torch.equal(st.poles, poles))
+        same_poles = (st.poles is None and poles is None) or (st.poles is not None and poles is not None
+                                                                 and torch.equal(st.poles, poles))
         graphed = torch.is_grad_enabled() and next(self.parameters()).requires_grad
         if (st.mode == "shared" and current is not None and current.shape == cols.shape and same_poles and not graphed
                 and (torch.is_inference_mode_enabled() or not current.is_inference())):
@@ -346,7 +350,7 @@ def add_pole_adapters(model: nn.Module, spec: LoraSpec, pole_slugs: list[str]) -
     state = MixState(n_poles=len(pole_slugs), r=spec.r, scaling=spec.scaling)
     handle = PoleAdapters(model, spec, list(pole_slugs), state)
     for name in target_names(model, spec.target_modules):
-        layer = MultiPoleLinear(model.get_submodule(name), state)
+        layer = MultiPoleLinear(cast(nn.Linear, model.get_submodule(name)), state)  # target_names: linear layers only
         _set_module(model, name, layer)
         handle.layers[name] = layer
     return handle

@@ -22,6 +22,7 @@ import json
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
 from safetensors.torch import save_file
@@ -33,6 +34,9 @@ from .errors import PFTError
 from .layers import PoleAdapters
 from .vector import PreferenceVector, parse_vector
 from .zoo import Zoo, save_peft_config
+
+if TYPE_CHECKING:
+    from .scorer import ScorerModel
 
 VectorSpec = str | Mapping[str, object] | PreferenceVector
 CALIBRATIONS = ("base", "mirror", "none")
@@ -108,7 +112,7 @@ class Mixer:
 
 
 def load_mixed(zoo: str | Path | Zoo, base: str | None = None, device: str | None = None,
-               dtype: torch.dtype | None = None) -> Mixer:
+               dtype: torch.dtype | None = None) -> MixedModel | ScorerModel:
     """The mixed model a zoo's kind calls for: `MixedModel` (LLM zoo) or `scorer.ScorerModel`."""
     from .scorer import ScorerModel
 
@@ -200,7 +204,7 @@ class MixedModel(Mixer):
         batch = self._encode(texts, padding_side="left")
         sampling = temperature > 0
         with self.mixed(spec):
-            out = self.model.generate(
+            out = self.model.generate(  # type: ignore[operator]
                 **batch, max_new_tokens=max_new_tokens, do_sample=sampling, streamer=streamer,
                 temperature=temperature if sampling else None, top_p=top_p if sampling else None,
                 pad_token_id=self.tokenizer.pad_token_id, eos_token_id=self.tokenizer.eos_token_id,
@@ -239,7 +243,7 @@ class MixedModel(Mixer):
             tensors[PoleAdapters.peft_key(name, "A")] = a.detach().contiguous().cpu()
             tensors[PoleAdapters.peft_key(name, "B")] = b.detach().contiguous().cpu()
         config = self.zoo.peft_config()
-        config.r, config.lora_alpha = rank, spec_.scaling * rank
+        config.r, config.lora_alpha = rank, spec_.scaling * rank  # type: ignore[assignment]  # peft types lora_alpha as int; it takes a float
         with atomic_folder(out, overwrite) as tmp:
             save_peft_config(config, tmp)
             save_file(tensors, tmp / "adapter_model.safetensors")
@@ -250,7 +254,7 @@ class MixedModel(Mixer):
         """A full model with the mix folded in, saved in Hugging Face format (safetensors)."""
         self._refuse_conditioned("merge")
         with self.merged(spec), atomic_folder(out, overwrite) as tmp:
-            self.model.save_pretrained(tmp, safe_serialization=True)
+            self.model.save_pretrained(tmp, safe_serialization=True)  # type: ignore[operator]
             self.tokenizer.save_pretrained(tmp)
         return Path(out)
 

@@ -164,7 +164,7 @@ class ScorerObjective:
     """Listwise paired loss: -log of the softmax mass the pole puts on its own options."""
 
     def __init__(self, adapters: PoleAdapters, tokenizer, max_length: int):
-        hidden = adapters.model.config.hidden_size
+        hidden: int = adapters.model.config.hidden_size  # type: ignore[union-attr, assignment]
         device = next(adapters.parameters()).device
         self.net = ScorerNet(adapters, ScoreHeads(hidden, adapters.n_poles).to(device))
         self.tokenizer, self.max_length = tokenizer, max_length
@@ -207,7 +207,7 @@ class ScorerModel(Mixer):
             raise PFTError(f"{zoo.source or 'this zoo'} is an LLM zoo: load it with MixedModel")
         super().__init__(zoo, model, tokenizer, base_name)
         device = next(self.adapters.parameters()).device
-        heads = ScoreHeads(model.config.hidden_size, self.adapters.n_poles).to(device)
+        heads = ScoreHeads(model.config.hidden_size, self.adapters.n_poles).to(device)  # type: ignore[union-attr, arg-type]
         for slug, tensors in zoo.score_heads.items():
             heads.load_pole_state_dict(zoo.space.pole_index(slug), slug, tensors)
         self.net = ScorerNet(self.adapters, heads).eval()

@@ -36,6 +36,7 @@ from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
+from typing import cast
 
 import torch
 import torch.distributed as dist
@@ -46,7 +47,7 @@ from tqdm.auto import tqdm
 
 from .atomic import replace_folder
 from .base import to_device
-from .batching import Encoder, EncodedRow, prompt_kl_per_row, prompt_shares, row_nll, segment_nll
+from .batching import Batch, Encoder, EncodedRow, PackedBatch, prompt_kl_per_row, prompt_shares, row_nll, segment_nll
 from .choose import conditioned_prompt
 from .data import PairedRow, Scenario, paired_rows
 from .errors import PFTError
@@ -188,6 +189,7 @@ SHARED = "shared"  # the adapter name of a conditioned run
 def method_rows(scenarios: Sequence[Scenario], space: ValueSpace, config: TrainConfig) -> tuple[list[PairedRow], list[str]]:
     """The training rows and adapter names of `config.method`."""
     if config.method == "single":
+        assert config.pole is not None  # __post_init__ refuses method "single" without a pole
         if not space.has_pole(config.pole):
             raise PFTError(f"unknown --pole '{config.pole}': method 'single' trains one of {', '.join(space.pole_slugs)}")
         return paired_rows(scenarios, [space.pole(config.pole).slug]), space.pole_slugs
@@ -228,6 +230,7 @@ class CausalObjective:
         tokens = sum(len(r.ids) for r in rows)
         packed = Encoder.pack(rows) if self.pack else None
         shares = prompt_shares(rows, step_rows, packed)  # the prompt KL counts once per prompt and pole in the step
+        batch: Batch | PackedBatch
         if packed is not None:
             batch = self.encoder.collate_packed(packed).to(device, getattr(self.module, "dtype", None))
             inputs = {"input_ids": batch.input_ids, "attention_mask": batch.attention_mask, "position_ids": batch.position_ids}
@@ -242,7 +245,7 @@ class CausalObjective:
         self.adapters.use_route(batch.poles)
         # logits go out of scope before backward: they are the largest activation
         logits = forward(**inputs).logits
-        nll = segment_nll(logits, batch) if self.pack else row_nll(logits, batch.labels)
+        nll = segment_nll(logits, batch) if isinstance(batch, PackedBatch) else row_nll(logits, batch.labels)
         loss = (batch.weights * nll).sum()
         if reference is not None:
             kl = prompt_kl_per_row(logits, reference, batch.prompt_mask())
@@ -256,6 +259,7 @@ class CausalObjective:
 def training_setup(model: nn.Module, tokenizer, scenarios: Sequence[Scenario], space: ValueSpace,
                    config: TrainConfig) -> tuple[PoleAdapters, CausalObjective | ScorerObjective, list, list, list[str]]:
     """(adapters, objective, units in scenario order, their encoded items, a key per unit for the data hash)."""
+    assert config.lora is not None and config.max_length is not None and config.prompt_kl is not None  # resolved by `train`
     if config.kind == "scorer":
         adapters = add_pole_adapters(model, config.lora, space.pole_slugs)
         units = scorer_rows(scenarios, space, config.pole_weights)
@@ -274,6 +278,7 @@ def zoo_poles(adapters: PoleAdapters, space: ValueSpace, config: TrainConfig) ->
         shared = adapters.pole_state_dict(SHARED)
         return {p: dict(shared) for p in space.pole_slugs}
     if config.method == "single":
+        assert config.pole is not None  # __post_init__ refuses method "single" without a pole
         pole = space.pole(config.pole).slug
         return {pole: adapters.pole_state_dict(pole)}
     return {p: adapters.pole_state_dict(p) for p in space.pole_slugs}
@@ -445,6 +450,7 @@ def train_zoo(
     `with_head` the zoo has no mixing head (`extend` grows the old zoo's instead).
     """
     config = config.resolved()  # a new config: settings changed after it was built (`config.lora = ...`) are checked too
+    assert config.lora is not None and config.epochs is not None and config.lr is not None
     if checkpoint_every < 1:
         raise PFTError(f"--checkpoint-every must be at least 1 step, got {checkpoint_every}")
     rank, world = _world()
@@ -471,7 +477,8 @@ def train_zoo(
     optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
     meta = {"config": config.fingerprint(), "data": _data_hash(keys), "base": base.fingerprint, "total_steps": total_steps,
             "poles": list(adapters.pole_slugs)}
-    step, losses = 0, []
+    step = 0
+    losses: list[float] = []
     if resume and checkpoint_dir and (checkpoint_dir / "progress.json").exists():
         step, losses = load_checkpoint(checkpoint_dir, params, optimizer, meta)
     ddp = None
@@ -545,7 +552,7 @@ def train_zoo(
     training = {
         "kind": config.kind,
         "method": config.method,
-        **({"pole": space.pole(config.pole).slug} if config.method == "single" else {}),
+        **({"pole": space.pole(cast(str, config.pole)).slug} if config.method == "single" else {}),  # "single" has a pole
         "rows": len(rows),
         "scenarios": len(scenarios),
         "epochs": config.epochs,

@@ -12,7 +12,7 @@ the dimension switched off. Accepted spellings, all validated the same way:
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import torch
@@ -95,7 +95,7 @@ def _number(name: str, raw: object, where: str) -> float:
     return value
 
 
-def _from_items(items: list[tuple[str, object]], space: ValueSpace, where: str) -> PreferenceVector:
+def _from_items(items: Sequence[tuple[str, object]], space: ValueSpace, where: str) -> PreferenceVector:
     vector = PreferenceVector()
     source: dict[str, str] = {}
     for name, raw in items:

@@ -19,6 +19,7 @@ import json
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
+from typing import cast
 
 import peft
 import torch
@@ -133,8 +134,8 @@ class Zoo:
         if missing:  # poles not pulled stay at zero (B = 0): they add nothing
             with torch.no_grad():
                 for layer in adapters.layers.values():
-                    for p in missing:
-                        layer.lora_B[:, self.space.pole_slugs.index(p)].zero_()
+                    for pole in missing:
+                        layer.lora_B[:, self.space.pole_slugs.index(pole)].zero_()
         adapters.model.eval()
         return adapters
 
@@ -180,7 +181,7 @@ class Zoo:
 
     def peft_config(self) -> peft.LoraConfig:
         return peft.LoraConfig(
-            r=self.spec.r, lora_alpha=self.spec.alpha, target_modules=list(self.spec.target_modules),
+            r=self.spec.r, lora_alpha=self.spec.alpha, target_modules=list(self.spec.target_modules),  # type: ignore[arg-type]  # peft types lora_alpha as int; it takes a float
             lora_dropout=self.lora_dropout, base_model_name_or_path=self.base.id,
             revision=self.base.revision,
             inference_mode=True,
@@ -241,7 +242,7 @@ class Zoo:
             if revision is not None or poles is not None:
                 raise PFTError("when assembling, pin poles and revisions per zoo in the names: 'org/name:pole,pole@rev'")
             return hub.assemble(name_or_path)
-        path = Path(name_or_path)
+        path = Path(cast("str | Path", name_or_path))  # lists and tuples were assembled above
         if path.is_dir() and revision is None:
             return cls.load_folder(path, poles)
         pulled = hub.fetch(str(name_or_path), poles=list(poles) if poles is not None else None, revision=revision)

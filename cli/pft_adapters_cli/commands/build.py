@@ -18,11 +18,11 @@ def make_base(
     out: Path = typer.Option(..., "--out", help="Folder to write the base model and tokenizer to (Hugging Face format)."),
     corpus: Path = typer.Option(..., "--corpus", help="Texts to learn from: VCD JSON/JSONL (scenarios and options, never labels) or a .txt file."),
     size: str = typer.Option("small", "--size", help="Preset: tiny (tests), small (~4M params, demos), medium (~30M, speed benchmarks)."),
-    minutes: float = typer.Option(None, "--minutes", min=0, show_default=False,
+    minutes: float | None = typer.Option(None, "--minutes", min=0, show_default=False,
                                   help="Pre-training time budget in minutes (default: 3 without --epochs; 0 = no pre-training)."),
-    epochs: float = typer.Option(None, "--epochs", min=0, help="Pre-training budget in passes over --corpus: the same base on "
+    epochs: float | None = typer.Option(None, "--epochs", min=0, help="Pre-training budget in passes over --corpus: the same base on "
                                  "any machine (with --minutes too, whichever ends first)."),
-    vocab_size: int = typer.Option(None, "--vocab-size", help="BPE vocabulary size (default: the preset's)."),
+    vocab_size: int | None = typer.Option(None, "--vocab-size", help="BPE vocabulary size (default: the preset's)."),
     seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Seed for the weights' initialisation and the data order."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
 ) -> None:
@@ -46,24 +46,24 @@ def train(
                              "make-base; with --kind scorer a sentence encoder, e.g. sentence-transformers/all-MiniLM-L6-v2)."),
     data: Path = typer.Option(..., "--data", help="Training scenarios: VCD, paired JSONL or A/B items (with --pair)."),
     out: Path = typer.Option(..., "--out", help="Folder to write the zoo to (written atomically)."),
-    pairs: Path = PAIRS_OPTION,
-    pair: str = PAIR_OPTION,
-    matching: str = MATCHING_OPTION,
-    dims: str = typer.Option(None, "--dims", help="Comma-separated dimensions to train (default: every dimension in --data)."),
-    dev: Path = typer.Option(None, "--dev", help="Held-out scenarios to measure the mixing head (default: a tenth of --data)."),
-    limit: int = typer.Option(None, "--limit", min=1, help="Use only N scenarios, for quick runs: the first N, or with --dims "
+    pairs: Path | None = PAIRS_OPTION,
+    pair: str | None = PAIR_OPTION,
+    matching: str | None = MATCHING_OPTION,
+    dims: str | None = typer.Option(None, "--dims", help="Comma-separated dimensions to train (default: every dimension in --data)."),
+    dev: Path | None = typer.Option(None, "--dev", help="Held-out scenarios to measure the mixing head (default: a tenth of --data)."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="Use only N scenarios, for quick runs: the first N, or with --dims "
                               "taken from each dimension in turn."),
-    epochs: float = typer.Option(None, "--epochs", show_default=False, help="Passes over the data (default: 2; scorer: 3)."),
+    epochs: float | None = typer.Option(None, "--epochs", show_default=False, help="Passes over the data (default: 2; scorer: 3)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Rows per optimizer step (global, across processes)."),
     grad_accum: int = typer.Option(1, "--grad-accum", min=1, help="Split each step into this many micro-batches."),
-    lr: float = typer.Option(None, "--lr", show_default=False, help="Peak learning rate (default: 1e-3; scorer: 3e-4)."),
+    lr: float | None = typer.Option(None, "--lr", show_default=False, help="Peak learning rate (default: 1e-3; scorer: 3e-4)."),
     rank: int = typer.Option(8, "--rank", "-r", min=1, help="LoRA rank of every pole adapter."),
     alpha: float = typer.Option(16.0, "--alpha", help="LoRA alpha (scale = alpha / rank)."),
-    target_modules: str = typer.Option(None, "--target-modules", help="Comma-separated names of the linear layers to adapt "
+    target_modules: str | None = typer.Option(None, "--target-modules", help="Comma-separated names of the linear layers to adapt "
                                        "(default: q_proj,k_proj,v_proj,o_proj,gate_proj,up_proj,down_proj; scorer: query,key,value,dense)."),
-    max_length: int = typer.Option(None, "--max-length", help="Longest row in tokens, long prompts losing their start "
+    max_length: int | None = typer.Option(None, "--max-length", help="Longest row in tokens, long prompts losing their start "
                                    "(default: 512; scorer: 160)."),
-    prompt_kl: float = typer.Option(None, "--prompt-kl", show_default=False, help="LLM zoos: weight of the KL divergence "
+    prompt_kl: float | None = typer.Option(None, "--prompt-kl", show_default=False, help="LLM zoos: weight of the KL divergence "
                                     "from the base model on the prompt's own tokens, which keeps the mixes' language model close to "
                                     "the base's (default: 1.5; 0 = off; one extra forward pass per step)."),
     orthogonality: float = typer.Option(0.0, "--orthogonality", help="Weight of a penalty on shared directions between "
@@ -76,8 +76,8 @@ def train(
     pole_weight: list[str] = typer.Option([], "--pole-weight", help="Loss weight of a pole, e.g. --pole-weight risk-averse=2 (repeatable)."),
     method: str = typer.Option("paired", "--method", help="paired: one adapter per pole (default); conditioned: the PFT paper's "
                                "one shared adapter, pole description in the prompt; single: one pole's rows only (--pole)."),
-    pole: str = typer.Option(None, "--pole", help="The pole trained by --method single (its dimension's data is used)."),
-    head_encoder: str = typer.Option(None, "--head-encoder", help="Sentence encoder the mixing head reads texts through "
+    pole: str | None = typer.Option(None, "--pole", help="The pole trained by --method single (its dimension's data is used)."),
+    head_encoder: str | None = typer.Option(None, "--head-encoder", help="Sentence encoder the mixing head reads texts through "
                                      "(Hub id or folder), e.g. sentence-transformers/all-MiniLM-L6-v2; default: the base "
                                      "model's own hidden states."),
     seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Seed for the adapters' initialisation and the row "
@@ -129,7 +129,9 @@ def train(
         pole_weights=_pole_weights(pole_weight, space), method=method, pole=pole, kind=kind, head_encoder=head_encoder,
         prompt_kl=prompt_kl, lora_dropout=lora_dropout, orthogonality=orthogonality, precision=precision,
     )
-    config.lora = LoraSpec(r=rank, alpha=alpha, target_modules=targets or config.resolved().lora.target_modules)
+    default_lora = config.resolved().lora
+    assert default_lora is not None  # resolved() fills in the kind's default
+    config.lora = LoraSpec(r=rank, alpha=alpha, target_modules=targets or default_lora.target_modules)
     config.resolved()  # every setting (--alpha too) checked before anything loads
     pick_device(device)  # a device this machine lacks fails now, not after loading the base
     if head_encoder:
@@ -182,6 +184,7 @@ def info(
     from pft_adapters.zoo import Zoo
 
     z = Zoo.from_pretrained(zoo)
+    encoder = z.head_encoder()
     summary = {
         "zoo": zoo,
         "kind": z.kind,
@@ -190,7 +193,7 @@ def info(
         "poles": z.pole_slugs,
         "lora": {"r": z.spec.r, "alpha": z.spec.alpha, "target_modules": list(z.spec.target_modules)},
         "head": z.head is not None,
-        "head_encoder": z.head_encoder(),
+        "head_encoder": encoder,
         "training": z.training,
     }
     if json_out:
@@ -200,8 +203,8 @@ def info(
     for d in z.space:
         typer.echo(f"  {d.slug:14s} +1 {d.first.slug:24s} -1 {d.second.slug}")
     typer.echo(f"  LoRA r={z.spec.r} alpha={z.spec.alpha} on {', '.join(z.spec.target_modules)}")
-    if summary["head_encoder"]:
-        typer.echo(f"  mixing head reads texts through {summary['head_encoder']['id']}")
+    if encoder:
+        typer.echo(f"  mixing head reads texts through {encoder['id']}")
     for key, value in z.training.items():
         typer.echo(f"  {key}: {value}")
 

@@ -17,23 +17,23 @@ def evaluate(
     zoo: str = typer.Argument(..., help="Zoo folder or Hub name."),
     data: Path = typer.Option(..., "--data", help="Scenarios to evaluate on (VCD JSON/JSONL or paired JSONL), e.g. vcd_dev.json."),
     all_poles: bool = typer.Option(False, "--all-poles", help="Every pole at +-1 of its dimension, on that dimension's scenarios."),
-    vector: str = typer.Option(None, "--vector", "-v", help="One vector, e.g. 'risk=-1' or 'risk=1,time=-1': each set dimension's "
+    vector: str | None = typer.Option(None, "--vector", "-v", help="One vector, e.g. 'risk=-1' or 'risk=1,time=-1': each set dimension's "
                                "scenarios, target pole = the sign."),
     task: str = typer.Option("select-one", "--task", help="select-one, select-all or open-ended."),
     judge: str = typer.Option("head", "--judge", help="open-ended judge: 'head' (the zoo's mixing head, offline) or the URL "
                               "of an OpenAI-compatible API (key from PFT_JUDGE_API_KEY or OPENAI_API_KEY)."),
-    judge_model: str = typer.Option(None, "--judge-model", help="Model name for --judge URL."),
+    judge_model: str | None = typer.Option(None, "--judge-model", help="Model name for --judge URL."),
     judge_timeout: float = typer.Option(60.0, "--judge-timeout", help="Seconds each judge request may take in all, reply included (timeouts are retried once)."),
     judge_workers: int = typer.Option(4, "--judge-workers", min=1, help="Requests to a --judge URL in flight at once "
                                       "(at most the 8 answers generated together)."),
-    limit: int = typer.Option(None, "--limit", min=1, help="At most N scenarios per dimension (quick runs)."),
+    limit: int | None = typer.Option(None, "--limit", min=1, help="At most N scenarios per dimension (quick runs)."),
     calibrate: str = typer.Option("mirror", "--calibrate", help="What option scores are measured against: mirror (the "
                                   "opposite vector; default), base (the bare base model, PMI) or none (raw likelihood)."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="Answer length for open-ended."),
-    base: str = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo."),
-    pairs: Path = PAIRS_OPTION,
-    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),
-    out: Path = typer.Option(None, "--out", help="Also write the results, with one record per case, to this JSON file. "
+    base: str | None = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo."),
+    pairs: Path | None = PAIRS_OPTION,
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),
+    out: Path | None = typer.Option(None, "--out", help="Also write the results, with one record per case, to this JSON file. "
                              "Open-ended: cases are kept in OUT.judged.jsonl as they are judged, so a run that fails or is "
                              "interrupted goes on from them when run again."),
     json_out: bool = JSON_OPTION,

@@ -13,8 +13,8 @@ def push(
     zoo: Path = typer.Argument(..., help="Zoo folder to publish (made by `train` or `assemble`)."),
     repo_id: str = typer.Argument(..., help="Hub repo to publish to, e.g. org/qwen-values-zoo (created if missing)."),
     private: bool = typer.Option(False, "--private", help="Create the repo as private (an existing repo keeps its visibility)."),
-    revision: str = typer.Option(None, "--revision", help="Branch to commit to (created from main if missing)."),
-    message: str = typer.Option(None, "--message", "-m", help="Commit message."),
+    revision: str | None = typer.Option(None, "--revision", help="Branch to commit to (created from main if missing)."),
+    message: str | None = typer.Option(None, "--message", "-m", help="Commit message."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Publish a zoo to the Hugging Face Hub in one commit, with a generated model card.
@@ -32,7 +32,7 @@ def push(
 
 def pull(
     name: str = typer.Argument(..., help="org/name\\[:pole,pole]\\[@revision], or a local zoo folder."),
-    to: Path = typer.Option(None, "--to", help="Folder to put the zoo in (default: stay in the Hugging Face cache)."),
+    to: Path | None = typer.Option(None, "--to", help="Folder to put the zoo in (default: stay in the Hugging Face cache)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --to folder."),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -58,8 +58,8 @@ def pull(
 
 
 def list_zoos(
-    author: str = typer.Option(None, "--author", help="Only zoos of this user or organisation."),
-    search: str = typer.Option(None, "--search", help="Only zoos whose id contains this text."),
+    author: str | None = typer.Option(None, "--author", help="Only zoos of this user or organisation."),
+    search: str | None = typer.Option(None, "--search", help="Only zoos whose id contains this text."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """List zoos on the Hub (model repos tagged pft-adapters).

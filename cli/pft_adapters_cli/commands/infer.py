@@ -55,9 +55,9 @@ def infer_command(
     zoo: str = typer.Argument(..., help="Zoo folder or Hub name (org/name, org/name@revision)."),
     history: Path = typer.Option(..., "--history", help=HISTORY_HELP),
     method: str = typer.Option("head", "--method", help=METHOD_HELP),
-    half_life: str = typer.Option(None, "--half-life", help="Recency half-life: " + HALF_LIFE_HELP),
-    base: str = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo (checked by fingerprint)."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),
+    half_life: str | None = typer.Option(None, "--half-life", help="Recency half-life: " + HALF_LIFE_HELP),
+    base: str | None = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo (checked by fingerprint)."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Infer a user's preference vector from their past decisions, with a confidence and evidence count per dimension.

@@ -20,27 +20,27 @@ VECTOR_HELP = (
 
 def mix(
     zoo: str = typer.Argument(..., help="Zoo folder or Hub name (org/name, org/name:pole,pole@revision)."),
-    vector: str = typer.Option(None, "--vector", "-v", help=VECTOR_HELP),
-    history: Path = typer.Option(None, "--history", help="Infer the vector from this history first (instead of --vector). " + HISTORY_HELP),
+    vector: str | None = typer.Option(None, "--vector", "-v", help=VECTOR_HELP),
+    history: Path | None = typer.Option(None, "--history", help="Infer the vector from this history first (instead of --vector). " + HISTORY_HELP),
     method: str = typer.Option("head", "--method", help="With --history: how to infer. " + METHOD_HELP),
-    half_life: str = typer.Option(None, "--half-life", help="With --history: the recency half-life, " + HALF_LIFE_HELP),
+    half_life: str | None = typer.Option(None, "--half-life", help="With --history: the recency half-life, " + HALF_LIFE_HELP),
     prompt: list[str] = typer.Option([], "--prompt", "-p", help="Generate a response to this prompt (repeatable: one batch)."),
-    scenarios: Path = typer.Option(None, "--scenarios", help="Pick one option per scenario (VCD JSON/JSONL or paired JSONL)."),
-    export: Path = typer.Option(None, "--export", help="Write the mix as one standard PEFT LoRA adapter to this folder."),
-    merge_out: Path = typer.Option(None, "--merge-out", help="Write a full model with the mix merged in (safetensors)."),
-    base: str = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo (checked by fingerprint)."),
-    pairs: Path = PAIRS_OPTION,
-    pair: str = PAIR_OPTION,
-    matching: str = MATCHING_OPTION,
+    scenarios: Path | None = typer.Option(None, "--scenarios", help="Pick one option per scenario (VCD JSON/JSONL or paired JSONL)."),
+    export: Path | None = typer.Option(None, "--export", help="Write the mix as one standard PEFT LoRA adapter to this folder."),
+    merge_out: Path | None = typer.Option(None, "--merge-out", help="Write a full model with the mix merged in (safetensors)."),
+    base: str | None = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo (checked by fingerprint)."),
+    pairs: Path | None = PAIRS_OPTION,
+    pair: str | None = PAIR_OPTION,
+    matching: str | None = MATCHING_OPTION,
     calibrate: str = typer.Option("mirror", "--calibrate", help="With --scenarios, what option scores are measured "
                                   "against: mirror (the vector with the scenario's dimension flipped; default), base (the "
                                   "bare base model, PMI) or none (raw score); see docs/mix.md."),
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="With --prompt: the most tokens to generate."),
     temperature: float = typer.Option(0.0, "--temperature", help="With --prompt: sampling temperature; 0 = greedy decoding."),
     top_p: float = typer.Option(1.0, "--top-p", help="With --prompt and a temperature: nucleus sampling, in (0, 1]."),
-    seed: int = typer.Option(None, "--seed", min=0, max=2**63 - 1, help="Seed for sampling, for repeatable output."),
+    seed: int | None = typer.Option(None, "--seed", min=0, max=2**63 - 1, help="Seed for sampling, for repeatable output."),
     raw: bool = typer.Option(False, "--raw", help="Send the prompt as is, without the scenario template."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --export / --merge-out folder."),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -61,7 +61,7 @@ def mix(
       pft-adapters mix zoo/ --history alice.jsonl --prompt "Should I take the new job?"
     """
     from pft_adapters.data import load_scenarios
-    from pft_adapters.mix import calibration, load_mixed
+    from pft_adapters.mix import MixedModel, calibration, load_mixed
 
     calibration(calibrate, "--calibrate")
     if not temperature >= 0 or not 0 < top_p <= 1:  # `not >=` also refuses NaN
@@ -89,9 +89,11 @@ def mix(
         if not json_out:
             typer.echo(f"inferred from {history} ({inferred.method}): {vec.describe()}", err=True)
     else:
+        assert vector is not None  # exactly one of --vector and --history, checked above
         vec = mixed.vector(vector)
-    if export or merge_out:
-        path = mixed.export(vec, export, overwrite) if export else mixed.save_merged(vec, merge_out, overwrite)
+    if target:
+        assert isinstance(mixed, MixedModel)  # a scorer zoo was refused above
+        path = mixed.export(vec, target, overwrite) if export else mixed.save_merged(vec, target, overwrite)
         result = {"vector": dict(vec), "written": str(path), "kind": "peft-lora" if export else "merged-model"}
         if inferred is not None:
             result["inferred"] = inferred.to_json()
@@ -106,9 +108,10 @@ def mix(
         if json_out:
             echo_json({"vector": dict(vec), "calibrated": calibrate, "choices": rows} | _inferred(inferred))
             return
-        for i, row in enumerate(rows, 1):
-            typer.echo(f"{i}. {shorten(row['scenario'], 90)}\n   -> {chr(65 + row['chosen'])}. {shorten(row['text'], 110)} [{row['pole']}]")
+        for i, (s, c) in enumerate(zip(data, picks), 1):
+            typer.echo(f"{i}. {shorten(s.text, 90)}\n   -> {chr(65 + c.index)}. {shorten(s.options[c.index].text, 110)} [{c.pole}]")
         return
+    assert isinstance(mixed, MixedModel)  # a scorer zoo was refused above
     streamer = None
     if len(prompt) == 1 and not json_out:
         from transformers import TextStreamer

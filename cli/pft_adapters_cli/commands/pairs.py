@@ -23,8 +23,8 @@ def _dimension_json(dim, source: str) -> dict:
 
 
 def pairs(
-    pairs_file: Path = PAIRS_OPTION,
-    check: Path = typer.Option(None, "--check", help="Validate this pair definition file: print OK, or the error naming the dimension and pole (exit 1)."),
+    pairs_file: Path | None = PAIRS_OPTION,
+    check: Path | None = typer.Option(None, "--check", help="Validate this pair definition file: print OK, or the error naming the dimension and pole (exit 1)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """List the value dimensions and their poles: the built-in ones, plus those of --pairs.
@@ -102,9 +102,9 @@ def _convert(source: Path, out: Path, space: ValueSpace, pair: str | None, match
 def convert_ab(
     source: Path = typer.Argument(..., help="A/B behaviour items (JSON list or JSONL): 'question' with lettered choices, 'answer_matching_behavior', 'answer_not_matching_behavior'."),
     out: Path = typer.Option(..., "--out", help="Paired JSONL file to write (atomically)."),
-    pairs_file: Path = PAIRS_OPTION,
-    pair: str = typer.Option(None, "--pair", help="Dimension the items measure (default: the only one --pairs defines)."),
-    matching: str = typer.Option(None, "--matching", help="Pole of the matching answer (default: the pair's first pole; the other answer gets the second)."),
+    pairs_file: Path | None = PAIRS_OPTION,
+    pair: str | None = typer.Option(None, "--pair", help="Dimension the items measure (default: the only one --pairs defines)."),
+    matching: str | None = typer.Option(None, "--matching", help="Pole of the matching answer (default: the pair's first pole; the other answer gets the second)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -127,7 +127,7 @@ def convert_ab(
 def convert_vcd(
     source: Path = typer.Argument(..., help="VCD scenarios (JSON list or JSONL): 'scenario', 'preference domain', 'options' with a 'bias' each."),
     out: Path = typer.Option(..., "--out", help="Paired JSONL file to write (atomically)."),
-    pairs_file: Path = PAIRS_OPTION,
+    pairs_file: Path | None = PAIRS_OPTION,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -146,17 +146,17 @@ def extend(
     zoo: str = typer.Argument(..., help="Zoo to grow (folder or Hub name); it is left unchanged."),
     data: Path = typer.Option(..., "--data", help="Data for the new poles: paired JSONL, VCD or A/B items."),
     out: Path = typer.Option(..., "--out", help="Folder to write the grown zoo to (written atomically)."),
-    pairs_file: Path = PAIRS_OPTION,
-    pair: str = typer.Option(None, "--pair", help="Dimension of A/B items in --data (default: the only one --pairs defines)."),
-    matching: str = typer.Option(None, "--matching", help="Pole of the A/B matching answer (default: the pair's first pole)."),
-    dims: str = typer.Option(None, "--dims", help="Comma-separated dimensions to add (default: those in --data that the zoo lacks)."),
-    base: str = typer.Option(None, "--base", help="Where to load the zoo's base model from (default: the id in its manifest); checked by fingerprint."),
-    dev: Path = typer.Option(None, "--dev", help="Held-out data for the new poles, to measure the mixing head (default: a tenth of --data)."),
-    old_data: Path = typer.Option(None, "--old-data", help="Held-out data of the zoo's own dimensions, to show the head still reads them (default: not measured)."),
-    epochs: float = typer.Option(None, "--epochs", show_default=False, help="Passes over the new data (default: the zoo kind's, as `train`)."),
+    pairs_file: Path | None = PAIRS_OPTION,
+    pair: str | None = typer.Option(None, "--pair", help="Dimension of A/B items in --data (default: the only one --pairs defines)."),
+    matching: str | None = typer.Option(None, "--matching", help="Pole of the A/B matching answer (default: the pair's first pole)."),
+    dims: str | None = typer.Option(None, "--dims", help="Comma-separated dimensions to add (default: those in --data that the zoo lacks)."),
+    base: str | None = typer.Option(None, "--base", help="Where to load the zoo's base model from (default: the id in its manifest); checked by fingerprint."),
+    dev: Path | None = typer.Option(None, "--dev", help="Held-out data for the new poles, to measure the mixing head (default: a tenth of --data)."),
+    old_data: Path | None = typer.Option(None, "--old-data", help="Held-out data of the zoo's own dimensions, to show the head still reads them (default: not measured)."),
+    epochs: float | None = typer.Option(None, "--epochs", show_default=False, help="Passes over the new data (default: the zoo kind's, as `train`)."),
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Rows per optimizer step."),
-    lr: float = typer.Option(None, "--lr", show_default=False, help="Peak learning rate (default: the zoo kind's, as `train`)."),
-    max_length: int = typer.Option(None, "--max-length", show_default=False,
+    lr: float | None = typer.Option(None, "--lr", show_default=False, help="Peak learning rate (default: the zoo kind's, as `train`)."),
+    max_length: int | None = typer.Option(None, "--max-length", show_default=False,
                                    help="Longest row in tokens; long prompts lose their start (default: the zoo's own, "
                                    "the length it scores rows at)."),
     seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Seed for the new adapters' initialisation and the row order."),

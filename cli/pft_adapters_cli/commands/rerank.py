@@ -15,13 +15,13 @@ def rerank_command(
     zoo: str = typer.Argument(..., help="Scorer zoo folder or Hub name (made by `train --kind scorer`)."),
     candidates: Path = typer.Option(..., "--candidates", "-c", help="JSONL: one JSON string or {\"text\"[, \"context\", "
                                     "\"group\", \"vector\", \"id\"]} per line (see docs/rerank.md)."),
-    vector: str = typer.Option(None, "--vector", "-v", help=VECTOR_HELP + " Lines with their own 'vector' keep it."),
-    history: Path = typer.Option(None, "--history", help="Infer the vector from this history first. " + HISTORY_HELP),
+    vector: str | None = typer.Option(None, "--vector", "-v", help=VECTOR_HELP + " Lines with their own 'vector' keep it."),
+    history: Path | None = typer.Option(None, "--history", help="Infer the vector from this history first. " + HISTORY_HELP),
     method: str = typer.Option("head", "--method", help="With --history: how to infer. " + METHOD_HELP),
-    half_life: str = typer.Option(None, "--half-life", help="With --history: the recency half-life, " + HALF_LIFE_HELP),
-    top: int = typer.Option(None, "--top", min=1, help="Show only the best N of each group."),
-    base: str = typer.Option(None, "--base", help="Read the encoder from here instead of the id in the zoo (checked by fingerprint)."),
-    device: str = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the encoder's own)."),
+    half_life: str | None = typer.Option(None, "--half-life", help="With --history: the recency half-life, " + HALF_LIFE_HELP),
+    top: int | None = typer.Option(None, "--top", min=1, help="Show only the best N of each group."),
+    base: str | None = typer.Option(None, "--base", help="Read the encoder from here instead of the id in the zoo (checked by fingerprint)."),
+    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the encoder's own)."),
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Rank candidate texts (answers written by any model, even a remote one) for a preference vector.
