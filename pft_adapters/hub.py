@@ -472,9 +472,11 @@ def assemble(names: Sequence[str | Path]) -> Zoo:
     space = _with_poles(first)
     for _, zoo in parts[1:]:
         space = space.merged(_with_poles(zoo))
-    head = first.head
-    covers = head is not None and set(space.pole_slugs) <= set(head.pole_slugs) and all(
-        d.slug in head.dimension_slugs for d in space)
+    head = first.head  # kept when it reads every pole and dimension of the assembled zoo
+    if head is not None and set(space.pole_slugs) <= set(head.pole_slugs) and all(d.slug in head.dimension_slugs for d in space):
+        head = head.select(space)
+    else:
+        head = None
     datasets = list(dict.fromkeys(d for _, z in parts for d in z.training.get("datasets") or []))
     licenses = {z.training.get("license", "apache-2.0") for _, z in parts}
     training = {"assembled_from": ", ".join(n for n, _ in parts),
@@ -487,7 +489,7 @@ def assemble(names: Sequence[str | Path]) -> Zoo:
     poles = {slug: tensors for _, zoo in parts for slug, tensors in zoo.poles.items()}
     score_heads = {slug: tensors for _, zoo in parts for slug, tensors in zoo.score_heads.items()}
     return Zoo(space=space, spec=first.spec, base=first.base, poles=poles,
-               head=head.select(space) if covers and head is not None else None, training=training,
+               head=head, training=training,
                source=" + ".join(n for n, _ in parts), kind=first.kind, score_heads=score_heads)
 
 

@@ -541,8 +541,7 @@ def infer(mixed, decisions: Sequence[Decision], method: str = DEFAULT_METHOD,
     scenarios = decision_scenarios(decisions)
     unsettled = any(g is None for g in given)
     scores = None
-    if readings is not None:
-        assert head is not None  # readings come from the head
+    if head is not None and readings is not None:
         dims = guess_dimensions(readings, given, head)
     elif unsettled:  # no head: score under every pole, then place by spread
         scores = pole_scores(mixed, scenarios)
@@ -550,8 +549,7 @@ def infer(mixed, decisions: Sequence[Decision], method: str = DEFAULT_METHOD,
     else:
         dims = cast("list[str]", list(given))  # settled: every decision names its dimension
     scorer = mixed.zoo.kind == "scorer"
-    if scorer and readings is not None and unsettled:  # each likely dimension, with the head's probability
-        assert head is not None  # readings come from the head
+    if scorer and head is not None and readings is not None and unsettled:  # each likely dimension, by the head
         probs = read_dimension_probabilities(readings, given, space, head)
     else:
         probs = dimension_probabilities(dims, space)

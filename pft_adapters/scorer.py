@@ -53,6 +53,12 @@ class ScoreHeads(nn.Module):
         self.weight = nn.Parameter(torch.zeros(n_poles, hidden_size))
         self.bias = nn.Parameter(torch.zeros(n_poles))
 
+    @classmethod
+    def on(cls, adapters: PoleAdapters) -> ScoreHeads:
+        """Zero heads for every pole of `adapters`, sized and placed for their encoder."""
+        hidden: int = adapters.model.config.hidden_size  # type: ignore[union-attr, assignment]
+        return cls(hidden, adapters.n_poles).to(next(adapters.parameters()).device)
+
     def forward(self, pooled: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
         """(n, hidden) pooled texts, (n, P) pole weights per text -> (n,) scores."""
         c = coefficients.to(self.weight)
@@ -164,9 +170,7 @@ class ScorerObjective:
     """Listwise paired loss: -log of the softmax mass the pole puts on its own options."""
 
     def __init__(self, adapters: PoleAdapters, tokenizer, max_length: int):
-        hidden: int = adapters.model.config.hidden_size  # type: ignore[union-attr, assignment]
-        device = next(adapters.parameters()).device
-        self.net = ScorerNet(adapters, ScoreHeads(hidden, adapters.n_poles).to(device))
+        self.net = ScorerNet(adapters, ScoreHeads.on(adapters))
         self.tokenizer, self.max_length = tokenizer, max_length
 
     @property
@@ -206,8 +210,7 @@ class ScorerModel(Mixer):
         if zoo.kind != "scorer":
             raise PFTError(f"{zoo.source or 'this zoo'} is an LLM zoo: load it with MixedModel")
         super().__init__(zoo, model, tokenizer, base_name)
-        device = next(self.adapters.parameters()).device
-        heads = ScoreHeads(model.config.hidden_size, self.adapters.n_poles).to(device)  # type: ignore[union-attr, arg-type]
+        heads = ScoreHeads.on(self.adapters)
         for slug, tensors in zoo.score_heads.items():
             heads.load_pole_state_dict(zoo.space.pole_index(slug), slug, tensors)
         self.net = ScorerNet(self.adapters, heads).eval()
