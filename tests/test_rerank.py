@@ -111,6 +111,11 @@ def test_mix_scenarios_on_a_scorer_zoo_chooses_by_the_mirror(cli_scorer, vcd_tra
         expected = scorer.choose(scenarios, "risk=-1", calibrate=calibrate)
         assert code == 0 and result["calibrated"] == calibrate
         assert [c["scores"] for c in result["choices"]] == [c.rounded() for c in expected]
+    code, out, _ = run(capsys, "mix", cli_scorer, "--vector", "risk=-1", "--scenarios", data)  # text: one line per pick
+    expected = scorer.choose(scenarios, "risk=-1")
+    picks = [line.split("-> ")[1] for line in out.splitlines() if "-> " in line]
+    assert code == 0 and [p[0] for p in picks] == [chr(65 + c.index) for c in expected]  # "-> B. <option> [pole]"
+    assert all(p.endswith(f"[{c.pole}]") for p, c in zip(picks, expected))
 
 
 def test_candidates_file_is_checked_line_by_line(tmp_path):

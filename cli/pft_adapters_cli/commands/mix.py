@@ -91,14 +91,6 @@ def mix(
     else:
         assert vector is not None  # exactly one of --vector and --history, checked above
         vec = mixed.vector(vector)
-    if target:
-        assert isinstance(mixed, MixedModel)  # a scorer zoo was refused above
-        path = mixed.export(vec, target, overwrite) if export else mixed.save_merged(vec, target, overwrite)
-        result = {"vector": dict(vec), "written": str(path), "kind": "peft-lora" if export else "merged-model"}
-        if inferred is not None:
-            result["inferred"] = inferred.to_json()
-        echo_json(result) if json_out else typer.echo(f"{result['kind']} for {vec.describe()} written to {path}")
-        return
     if scenarios:
         space = value_space(pairs)
         data = load_scenarios(scenarios, space.merged(mixed.zoo.space), pair=default_pair(space, pair, pairs), matching=matching)
@@ -111,7 +103,12 @@ def mix(
         for i, (s, c) in enumerate(zip(data, picks), 1):
             typer.echo(f"{i}. {shorten(s.text, 90)}\n   -> {chr(65 + c.index)}. {shorten(s.options[c.index].text, 110)} [{c.pole}]")
         return
-    assert isinstance(mixed, MixedModel)  # a scorer zoo was refused above
+    assert isinstance(mixed, MixedModel)  # a scorer zoo was refused above: it only chooses
+    if target:
+        path = mixed.export(vec, target, overwrite) if export else mixed.save_merged(vec, target, overwrite)
+        result = {"vector": dict(vec), "written": str(path), "kind": "peft-lora" if export else "merged-model"} | _inferred(inferred)
+        echo_json(result) if json_out else typer.echo(f"{result['kind']} for {vec.describe()} written to {path}")
+        return
     streamer = None
     if len(prompt) == 1 and not json_out:
         from transformers import TextStreamer
