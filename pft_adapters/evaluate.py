@@ -32,7 +32,7 @@ import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
@@ -207,9 +207,12 @@ def summarize(task: str, cases: Sequence[Case], values: Sequence[float], hits: S
 
 
 # -- running a model ------------------------------------------------------------------------------
-def _chunks(cases: Sequence[Case], size: int) -> Iterable[Sequence[Case]]:
-    for start in range(0, len(cases), size):
-        yield cases[start : start + size]
+T = TypeVar("T")
+
+
+def _chunks(items: Sequence[T], size: int) -> Iterable[Sequence[T]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
 
 
 def choices(mixed, cases: Sequence[Case], calibrate: bool | str = "mirror", chunk: int = 8, progress: bool = True,
@@ -354,20 +357,20 @@ def open_ended(mixed, cases: Sequence[Case], judge: Judge, max_new_tokens: int =
                 "max_new_tokens": max_new_tokens}
     found = log.start(settings) if log is not None else {}
     keys = [case_key(c) for c in cases]
-    todo = [c for c, key in zip(cases, keys) if key not in found]
+    todo = [(c, key) for c, key in zip(cases, keys) if key not in found]
     try:
         before = len(cases) - len(todo)
         with tqdm(total=len(cases), initial=before, desc="eval open-ended" + (f" ({before} judged before)" if before else ""),
                   unit="case", disable=not progress) as bar:
             for group in _chunks(todo, chunk):
-                answers = mixed.generate([c.scenario.text for c in group], [c.vector for c in group],
+                answers = mixed.generate([c.scenario.text for c, _ in group], [c.vector for c, _ in group],
                                          max_new_tokens=max_new_tokens)
                 judged = []
-                for case, answer in zip(group, answers):
+                for (case, _), answer in zip(group, answers):
                     dim = space.dimension_of(case.target)
                     pole = space.pole(case.target)
                     judged.append(Judged(case.scenario.text, answer, pole, dim.second if pole == dim.first else dim.first))
-                fresh = {case_key(c): (a, s) for c, a, s in zip(group, answers, judge(judged))}
+                fresh = {key: (a, s) for (_, key), a, s in zip(group, answers, judge(judged))}
                 if log is not None:
                     log.append(fresh)
                 found |= fresh
