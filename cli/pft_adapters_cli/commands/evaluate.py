@@ -23,7 +23,7 @@ def evaluate(
     judge: str = typer.Option("head", "--judge", help="open-ended judge: 'head' (the zoo's mixing head, offline) or the URL "
                               "of an OpenAI-compatible API (key from PFT_JUDGE_API_KEY or OPENAI_API_KEY)."),
     judge_model: str | None = typer.Option(None, "--judge-model", help="Model name for --judge URL."),
-    judge_timeout: float = typer.Option(60.0, "--judge-timeout", help="Seconds each judge request may take in all, reply included (timeouts are retried once)."),
+    judge_timeout: float = typer.Option(60.0, "--judge-timeout", help="Seconds within which a judge reply must arrive in full (timeouts are retried once)."),
     judge_workers: int = typer.Option(4, "--judge-workers", min=1, help="Requests to a --judge URL in flight at once "
                                       "(at most the 8 answers generated together)."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most N scenarios per dimension (quick runs)."),
