@@ -20,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import cast
 
 import torch
 
@@ -70,6 +71,17 @@ class OptionScores:
         if self.base is not None and float(s.max() - s.min()) < 1e-9:
             s = self.mixed
         return int(torch.argmax(s))
+
+
+def summed(parts: Sequence[OptionScores], calibrated: bool) -> OptionScores:
+    """One scenario's scores composed per dimension, from its parts (one per dimension, each scored with a reference).
+
+    Calibrated, the parts' gaps add. Uncalibrated (each part scored against the bare base),
+    the base's score once plus what each dimension adds to it.
+    """
+    bases = [cast(torch.Tensor, p.base) for p in parts]  # every part is scored with a reference
+    mixed, base = torch.stack([p.mixed for p in parts]).sum(0), torch.stack(bases).sum(0)
+    return OptionScores(mixed, base) if calibrated else OptionScores(mixed - base + bases[0], None)
 
 
 def finite(scores: torch.Tensor) -> torch.Tensor:
@@ -137,8 +149,12 @@ def choose(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], wei
            reference: torch.Tensor | None = None, reference_prompts: Sequence[str] | None = None,
            max_length: int = 512) -> list[Choice]:
     """The highest-scoring option of each scenario under its vector."""
-    scores = option_scores(adapters, tokenizer, scenarios, weights, calibrate, batch_size, max_length, prompts=prompts,
-                           reference=reference, reference_prompts=reference_prompts)
+    return pick(scenarios, option_scores(adapters, tokenizer, scenarios, weights, calibrate, batch_size, max_length,
+                                         prompts=prompts, reference=reference, reference_prompts=reference_prompts))
+
+
+def pick(scenarios: Sequence[Scenario], scores: Sequence[OptionScores]) -> list[Choice]:
+    """Each scenario's best option by its scores."""
     choices = []
     for scenario, s in zip(scenarios, scores):
         best = s.best()

@@ -10,6 +10,12 @@ Three exact ways to apply a vector (no SVD, no approximation):
 - per row (`choose` / `generate` / `logits` with a list of vectors): every batch
   row carries its own vector in one forward pass.
 
+Choosing and scoring (not generating) can also compose per dimension (`compose="dimensions"`):
+each dimension the vector sets is mixed into the model alone and the scores add, so
+mixing in another dimension leaves a dimension's mirror-calibrated choices exactly as
+they are alone, at one forward pass per dimension set instead of one in all (the
+mixed model's score, `compose="model"`, is the default; docs/concepts.md#composition).
+
 A conditioned zoo (`train --method conditioned`: one shared adapter, stored in every
 pole folder) is steered by the prompt instead: `choose` and `generate` put the
 descriptions of the vector's active poles (the sign picks the pole) into the prompt,
@@ -28,7 +34,7 @@ import torch
 from safetensors.torch import save_file
 
 from .atomic import atomic_folder
-from .choose import Choice, choose, conditioned_prompt
+from .choose import Choice, OptionScores, choose, conditioned_prompt, option_scores, pick, summed
 from .data import Scenario, format_open_prompt, format_prompt
 from .errors import PFTError
 from .layers import PoleAdapters
@@ -40,6 +46,7 @@ if TYPE_CHECKING:
 
 VectorSpec = str | Mapping[str, object] | PreferenceVector
 CALIBRATIONS = ("base", "mirror", "none")
+COMPOSITIONS = ("model", "dimensions")
 
 
 def calibration(calibrate: bool | str, what: str = "calibration") -> str:
@@ -48,6 +55,13 @@ def calibration(calibrate: bool | str, what: str = "calibration") -> str:
     if mode not in CALIBRATIONS:
         raise PFTError(f"unknown {what} '{calibrate}': choose one of {', '.join(CALIBRATIONS)}")
     return mode
+
+
+def composition(compose: str, what: str = "composition") -> str:
+    """"model" or "dimensions"; anything else is refused."""
+    if compose not in COMPOSITIONS:
+        raise PFTError(f"unknown {what} '{compose}': choose one of {', '.join(COMPOSITIONS)}")
+    return compose
 
 
 class Mixer:
@@ -82,6 +96,23 @@ class Mixer:
 
     def _pole_tensor(self, vector: PreferenceVector) -> torch.Tensor:
         return vector.tensor(self.zoo.space)
+
+    def dimension_parts(self, weights: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Per-dimension composition's parts of (n, P) pole weights: (owners, masks).
+
+        Part k is row `owners[k]` restricted to one dimension it sets (`weights[owners] *
+        masks`); a row that sets no dimension is one part, itself (the bare model's).
+        """
+        space = self.zoo.space
+        columns = torch.zeros(len(space), weights.shape[1])
+        for d, dim in enumerate(space):
+            columns[d, [space.pole_index(p.slug) for p in dim.poles]] = 1.0
+        owners, masks = [], []
+        for i, row in enumerate(weights.cpu()):
+            sets = [columns[d] for d in range(len(space)) if bool((row * columns[d]).any())]
+            owners += [i] * max(1, len(sets))
+            masks += sets or [torch.ones(weights.shape[1])]
+        return torch.tensor(owners), torch.stack(masks).to(weights)
 
     def scenario_vectors(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec]) -> list[PreferenceVector]:
         """One vector per scenario: `spec` for all of them, or a list holding exactly one per scenario."""
@@ -166,7 +197,7 @@ class MixedModel(Mixer):
             return self.model(**batch).logits
 
     def choose(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec],
-               calibrate: bool | str = "mirror", batch_size: int = 16) -> list[Choice]:
+               calibrate: bool | str = "mirror", batch_size: int = 16, compose: str = "model") -> list[Choice]:
         """The option each scenario's vector prefers (see `pft_adapters.choose` for the scoring rule).
 
         `calibrate`: "mirror" (the default; the most accurate on VCD, benchmarks/vcd_quality.py)
@@ -174,12 +205,19 @@ class MixedModel(Mixer):
         the rest unchanged (the other pole's adapter, or for a conditioned zoo its description;
         when the vector leaves that dimension at 0, every entry flipped); True or "base" against
         the bare base (PMI); False or "none" takes the raw likelihood.
+        `compose="dimensions"` scores under each dimension the vector sets alone and adds
+        what each adds to the base (module docstring).
         Rows are cut to the zoo's training `max_length` (512 when not recorded), as in training.
         """
         mode = calibration(calibrate)
+        if composition(compose) == "dimensions" and self.conditioned:
+            raise PFTError("this zoo was trained with --method conditioned: its one adapter has no per-dimension parts "
+                           "to compose; choose with --compose model")
         vectors = self.scenario_vectors(scenarios, spec)
         if not vectors:
             return []
+        if compose == "dimensions" and mode == "mirror":
+            vectors = [differing_part(v, s.dimension) for v, s in zip(vectors, scenarios)]
         plain = [format_prompt(s) for s in scenarios]
         prompts = self._conditioned(plain, vectors) if self.conditioned else None
         reference = reference_prompts = None
@@ -188,8 +226,17 @@ class MixedModel(Mixer):
             reference = torch.stack([self._pole_tensor(m) for m in mirrors])  # absent poles add nothing
             reference_prompts = self._conditioned(plain, mirrors) if self.conditioned else None
         weights = torch.stack([self._pole_tensor(v) for v in vectors])
-        return choose(self.adapters, self.tokenizer, scenarios, weights, mode != "none", batch_size, prompts,
-                      reference, reference_prompts, max_length=self.zoo.max_length)
+        if compose == "model":
+            return choose(self.adapters, self.tokenizer, scenarios, weights, mode != "none", batch_size, prompts,
+                          reference, reference_prompts, max_length=self.zoo.max_length)
+        owners, masks = self.dimension_parts(weights)
+        parts = option_scores(self.adapters, self.tokenizer, [scenarios[i] for i in owners.tolist()],
+                              weights[owners] * masks, True, batch_size, self.zoo.max_length,
+                              reference=None if reference is None else reference[owners] * masks)
+        grouped: list[list[OptionScores]] = [[] for _ in scenarios]
+        for i, part in zip(owners.tolist(), parts):
+            grouped[i].append(part)
+        return pick(scenarios, [summed(g, calibrated=mode != "none") for g in grouped])
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], spec: VectorSpec | Sequence[VectorSpec], max_new_tokens: int = 64,
@@ -264,6 +311,15 @@ def mirror(vector: PreferenceVector, dimension: str) -> PreferenceVector:
     if vector.get(dimension, 0.0):
         return PreferenceVector({**vector, dimension: -vector[dimension]})
     return PreferenceVector({k: -v for k, v in vector.items() if v})
+
+
+def differing_part(vector: PreferenceVector, dimension: str) -> PreferenceVector:
+    """The part of `vector` its mirror on `dimension` changes: that dimension when the vector sets it, else all.
+
+    Composed per dimension, the other dimensions add the same score under the vector and
+    under its mirror, so they cancel exactly from the gap and need not be computed.
+    """
+    return PreferenceVector({dimension: vector[dimension]}) if vector.get(dimension, 0.0) else vector
 
 
 def _mix_note(vector: PreferenceVector, zoo: Zoo) -> str:

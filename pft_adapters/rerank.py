@@ -89,8 +89,10 @@ class Ranked:
         return out | {"vector": dict(vector)}
 
 
-def rerank(scorer, candidates: Sequence[Candidate], vector=None) -> tuple[list[Ranked], list]:
+def rerank(scorer, candidates: Sequence[Candidate], vector=None, compose: str = "model") -> tuple[list[Ranked], list]:
     """Score every candidate under its vector (its own, else `vector`) in batched passes; rank within groups.
+
+    `compose`: how a vector over several dimensions scores (`ScorerModel.scores`).
 
     Returns the candidates grouped in order of first appearance, best first in each group,
     and the vector each input line was scored under.
@@ -103,7 +105,7 @@ def rerank(scorer, candidates: Sequence[Candidate], vector=None) -> tuple[list[R
         shared = scorer.vector(vector)
         vectors = [shared if v is None else v for v in vectors]
     contexts = [c.context for c in candidates]
-    scores = scorer.scores([c.text for c in candidates], vectors, contexts if any(contexts) else None)
+    scores = scorer.scores([c.text for c in candidates], vectors, contexts if any(contexts) else None, compose=compose)
     groups: dict[str, list[int]] = {}
     for i, c in enumerate(candidates):
         groups.setdefault(c.group, []).append(i)

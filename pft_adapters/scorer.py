@@ -12,7 +12,8 @@ not averaged with it: options of one scenario share most of a long context, and 
 over the whole pair would blur them together). The mixed score is the score of
 the mixed model, NOT the mix of the poles' scores (`sum_p c_p score_p(x)`): the vector
 acts inside the encoder. A one-hot `c` gives the pole alone; `c = 0` scores every text 0
-(a bare encoder has no preference).
+(a bare encoder has no preference). `compose="dimensions"` instead adds the scores of the
+dimensions the vector sets, each mixed into the encoder alone: `sum_d score_{c|d}(x)`.
 
 Training is paired and listwise: under each pole, the options of one scenario compete
 in a softmax and the pole's own options should win.
@@ -31,7 +32,7 @@ from .data import Scenario
 from .errors import PFTError
 from .head import mean_pool
 from .layers import PoleAdapters
-from .mix import Mixer, VectorSpec, calibration, mirror
+from .mix import Mixer, VectorSpec, calibration, composition, differing_part, mirror
 from .values import ValueSpace
 from .zoo import Zoo
 
@@ -219,11 +220,12 @@ class ScorerModel(Mixer):
     @torch.no_grad()
     def scores(self, candidates: Sequence[str], spec: VectorSpec | Sequence[VectorSpec] | torch.Tensor,
                contexts: Sequence[str | None] | None = None, batch_size: int = 64,
-               head_weights: torch.Tensor | None = None) -> torch.Tensor:
+               head_weights: torch.Tensor | None = None, compose: str = "model") -> torch.Tensor:
         """(n,) score of each candidate (after its context, if any) under one vector or one per candidate.
 
         `head_weights` ((n, P) pole weights, default: the vector's) mix the score heads apart
-        from the encoder's adapters (`ScorerNet.forward`).
+        from the encoder's adapters (`ScorerNet.forward`). `compose="dimensions"`: the sum of
+        the scores under each dimension the vector sets, each alone (`pft_adapters.mix`).
         """
         n = len(candidates)
         if contexts is not None and len(contexts) != n:
@@ -232,6 +234,13 @@ class ScorerModel(Mixer):
         weights = weights.float().expand(n, -1) if weights.dim() == 1 else weights.float()
         if len(weights) != n:
             raise PFTError(f"got {len(weights)} vectors for {n} candidates: give one vector, or one per candidate")
+        if composition(compose) == "dimensions":
+            if head_weights is not None:
+                raise PFTError("head_weights mix the score heads of one mixed model: score with compose='model'")
+            owners, masks = self.dimension_parts(weights)
+            parts = self.scores([candidates[i] for i in owners.tolist()], weights[owners] * masks,
+                                None if contexts is None else [contexts[i] for i in owners.tolist()], batch_size)
+            return torch.zeros(n).index_add_(0, owners, parts)
         device = next(self.adapters.parameters()).device
         out = torch.empty(n)
         with self.adapters.kept():
@@ -245,28 +254,31 @@ class ScorerModel(Mixer):
         return finite(out)
 
     def choose(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec],
-               calibrate: bool | str = "mirror", batch_size: int = 64) -> list[Choice]:
+               calibrate: bool | str = "mirror", batch_size: int = 64, compose: str = "model") -> list[Choice]:
         """The option of each scenario its vector scores highest.
 
         `calibrate="mirror"` (the default) subtracts each option's score under the mirrored
         vector (the scenario's dimension at the opposite sign): what the vector's pole sees
         in the option beyond the opposite pole. "base" and "none" take the score as is (a
         bare encoder scores every text 0, so calibrating against it changes nothing).
+        `compose` as in `scores`.
         """
         mode = calibration(calibrate)
         vectors = self.scenario_vectors(scenarios, spec)
         if not vectors:
             return []
+        if composition(compose) == "dimensions" and mode == "mirror":
+            vectors = [differing_part(v, s.dimension) for v, s in zip(vectors, scenarios)]
         texts = [o.text for s in scenarios for o in s.options]
         contexts = [s.text for s in scenarios for _ in s.options]
 
         def per_option(rows: Sequence[torch.Tensor]) -> torch.Tensor:
             return torch.stack([row for row, s in zip(rows, scenarios) for _ in s.options])
 
-        scores = self.scores(texts, per_option([self.weights(v) for v in vectors]), contexts, batch_size)
+        scores = self.scores(texts, per_option([self.weights(v) for v in vectors]), contexts, batch_size, compose=compose)
         if mode == "mirror":  # a pole the zoo was loaded without adds nothing to the mirror, as for an LLM zoo
             mirrored = [self._pole_tensor(mirror(v, s.dimension)) for v, s in zip(vectors, scenarios)]
-            scores = scores - self.scores(texts, per_option(mirrored), contexts, batch_size)
+            scores = scores - self.scores(texts, per_option(mirrored), contexts, batch_size, compose=compose)
         choices, start = [], 0
         for s in scenarios:
             own = scores[start : start + len(s.options)]
@@ -276,9 +288,9 @@ class ScorerModel(Mixer):
         return choices
 
     def rank(self, candidates: Sequence[str], spec: VectorSpec | Sequence[VectorSpec],
-             contexts: Sequence[str | None] | None = None) -> list[int]:
+             contexts: Sequence[str | None] | None = None, compose: str = "model") -> list[int]:
         """Candidate indices, best first, for one vector (or one per candidate)."""
-        scores = self.scores(candidates, spec, contexts)
+        scores = self.scores(candidates, spec, contexts, compose=compose)
         return sorted(range(len(candidates)), key=lambda i: -float(scores[i]))
 
     @torch.no_grad()

@@ -179,6 +179,23 @@ def test_choose_takes_one_vector_or_exactly_one_per_scenario(mixed, train_slice)
         mixed.choose(two, "risk=1", calibrate="pmi")
 
 
+def test_choosing_composed_by_dimensions_adds_each_dimensions_part(mixed, train_slice):
+    risk = [s for s in train_slice if s.dimension == "risk"][:4]
+    both = "risk=-1,time=1"
+
+    def scores(spec, calibrate="mirror", compose="model"):
+        return torch.tensor([x for c in mixed.choose(risk, spec, calibrate=calibrate, compose=compose) for x in c.scores])
+
+    # mirror: the partner adds the same to both sides, so the choices are the dimension's own, exactly
+    assert torch.equal(scores(both, compose="dimensions"), scores("risk=-1"))
+    assert not torch.equal(scores(both), scores("risk=-1"))  # the mixed model drifts
+    # base (PMI): each dimension's gain over the base adds; none: the base's score plus those gains
+    gains = scores("risk=-1", "base") + scores("time=1", "base")
+    torch.testing.assert_close(scores(both, "base", "dimensions"), gains, **CLOSE)
+    torch.testing.assert_close(scores(both, "none", "dimensions"), scores({}, "none") + gains, **CLOSE)
+    assert torch.equal(scores({}, "none", "dimensions"), scores({}, "none"))  # no dimension set: the bare base
+
+
 def test_first_pole_share_rises_with_the_vector(trained, base_dir, train_slice):
     """The share of first-pole choices is monotone in the vector for each trained dimension.
 

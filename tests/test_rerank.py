@@ -94,6 +94,28 @@ def test_rerank_user_errors_are_one_line(cli_scorer, zoo_dir, answers, tmp_path,
                                                      "--calibrate", "pmi")
 
 
+def test_rerank_and_mix_compose_by_dimensions_on_request(cli_scorer, answers, vcd_train, tmp_path, capsys):
+    scorer = load_mixed(str(cli_scorer))
+    both = "risk=-1,time=1"
+    code, out, _ = run(capsys, "rerank", cli_scorer, "--vector", both, "--compose", "dimensions", "--candidates", answers, "--json")
+    expected = rerank(scorer, read_candidates(answers), both, compose="dimensions")[0]
+    assert code == 0 and [(r["index"], r["score"]) for r in json.loads(out)["ranking"]] == \
+        [(r.index, round(r.score, 4)) for r in expected]
+    assert "unknown --compose 'sum'" in user_error(capsys, "rerank", cli_scorer, "--vector", both, "--compose", "sum",
+                                                     "--candidates", answers)
+    assert "--compose dimensions goes with --scenarios" in user_error(capsys, "mix", cli_scorer, "--vector", both,
+                                                                      "--compose", "dimensions", "--prompt", "Hello?")
+    from pft_adapters.data import load_scenarios
+
+    data = tmp_path / "risk.json"
+    data.write_text(json.dumps([r for r in json.loads(vcd_train.read_text()) if r["preference domain"] == "Risk Orientation"][:3]))
+    code, out, _ = run(capsys, "mix", cli_scorer, "--vector", both, "--compose", "dimensions", "--scenarios", data, "--json")
+    result = json.loads(out)
+    picks = scorer.choose(load_scenarios(data, scorer.zoo.space), both, compose="dimensions")
+    assert code == 0 and result["composition"] == "dimensions"
+    assert [c["scores"] for c in result["choices"]] == [c.rounded() for c in picks]
+
+
 def test_mix_scenarios_on_a_scorer_zoo_chooses_by_the_mirror(cli_scorer, vcd_train, tmp_path, capsys):
     """`mix --scenarios` reads a scorer zoo as `eval` does: against the mirrored vector unless told otherwise."""
     from pft_adapters.data import load_scenarios

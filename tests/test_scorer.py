@@ -135,6 +135,29 @@ def test_head_weights_mix_the_score_heads_apart_from_the_encoder(scorer):
                        torch.zeros(len(CANDIDATES)))
 
 
+def test_composed_by_dimensions_the_scores_add_and_a_partner_leaves_choices_as_they_are(scorer, train_slice):
+    vector = {"risk": 0.7, "time": -0.4}
+    composed = scorer.scores(CANDIDATES, vector, CONTEXTS, compose="dimensions")
+    parts = scorer.scores(CANDIDATES, {"risk": 0.7}, CONTEXTS) + scorer.scores(CANDIDATES, {"time": -0.4}, CONTEXTS)
+    torch.testing.assert_close(composed, parts, atol=1e-5, rtol=1e-5)
+    assert (composed - scorer.scores(CANDIDATES, vector, CONTEXTS)).abs().max() > 1e-4  # not the mixed model's score
+    one = {"risk": -0.6}  # a vector of one dimension is its own only part
+    assert torch.equal(scorer.scores(CANDIDATES, one, CONTEXTS, compose="dimensions"), scorer.scores(CANDIDATES, one, CONTEXTS))
+    rows = [vector, {}, {"time": 1.0}]  # per-row vectors; the empty one scores 0 either way
+    by_rows = scorer.scores(CANDIDATES, rows, CONTEXTS, compose="dimensions")
+    one_by_one = torch.cat([scorer.scores([c], v, [x], compose="dimensions") for c, v, x in zip(CANDIDATES, rows, CONTEXTS)])
+    torch.testing.assert_close(by_rows, one_by_one, atol=1e-5, rtol=1e-5)
+    assert float(by_rows[1]) == 0.0
+    assert scorer.rank(CANDIDATES, vector, CONTEXTS, compose="dimensions") == \
+        sorted(range(len(CANDIDATES)), key=lambda i: -float(composed[i]))
+    risk = [s for s in train_slice if s.dimension == "risk"][:6]
+    alone = [c.scores for c in scorer.choose(risk, "risk=1", compose="dimensions")]
+    assert [c.scores for c in scorer.choose(risk, "risk=1,time=-1", compose="dimensions")] == alone
+    assert [c.scores for c in scorer.choose(risk, "risk=1,time=-1")] != alone  # the mixed model drifts
+    with pytest.raises(PFTError, match="unknown composition 'sum'"):
+        scorer.scores(CANDIDATES, vector, CONTEXTS, compose="sum")
+
+
 def test_merged_equals_dynamic_and_restores_the_encoder(scorer):
     before = {k: v.clone() for k, v in scorer.model.state_dict().items()}
     dynamic = scorer.scores(CANDIDATES, "risk=0.6,time=0.8", CONTEXTS)

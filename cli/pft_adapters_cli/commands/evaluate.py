@@ -10,7 +10,7 @@ import typer
 from pft_adapters.atomic import atomic_write_text, check_file_target
 from pft_adapters.errors import PFTError
 
-from .common import JSON_OPTION, PAIRS_OPTION, echo_json, value_space
+from .common import COMPOSE_OPTION, JSON_OPTION, PAIRS_OPTION, echo_json, value_space
 
 
 def evaluate(
@@ -29,6 +29,7 @@ def evaluate(
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most N scenarios per dimension (quick runs)."),
     calibrate: str = typer.Option("mirror", "--calibrate", help="What option scores are measured against: mirror (the "
                                   "opposite vector; default), base (the bare base model, PMI) or none (raw likelihood)."),
+    compose: str = COMPOSE_OPTION,
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="Answer length for open-ended."),
     base: str | None = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo."),
     pairs: Path | None = PAIRS_OPTION,
@@ -49,14 +50,13 @@ def evaluate(
       pft-adapters eval zoo/ --data vcd_dev.json --all-poles --task open-ended --judge http://localhost:8000/v1 --judge-model qwen
     """
     from pft_adapters.data import load_scenarios
-    from pft_adapters.evaluate import TASKS, JudgedLog, evaluate as run
+    from pft_adapters.evaluate import JudgedLog, check_task, evaluate as run
     from pft_adapters.judges import make_judge
-    from pft_adapters.mix import calibration, load_mixed
+    from pft_adapters.mix import calibration, composition, load_mixed
 
     if all_poles == (vector is not None):
         raise PFTError("give exactly one of --all-poles or --vector")
-    if task not in TASKS:
-        raise PFTError(f"unknown --task '{task}': choose one of {', '.join(TASKS)}")
+    check_task(task, composition(compose, "--compose"))
     if task != "open-ended" and (judge != "head" or judge_model):
         raise PFTError("--judge and --judge-model go with --task open-ended")
     calibration(calibrate, "--calibrate")
@@ -71,7 +71,7 @@ def evaluate(
         scorer = make_judge(mixed, judge, judge_model, judge_timeout, judge_workers)
     log = JudgedLog(out.with_name(out.name + ".judged.jsonl")) if out is not None and task == "open-ended" else None
     result = run(mixed, scenarios, task, vector=vec, limit=limit, calibrate=calibrate, judge=scorer,
-                 max_new_tokens=max_new_tokens, log=log)
+                 max_new_tokens=max_new_tokens, log=log, compose=compose)
     summary = {"zoo": zoo, "data": str(data), "method": mixed.zoo.method,
                "vector": dict(vec) if vec is not None else "all-poles", **result.to_json()}
     if out:

@@ -9,7 +9,7 @@ import typer
 from pft_adapters.atomic import check_target
 from pft_adapters.errors import PFTError, shorten
 
-from .common import JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, default_pair, echo_json, value_space
+from .common import COMPOSE_OPTION, JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, default_pair, echo_json, value_space
 from .infer import HALF_LIFE_HELP, HISTORY_HELP, METHOD_HELP, check_inference_options, infer_from_history
 
 VECTOR_HELP = (
@@ -35,6 +35,7 @@ def mix(
     calibrate: str = typer.Option("mirror", "--calibrate", help="With --scenarios, what option scores are measured "
                                   "against: mirror (the vector with the scenario's dimension flipped; default), base (the "
                                   "bare base model, PMI) or none (raw score); see docs/mix.md."),
+    compose: str = COMPOSE_OPTION,
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="With --prompt: the most tokens to generate."),
     temperature: float = typer.Option(0.0, "--temperature", help="With --prompt: sampling temperature; 0 = greedy decoding."),
     top_p: float = typer.Option(1.0, "--top-p", help="With --prompt and a temperature: nucleus sampling, in (0, 1]."),
@@ -61,9 +62,11 @@ def mix(
       pft-adapters mix zoo/ --history alice.jsonl --prompt "Should I take the new job?"
     """
     from pft_adapters.data import load_scenarios
-    from pft_adapters.mix import MixedModel, calibration, load_mixed
+    from pft_adapters.mix import MixedModel, calibration, composition, load_mixed
 
     calibration(calibrate, "--calibrate")
+    if composition(compose, "--compose") != "model" and not scenarios:
+        raise PFTError("--compose dimensions goes with --scenarios: generating and exporting use the mixed model")
     if not temperature >= 0 or not 0 < top_p <= 1:  # `not >=` also refuses NaN
         raise PFTError("--temperature must be at least 0 (0 = greedy) and --top-p in (0, 1]")
     jobs = sum(bool(x) for x in (prompt, scenarios, export, merge_out))
@@ -94,11 +97,12 @@ def mix(
     if scenarios:
         space = value_space(pairs)
         data = load_scenarios(scenarios, space.merged(mixed.zoo.space), pair=default_pair(space, pair, pairs), matching=matching)
-        picks = mixed.choose(data, vec, calibrate=calibrate)
+        picks = mixed.choose(data, vec, calibrate=calibrate, compose=compose)
         rows = [{"scenario": s.text, "chosen": c.index, "text": s.options[c.index].text, "pole": c.pole, "scores": c.rounded()}
                 for s, c in zip(data, picks)]
         if json_out:
-            echo_json({"vector": dict(vec), "calibrated": calibrate, "choices": rows} | _inferred(inferred))
+            echo_json({"vector": dict(vec), "calibrated": calibrate, "composition": compose, "choices": rows}
+                      | _inferred(inferred))
             return
         for i, (s, c) in enumerate(zip(data, picks), 1):
             typer.echo(f"{i}. {shorten(s.text, 90)}\n   -> {chr(65 + c.index)}. {shorten(s.options[c.index].text, 110)} [{c.pole}]")

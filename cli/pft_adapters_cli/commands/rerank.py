@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import JSON_OPTION, echo_json
+from .common import COMPOSE_OPTION, JSON_OPTION, echo_json
 from .infer import HALF_LIFE_HELP, HISTORY_HELP, METHOD_HELP, check_inference_options, infer_from_history
 from .mix import VECTOR_HELP
 
@@ -20,6 +20,7 @@ def rerank_command(
     method: str = typer.Option("head", "--method", help="With --history: how to infer. " + METHOD_HELP),
     half_life: str | None = typer.Option(None, "--half-life", help="With --history: the recency half-life, " + HALF_LIFE_HELP),
     top: int | None = typer.Option(None, "--top", min=1, help="Show only the best N of each group."),
+    compose: str = COMPOSE_OPTION,
     base: str | None = typer.Option(None, "--base", help="Read the encoder from here instead of the id in the zoo (checked by fingerprint)."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the encoder's own)."),
     json_out: bool = JSON_OPTION,
@@ -36,19 +37,20 @@ def rerank_command(
       pft-adapters rerank scorer-zoo/ --history alice.jsonl --candidates answers.jsonl --top 1
     """
     from pft_adapters.errors import PFTError, shorten
-    from pft_adapters.mix import load_mixed
+    from pft_adapters.mix import composition, load_mixed
     from pft_adapters.rerank import read_candidates, rerank
 
     if vector is not None and history is not None:
         raise PFTError("give --vector or --history, not both")
     check_inference_options(history, method, half_life)
+    composition(compose, "--compose")
     items = read_candidates(candidates)  # a bad file fails before the model loads
     scorer = load_mixed(zoo, base=base, device=device)
     if scorer.zoo.kind != "scorer":
         raise PFTError(f"{zoo} is an LLM zoo: rerank needs a scorer zoo (`pft-adapters train --kind scorer`); "
                        "an LLM zoo picks among options with `mix --scenarios`")
     inferred = infer_from_history(scorer, history, method, half_life) if history is not None else None
-    ranked, vectors = rerank(scorer, items, inferred.vector if inferred is not None else vector)
+    ranked, vectors = rerank(scorer, items, inferred.vector if inferred is not None else vector, compose)
     shown = [r for r in ranked if top is None or r.rank <= top]
     if json_out:
         out = {"ranking": [r.to_json(vectors[r.index]) for r in shown]}
