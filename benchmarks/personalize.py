@@ -35,7 +35,11 @@ highest wins, the base's own preference breaks a full tie. Two ways to score:
   and once under each pole alone at weight 1, and the score under v is
   `sum_p w_p(v) * (score_p - score_base)`, exact for a single dimension at +1 or -1
   (the oracle on a user with one dimension) and first order otherwise. With
-  `--exact` the agreement of the two is reported.
+  `--exact` the agreement of the two is reported. The simulated users' vectors are at
+  +-1, where this first order is exactly what choosing with `compose="dimensions"`
+  computes (`--compose dimensions`, docs/concepts.md#composition; for an LLM zoo with
+  `--calibrate base`, for a scorer zoo with its mirror, below): the first-order figures
+  are the library's under that composition, `--exact` the mixed model's.
 The same per-pole scores feed the likelihood estimator (as in the library), and the
 mixing head's readings of every dev option are computed once (one batched forward).
 
