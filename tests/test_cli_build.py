@@ -197,8 +197,11 @@ def test_limit_with_dims_takes_every_dimension_in_turn(capsys, base_dir, vcd_tra
     ("eval", "zoo", "--data", "dev.json", "--all-poles", "--limit", "0"),
     ("rerank", "zoo", "--vector", "risk=1", "--candidates", "answers.jsonl", "--top", "0"),
     ("mix", "zoo", "--vector", "risk=1", "--prompt", "x", "--seed", "-1"),
+    ("make-base", "--out", "b", "--corpus", "c.json", "--seed", str(2**63)),  # a seed torch cannot take
+    ("train", "--base", "b", "--data", "d.json", "--out", "z", "--seed", str(2**63)),
+    ("extend", "zoo", "--pairs", "p.json", "--data", "d.jsonl", "--out", "z2", "--seed", str(2**63)),
 ])
-def test_other_counts_below_their_range_are_usage_errors(capsys, args):
+def test_counts_and_seeds_out_of_their_range_are_usage_errors(capsys, args):
     code, _, err = run(capsys, *args)
     assert code == 2 and args[-2] in err and "Traceback" not in err
 

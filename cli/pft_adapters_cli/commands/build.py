@@ -11,7 +11,7 @@ from pft_adapters.atomic import check_target
 from pft_adapters.errors import PFTError
 
 from .common import (JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, checkpoint_folder, default_pair, drop_checkpoint,
-                     echo_json, value_space)
+                     echo_json, seed_option, value_space)
 
 
 def make_base(
@@ -23,7 +23,7 @@ def make_base(
     epochs: float | None = typer.Option(None, "--epochs", min=0, help="Pre-training budget in passes over --corpus: the same base on "
                                  "any machine (with --minutes too, whichever ends first)."),
     vocab_size: int | None = typer.Option(None, "--vocab-size", help="BPE vocabulary size (default: the preset's)."),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Seed for the weights' initialisation and the data order."),
+    seed: int = seed_option(0, "Seed for the weights' initialisation and the data order."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
 ) -> None:
     """Build a small causal LM offline: a BPE tokenizer trained on --corpus and a Llama-style model pre-trained on it.
@@ -80,7 +80,7 @@ def train(
     head_encoder: str | None = typer.Option(None, "--head-encoder", help="Sentence encoder the mixing head reads texts through "
                                      "(Hub id or folder), e.g. sentence-transformers/all-MiniLM-L6-v2; default: the base "
                                      "model's own hidden states."),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Seed for the adapters' initialisation and the row "
+    seed: int = seed_option(0, "Seed for the adapters' initialisation and the row "
                              "order: on one machine, the same seed, data and settings train the same zoo."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     precision: str = typer.Option("auto", "--precision", help="fp32, or bf16: matmuls under bfloat16 autocast, the "

@@ -9,7 +9,8 @@ import typer
 from pft_adapters.atomic import check_target
 from pft_adapters.errors import PFTError, shorten
 
-from .common import COMPOSE_OPTION, JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, default_pair, echo_json, value_space
+from .common import (COMPOSE_OPTION, JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, default_pair, echo_json, seed_option,
+                     value_space)
 from .infer import HALF_LIFE_HELP, HISTORY_HELP, METHOD_HELP, check_inference_options, infer_from_history
 
 VECTOR_HELP = (
@@ -39,7 +40,7 @@ def mix(
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="With --prompt: the most tokens to generate."),
     temperature: float = typer.Option(0.0, "--temperature", help="With --prompt: sampling temperature; 0 = greedy decoding."),
     top_p: float = typer.Option(1.0, "--top-p", help="With --prompt and a temperature: nucleus sampling, in (0, 1]."),
-    seed: int | None = typer.Option(None, "--seed", min=0, max=2**63 - 1, help="Seed for sampling, for repeatable output."),
+    seed: int | None = seed_option(None, "Seed for sampling, for repeatable output."),
     raw: bool = typer.Option(False, "--raw", help="Send the prompt as is, without the scenario template."),
     device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --export / --merge-out folder."),

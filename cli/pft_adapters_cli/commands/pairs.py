@@ -11,7 +11,7 @@ from pft_adapters.errors import PFTError
 from pft_adapters.values import ValueSpace
 
 from .common import (JSON_OPTION, PAIRS_OPTION, added_dimensions, checkpoint_folder, default_pair, drop_checkpoint, echo_json,
-                     value_space)
+                     seed_option, value_space)
 
 MAX_REPORTED = 10  # bad records listed by `convert` before "... and N more"
 
@@ -159,7 +159,7 @@ def extend(
     max_length: int | None = typer.Option(None, "--max-length", show_default=False,
                                    help="Longest row in tokens; long prompts lose their start (default: the zoo's own, "
                                    "the length it scores rows at)."),
-    seed: int = typer.Option(0, "--seed", min=0, max=2**63 - 1, help="Seed for the new adapters' initialisation and the row order."),
+    seed: int = seed_option(0, "Seed for the new adapters' initialisation and the row order."),
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
