@@ -154,6 +154,10 @@ def test_composed_by_dimensions_the_scores_add_and_a_partner_leaves_choices_as_t
     alone = [c.scores for c in scorer.choose(risk, "risk=1", compose="dimensions")]
     assert [c.scores for c in scorer.choose(risk, "risk=1,time=-1", compose="dimensions")] == alone
     assert [c.scores for c in scorer.choose(risk, "risk=1,time=-1")] != alone  # the mixed model drifts
+    space = scorer.zoo.space  # for vectors at +-1 it is the first order that infer and personalize read
+    first, second = space.pole_index("risk-taking"), space.pole_index("risk-averse")
+    for got, table in zip(alone, scorer.pole_scores(risk)):
+        torch.testing.assert_close(torch.tensor(got), table[:, first] - table[:, second], atol=1e-5, rtol=1e-5)
     with pytest.raises(PFTError, match="unknown composition 'sum'"):
         scorer.scores(CANDIDATES, vector, CONTEXTS, compose="sum")
 
