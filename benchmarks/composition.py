@@ -37,8 +37,8 @@ from pathlib import Path
 
 import torch
 
-from pft_adapters.evaluate import Case, choices, pole_cases, score_select_one
 from pft_adapters.data import load_scenarios
+from pft_adapters.evaluate import Case, choices, pole_cases, score_select_one
 from pft_adapters.mix import COMPOSITIONS, MixedModel, load_mixed
 from pft_adapters.scorer import ScorerModel
 from pft_adapters.values import ValueSpace
@@ -110,7 +110,7 @@ def main(argv: list[str] | None = None) -> int:
     mixed = load_mixed(a.zoo, device=a.device)
     space = mixed.zoo.space
     dev = per_dimension(load_scenarios(a.data_dir / "vcd_dev.json", space), a.dev_per_dim or (3 if a.quick else None))
-    cases = pole_cases([s for s in dev if s.dimension in {d.slug for d in space}], space, poles=mixed.zoo.pole_slugs)
+    cases = pole_cases([s for s in dev if space.has_dimension(s.dimension)], space, poles=mixed.zoo.pole_slugs)
     rows = compare(mixed, cases, a.seed)
     print(f"\ncomposition: zoo {a.zoo} ({mixed.zoo.kind}, {len(space)} dimensions), {len(cases)} cases of vcd_dev.json, "
           f"device {next(mixed.model.parameters()).device}, torch {torch.__version__} ({torch.get_num_threads()} threads)\n")
@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
                    "seconds": time.perf_counter() - started}
         a.json.write_text(json.dumps(figures, indent=2) + "\n", encoding="utf-8")
     full = rows[1]
-    print(f"\ncomposition: {int(ok)}/1 targets met; second dimension drift {drift:.3f} by dimensions against "
+    print(f"\ncomposition: {int(ok)}/1 targets met{' (--quick: not judged)' if a.quick else ''}; second dimension drift {drift:.3f} by dimensions against "
           f"{second['model']['worst_abs_diff']:.3f} by the mixed model; every dimension set, mirror: macro "
           f"{full['dimensions']['macro']:.3f} by dimensions, {full['model']['macro']:.3f} by the mixed model, "
           f"{full['alone']['macro']:.3f} alone ({time.perf_counter() - started:.0f} s)")

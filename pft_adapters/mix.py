@@ -13,8 +13,9 @@ Three exact ways to apply a vector (no SVD, no approximation):
 Choosing and scoring (not generating) can also compose per dimension (`compose="dimensions"`):
 each dimension the vector sets is mixed into the model alone and the scores add, so
 mixing in another dimension leaves a dimension's mirror-calibrated choices exactly as
-they are alone, at one forward pass per dimension set instead of one in all (the
-mixed model's score, `compose="model"`, is the default; docs/concepts.md#composition).
+they are alone (and costs what choosing with it alone costs); uncalibrated scores take
+one forward pass per dimension set (the mixed model's score, `compose="model"`, is the
+default; docs/concepts.md#composition).
 
 A conditioned zoo (`train --method conditioned`: one shared adapter, stored in every
 pole folder) is steered by the prompt instead: `choose` and `generate` put the
@@ -113,6 +114,14 @@ class Mixer:
             owners += [i] * max(1, len(sets))
             masks += sets or [torch.ones(weights.shape[1])]
         return torch.tensor(owners), torch.stack(masks).to(weights)
+
+    def choice_vectors(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec], calibrate: str,
+                       compose: str) -> list[PreferenceVector]:
+        """`scenario_vectors`, each cut to what its mirror gap reads when composing by dimensions (`differing_part`)."""
+        vectors = self.scenario_vectors(scenarios, spec)
+        if composition(compose) == "dimensions" and calibrate == "mirror":
+            return [differing_part(v, s.dimension) for v, s in zip(vectors, scenarios)]
+        return vectors
 
     def scenario_vectors(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec]) -> list[PreferenceVector]:
         """One vector per scenario: `spec` for all of them, or a list holding exactly one per scenario."""
@@ -213,11 +222,9 @@ class MixedModel(Mixer):
         if composition(compose) == "dimensions" and self.conditioned:
             raise PFTError("this zoo was trained with --method conditioned: its one adapter has no per-dimension parts "
                            "to compose; choose with --compose model")
-        vectors = self.scenario_vectors(scenarios, spec)
+        vectors = self.choice_vectors(scenarios, spec, mode, compose)
         if not vectors:
             return []
-        if compose == "dimensions" and mode == "mirror":
-            vectors = [differing_part(v, s.dimension) for v, s in zip(vectors, scenarios)]
         plain = [format_prompt(s) for s in scenarios]
         prompts = self._conditioned(plain, vectors) if self.conditioned else None
         reference = reference_prompts = None

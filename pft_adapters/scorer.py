@@ -32,7 +32,7 @@ from .data import Scenario
 from .errors import PFTError
 from .head import mean_pool
 from .layers import PoleAdapters
-from .mix import Mixer, VectorSpec, calibration, composition, differing_part, mirror
+from .mix import Mixer, VectorSpec, calibration, composition, mirror
 from .values import ValueSpace
 from .zoo import Zoo
 
@@ -264,11 +264,9 @@ class ScorerModel(Mixer):
         `compose` as in `scores`.
         """
         mode = calibration(calibrate)
-        vectors = self.scenario_vectors(scenarios, spec)
+        vectors = self.choice_vectors(scenarios, spec, mode, compose)
         if not vectors:
             return []
-        if composition(compose) == "dimensions" and mode == "mirror":
-            vectors = [differing_part(v, s.dimension) for v, s in zip(vectors, scenarios)]
         texts = [o.text for s in scenarios for o in s.options]
         contexts = [s.text for s in scenarios for _ in s.options]
 

@@ -16,12 +16,12 @@ PAIR_OPTION = typer.Option(None, "--pair", help="Dimension of A/B items in the d
 COMPOSE_OPTION = typer.Option("model", "--compose", help="How a vector over several dimensions scores options: model (the "
                               "mixed model's score; default) or dimensions (each dimension mixed in alone, the scores "
                               "added, so under the mirror each dimension chooses as it does alone); see docs/concepts.md#composition.")
+MATCHING_OPTION = typer.Option(None, "--matching", help="Pole of the A/B matching answer (default: the pair's first pole).")
 
 
 def seed_option(default: int | None, help: str):
     """A --seed option: any seed torch takes (0 to 2**63 - 1)."""
     return typer.Option(default, "--seed", min=0, max=2**63 - 1, help=help)
-MATCHING_OPTION = typer.Option(None, "--matching", help="Pole of the A/B matching answer (default: the pair's first pole).")
 
 
 def checkpoint_folder(out: Path) -> Path:
