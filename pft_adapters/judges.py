@@ -14,12 +14,12 @@ import math
 import os
 import re
 import socket
+import threading
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import torch
@@ -182,8 +182,7 @@ class ChatJudge:
         """Scores in the order of `items`; the first failure is raised once the requests in flight end."""
         if self.workers == 1 or len(items) < 2:
             return [self.score(item) for item in items]
-        with ThreadPoolExecutor(min(self.workers, len(items))) as pool:
-            return list(pool.map(self.score, items))
+        return _in_threads(self.score, items, self.workers)
 
     def _post(self, payload: dict) -> dict:
         headers = {"Content-Type": "application/json", "Accept": "application/json"}
@@ -237,6 +236,41 @@ class ChatJudge:
     def _redacted(self, text: str) -> str:
         """A server's text with the API key blanked out (some error pages echo the request's headers)."""
         return text.replace(self.api_key, "***") if self.api_key else text
+
+
+def _in_threads(fn: Callable[[Judged], float], items: Sequence[Judged], workers: int) -> list[float]:
+    """`[fn(x) for x in items]` on `workers` threads; no call starts after one fails, and the first failure (in
+    the order of `items`) is raised once the calls in flight end.
+
+    The threads are daemons, unlike a ThreadPoolExecutor's, so they do not hold the process
+    at exit: after Ctrl-C an evaluation reports what it kept and ends without waiting for the
+    requests in flight.
+    """
+    results: list[float] = [0.0] * len(items)
+    failures: dict[int, BaseException] = {}
+    pending = iter(range(len(items)))
+    lock = threading.Lock()
+
+    def work() -> None:
+        while True:
+            with lock:
+                i = None if failures else next(pending, None)
+            if i is None:
+                return
+            try:
+                results[i] = fn(items[i])
+            except BaseException as err:  # raised again in the caller's thread
+                with lock:
+                    failures[i] = err
+
+    threads = [threading.Thread(target=work, daemon=True) for _ in range(min(workers, len(items)))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    if failures:
+        raise failures[min(failures)]
+    return results
 
 
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):

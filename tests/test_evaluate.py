@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
 import socket
 import threading
 import time
@@ -302,6 +304,20 @@ def test_chat_judge_keeps_up_to_its_workers_requests_in_flight_and_the_items_ord
         assert peak[0] == workers
     with pytest.raises(PFTError, match="--judge-workers must be at least 1, got 0"):
         ChatJudge(chat_server.url, "m", workers=0)
+
+
+def test_chat_judge_stops_at_the_first_failure_and_ctrl_c_does_not_wait_for_requests_in_flight(chat_server):
+    chat_server.reply = lambda body: _chat("11" if "answer 0" in body["messages"][1]["content"] else "5")
+    items = [Judged("s", f"answer {n}", RISK.first, RISK.second) for n in range(8)]
+    with pytest.raises(PFTError, match="gives 11, outside 0-10"):
+        ChatJudge(chat_server.url, "m", timeout=5, workers=2)(items)
+    assert len(chat_server.requests) < len(items)  # no request starts once one has failed
+    chat_server.delay = 3.0
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    start = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        ChatJudge(chat_server.url, "m", timeout=10, workers=2)(items[:2])
+    assert time.monotonic() - start < 2.0
 
 
 def test_chat_judge_key_falls_back_and_may_be_absent(chat_server, monkeypatch):
