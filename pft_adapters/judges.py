@@ -14,6 +14,7 @@ import math
 import os
 import re
 import socket
+import ssl
 import threading
 import time
 import urllib.error
@@ -189,14 +190,11 @@ class ChatJudge:
         if self.api_key:
             headers["Authorization"] = f"Bearer {self.api_key}"
         data = json.dumps(payload).encode("utf-8")
-        opener = urllib.request.build_opener(_RefuseRedirects)
         for attempt in range(self.retries + 1):
             last = attempt == self.retries
             request = urllib.request.Request(self.endpoint, data=data, headers=headers, method="POST")
             try:
-                deadline = time.monotonic() + self.timeout
-                with opener.open(request, timeout=self.timeout) as response:
-                    body = _read_before(response, deadline, MAX_JUDGE_REPLY + 1)
+                body = self._exchange(request)
                 if len(body) > MAX_JUDGE_REPLY:
                     raise PFTError(f"judge {self.endpoint} sent a reply over {MAX_JUDGE_REPLY // 2**20} MB: "
                                    "check that the --judge URL is a chat-completions API")
@@ -232,6 +230,29 @@ class ChatJudge:
             except (ValueError, RecursionError):  # malformed, not UTF-8, an integer of thousands of digits, nesting too deep
                 raise PFTError(f"judge {self.endpoint} did not return JSON: {_snippet(body)!r}") from None
         raise AssertionError("unreachable")
+
+    def _exchange(self, request: urllib.request.Request) -> bytes:
+        """The reply's body (up to one byte over the limit), the whole exchange within the timeout.
+
+        A server that trickles even its status line or headers is cut off: its socket is shut
+        when the time is up (the socket's own timeout bounds each read alone), and what that
+        breaks is reported as the timeout it is.
+        """
+        deadline = _Deadline(self.timeout)
+        try:
+            with deadline.opener().open(request, timeout=self.timeout) as response:
+                body = response.read(MAX_JUDGE_REPLY + 1)
+        except urllib.error.HTTPError:
+            raise
+        except (OSError, http.client.HTTPException):
+            if deadline.expired:
+                raise TimeoutError from None
+            raise
+        finally:
+            deadline.cancel()
+        if deadline.expired:  # the body was cut short
+            raise TimeoutError
+        return body
 
     def _redacted(self, text: str) -> str:
         """A server's text with the API key blanked out (some error pages echo the request's headers)."""
@@ -273,6 +294,53 @@ def _in_threads(fn: Callable[[Judged], float], items: Sequence[Judged], workers:
     return results
 
 
+class _Deadline:
+    """One request's time limit, kept by shutting its socket when the time is up."""
+
+    def __init__(self, seconds: float):
+        self.at = time.monotonic() + seconds
+        self.expired = False  # the socket was shut: whatever broke, the time was up
+        self._timers: list[threading.Timer] = []
+
+    def watch(self, sock: socket.socket) -> None:
+        timer = threading.Timer(max(0.0, self.at - time.monotonic()), self._shut, (sock,))
+        timer.daemon = True
+        timer.start()
+        self._timers.append(timer)
+
+    def _shut(self, sock: socket.socket) -> None:
+        self.expired = True
+        try:
+            sock.shutdown(socket.SHUT_RDWR)
+        except OSError:  # already closed
+            pass
+
+    def cancel(self) -> None:
+        for timer in self._timers:
+            timer.cancel()
+
+    def opener(self) -> urllib.request.OpenerDirector:
+        """urllib's opener (proxies from the environment included), its connections watched, redirects refused."""
+        deadline = self
+
+        def watched(base: type[http.client.HTTPConnection]) -> type[http.client.HTTPConnection]:
+            class Watched(base):  # type: ignore[valid-type, misc]  # a subclass of the class given
+                def connect(self) -> None:
+                    super().connect()
+                    deadline.watch(self.sock)
+            return Watched
+
+        class HTTP(urllib.request.HTTPHandler):
+            def http_open(self, req):
+                return self.do_open(watched(http.client.HTTPConnection), req)
+
+        class HTTPS(urllib.request.HTTPSHandler):
+            def https_open(self, req):
+                return self.do_open(watched(http.client.HTTPSConnection), req, context=ssl.create_default_context())
+
+        return urllib.request.build_opener(_RefuseRedirects, HTTP, HTTPS)
+
+
 class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
     """Leave a redirect as an HTTP error: following it would send the key to another server, and POST as GET."""
 
@@ -286,24 +354,6 @@ def _retry_delay(err: urllib.error.HTTPError, attempt: int, cap: float) -> float
         return min(cap, max(0.0, float(err.headers.get("Retry-After", ""))))
     except (TypeError, ValueError):
         return 0.5 * (attempt + 1)
-
-
-def _read_before(response, deadline: float, limit: int) -> bytes:
-    """Up to `limit` bytes of a reply's body, or TimeoutError once `deadline` (time.monotonic) passes.
-
-    The socket's timeout bounds each read alone: a server sending a byte now and then
-    would hold a plain `read()` for ever.
-    """
-    chunks, size = [], 0
-    while size < limit:
-        if time.monotonic() > deadline:
-            raise TimeoutError
-        chunk = response.read1(min(1 << 16, limit - size))
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
 
 
 def _error_body(err: urllib.error.HTTPError) -> str:

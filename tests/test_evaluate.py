@@ -217,6 +217,7 @@ class _ChatServer:
         self.status = 200
         self.delay = 0.0
         self.trickle = 0.0  # > 0: the body goes out a byte at a time, this many seconds apart
+        self.trickle_head = 0.0  # > 0: so do the status line and the headers
         self.error_body = b'{"error": "boom"}'
         self.headers: dict[str, str] = {}
         owner = self
@@ -229,6 +230,14 @@ class _ChatServer:
                 reply = owner.reply(body) if owner.status == 200 else owner.error_body
                 payload = reply if isinstance(reply, bytes) else json.dumps(reply).encode()  # bytes: sent as they are
                 try:
+                    if owner.trickle_head:
+                        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
+                        for i in range(len(head)):
+                            self.wfile.write(head[i : i + 1])
+                            self.wfile.flush()
+                            time.sleep(owner.trickle_head)
+                        self.wfile.write(payload)
+                        return
                     self.send_response(owner.status)
                     self.send_header("Content-Type", "application/json")
                     for name, value in owner.headers.items():
@@ -391,7 +400,12 @@ def test_chat_judge_failures_are_one_line_errors(chat_server):
     with pytest.raises(PFTError, match="did not answer within"):
         ChatJudge(chat_server.url, "m", timeout=0.5, retries=0).score(ITEM)
     assert time.perf_counter() - started < 1.5
-    chat_server.trickle = 0.0
+    chat_server.trickle, chat_server.trickle_head = 0.0, 0.1  # the status line and headers too
+    started = time.perf_counter()
+    with pytest.raises(PFTError, match="did not answer within"):
+        ChatJudge(chat_server.url, "m", timeout=0.5, retries=0).score(ITEM)
+    assert time.perf_counter() - started < 1.5
+    chat_server.trickle_head = 0.0
     port = chat_server.httpd.server_address[1]
     chat_server.close()
     with pytest.raises(PFTError, match="unreachable"):
