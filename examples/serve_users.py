@@ -22,6 +22,7 @@ import sys
 from pft_adapters import PFTError, load_mixed
 from pft_adapters.history import load_history
 from pft_adapters.infer import METHODS, infer
+from pft_adapters.mix import MixedModel
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -35,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     a = p.parse_args(argv)
     try:
         mixed = load_mixed(a.zoo, device=a.device)
-        if mixed.zoo.kind != "llm":
+        if not isinstance(mixed, MixedModel):
             raise PFTError(f"{a.zoo} is a {mixed.zoo.kind} zoo, which ranks texts rather than writing them: "
                            "rank candidate answers with `pft-adapters rerank --history`")
         vectors = []

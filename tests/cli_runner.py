@@ -12,7 +12,8 @@ def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, st
     with pytest.raises(SystemExit) as exit_info:
         main([str(a) for a in args])
     out, err = capsys.readouterr()
-    return exit_info.value.code or 0, out, err
+    code = exit_info.value.code
+    return code if isinstance(code, int) else 1, out, err  # sys.exit("message") exits 1
 
 
 def user_error(capsys: pytest.CaptureFixture[str], *args: object) -> str:

@@ -6,6 +6,7 @@ downloaded.
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -73,9 +74,8 @@ def base_model(base_dir):
 
 
 def quick_config(**overrides) -> TrainConfig:
-    settings = dict(lora=SPEC, epochs=3, batch_size=8, lr=5e-3, max_length=256, seed=0, head_steps=150)
-    settings.update(overrides)
-    return TrainConfig(**settings)
+    config = TrainConfig(lora=SPEC, epochs=3, batch_size=8, lr=5e-3, max_length=256, seed=0, head_steps=150)
+    return dataclasses.replace(config, **overrides)
 
 
 @pytest.fixture(scope="session")
@@ -121,10 +121,9 @@ def encoder_dir(tmp_path_factory, vcd_train) -> Path:
 
 
 def scorer_config(**overrides) -> TrainConfig:
-    settings = dict(kind="scorer", lora=LoraSpec(r=4, alpha=8.0, target_modules=("query", "key", "value", "dense")),
-                    epochs=4, batch_size=8, lr=1e-2, max_length=64, seed=0, head_steps=100)
-    settings.update(overrides)
-    return TrainConfig(**settings)
+    config = TrainConfig(kind="scorer", lora=LoraSpec(r=4, alpha=8.0, target_modules=("query", "key", "value", "dense")),
+                         epochs=4, batch_size=8, lr=1e-2, max_length=64, seed=0, head_steps=100)
+    return dataclasses.replace(config, **overrides)
 
 
 def same_zoo(a, b, atol: float = 0.0, rtol: float | None = None) -> None:

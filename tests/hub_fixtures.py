@@ -51,7 +51,7 @@ def use_hub(monkeypatch: pytest.MonkeyPatch, server: HubServer, home: Path, toke
     else:
         monkeypatch.setenv("HF_TOKEN", token)
 
-    derived = {
+    derived: dict[str, object] = {
         "ENDPOINT": server.url,
         "HUGGINGFACE_CO_URL_TEMPLATE": server.url + "/{repo_id}/resolve/{revision}/{filename}",
         "HF_URL_HOSTS": frozenset(constants.HF_URL_HOSTS) | {urlsplit(server.url).hostname},
@@ -63,15 +63,16 @@ def use_hub(monkeypatch: pytest.MonkeyPatch, server: HubServer, home: Path, toke
         "HF_HUB_OFFLINE": False, "HF_HUB_DISABLE_TELEMETRY": True, "HF_HUB_DISABLE_XET": True,
         "HF_HUB_DISABLE_PROGRESS_BARS": True, "HF_HUB_DISABLE_IMPLICIT_TOKEN": False,
     }  # fmt: skip
-    for name, value in derived.items():
-        if hasattr(constants, name):  # names differ across huggingface_hub versions
-            monkeypatch.setattr(constants, name, value)
+    for constant, setting in derived.items():
+        if hasattr(constants, constant):  # names differ across huggingface_hub versions
+            monkeypatch.setattr(constants, constant, setting)
     # Copies taken with ``from ..constants import X`` at import time.
-    for module, name, value in [("huggingface_hub.utils.tqdm", "HF_HUB_DISABLE_PROGRESS_BARS", True),
-                                ("huggingface_hub.utils._cache_manager", "HF_HUB_CACHE", cache)]:  # fmt: skip
+    copies: list[tuple[str, str, object]] = [("huggingface_hub.utils.tqdm", "HF_HUB_DISABLE_PROGRESS_BARS", True),
+                                             ("huggingface_hub.utils._cache_manager", "HF_HUB_CACHE", cache)]
+    for module, constant, setting in copies:
         target = importlib.import_module(module)
-        if hasattr(target, name):
-            monkeypatch.setattr(target, name, value)
+        if hasattr(target, constant):
+            monkeypatch.setattr(target, constant, setting)
     monkeypatch.setattr(hf_api.api, "endpoint", server.url)  # instance behind huggingface_hub.list_models & co.
 
 

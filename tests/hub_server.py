@@ -27,7 +27,7 @@ import threading
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any, Callable, Iterator, Sequence, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 #: Default credentials: token -> (user name, organisations, write access).
@@ -163,7 +163,7 @@ class HubServer:
         self._thread: threading.Thread | None = None
         self._routes: list[tuple[str, re.Pattern[str], Callable[..., Response]]] = [
             (m, re.compile(p), f)
-            for m, p, f in [
+            for m, p, f in cast(list[tuple[str, str, Callable[..., Response]]], [
                 ("GET", r"/api/whoami-v2", self._whoami),
                 ("GET", r"/api/agent-harnesses", lambda **_: Response(body={"standardEnvVars": [], "harnesses": {}})),
                 ("POST", r"/api/validate-yaml", lambda **_: Response(body={"warnings": [], "errors": []})),
@@ -179,7 +179,7 @@ class HubServer:
                 ("POST", rf"/api/models/{_REPO}/tag/(?P<rev>[^/]+)", self._create_tag),
                 ("GET", rf"/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", self._resolve),
                 ("HEAD", rf"/{_REPO}/resolve/(?P<rev>[^/]+)/(?P<path>.+)", self._resolve),
-            ]
+            ])
         ]
 
     # ----------------------------------------------------------------------------------------------- lifecycle

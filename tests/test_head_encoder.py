@@ -76,6 +76,7 @@ def other_encoder(encoder_dir, tmp_path_factory) -> Path:
 
 def with_encoder(zoo: Zoo, encoder: HeadEncoder) -> Zoo:
     """The same zoo, its head recording another encoder (the zoo's own head is left as it is)."""
+    assert zoo.head is not None
     head = zoo.head.select(zoo.space)
     head.encoder = encoder
     return replace(zoo, head=head)

@@ -78,9 +78,9 @@ def test_upload_folder_model_info_and_download(hub: HubServer, tmp_path: Path) -
     model = HfApi().model_info(f"{USER}/zoo")
     assert model.sha == info.oid
     assert model.library_name == "pft-adapters"
-    assert {"pft-adapters", "lora"} <= set(model.tags)
+    assert {"pft-adapters", "lora"} <= set(model.tags or [])
     assert model.card_data is not None and model.card_data.license == "apache-2.0"
-    assert sorted(s.rfilename for s in model.siblings) == sorted(
+    assert sorted(s.rfilename for s in model.siblings or []) == sorted(
         [".gitattributes", "README.md", "zoo.json"]
         + [f"{p}/{f}" for p in ("concise", "verbose") for f in ("adapter_config.json", "adapter_model.safetensors")]
     )
