@@ -144,7 +144,7 @@ def build_base(s: Settings, tokenizer) -> torch.nn.Module:
             config = Qwen2Config(
                 vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
                 num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=MAX_POSITIONS,
-                tie_word_embeddings=True, rope_theta=1_000_000.0, rms_norm_eps=1e-6,
+                tie_word_embeddings=True, rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0}, rms_norm_eps=1e-6,
                 bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
                 pad_token_id=tokenizer.pad_token_id,
             )
@@ -152,7 +152,7 @@ def build_base(s: Settings, tokenizer) -> torch.nn.Module:
                 model = Qwen2ForCausalLM(config)
         else:
             model = build_model(s.size, tokenizer)
-    return model.to(device=s.device, dtype=dtype).eval()
+    return model.to(device=s.device, dtype=dtype).eval()  # type: ignore[call-arg]  # transformers' decorated `to` confuses mypy
 
 
 def random_poles(base: torch.nn.Module, spec: LoraSpec, space: ValueSpace, seed: int) -> dict[str, dict[str, torch.Tensor]]:

@@ -157,10 +157,10 @@ class PeftSFT:
 
     def step(self, batches: list[Batch], n_rows: int, step: int) -> float:
         """One optimizer step over one or more forward passes whose losses are summed; returns the mean row loss."""
-        loss = 0.0
-        for batch in batches:
-            nll = row_nll(self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits, batch.labels)
-            loss = loss + (batch.weights * nll).sum()
+        loss = torch.stack([
+            (batch.weights * row_nll(self.model(input_ids=batch.input_ids, attention_mask=batch.attention_mask).logits,
+                                     batch.labels)).sum()
+            for batch in batches]).sum()
         (loss / n_rows).backward()
         for group in self.optimizer.param_groups:
             group["lr"] = self.config.lr * lr_factor(step, self.total_steps, self.config.warmup)
