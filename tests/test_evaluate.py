@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
+import ssl
+import subprocess
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -211,7 +214,7 @@ def _chat(content: str) -> dict:
 class _ChatServer:
     """A tiny chat-completions server on 127.0.0.1: replies are scripted per test."""
 
-    def __init__(self):
+    def __init__(self, tls: ssl.SSLContext | None = None):
         self.requests: list[dict] = []
         self.reply = lambda body: _chat("7")
         self.status = 200
@@ -248,14 +251,16 @@ class _ChatServer:
                         self.wfile.write(chunk)
                         self.wfile.flush()
                         time.sleep(owner.trickle)
-                except (BrokenPipeError, ConnectionResetError):  # the client gave up (timeout test)
+                except (BrokenPipeError, ConnectionResetError, ssl.SSLError):  # the client gave up (timeout tests)
                     pass
 
             def log_message(self, *args):
                 pass
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/v1"
+        if tls is not None:
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
+        self.url = f"{'https' if tls else 'http'}://127.0.0.1:{self.httpd.server_address[1]}/v1"
         self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self.thread.start()
 
@@ -313,6 +318,29 @@ def test_chat_judge_keeps_up_to_its_workers_requests_in_flight_and_the_items_ord
         assert peak[0] == workers
     with pytest.raises(PFTError, match="--judge-workers must be at least 1, got 0"):
         ChatJudge(chat_server.url, "m", workers=0)
+
+
+def test_chat_judge_over_tls_checks_the_certificate_and_keeps_the_deadline(tmp_path, monkeypatch):
+    if shutil.which("openssl") is None:
+        pytest.skip("needs the openssl command to make a certificate")
+    key, cert = tmp_path / "key.pem", tmp_path / "cert.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", key, "-out", cert, "-days", "1",
+                    "-subj", "/CN=127.0.0.1", "-addext", "subjectAltName=IP:127.0.0.1"], check=True, capture_output=True)
+    tls = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    tls.load_cert_chain(cert, key)
+    server = _ChatServer(tls)
+    try:
+        with pytest.raises(PFTError, match="certificate verify failed"):  # a certificate nobody vouches for
+            ChatJudge(server.url, "m", timeout=5, retries=0).score(ITEM)
+        monkeypatch.setenv("SSL_CERT_FILE", str(cert))  # now trusted, as a private CA would be
+        assert ChatJudge(server.url, "m", timeout=5).score(ITEM) == 7.0
+        server.trickle_head = 0.1
+        started = time.perf_counter()
+        with pytest.raises(PFTError, match="did not answer within"):
+            ChatJudge(server.url, "m", timeout=0.5, retries=0).score(ITEM)
+        assert time.perf_counter() - started < 1.5
+    finally:
+        server.close()
 
 
 def test_chat_judge_stops_at_the_first_failure_and_ctrl_c_does_not_wait_for_requests_in_flight(chat_server):
