@@ -14,7 +14,7 @@ fi
 mkdir -p "$OUT"
 
 echo "== 1/4 build a small base model offline (BPE tokenizer + Llama-style LM pre-trained on the scenario texts)"
-[ -f "$OUT/base/pft_base.json" ] || "$PFT" make-base --out "$OUT/base" --corpus "$DATA/vcd_train.json" --size small --minutes "${BASE_MINUTES:-1.0}"
+[ -f "$OUT/base/pft_base.json" ] || "$PFT" make-base --out "$OUT/base" --corpus "$DATA/vcd_train.json" --size small --epochs "${BASE_EPOCHS:-1}"
 
 echo "== 2/4 train a zoo: one LoRA adapter per pole of 'risk' and 'time', plus the mixing head, in one paired run"
 "$PFT" train --base "$OUT/base" --data "$DATA/vcd_train.json" --dims risk,time --out "$OUT/zoo" \
