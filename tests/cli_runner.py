@@ -12,8 +12,8 @@ def run(capsys: pytest.CaptureFixture[str], *args: object) -> tuple[int, str, st
     with pytest.raises(SystemExit) as exit_info:
         main([str(a) for a in args])
     out, err = capsys.readouterr()
-    code = exit_info.value.code
-    return code if isinstance(code, int) else 1, out, err  # sys.exit("message") exits 1
+    code = exit_info.value.code  # None exits 0, a message exits 1, as the interpreter does
+    return (0 if code is None else code if isinstance(code, int) else 1), out, err
 
 
 def user_error(capsys: pytest.CaptureFixture[str], *args: object) -> str:
