@@ -4,7 +4,7 @@
 # Usage: bash examples/patience/run.sh [ZOO] [OUT_DIR]
 #   ZOO      a zoo folder or Hub name to grow; default: a small risk/time zoo built here from VCD data
 #   OUT_DIR  where everything is written (default: patience-demo)
-# Environment: BIN (default .venv/bin), VCD_DIR (default ../shared/data/vcd), EPOCHS (default 8).
+# Environment: BIN (default .venv/bin), VCD_DIR (default ../shared/data/vcd), EPOCHS (default 8), BASE_EPOCHS (default 1).
 set -euo pipefail
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 BIN="${BIN:-.venv/bin}"
@@ -37,7 +37,7 @@ if [ -z "$ZOO" ]; then
   ZOO="$OUT/zoo"
   if [ ! -f "$ZOO/pft_zoo.json" ]; then
     echo "== (no zoo given: building a small base and a risk/time zoo from VCD data first)"
-    [ -f "$OUT/base/pft_base.json" ] || "$PFT" make-base --out "$OUT/base" --corpus "$DATA/vcd_train.json" --size small --minutes "${BASE_MINUTES:-1.5}"
+    [ -f "$OUT/base/pft_base.json" ] || "$PFT" make-base --out "$OUT/base" --corpus "$DATA/vcd_train.json" --size small --epochs "${BASE_EPOCHS:-1}"
     "$PFT" train --base "$OUT/base" --data "$DATA/vcd_train.json" --dims risk,time --limit 120 --epochs 1 \
       --max-length 384 --out "$ZOO" --overwrite
   fi
