@@ -84,9 +84,9 @@ def compare(mixed: MixedModel | ScorerModel, cases: Sequence[Case], seed: int) -
     """Every (other dimensions, calibration) row: alone, then each composition with its drift from alone."""
     space = mixed.zoo.space
     plain = "none" if mixed.zoo.kind == "scorer" else "base"
+    full = full_vectors(space, cases, seed)
     settings = [("a second dimension", "mirror", partnered(space, cases)),
-                ("every dimension", "mirror", full_vectors(space, cases, seed)),
-                ("every dimension", plain, full_vectors(space, cases, seed))]
+                ("every dimension", "mirror", full), ("every dimension", plain, full)]
     alone: dict[str, dict] = {}
     rows = []
     for others, calibrate, mixed_cases in settings:

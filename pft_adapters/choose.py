@@ -57,7 +57,8 @@ class Choice:
 
 @dataclass
 class OptionScores:
-    """Mean log-likelihood per token of each option under the mix, and under the bare base (or the reference mix)."""
+    """Each option's score under the mix (an LLM zoo's mean log-likelihood per token, a scorer's score), and under
+    the bare base or the reference mix (None: the score stands alone)."""
 
     mixed: torch.Tensor
     base: torch.Tensor | None

@@ -27,7 +27,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .choose import Choice, finite
+from .choose import Choice, OptionScores, finite, pick
 from .data import Scenario
 from .errors import PFTError
 from .head import mean_pool
@@ -277,13 +277,7 @@ class ScorerModel(Mixer):
         if mode == "mirror":  # a pole the zoo was loaded without adds nothing to the mirror, as for an LLM zoo
             mirrored = [self._pole_tensor(mirror(v, s.dimension)) for v, s in zip(vectors, scenarios)]
             scores = scores - self.scores(texts, per_option(mirrored), contexts, batch_size, compose=compose)
-        choices, start = [], 0
-        for s in scenarios:
-            own = scores[start : start + len(s.options)]
-            best = int(torch.argmax(own))
-            choices.append(Choice(best, s.options[best].pole, [float(x) for x in own]))
-            start += len(s.options)
-        return choices
+        return pick(scenarios, [OptionScores(own, None) for own in scores.split([len(s.options) for s in scenarios])])
 
     def rank(self, candidates: Sequence[str], spec: VectorSpec | Sequence[VectorSpec],
              contexts: Sequence[str | None] | None = None, compose: str = "model") -> list[int]:

@@ -232,27 +232,21 @@ class _ChatServer:
                 time.sleep(owner.delay)
                 reply = owner.reply(body) if owner.status == 200 else owner.error_body
                 payload = reply if isinstance(reply, bytes) else json.dumps(reply).encode()  # bytes: sent as they are
+                fields = {"Content-Type": "application/json", **owner.headers, "Content-Length": str(len(payload))}
+                head = f"{self.protocol_version} {owner.status} {self.responses[owner.status][0]}\r\n" + \
+                    "".join(f"{name}: {value}\r\n" for name, value in fields.items()) + "\r\n"
                 try:
-                    if owner.trickle_head:
-                        head = f"HTTP/1.1 200 OK\r\nContent-Length: {len(payload)}\r\n\r\n".encode()
-                        for i in range(len(head)):
-                            self.wfile.write(head[i : i + 1])
-                            self.wfile.flush()
-                            time.sleep(owner.trickle_head)
-                        self.wfile.write(payload)
-                        return
-                    self.send_response(owner.status)
-                    self.send_header("Content-Type", "application/json")
-                    for name, value in owner.headers.items():
-                        self.send_header(name, value)
-                    self.send_header("Content-Length", str(len(payload)))
-                    self.end_headers()
-                    for chunk in [payload[i : i + 1] for i in range(len(payload))] if owner.trickle else [payload]:
-                        self.wfile.write(chunk)
-                        self.wfile.flush()
-                        time.sleep(owner.trickle)
+                    self.send(head.encode(), owner.trickle_head)
+                    self.send(payload, owner.trickle)
                 except (BrokenPipeError, ConnectionResetError, ssl.SSLError):  # the client gave up (timeout tests)
                     pass
+
+            def send(self, data: bytes, pause: float) -> None:
+                """`data` at once, or with `pause` > 0 a byte at a time, `pause` seconds apart."""
+                for chunk in [data[i : i + 1] for i in range(len(data))] if pause else [data]:
+                    self.wfile.write(chunk)
+                    self.wfile.flush()
+                    time.sleep(pause)
 
             def log_message(self, *args):
                 pass
