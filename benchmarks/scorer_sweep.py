@@ -51,8 +51,10 @@ def _lora(r: int = 8, targets: tuple[str, ...] = DEFAULT_TARGETS) -> LoraSpec:
     return LoraSpec(r=r, alpha=2.0 * r, target_modules=targets)
 
 
+# Every setting but the last starts its score heads at zero, as training did when they were measured
+# (benchmarks/results/scorer_sweep_h200.txt); "-desc" starts them from the pole descriptions, the default since.
 SETTINGS: dict[str, TrainConfig] = {
-    name: TrainConfig(kind="scorer", lora=lora, epochs=epochs, lr=lr, max_length=length, **extra)
+    name: TrainConfig(kind="scorer", lora=lora, epochs=epochs, lr=lr, max_length=length, **({"head_init": "zeros"} | extra))
     for name, epochs, lr, length, lora, extra in [
         ("e2-lr5e-4-len128", 2.0, 5e-4, 128, _lora(), {}),
         ("e3-lr5e-4-len128", 3.0, 5e-4, 128, _lora(), {}),
@@ -69,6 +71,7 @@ SETTINGS: dict[str, TrainConfig] = {
         ("e3-lr3e-4-len160", 3.0, 3e-4, 160, _lora(), {}),
         ("e3-lr3e-4-len160-orth10", 3.0, 3e-4, 160, _lora(), {"orthogonality": 10.0}),
         ("e3-lr3e-4-len160-drop0.1", 3.0, 3e-4, 160, _lora(), {"lora_dropout": 0.1}),
+        ("e3-lr3e-4-len160-desc", 3.0, 3e-4, 160, _lora(), {"head_init": "descriptions"}),
     ]
 }
 

@@ -72,7 +72,7 @@ from pft_adapters.mix import MixedModel
 from pft_adapters.scorer import DEFAULT_EPOCHS as SCORER_EPOCHS
 from pft_adapters.scorer import DEFAULT_LR as SCORER_LR
 from pft_adapters.scorer import DEFAULT_MAX_LENGTH as SCORER_MAX_LENGTH
-from pft_adapters.scorer import ScorerModel
+from pft_adapters.scorer import HEAD_INITS, ScorerModel
 from pft_adapters.train import DEFAULT_PROMPT_KL, PRECISIONS, TrainConfig, train_zoo
 from pft_adapters.values import ValueSpace
 from pft_adapters.vector import PreferenceVector
@@ -160,6 +160,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "the targets on their mean; the detailed tables are the first seed's (default 1)")
     p.add_argument("--scorer-max-length", type=int, default=SCORER_MAX_LENGTH,
                    help=f"with --scorer: tokens per (scenario, option) pair, the scenario's start cut first (default {SCORER_MAX_LENGTH})")
+    p.add_argument("--head-init", choices=HEAD_INITS, help="with --scorer: where the score heads start "
+                   "(`train --head-init`; default descriptions)")
     return p.parse_args(argv)
 
 
@@ -619,7 +621,8 @@ def trained_scorer(a: argparse.Namespace, s: Settings, train: Sequence[Scenario]
     model, tokenizer = load_encoder(a.encoder, device=s.device)
     config = TrainConfig(kind="scorer", epochs=a.scorer_epochs or (1.0 if s.quick else None), lr=a.scorer_lr,
                          max_length=a.scorer_max_length, batch_size=s.batch_size, seed=seed,
-                         orthogonality=s.orthogonality, lora_dropout=s.lora_dropout, precision=s.precision).resolved()
+                         orthogonality=s.orthogonality, lora_dropout=s.lora_dropout, precision=s.precision,
+                         head_init=a.head_init).resolved()
     data = hashlib.sha256(json.dumps([[x.text, [(o.text, o.pole) for o in x.options]] for x in train]).encode())
     key = hashlib.sha256(f"{fingerprint(model)}|{config.fingerprint()}|{data.hexdigest()}|{s.device}|{code_hash()}".encode()).hexdigest()[:16]
     folder = CACHE / "zoos" / f"scorer-{key}"
@@ -691,8 +694,10 @@ def scorer_main(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], d
     (out / "vcd_quality_scorer.json").write_text(json.dumps(figures, indent=2, default=float) + "\n", encoding="utf-8")
     lines = [f"# VCD quality: scorer zoo on {a.encoder}", "",
              f"Rerun: `python benchmarks/vcd_quality.py --scorer{rerun_flags(s, a.every_partner)}"
-             f"{f' --seeds {len(runs)}' if len(runs) > 1 else ''}` ({len(train)} training / {len(dev)} dev scenarios, "
+             f"{f' --seeds {len(runs)}' if len(runs) > 1 else ''}{f' --head-init {a.head_init}' if a.head_init else ''}` "
+             f"({len(train)} training / {len(dev)} dev scenarios, "
              f"{zoo.training.get('epochs')} epochs, lr {zoo.training.get('lr')}, {a.scorer_max_length} tokens per pair, "
+             f"score heads started from {zoo.training.get('head_init', 'zeros')}, "
              f"LoRA r={zoo.spec.r} on {', '.join(zoo.spec.target_modules)}; training took {minutes:.1f} min on "
              f"{s.threads} CPU threads).", "",
              "## Targets", "", "| figure | value | target | |", "| --- | --- | --- | --- |"]

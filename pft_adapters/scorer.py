@@ -16,7 +16,8 @@ acts inside the encoder. A one-hot `c` gives the pole alone; `c = 0` scores ever
 dimensions the vector sets, each mixed into the encoder alone: `sum_d score_{c|d}(x)`.
 
 Training is paired and listwise: under each pole, the options of one scenario compete
-in a softmax and the pole's own options should win.
+in a softmax and the pole's own options should win. Each head starts from the encoder's
+zero-shot reading of its pole (`ScoreHeads.start_from_descriptions`), or from zero.
 """
 
 from __future__ import annotations
@@ -30,10 +31,10 @@ from torch import nn
 from .choose import Choice, OptionScores, finite, pick
 from .data import Scenario
 from .errors import PFTError
-from .head import mean_pool
+from .head import mean_pool, pooled_features
 from .layers import PoleAdapters
 from .mix import Mixer, VectorSpec, calibration, composition, mirror
-from .values import ValueSpace
+from .values import Pole, ValueSpace
 from .zoo import Zoo
 
 DEFAULT_TARGETS = ("query", "key", "value", "dense")  # BERT-family attention and MLP projections
@@ -44,6 +45,8 @@ DEFAULT_MAX_LENGTH = 160  # tokens per (context, candidate) pair; the context's 
 DEFAULT_LR = 3e-4
 DEFAULT_EPOCHS = 3.0
 CANDIDATE_MASK = "candidate_mask"  # 1 on the candidate's own tokens: what the score head pools
+HEAD_INITS = ("descriptions", "zeros")  # where training starts the score heads (`TrainConfig.head_init`)
+DESCRIPTION_SCALE = 20.0  # logits per unit of cosine to a pole's description, the scale sentence-transformers gives cosines
 
 
 class ScoreHeads(nn.Module):
@@ -59,6 +62,19 @@ class ScoreHeads(nn.Module):
         """Zero heads for every pole of `adapters`, sized and placed for their encoder."""
         hidden: int = adapters.model.config.hidden_size  # type: ignore[union-attr, assignment]
         return cls(hidden, adapters.n_poles).to(next(adapters.parameters()).device)
+
+    def start_from_descriptions(self, adapters: PoleAdapters, tokenizer, poles: Sequence[Pole]) -> None:
+        """Point each pole's head at the bare encoder's embedding of its name and description.
+
+        Zero heads pass the adapters no gradient until the heads have grown; these start
+        from what the pretrained encoder already reads in each pole's definition (its
+        zero-shot choice), at DESCRIPTION_SCALE logits per unit of cosine for a text
+        embedded as long as the descriptions' mean.
+        """
+        adapters.off()
+        features = pooled_features(adapters.model, tokenizer, [f"{p.name}. {p.description}" for p in poles])
+        with torch.no_grad():
+            self.weight.copy_(nn.functional.normalize(features, dim=-1) * (DESCRIPTION_SCALE / features.norm(dim=-1).mean()))
 
     def forward(self, pooled: torch.Tensor, coefficients: torch.Tensor) -> torch.Tensor:
         """(n, hidden) pooled texts, (n, P) pole weights per text -> (n,) scores."""
@@ -170,8 +186,12 @@ def scorer_rows(scenarios: Sequence[Scenario], space: ValueSpace, pole_weights: 
 class ScorerObjective:
     """Listwise paired loss: -log of the softmax mass the pole puts on its own options."""
 
-    def __init__(self, adapters: PoleAdapters, tokenizer, max_length: int):
-        self.net = ScorerNet(adapters, ScoreHeads.on(adapters))
+    def __init__(self, adapters: PoleAdapters, tokenizer, max_length: int, described: Sequence[Pole] | None = None):
+        """`described`: the adapters' poles, in order, to start the heads from their descriptions; None: zero heads."""
+        heads = ScoreHeads.on(adapters)
+        if described is not None:
+            heads.start_from_descriptions(adapters, tokenizer, described)
+        self.net = ScorerNet(adapters, heads)
         self.tokenizer, self.max_length = tokenizer, max_length
 
     @property

@@ -58,7 +58,7 @@ from .scorer import DEFAULT_EPOCHS as SCORER_EPOCHS
 from .scorer import DEFAULT_LR as SCORER_LR
 from .scorer import DEFAULT_MAX_LENGTH as SCORER_MAX_LENGTH
 from .scorer import DEFAULT_TARGETS as SCORER_TARGETS
-from .scorer import ScorerObjective, ScorerRow, scorer_rows
+from .scorer import HEAD_INITS, ScorerObjective, ScorerRow, scorer_rows
 from .zoo import KINDS, BaseRef, Zoo, fingerprint
 
 
@@ -93,6 +93,7 @@ class TrainConfig:
     prompt_kl: float | None = None  # LLM zoos: weight of the KL to the base on prompt tokens (`CausalObjective`); None: DEFAULT_PROMPT_KL
     lora_dropout: float = 0.0  # dropout on each adapter's input while training, as peft's LoraConfig.lora_dropout
     orthogonality: float = 0.0  # paired method: weight of `PoleAdapters.cross_dimension_overlap`, once per step
+    head_init: str | None = None  # scorer zoos: where the score heads start (scorer.HEAD_INITS); None: "descriptions"
     precision: str = "auto"  # matmuls in "fp32" or under "bf16" autocast; "auto": bf16 on a GPU that computes it (`autocast_bf16`)
 
     def __post_init__(self) -> None:
@@ -138,6 +139,10 @@ class TrainConfig:
             return f"--orthogonality must be a finite number >= 0, got {self.orthogonality}"
         if self.orthogonality and self.method != "paired":
             return f"--orthogonality separates the adapters of different dimensions: method '{self.method}' trains one adapter"
+        if self.head_init is not None and self.head_init not in HEAD_INITS:
+            return f"unknown --head-init '{self.head_init}': choose one of {', '.join(HEAD_INITS)}"
+        if self.head_init is not None and self.kind != "scorer":
+            return "--head-init sets where a scorer zoo's score heads start: an LLM zoo has none (leave it out)"
         if self.precision not in PRECISIONS:
             return f"unknown --precision '{self.precision}': choose one of {', '.join(PRECISIONS)}"
         if self.lora is not None and self.lora.r < 1:
@@ -160,6 +165,7 @@ class TrainConfig:
             lr=self.lr if self.lr is not None else (SCORER_LR if scorer else 1e-3),
             max_length=self.max_length if self.max_length is not None else (SCORER_MAX_LENGTH if scorer else 512),
             prompt_kl=self.prompt_kl if self.prompt_kl is not None else (0.0 if scorer else DEFAULT_PROMPT_KL),
+            head_init=(self.head_init or HEAD_INITS[0]) if scorer else None,
         )
 
     def fingerprint(self) -> str:
@@ -175,6 +181,8 @@ class TrainConfig:
                 del settings[added]
         if settings["precision"] == "auto":
             del settings["precision"]
+        if settings["head_init"] in (None, "zeros"):  # as before score heads started from descriptions
+            del settings["head_init"]
         return hashlib.sha256(json.dumps(settings, sort_keys=True, default=str).encode()).hexdigest()[:16]
 
 
@@ -263,7 +271,9 @@ def training_setup(model: nn.Module, tokenizer, scenarios: Sequence[Scenario], s
     if config.kind == "scorer":
         adapters = add_pole_adapters(model, config.lora, space.pole_slugs)
         units = scorer_rows(scenarios, space, config.pole_weights)
-        return adapters, ScorerObjective(adapters, tokenizer, config.max_length), units, units, [u.key() for u in units]
+        scorer = ScorerObjective(adapters, tokenizer, config.max_length,
+                                 space.poles if config.head_init == "descriptions" else None)
+        return adapters, scorer, units, units, [u.key() for u in units]
     rows, adapter_names = method_rows(scenarios, space, config)
     adapters = add_pole_adapters(model, config.lora, adapter_names)
     encoder = Encoder(tokenizer, config.max_length)
@@ -560,7 +570,7 @@ def train_zoo(
         "batch_size": config.batch_size,
         "lr": config.lr,
         "max_length": config.max_length,
-        **({"prompt_kl": config.prompt_kl} if config.kind == "llm" else {}),
+        **({"prompt_kl": config.prompt_kl} if config.kind == "llm" else {"head_init": config.head_init}),
         **({"orthogonality": config.orthogonality} if config.orthogonality else {}),
         **({"lora_dropout": config.lora_dropout} if config.lora_dropout else {}),
         "precision": "bf16" if autocast else "fp32",

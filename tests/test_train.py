@@ -244,6 +244,8 @@ def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
     ({"method": "single"}, "method 'single' needs the pole to train"),
     ({"pole": "risk-averse"}, "--pole goes with --method single"),
     ({"kind": "scorer", "method": "conditioned"}, "scorer zoos train by the paired method only"),
+    ({"kind": "scorer", "head_init": "random"}, "unknown --head-init 'random': choose one of descriptions, zeros"),
+    ({"head_init": "zeros"}, "an LLM zoo has none"),
 ])
 def test_settings_out_of_range_are_refused_before_any_work(settings, message):
     with pytest.raises(PFTError, match=message):

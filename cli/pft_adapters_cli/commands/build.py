@@ -73,6 +73,9 @@ def train(
                                        "(peft's lora_dropout; 0 = off)."),
     kind: str = typer.Option("llm", "--kind", help="llm: adapters on a causal LM (default); scorer: adapters on a sentence "
                              "encoder with a score head per pole, for ranking texts (see `rerank`)."),
+    head_init: str | None = typer.Option(None, "--head-init", show_default=False, help="Scorer zoos: where each pole's "
+                                         "score head starts: descriptions (the encoder's zero-shot reading of the pole's "
+                                         "name and description; default) or zeros."),
     pole_weight: list[str] = typer.Option([], "--pole-weight", help="Loss weight of a pole, e.g. --pole-weight risk-averse=2 (repeatable)."),
     method: str = typer.Option("paired", "--method", help="paired: one adapter per pole (default); conditioned: the PFT paper's "
                                "one shared adapter, pole description in the prompt; single: one pole's rows only (--pole)."),
@@ -128,6 +131,7 @@ def train(
         epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
         pole_weights=_pole_weights(pole_weight, space), method=method, pole=pole, kind=kind, head_encoder=head_encoder,
         prompt_kl=prompt_kl, lora_dropout=lora_dropout, orthogonality=orthogonality, precision=precision,
+        head_init=head_init,
     )
     default_lora = config.resolved().lora
     assert default_lora is not None  # resolved() fills in the kind's default
