@@ -530,7 +530,9 @@ def rerun_flags(s: Settings, every_partner: bool) -> str:
     return ((" --quick" if s.quick else "") + (" --every-partner" if every_partner else "")
             + (f" --orthogonality {s.orthogonality:g}" if s.orthogonality else "")
             + (f" --lora-dropout {s.lora_dropout:g}" if s.lora_dropout else "")
-            + (f" --precision {s.precision}" if s.precision != "auto" else ""))
+            + (f" --precision {s.precision}" if s.precision != "auto" else "")
+            + "".join(f" --{name}-per-dim {n}" for name, n in (("train", s.train_per_dim), ("dev", s.dev_per_dim))
+                      if n is not None and not s.quick))
 
 
 def write_report(path: Path, fig: dict, targets: list[dict], space: ValueSpace, flags: str) -> None:

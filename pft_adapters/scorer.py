@@ -68,8 +68,8 @@ class ScoreHeads(nn.Module):
 
         Zero heads pass the adapters no gradient until the heads have grown; these start
         from what the pretrained encoder already reads in each pole's definition (its
-        zero-shot choice), at DESCRIPTION_SCALE logits per unit of cosine for a text
-        embedded as long as the descriptions' mean.
+        zero-shot choice), at DESCRIPTION_SCALE logits per unit of cosine for a text whose
+        embedding has the descriptions' mean norm.
         """
         adapters.off()
         features = pooled_features(adapters.model, tokenizer, [f"{p.name}. {p.description}" for p in poles])
