@@ -51,7 +51,7 @@ def _lora(r: int = 8, targets: tuple[str, ...] = DEFAULT_TARGETS) -> LoraSpec:
     return LoraSpec(r=r, alpha=2.0 * r, target_modules=targets)
 
 
-# Every setting but the last starts its score heads at zero, as training did when they were measured
+# A setting that names no head_init starts its score heads at zero, as training did when the table was measured
 # (benchmarks/results/scorer_sweep_h200.txt); "-desc" starts them from the pole descriptions, the default since.
 SETTINGS: dict[str, TrainConfig] = {
     name: TrainConfig(kind="scorer", lora=lora, epochs=epochs, lr=lr, max_length=length, **({"head_init": "zeros"} | extra))

@@ -10,14 +10,13 @@ import torch
 
 from conftest import TRAIN_DIMS, float32_and_finite, same_zoo, scorer_config
 from pft_adapters.base import MINILM, load_encoder, resolve_encoder
+from pft_adapters.data import load_scenarios
 from pft_adapters.errors import PFTError
 from pft_adapters.evaluate import evaluate
 from pft_adapters.history import Decision
 from pft_adapters.infer import infer
 from pft_adapters.mix import MixedModel, load_mixed
-from pft_adapters.head import mean_pool
-from pft_adapters.data import load_scenarios
-from pft_adapters.head import pooled_features
+from pft_adapters.head import mean_pool, pooled_features
 from pft_adapters.scorer import CANDIDATE_MASK, DESCRIPTION_SCALE, ScorerModel, ScorerObjective, encode_pairs
 from pft_adapters.train import TrainConfig, train_zoo, training_setup
 from pft_adapters.values import ValueSpace
@@ -312,7 +311,7 @@ def test_score_heads_start_at_the_pole_descriptions_or_at_zero(encoder_dir):
     assert not zeros.heads.weight.any() and not zeros.heads.bias.any()
 
 
-def test_training_records_where_the_heads_started_and_resumes_only_alike(scorer_trained):
+def test_training_records_where_the_heads_started_and_fingerprints_it(scorer_trained):
     assert scorer_trained.zoo.training["head_init"] == "descriptions"
     assert TrainConfig(kind="scorer", head_init="zeros").fingerprint() != TrainConfig(kind="scorer").fingerprint()
     assert TrainConfig().resolved().head_init is None  # an LLM zoo has no score heads
