@@ -39,7 +39,7 @@ def conditioned_prompt(prompt: str, poles: Sequence[Pole]) -> str:
     """
     if not poles:
         return prompt
-    described = "".join(f"Preference: {p.name}. {p.description}\n" for p in poles)
+    described = "".join(f"Preference: {p.definition}\n" for p in poles)
     head, newline, last = prompt.rpartition("\n")
     return f"{head}{newline}{described}{last}" if newline else described + prompt
 

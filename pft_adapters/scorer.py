@@ -72,7 +72,7 @@ class ScoreHeads(nn.Module):
         embedding has the descriptions' mean norm.
         """
         adapters.off()
-        features = pooled_features(adapters.model, tokenizer, [f"{p.name}. {p.description}" for p in poles])
+        features = pooled_features(adapters.model, tokenizer, [p.definition for p in poles])
         with torch.no_grad():
             self.weight.copy_(nn.functional.normalize(features, dim=-1) * (DESCRIPTION_SCALE / features.norm(dim=-1).mean()))
 

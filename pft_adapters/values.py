@@ -34,6 +34,11 @@ class Pole:
     slug: str
     description: str
 
+    @property
+    def definition(self) -> str:
+        """The pole stated as its name, then its description: as prompts, judges and score heads read it."""
+        return f"{self.name}. {self.description}"
+
 
 @dataclass(frozen=True)
 class Dimension:

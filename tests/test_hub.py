@@ -83,7 +83,8 @@ def test_card_texts_are_never_run_as_a_template(local_zoo: Path) -> None:
     hostile = "Bold {{ cycler.__init__.__globals__.os.system('exit 3') }} {% if 1 %}x{% endif %} {#1 ranked} a|b\nc"
     manifest["dimensions"][0]["first"]["description"] = hostile
     card = huggingface_hub.ModelCard(model_card(manifest, f"{USER}/z"))
-    assert card.data.to_dict()["library_name"] == "pft-adapters" and card.data.to_dict()["base_model"] == "test/tiny-llama"
+    data = card.data.to_dict()
+    assert data["library_name"] == "pft-adapters" and data["base_model"] == "test/tiny-llama"
     row = next(line for line in card.text.splitlines() if line.startswith("| `risk` |"))
     assert "Bold {{ cycler.__init__.__globals__.os.system('exit 3') }} {% if 1 %}x{% endif %} {#1 ranked} a\\|b c" in row
     assert len(re.split(r"(?<!\\)\|", row)) == 7  # five cells: the description's '|' is escaped

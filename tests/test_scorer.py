@@ -302,7 +302,7 @@ def _heads(encoder, head_init: str | None):
 
 def test_score_heads_start_at_the_pole_descriptions_or_at_zero(encoder_dir):
     net, space, tokenizer = _heads(encoder_dir, None)
-    features = pooled_features(net.encoder, tokenizer, [f"{p.name}. {p.description}" for p in space.poles])
+    features = pooled_features(net.encoder, tokenizer, [p.definition for p in space.poles])
     weight = net.heads.weight.detach()
     assert torch.allclose(torch.nn.functional.cosine_similarity(weight, features), torch.ones(len(space.poles)), atol=1e-5)
     assert torch.allclose(weight.norm(dim=-1) * features.norm(dim=-1).mean(), torch.tensor(DESCRIPTION_SCALE), rtol=1e-5)
