@@ -164,7 +164,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--head-init", choices=HEAD_INITS, help="with --scorer: where the score heads start "
                    "(`train --head-init`; default descriptions)")
     a = p.parse_args(argv)
-    a.command = "python benchmarks/vcd_quality.py " + shlex.join(sys.argv[1:] if argv is None else argv)  # the reports' rerun line
+    a.command = shlex.join(["python", "benchmarks/vcd_quality.py", *(sys.argv[1:] if argv is None else argv)])  # reports' rerun line
     return a
 
 
