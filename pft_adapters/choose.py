@@ -94,17 +94,14 @@ def finite(scores: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: torch.Tensor,
+def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: dict[str, float] | torch.Tensor,
                   calibrate: bool = True, batch_size: int = 16, max_length: int = 512,
-                  prompts: Sequence[str] | None = None, reference: torch.Tensor | None = None,
+                  prompts: Sequence[str] | None = None, reference: dict[str, float] | torch.Tensor | None = None,
                   reference_prompts: Sequence[str] | None = None) -> list[OptionScores]:
-    """Score of every option of every scenario; `weights` (and `reference`) are (P,) for all or (S, P) per scenario."""
-    weights = adapters.coefficients(weights)
-    if weights.dim() == 1:
-        weights = weights.expand(len(scenarios), -1)
-    if reference is not None:
-        reference = adapters.coefficients(reference)
-        reference = reference.expand(len(scenarios), -1) if reference.dim() == 1 else reference
+    """Score of every option of every scenario; `weights` (and `reference`) are pole weights by slug, or (P,) for all
+    or (S, P) per scenario."""
+    per_scenario = _per_scenario(adapters, weights, len(scenarios))
+    reference_per_scenario = None if reference is None else _per_scenario(adapters, reference, len(scenarios))
     encoder = Encoder(tokenizer, max_length)
     rows, ref_rows, owners = [], [], []
     for s_idx, scenario in enumerate(scenarios):
@@ -114,16 +111,16 @@ def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenari
             if reference_prompts is not None:
                 ref_rows.append(encoder(reference_prompts[s_idx], format_target(option)))
             owners.append(s_idx)
-    device = weights.device
+    device = per_scenario.device
     mixed, base = torch.empty(len(rows)), torch.empty(len(rows))
     with adapters.kept():
         for start in range(0, len(rows), batch_size):
             batch = encoder.collate(rows[start : start + batch_size]).to(device)
-            row_weights = weights[owners[start : start + batch_size]]
+            row_weights = per_scenario[owners[start : start + batch_size]]
             mixed[start : start + len(batch.input_ids)] = _mean_logprob(adapters, batch, row_weights)
             if calibrate:
                 ref_batch = batch if reference_prompts is None else encoder.collate(ref_rows[start : start + batch_size]).to(device)
-                ref_weights = None if reference is None else reference[owners[start : start + batch_size]]
+                ref_weights = None if reference_per_scenario is None else reference_per_scenario[owners[start : start + batch_size]]
                 base[start : start + len(batch.input_ids)] = _mean_logprob(adapters, ref_batch, ref_weights)
     finite(mixed)
     if calibrate:
@@ -136,6 +133,12 @@ def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenari
     return out
 
 
+def _per_scenario(adapters: PoleAdapters, weights: dict[str, float] | torch.Tensor, scenarios: int) -> torch.Tensor:
+    """(S, P) pole weights: one row for every scenario, or the rows given."""
+    coefficients = adapters.coefficients(weights)
+    return coefficients.expand(scenarios, -1) if coefficients.dim() == 1 else coefficients
+
+
 def _mean_logprob(adapters: PoleAdapters, batch, row_weights: torch.Tensor | None) -> torch.Tensor:
     if row_weights is None or not bool(row_weights.any()):
         adapters.off()
@@ -145,9 +148,9 @@ def _mean_logprob(adapters: PoleAdapters, batch, row_weights: torch.Tensor | Non
     return -row_nll(logits, batch.labels).cpu()
 
 
-def choose(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: torch.Tensor,
+def choose(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: dict[str, float] | torch.Tensor,
            calibrate: bool = True, batch_size: int = 16, prompts: Sequence[str] | None = None,
-           reference: torch.Tensor | None = None, reference_prompts: Sequence[str] | None = None,
+           reference: dict[str, float] | torch.Tensor | None = None, reference_prompts: Sequence[str] | None = None,
            max_length: int = 512) -> list[Choice]:
     """The highest-scoring option of each scenario under its vector."""
     return pick(scenarios, option_scores(adapters, tokenizer, scenarios, weights, calibrate, batch_size, max_length,

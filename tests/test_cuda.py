@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from pft_adapters.base import tiny_base
+from pft_adapters.base import tiny_base, to_device
 from pft_adapters.data import Option, Scenario
 from pft_adapters.layers import LoraSpec
 from pft_adapters.mix import MixedModel
@@ -45,7 +45,7 @@ def test_cuda_mix_matches_cpu_mix(zoo_and_base):
     logits = {}
     for device in ("cpu", "cuda"):
         model, _ = tiny_base(seed=0, texts=[s.text for s in SCENARIOS] + [o.text for s in SCENARIOS for o in s.options])
-        mixed = MixedModel(result.zoo, model.to(device), tokenizer)
+        mixed = MixedModel(result.zoo, to_device(model, device), tokenizer)
         logits[device] = mixed.logits(texts, ["risk=0.7"]).float().cpu()
     torch.testing.assert_close(logits["cuda"], logits["cpu"], atol=1e-3, rtol=1e-3)
 
@@ -53,7 +53,7 @@ def test_cuda_mix_matches_cpu_mix(zoo_and_base):
 def test_per_row_generation_on_cuda(zoo_and_base):
     result, tokenizer = zoo_and_base
     model, _ = tiny_base(seed=0, texts=[s.text for s in SCENARIOS] + [o.text for s in SCENARIOS for o in s.options])
-    mixed = MixedModel(result.zoo, model.to("cuda"), tokenizer)
+    mixed = MixedModel(result.zoo, to_device(model, "cuda"), tokenizer)
     out = mixed.generate(["Should Dana take the risk?"] * 2, ["risk=1", "risk=-1"], max_new_tokens=6)
     assert len(out) == 2
     picks = mixed.choose(SCENARIOS[:4], "risk=1")

@@ -11,6 +11,7 @@ import ssl
 import subprocess
 import threading
 import time
+from typing import Any
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
@@ -501,7 +502,7 @@ def test_a_failing_or_interrupted_judge_says_what_became_of_the_cases_judged(mix
             return [5.0] * len(items)
         return judge
 
-    run_open = dict(task="open-ended", limit=3, max_new_tokens=2, progress=False)
+    run_open: dict[str, Any] = dict(task="open-ended", limit=3, max_new_tokens=2, progress=False)
     with pytest.raises(PFTError, match=r"^judge down \(8 cases judged are lost: pass --out FILE to keep them"):
         evaluate(mixed, dev, judge=judge_failing_with(PFTError("judge down")), **run_open)
     log = JudgedLog(tmp_path / "log.jsonl")

@@ -84,11 +84,13 @@ def with_encoder(zoo: Zoo, encoder: HeadEncoder) -> Zoo:
 
 def test_the_head_records_its_encoder_and_the_zoo_reloads(zoo, encoded_dir, encoder_dir):
     expected = HeadEncoder(str(encoder_dir), fingerprint(load_encoder(encoder_dir)[0]))
+    assert zoo.head is not None
     assert zoo.head.encoder == expected and zoo.head.hidden_size == 32  # the encoder's width, not the base's 64
     recorded = {"id": expected.id, "fingerprint": expected.fingerprint}
     assert read_manifest(encoded_dir)["head_encoder"] == recorded
     assert json.loads((encoded_dir / "head" / "config.json").read_text())["encoder"] == recorded
     loaded = Zoo.from_pretrained(encoded_dir)
+    assert loaded.head is not None
     assert loaded.head.encoder == expected and loaded.head_encoder() == recorded
     assert all(torch.equal(v, zoo.head.state_dict()[k]) for k, v in loaded.head.state_dict().items())
     assert loaded.head.select(ValueSpace.builtin().select(["time"])).encoder == expected
@@ -103,7 +105,8 @@ def test_a_zoo_from_before_head_encoders_loads_as_before(encoded_dir, tmp_path):
     del manifest["head_encoder"]
     manifest["files"]["head/config.json"] = sha256_file(old / "head" / "config.json")
     (old / MANIFEST).write_text(json.dumps(manifest))
-    assert Zoo.from_pretrained(old).head.encoder is None and Zoo.from_pretrained(old).head_encoder() is None
+    reloaded = Zoo.from_pretrained(old)
+    assert reloaded.head is not None and reloaded.head.encoder is None and reloaded.head_encoder() is None
 
     manifest["head_encoder"] = {"id": "someone/else", "fingerprint": "sha256:0"}
     (old / MANIFEST).write_text(json.dumps(manifest))
@@ -117,7 +120,12 @@ def test_infer_reads_options_through_the_encoder_loaded_once(mixed, decisions, e
     assert features.shape == (len(texts), 32)
     torch.testing.assert_close(features, pooled_features(*load_encoder(encoder_dir), texts))
     loads = []
-    monkeypatch.setattr(head_module, "load_encoder", lambda *a, **k: loads.append(a) or load_encoder(*a, **k))
+
+    def counted_load(*args, **kwargs):
+        loads.append(args)
+        return load_encoder(*args, **kwargs)
+
+    monkeypatch.setattr(head_module, "load_encoder", counted_load)
     first, second = infer(mixed, decisions, "head"), infer(mixed, decisions, "head")
     assert loads == [] and first.vector == second.vector  # the encoder stays loaded between inferences
     assert first.method == "head" and sum(first.evidence.values()) == len(decisions)

@@ -9,6 +9,7 @@ from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausa
 
 from pft_adapters.errors import PFTError
 from pft_adapters.layers import LoraSpec, add_pole_adapters
+from peft_reference import activate_scaled
 
 POLES = ["risk-taking", "risk-averse", "competitive", "collaborative"]
 SPEC = LoraSpec(r=4, alpha=8.0, target_modules=("q_proj", "v_proj", "o_proj", "up_proj", "down_proj"))
@@ -29,24 +30,20 @@ def models():
     with torch.no_grad():
         for layer in ours.layers.values():
             layer.lora_B.normal_(0, 0.2)  # non-zero B so every pole changes the output
-    ref = None
+    def config() -> peft.LoraConfig:
+        return peft.LoraConfig(r=SPEC.r, lora_alpha=SPEC.alpha, target_modules=list(SPEC.target_modules),  # type: ignore[arg-type]  # peft types lora_alpha as int; it takes a float
+                               lora_dropout=0.0)
+
+    ref = peft.get_peft_model(copy.deepcopy(base), config(), adapter_name=POLES[0])
+    for pole in POLES[1:]:
+        ref.add_adapter(pole, config())
     for pole in POLES:
-        cfg = peft.LoraConfig(r=SPEC.r, lora_alpha=SPEC.alpha, target_modules=list(SPEC.target_modules), lora_dropout=0.0)
-        if ref is None:
-            ref = peft.get_peft_model(copy.deepcopy(base), cfg, adapter_name=pole)
-        else:
-            ref.add_adapter(pole, cfg)
         peft.set_peft_model_state_dict(ref, ours.pole_state_dict(pole), adapter_name=pole)
-    ref.base_model.set_adapter(POLES)
-    ref.eval()
-    return base, ours, ref
+    return base, ours, ref.eval()
 
 
 def peft_logits(ref, ids: torch.Tensor, weights: list[float]) -> torch.Tensor:
-    for module in ref.modules():
-        if isinstance(module, peft.tuners.lora.LoraLayer):
-            for pole, w in zip(POLES, weights):
-                module.set_scale(pole, w)
+    activate_scaled(ref, dict(zip(POLES, weights)))
     with torch.no_grad():
         return ref(input_ids=ids).logits
 
@@ -155,10 +152,11 @@ def test_route_gradients_are_the_same_every_time_on_several_threads():
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     try:
-        grads = set()
+        grads: set[bytes] = set()
         for _ in range(8):
             lora.lora_A.grad = None
             layer.model(x).square().sum().backward()
+            assert lora.lora_A.grad is not None
             grads.add(lora.lora_A.grad.numpy().tobytes())
     finally:
         torch.set_num_threads(threads)

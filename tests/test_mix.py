@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import peft
 import pytest
@@ -20,7 +21,7 @@ SPACE = ValueSpace.builtin()
 # Whole-model logits through every layer, with the adapters amplified: float32 summation order (peft's
 # vs ours, merged vs dynamic, one batch vs row by row) moves a few logits by ~1e-5; a wrong mix moves
 # them by > 1e-2. The layer-level comparisons in test_layers.py hold at 1e-5.
-CLOSE = {"atol": 5e-5, "rtol": 1e-5}
+CLOSE: dict[str, Any] = {"atol": 5e-5, "rtol": 1e-5}
 TEXTS = ["Scenario: a friend offers a risky investment.\nChosen option:", "Scenario: save or spend?\nChosen option: I"]
 
 
@@ -98,7 +99,8 @@ def test_inside_merged_only_the_merged_mix_runs_and_a_failed_merge_leaves_nothin
     dynamic = mixed.logits(TEXTS, "risk=1")
     with mixed.merged("risk=1"):
         torch.testing.assert_close(mixed.logits(TEXTS, "risk=1"), dynamic, **CLOSE)
-        for other in ("risk=-0.5,time=0.8", {}):  # would silently have run the merged mix
+        bare: dict[str, float] = {}
+        for other in ("risk=-0.5,time=0.8", bare):  # would silently have run the merged mix
             with pytest.raises(PFTError, match="a mix is merged into the weights: another vector, or the bare base"):
                 mixed.logits(TEXTS, other)
     base = mixed.logits(TEXTS, {})
@@ -142,7 +144,8 @@ def test_exported_mix_is_a_plain_peft_adapter(mixed, base_dir, tmp_path):
     path = mixed.export(vector, tmp_path / "alice")
     base, _ = load_base(base_dir)
     loaded = peft.PeftModel.from_pretrained(base, path).eval()
-    assert loaded.peft_config["default"].r == 2 * mixed.zoo.spec.r  # rank = sum of the active ranks
+    config = loaded.peft_config["default"]
+    assert isinstance(config, peft.LoraConfig) and config.r == 2 * mixed.zoo.spec.r  # rank = sum of the active ranks
     torch.testing.assert_close(loaded(**_batch(mixed)).logits, mixed.logits(TEXTS, vector), **CLOSE)
 
 

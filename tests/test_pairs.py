@@ -204,7 +204,7 @@ def test_convert_vcd_keeps_every_option(tmp_path, vcd_dev):
     scenarios = load_scenarios(vcd_dev)[:40]
     out = write_jsonl([r for s in scenarios for r in to_paired(s)], tmp_path / "vcd.jsonl")
     back = load_scenarios(out)
-    assert len(back) == sum(max(len(s.options_of(p)) for p in {o.pole for o in s.options}) for s in scenarios)
+    assert len(back) == sum(max(len(s.options_of(p)) for p in {o.pole for o in s.options if o.pole}) for s in scenarios)
     by_text: dict[str, set] = {}
     for s in back:
         by_text.setdefault(s.text, set()).update((o.text, o.pole) for o in s.options)
@@ -260,6 +260,7 @@ def test_extend_keeps_old_pole_files_byte_identical(zoo_dir, grown):
     assert report["old_pole_accuracy"] == report["old_pole_accuracy_before"]  # old poles are read as before
     # the head reads old poles exactly as before: same standardisation, same rows
     head = grown_zoo.head
+    assert head is not None and old.head is not None
     assert head.pole_slugs[:4] == old.head.pole_slugs and head.dimension_slugs == [*old.head.dimension_slugs, "patience"]
     assert torch.equal(head.mean, old.head.mean) and torch.equal(head.std, old.head.std)
     assert torch.equal(head.poles.weight[:4], old.head.poles.weight) and torch.equal(head.dimensions.bias[:2], old.head.dimensions.bias)

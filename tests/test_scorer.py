@@ -263,6 +263,7 @@ def test_likelihood_weighs_the_heads_dimensions_where_a_decision_names_none(scor
     decisions = [Decision(s.text, tuple(o.text for o in s.options), 0) for s in picked]
     space = scorer.zoo.space
     head = inference._head(scorer.zoo, space)
+    assert head is not None
     readings = inference.read_options(head, inference.option_features(scorer, decisions), [len(s.options) for s in picked])
     probs = inference.read_dimension_probabilities(readings, [None] * len(picked), space, head)
     gaps = inference.mirror_gaps(scorer.pole_scores(picked), space)

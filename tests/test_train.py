@@ -272,6 +272,7 @@ def test_kind_defaults_fill_in_when_resolved_and_explicit_values_win():
     from pft_adapters.scorer import DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_MAX_LENGTH, DEFAULT_TARGETS
 
     llm, scorer = TrainConfig().resolved(), TrainConfig(kind="scorer").resolved()
+    assert llm.lora is not None and scorer.lora is not None
     assert (llm.epochs, llm.lr, llm.max_length, llm.lora.target_modules[0]) == (2.0, 1e-3, 512, "q_proj")
     assert (scorer.epochs, scorer.lr, scorer.max_length, scorer.lora.target_modules) == (
         DEFAULT_EPOCHS, DEFAULT_LR, DEFAULT_MAX_LENGTH, DEFAULT_TARGETS)
@@ -284,7 +285,7 @@ def test_kind_defaults_fill_in_when_resolved_and_explicit_values_win():
     assert TrainConfig().fingerprint() == TrainConfig(epochs=2.0, lr=1e-3, max_length=512).fingerprint()
     assert TrainConfig(kind="scorer").fingerprint() != TrainConfig(kind="scorer", lr=1e-3).fingerprint()
     # the prompt KL: on by default for LLM zoos (a new setting), absent from scorer settings as before it existed
-    assert TrainConfig().resolved().prompt_kl > 0 and TrainConfig(kind="scorer").resolved().prompt_kl == 0
+    assert TrainConfig().resolved().prompt_kl == train_module.DEFAULT_PROMPT_KL > 0 and TrainConfig(kind="scorer").resolved().prompt_kl == 0
     assert TrainConfig().fingerprint() != TrainConfig(prompt_kl=0.0).fingerprint()
     assert TrainConfig(kind="scorer").fingerprint() == TrainConfig(kind="scorer", prompt_kl=0.0).fingerprint()
     assert TrainConfig().fingerprint() != TrainConfig(orthogonality=1.0).fingerprint()

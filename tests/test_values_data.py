@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from collections import defaultdict
+from typing import Any
 
 import pytest
 
@@ -87,7 +88,7 @@ def test_a_pole_where_a_dimension_belongs_is_named_as_such(lookup, name, hint):
 
 
 # -- pair definition files ----------------------------------------------------------------
-HONESTY = {
+HONESTY: dict[str, Any] = {
     "slug": "honesty",
     "name": "Honesty Style",
     "poles": [

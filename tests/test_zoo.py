@@ -174,7 +174,7 @@ def test_fingerprint_ignores_dtype_but_not_weights(base_dir):
     assert next(bf16.parameters()).dtype == torch.bfloat16
     assert fingerprint(fp32) == fingerprint(bf16)
     a, b = tiny_base(seed=0)[0], tiny_base(seed=1)[0]
-    assert fingerprint(a) == fingerprint(tiny_base(seed=0)[0]) == fingerprint(a.to(torch.bfloat16))
+    assert fingerprint(a) == fingerprint(tiny_base(seed=0)[0]) == fingerprint(a.bfloat16())
     assert fingerprint(a) != fingerprint(b)
     assert fingerprint(fp32) != fingerprint(a)
 
