@@ -53,14 +53,14 @@ import statistics
 import sys
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import peft
 import torch
 import transformers
-from transformers import Qwen2Config, Qwen2ForCausalLM
+from transformers import PreTrainedModel, Qwen2Config, Qwen2ForCausalLM
 
 from pft_adapters.base import BASE_SIZES, MAX_POSITIONS, build_model, train_tokenizer
 from pft_adapters.data import format_open_prompt
@@ -135,9 +135,10 @@ def sentences(n: int, seed: int) -> list[str]:
     return [f"{rng.choice(who).capitalize()} {rng.choice(does)} {rng.choice(what)} {rng.choice(why)}." for _ in range(n)] + list(USER_PROMPTS)
 
 
-def build_base(s: Settings, tokenizer) -> torch.nn.Module:
+def build_base(s: Settings, tokenizer) -> PreTrainedModel:
     """A random-weight base on the device, in the chosen dtype, in eval mode."""
     dtype = DTYPES[s.dtype]
+    model: PreTrainedModel
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(s.seed)
         if s.config == "qwen05b":
@@ -206,7 +207,7 @@ class Clock:
         return self.now() - start
 
 
-def alternate(clock: Clock, arms: dict[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
+def alternate(clock: Clock, arms: Mapping[str, Callable[[], object]], rounds: int) -> dict[str, list[float]]:
     """Time every arm once per round, the order reversed every other round."""
     times: dict[str, list[float]] = {name: [] for name in arms}
     names = list(arms)
@@ -257,7 +258,8 @@ class PeftMixer:
 
     def __init__(self, model: peft.PeftModel, mixed: MixedModel):
         self.model, self.mixed = model, mixed
-        self.count, self.current = 0, None
+        self.count = 0
+        self.current: str | None = None
 
     def switch(self, vector: dict[str, float]) -> None:
         weights = self.mixed.vector(vector).pole_weights(self.mixed.zoo.space)
@@ -343,7 +345,7 @@ def measure_users(s: Settings, clock: Clock, mixed: MixedModel, mixer: PeftMixer
     n = s.new_tokens
     # MixedModel.generate passes eos_token_id; min_new_tokens (read from the model's generation
     # config) keeps end-of-sequence away until every row has its n tokens.
-    mixed.model.generation_config.min_new_tokens = n
+    mixed.model.generation_config.min_new_tokens = n  # type: ignore[union-attr]  # a transformers model; MixedModel types it as a Module
     split = {"build": 0.0, "generate": 0.0}
 
     def ours() -> None:
@@ -368,8 +370,8 @@ def measure_users(s: Settings, clock: Clock, mixed: MixedModel, mixer: PeftMixer
     # (the same call MixedModel.generate makes, minus the decoding of the text)
     with torch.inference_mode(), mixed.mixed(vectors):
         batch = mixed._encode([format_open_prompt(p) for p in prompts], padding_side="left")
-        out = mixed.model.generate(**batch, max_new_tokens=n, do_sample=False, pad_token_id=tokenizer.pad_token_id,
-                                   eos_token_id=tokenizer.eos_token_id)
+        out = mixed.model.generate(  # type: ignore[operator]  # as in MixedModel.generate
+            **batch, max_new_tokens=n, do_sample=False, pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id)
     assert out.shape[1] - batch["input_ids"].shape[1] == n, "our arm stopped early"
     times = alternate(clock, {"ours": ours, "peft": peft_users}, s.user_rounds)
     tokens = len(prompts) * n

@@ -101,7 +101,7 @@ import torch
 from tqdm.auto import tqdm
 
 from pft_adapters import infer as inference
-from pft_adapters.base import MINILM, cached_base, corpus_texts, load_base, load_encoder
+from pft_adapters.base import MINILM, cached_base, corpus_texts, load_base, load_encoder, to_device
 from pft_adapters.choose import option_scores
 from pft_adapters.data import Scenario, load_scenarios
 from pft_adapters.head import MixingHead, head_features
@@ -215,6 +215,7 @@ def build_zoo(a: argparse.Namespace, data: Path, device: str) -> Path:
     train_file = data / "vcd_train.json"
     space = ValueSpace.builtin()
     scenarios = load_scenarios(train_file, space)[: a.train_limit]
+    base: str | Path
     if a.kind == "scorer":
         base = MINILM
         config = TrainConfig(kind="scorer", epochs=a.epochs, seed=a.seed).resolved()
@@ -231,7 +232,7 @@ def build_zoo(a: argparse.Namespace, data: Path, device: str) -> Path:
           f"{train_file.name} ({config.epochs:g} epochs) into {_rel(out)}", flush=True)
     model, tokenizer = load_encoder(base) if a.kind == "scorer" else load_base(base)
     dev = load_scenarios(data / "vcd_dev.json", space)
-    result = train_zoo(model, tokenizer, scenarios, space, config, base_id=base if a.kind == "scorer" else _rel(base), dev=dev, device=device,
+    result = train_zoo(model, tokenizer, scenarios, space, config, base_id=_rel(base) if isinstance(base, Path) else base, dev=dev, device=device,
                        progress=PROGRESS)
     result.zoo.save_pretrained(out, overwrite=True)
     print(f"personalize: zoo trained in {result.seconds:.0f} s, final loss {result.zoo.training['final_loss']}, "
@@ -250,7 +251,7 @@ def _base(texts: list[str], a: argparse.Namespace, device: str) -> Path:
     original = base_module.build_model
 
     def on_device(*args, **kwargs):
-        return original(*args, **kwargs).to(device)
+        return to_device(original(*args, **kwargs), device)
 
     base_module.build_model = on_device
     try:
@@ -260,7 +261,7 @@ def _base(texts: list[str], a: argparse.Namespace, device: str) -> Path:
         base_module.build_model = original
 
 
-def _rel(path: Path) -> str:
+def _rel(path: str | Path) -> str:
     """A path as written into manifests and messages: relative to the repository when inside it."""
     try:
         return Path(os.path.relpath(Path(path).resolve(), REPO)).as_posix()
@@ -366,9 +367,9 @@ def build_table(mixed: MixedModel | ScorerModel, scenarios: list[Scenario], s: S
     store = CACHE / "personalize-scores" / f"{short_hash([(zoo_path / MANIFEST).read_text(), max_length])}.safetensors"
     cached = load_file(store) if store.is_file() else {}
     missing = [sc for sc in scenarios if f"{scenario_key(sc)}.base" not in cached]
-    for sc, (base, poles) in zip(missing, pole_tables(mixed, missing, s)):
-        cached[f"{scenario_key(sc)}.base"] = base.contiguous()
-        cached[f"{scenario_key(sc)}.poles"] = poles.contiguous()
+    for sc, (base_scores, pole_scores) in zip(missing, pole_tables(mixed, missing, s)):
+        cached[f"{scenario_key(sc)}.base"] = base_scores.contiguous()
+        cached[f"{scenario_key(sc)}.poles"] = pole_scores.contiguous()
     if missing:
         store.parent.mkdir(parents=True, exist_ok=True)
         save_file(cached, store)
@@ -376,6 +377,7 @@ def build_table(mixed: MixedModel | ScorerModel, scenarios: list[Scenario], s: S
     poles = [cached[f"{scenario_key(sc)}.poles"] for sc in scenarios]
     decisions = [Decision(sc.text, tuple(o.text for o in sc.options), 0) for sc in scenarios]
     head = inference._head(mixed.zoo, space)
+    assert head is not None, "main refuses zoos without a mixing head"
     sizes = [len(sc.options) for sc in scenarios]
     features = inference.option_features(mixed, decisions)
     readings = inference.read_options(head, features, sizes)
@@ -415,7 +417,7 @@ def draw(pool: list[int], n: int, rng: random.Random) -> list[int]:
 
 
 def sample_users(table: Table, n_dims: int, s: Settings, rng: random.Random, kmax: int) -> list[User]:
-    users = []
+    users: list[User] = []
     while len(users) < s.users:
         truth = [rng.choice((-1, 0, 1)) for _ in range(n_dims)]
         pool = [i for i, d in enumerate(table.dim) if truth[d] != 0]
@@ -471,7 +473,7 @@ LIKELIEST = "likelihood (likeliest dim.)"  # a scorer zoo's decisions read on th
 OBSERVED = "oracle, observed dimensions"
 
 
-def encoder_head_estimator(mixed: MixedModel, table: Table, data: Path, encoder: str,
+def encoder_head_estimator(mixed: MixedModel | ScorerModel, table: Table, data: Path, encoder: str,
                            seed: int) -> tuple[Estimator, dict[str, float]]:
     """The head estimator with the zoo's head refit on `encoder`'s features, as `train --head-encoder` fits it."""
     space = mixed.zoo.space
@@ -505,7 +507,7 @@ def best(calibrated: torch.Tensor, base: torch.Tensor) -> int:
 class Picker:
     """Which option a mix picks on a dev scenario: first order from the table, or exact (cached per pair)."""
 
-    def __init__(self, mixed: MixedModel, table: Table, s: Settings):
+    def __init__(self, mixed: MixedModel | ScorerModel, table: Table, s: Settings):
         self.mixed, self.table, self.s = mixed, table, s
         self.exact: dict[tuple[int, tuple[float, ...]], int] = {}
         self.pending: set[tuple[int, tuple[float, ...]]] = set()
@@ -538,7 +540,7 @@ class Picker:
         self.pending.clear()
         if not pending:
             return 0
-        if self.table.scorer:
+        if isinstance(self.mixed, ScorerModel):
             slugs = [d.slug for d in self.mixed.zoo.space]
             picks = self.mixed.choose([self.table.scenarios[i] for i, _ in pending],
                                       [dict(zip(slugs, v)) for _, v in pending], batch_size=self.s.batch_size * 8)
@@ -578,7 +580,8 @@ def incontext_picks(mixed: MixedModel | ScorerModel, table: Table, users: Sequen
         for u, user in enumerate(subset):
             for i in user.scoring[: s.incontext_eval]:
                 jobs.append((k, u, i))
-    picked = nearest_choice_picks(table, subset, jobs) if table.scorer else pasted_history_picks(mixed, table, subset, jobs, s)
+    picked = (nearest_choice_picks(table, subset, jobs) if isinstance(mixed, ScorerModel) else
+              pasted_history_picks(mixed, table, subset, jobs, s))
     picks: dict[tuple[int, int], list[tuple[int, int]]] = {}
     for (k, u, i), p in zip(jobs, picked):
         picks.setdefault((k, u), []).append((i, p))
@@ -663,7 +666,7 @@ def one_decision(table: Table, estimator: Estimator) -> dict:
     than picking a pole's best option; per scenario: whether the mixing head names the
     scenario's dimension.
     """
-    right = {"head": [], "likelihood": []}
+    right: dict[str, list[bool]] = {"head": [], "likelihood": []}
     by_size: dict[int, list[bool]] = {}
     for i, signs in enumerate(table.sign):
         for c, sign in enumerate(signs):
@@ -765,14 +768,16 @@ def main(argv: list[str] | None = None) -> int:
     n_dims = len(space)
     kmax = max(max(s.ks), FLIP_TOTAL)
     users = sample_users(table, n_dims, s, rng, kmax)
-    estimator = Estimator(space, inference._head(mixed.zoo, space), table)
+    head = inference._head(mixed.zoo, space)
+    assert head is not None  # checked above
+    estimator = Estimator(space, head, table)
     picker = Picker(mixed, table, s)
 
     # single-preference: per dimension the pole most users hold (ties: the first pole)
     single = [1 if sum(u.truth[d] for u in users) >= 0 else -1 for d in range(n_dims)]
     mark = time.perf_counter()
     vectors: dict[tuple[str, int], list[list[float]]] = {}
-    systems = ("head", "head (chosen option alone)", "likelihood", "head (dimension given)", "likelihood (dimension given)")
+    systems: tuple[str, ...] = ("head", "head (chosen option alone)", "likelihood", "head (dimension given)", "likelihood (dimension given)")
     if isinstance(mixed, ScorerModel):
         systems += (LIKELIEST,)
     estimators = dict.fromkeys(systems, estimator)

@@ -28,6 +28,7 @@ import sys
 import time
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -53,26 +54,27 @@ def _lora(r: int = 8, targets: tuple[str, ...] = DEFAULT_TARGETS) -> LoraSpec:
 
 # A setting that names no head_init starts its score heads at zero, as training did when the table was measured
 # (benchmarks/results/scorer_sweep_h200.txt); "-desc" starts them from the pole descriptions, the default since.
+_GRID: list[tuple[str, float, float, int, LoraSpec, dict[str, Any]]] = [  # name, epochs, lr, tokens per pair, LoRA, the rest
+    ("e2-lr5e-4-len128", 2.0, 5e-4, 128, _lora(), {}),
+    ("e3-lr5e-4-len128", 3.0, 5e-4, 128, _lora(), {}),
+    ("e3-lr3e-4-len128", 3.0, 3e-4, 128, _lora(), {}),
+    ("e3-lr2e-4-len128", 3.0, 2e-4, 128, _lora(), {}),
+    ("e4-lr3e-4-len128", 4.0, 3e-4, 128, _lora(), {}),
+    ("e4-lr2.5e-4-len128", 4.0, 2.5e-4, 128, _lora(), {}),
+    ("e2-lr5e-4-len128-r16", 2.0, 5e-4, 128, _lora(16), {}),
+    ("e3-lr5e-4-len128-r4", 3.0, 5e-4, 128, _lora(4), {}),
+    ("e3-lr1e-3-len128-qv", 3.0, 1e-3, 128, _lora(targets=("query", "value")), {}),
+    ("e3-lr6e-4-len128-qv", 3.0, 6e-4, 128, _lora(targets=("query", "value")), {}),
+    ("e3-lr5e-4-len128-wd0.1", 3.0, 5e-4, 128, _lora(), {"weight_decay": 0.1}),
+    ("e3-lr3e-4-len128-bs16", 3.0, 3e-4, 128, _lora(), {"batch_size": 16}),
+    ("e3-lr3e-4-len160", 3.0, 3e-4, 160, _lora(), {}),
+    ("e3-lr3e-4-len160-orth10", 3.0, 3e-4, 160, _lora(), {"orthogonality": 10.0}),
+    ("e3-lr3e-4-len160-drop0.1", 3.0, 3e-4, 160, _lora(), {"lora_dropout": 0.1}),
+    ("e3-lr3e-4-len160-desc", 3.0, 3e-4, 160, _lora(), {"head_init": "descriptions"}),
+]
 SETTINGS: dict[str, TrainConfig] = {
     name: TrainConfig(kind="scorer", lora=lora, epochs=epochs, lr=lr, max_length=length, **({"head_init": "zeros"} | extra))
-    for name, epochs, lr, length, lora, extra in [
-        ("e2-lr5e-4-len128", 2.0, 5e-4, 128, _lora(), {}),
-        ("e3-lr5e-4-len128", 3.0, 5e-4, 128, _lora(), {}),
-        ("e3-lr3e-4-len128", 3.0, 3e-4, 128, _lora(), {}),
-        ("e3-lr2e-4-len128", 3.0, 2e-4, 128, _lora(), {}),
-        ("e4-lr3e-4-len128", 4.0, 3e-4, 128, _lora(), {}),
-        ("e4-lr2.5e-4-len128", 4.0, 2.5e-4, 128, _lora(), {}),
-        ("e2-lr5e-4-len128-r16", 2.0, 5e-4, 128, _lora(16), {}),
-        ("e3-lr5e-4-len128-r4", 3.0, 5e-4, 128, _lora(4), {}),
-        ("e3-lr1e-3-len128-qv", 3.0, 1e-3, 128, _lora(targets=("query", "value")), {}),
-        ("e3-lr6e-4-len128-qv", 3.0, 6e-4, 128, _lora(targets=("query", "value")), {}),
-        ("e3-lr5e-4-len128-wd0.1", 3.0, 5e-4, 128, _lora(), {"weight_decay": 0.1}),
-        ("e3-lr3e-4-len128-bs16", 3.0, 3e-4, 128, _lora(), {"batch_size": 16}),
-        ("e3-lr3e-4-len160", 3.0, 3e-4, 160, _lora(), {}),
-        ("e3-lr3e-4-len160-orth10", 3.0, 3e-4, 160, _lora(), {"orthogonality": 10.0}),
-        ("e3-lr3e-4-len160-drop0.1", 3.0, 3e-4, 160, _lora(), {"lora_dropout": 0.1}),
-        ("e3-lr3e-4-len160-desc", 3.0, 3e-4, 160, _lora(), {"head_init": "descriptions"}),
-    ]
+    for name, epochs, lr, length, lora, extra in _GRID
 }
 
 
@@ -178,12 +180,12 @@ def main(argv: list[str] | None = None) -> int:
     if a.json:
         a.json.write_text(json.dumps({"device": a.device, "encoder": str(a.encoder), "runs": rows, "means": summary,
                                       "default": default}, indent=2) + "\n", encoding="utf-8")
-    judged = summary.get(default) if default else None
     minutes = (time.perf_counter() - started) / 60
-    if a.quick or judged is None:
+    if a.quick or default is None or default not in summary:
         print(f"scorer_sweep: {len(rows)} runs in {minutes:.1f} min; targets not judged "
               f"({'quick run' if a.quick else 'the default setting was not run'})")
         return 0
+    judged = summary[default]
     met = [judged["select_one_macro"] >= SELECT_ONE_TARGET, judged["composition_worst"] <= COMPOSITION_TARGET]
     print(summary_line(judged, default, sum(met), len(rows), minutes))
     return 0 if all(met) else 1

@@ -55,13 +55,14 @@ import statistics
 import sys
 import tempfile
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import peft
 import torch
 from torch.nn import functional as F
-from transformers import PreTrainedTokenizerFast
+from transformers import LlamaForCausalLM, PreTrainedTokenizerFast
 
 from pft_adapters.base import build_model, corpus_texts, train_tokenizer
 from pft_adapters.batching import Batch, Encoder, EncodedRow, row_nll
@@ -96,7 +97,7 @@ class Settings:
     clock: str = "cpu"  # "cpu": process CPU time; "wall": elapsed time
     head_steps: int = TrainConfig.head_steps
 
-    def timer(self):
+    def timer(self) -> Callable[[], float]:
         return time.process_time if self.clock == "cpu" else time.perf_counter
 
 
@@ -119,7 +120,18 @@ def train_config(s: Settings, epochs: float) -> TrainConfig:
                        prompt_kl=0.0).resolved()
 
 
-def make_base(s: Settings, tokenizer) -> torch.nn.Module:
+def encoder_for(tokenizer, config: TrainConfig) -> Encoder:
+    assert config.max_length is not None  # resolved by train_config
+    return Encoder(tokenizer, config.max_length)
+
+
+def epoch_steps(n_rows: int, s: Settings, config: TrainConfig) -> int:
+    """Optimizer steps of `config.epochs` over n_rows, counted as train_zoo counts them."""
+    assert config.epochs is not None  # resolved by train_config
+    return max(1, round(n_rows // s.batch_size * config.epochs))
+
+
+def make_base(s: Settings, tokenizer) -> LlamaForCausalLM:
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(s.seed)
         return build_model(s.size, tokenizer).eval()
@@ -148,12 +160,14 @@ class PeftSFT:
 
     def __init__(self, base: torch.nn.Module, config: TrainConfig, total_steps: int):
         lora = config.lora
-        peft_config = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, target_modules=list(lora.target_modules), lora_dropout=0.0)
+        assert lora is not None and config.lr is not None  # resolved by train_config
+        peft_config = peft.LoraConfig(r=lora.r, lora_alpha=lora.alpha, target_modules=list(lora.target_modules),  # type: ignore[arg-type]  # peft types lora_alpha as int; it takes a float
+                                      lora_dropout=0.0)
         self.model = peft.get_peft_model(base, peft_config)
         self.model.train()
-        self.config, self.total_steps = config, total_steps
+        self.config, self.lr, self.total_steps = config, config.lr, total_steps
         params = [p for p in self.model.parameters() if p.requires_grad]
-        self.optimizer = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+        self.optimizer = torch.optim.AdamW(params, lr=self.lr, weight_decay=config.weight_decay)
 
     def step(self, batches: list[Batch], n_rows: int, step: int) -> float:
         """One optimizer step over one or more forward passes whose losses are summed; returns the mean row loss."""
@@ -163,7 +177,7 @@ class PeftSFT:
             for batch in batches]).sum()
         (loss / n_rows).backward()
         for group in self.optimizer.param_groups:
-            group["lr"] = self.config.lr * lr_factor(step, self.total_steps, self.config.warmup)
+            group["lr"] = self.lr * lr_factor(step, self.total_steps, self.config.warmup)
         self.optimizer.step()
         self.optimizer.zero_grad(set_to_none=True)
         return float(loss.detach()) / n_rows
@@ -220,7 +234,7 @@ def _warm_up(tokenizer, scenarios: list[Scenario], space: ValueSpace, s: Setting
     config = train_config(tiny, epochs=1000.0)
     train_steps(make_base(tiny, tokenizer), tokenizer, scenarios[:2], space, config, 1, base_id="warm-up")
     rows = paired_rows(scenarios[:1])
-    encoder = Encoder(tokenizer, config.max_length)
+    encoder = encoder_for(tokenizer, config)
     encoded = encode_rows(rows, encoder, space, config)
     PeftSFT(make_base(tiny, tokenizer), config, 1).step([encoder.collate(encoded[:2])], 2, 0)
     _release_free_memory()
@@ -238,15 +252,16 @@ def memory_child(arm: str, s: Settings, tokenizer_dir: str) -> dict:
     config = train_config(s, epochs=1000.0)  # never reaches the end: stop_after cuts it
     _release_free_memory()
     exact = _reset_peak()
-    before = _current_rss_kib() if exact else _peak_rss_kib()
+    current = _current_rss_kib() if exact else None
+    before = current if current is not None else _peak_rss_kib()
     losses: list[float] = []
     if arm == "ours":
         train_steps(model, tokenizer, scenarios, space, config, s.memory_steps, lambda step, loss: losses.append(loss))
     else:
         rows = paired_rows(scenarios)
-        encoder = Encoder(tokenizer, config.max_length)
+        encoder = encoder_for(tokenizer, config)
         encoded = encode_rows(rows, encoder, space, config)
-        sft = PeftSFT(model, config, total_steps=max(1, round(len(rows) // s.batch_size * config.epochs)))
+        sft = PeftSFT(model, config, total_steps=epoch_steps(len(rows), s, config))
         for step in range(s.memory_steps):
             chunk = [encoded[i] for i in trainer_batch(len(rows), rows, config, step)]
             losses.append(sft.step([encoder.collate(chunk)], len(chunk), step))
@@ -288,7 +303,7 @@ class Interleaved:
     encoded: list[EncodedRow]
     rows: list[PairedRow]
     config: TrainConfig
-    clock: object
+    clock: Callable[[], float]
     ours_seconds: list[float] = field(default_factory=list)
     peft_seconds: list[float] = field(default_factory=list)
     tokens: list[int] = field(default_factory=list)
@@ -312,9 +327,9 @@ class Interleaved:
 def measure_throughput(s: Settings, base, tokenizer, scenarios, space) -> dict:
     config = train_config(s, epochs=1000.0)
     rows = paired_rows(scenarios)
-    encoder = Encoder(tokenizer, config.max_length)
+    encoder = encoder_for(tokenizer, config)
     encoded = encode_rows(rows, encoder, space, config)
-    total = max(1, round(len(rows) // s.batch_size * config.epochs))
+    total = epoch_steps(len(rows), s, config)
     hook = Interleaved(PeftSFT(copy.deepcopy(base), config, total), encoder, encoded, rows, config, s.timer())
     n = s.warmup + s.steps
     hook.resumed = hook.clock()
@@ -362,8 +377,8 @@ class PaperStyle:
         self.units: list[tuple[EncodedRow | None, EncodedRow | None]] = []
         for group in by_scenario.values():
             dim = space.dimension_of(group[0].pole)
-            sides = [[self._encode(r, space) for r in group if r.pole == pole.slug] for pole in dim.poles]
-            self.units += list(itertools.zip_longest(*sides))
+            first, second = ([self._encode(r, space) for r in group if r.pole == pole.slug] for pole in dim.poles)
+            self.units += list(itertools.zip_longest(first, second))
         self.per_step = max(1, config.batch_size // 2)  # pairs per step: the same rows per step as ours
         self.total_steps = math.ceil(len(self.units) / self.per_step)
         self.sft = PeftSFT(base, config, self.total_steps)
@@ -379,7 +394,7 @@ class PaperStyle:
 
     def step(self) -> None:
         units = self.units[self.done * self.per_step : (self.done + 1) * self.per_step]
-        sides = [[u[k] for u in units if u[k] is not None] for k in (0, 1)]
+        sides = [[row for u in units if (row := u[k]) is not None] for k in (0, 1)]
         batches = [pad_to(self.encoder.collate(side), PAPER_WIDTH, self.encoder.pad_id) for side in sides if side]
         self.sft.step(batches, sum(len(side) for side in sides), self.done)
         self.done += 1
@@ -389,7 +404,7 @@ def measure_zoo_time(s: Settings, base, tokenizer, scenarios, space) -> dict:
     config = train_config(s, epochs=1.0)
     clock = s.timer()
     rows = paired_rows(scenarios)
-    steps = max(1, round(len(rows) // s.batch_size * config.epochs))
+    steps = epoch_steps(len(rows), s, config)
     used_idx = [i for step in range(steps) for i in trainer_batch(len(rows), rows, config, step)]
     used = [rows[i] for i in used_idx]  # exactly the rows train_zoo trains on in its one epoch
 
@@ -434,7 +449,7 @@ def measure_zoo_time(s: Settings, base, tokenizer, scenarios, space) -> dict:
 
 def _padded(used_idx: list[int], rows: list[PairedRow], tokenizer, space: ValueSpace, config: TrainConfig) -> int:
     """Token positions our run computes (rows x batch width, dynamic padding)."""
-    encoder = Encoder(tokenizer, config.max_length)
+    encoder = encoder_for(tokenizer, config)
     lengths = [len(r.ids) for r in encode_rows([rows[i] for i in used_idx], encoder, space, config)]
     b = config.batch_size
     return sum(max(lengths[i : i + b]) * len(lengths[i : i + b]) for i in range(0, len(lengths), b))

@@ -49,11 +49,12 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 
-from pft_adapters.base import MINILM, cached_base, corpus_texts, load_base, load_encoder
+from pft_adapters.base import MINILM, cached_base, corpus_texts, load_base, load_encoder, to_device
 from pft_adapters.batching import token_nll
 from pft_adapters.choose import Choice
 from pft_adapters.data import Scenario, load_scenarios
@@ -210,7 +211,7 @@ def get_base(s: Settings, train: Sequence[Scenario], train_file: Path) -> tuple[
 
 def fresh_model(base: str, s: Settings):
     model, tokenizer = load_base(base)
-    return model.to(s.device), tokenizer
+    return to_device(model, s.device), tokenizer
 
 
 def code_hash() -> str:
@@ -301,9 +302,11 @@ class NaiveBayes:
 def head_picks(mixed: MixedModel, cases: Sequence[Case]) -> list[Choice]:
     """The mixing head alone as a chooser: the option whose text reads most like the target pole."""
     texts = [o.text for c in cases for o in c.scenario.options]
+    head = mixed.zoo.head
+    assert head is not None, "the paired zoo trains its mixing head"
     with mixed.adapters.weighted(torch.zeros(mixed.adapters.n_poles)):
-        features = head_features(mixed.model, mixed.tokenizer, texts, mixed.zoo.head.encoder)
-        diff = mixed.zoo.head.pole_probabilities(features).detach()
+        features = head_features(mixed.model, mixed.tokenizer, texts, head.encoder)
+        diff = head.pole_probabilities(features).detach()
     out, row = [], 0
     for case in cases:
         dim = mixed.zoo.space.dimension_of(case.target)
@@ -343,7 +346,8 @@ def partnered(space: ValueSpace, cases: Sequence[Case], every: bool = False) -> 
     the next), so every pair is covered in one pass; `every` gives each case once per other dimension.
     """
     dims = [d.slug for d in space]
-    out, seen = [], {}
+    out: list[Case] = []
+    seen: dict[str, int] = {}
     for case in cases:
         dim = space.dimension_of(case.target).slug
         others = [d for d in dims if d != dim]
@@ -354,7 +358,7 @@ def partnered(space: ValueSpace, cases: Sequence[Case], every: bool = False) -> 
     return out
 
 
-def composition(mixed: MixedModel, cases: Sequence[Case], alone: EvalResult, calibrate: str, every: bool = False) -> dict:
+def composition(mixed: MixedModel | ScorerModel, cases: Sequence[Case], alone: EvalResult, calibrate: str, every: bool = False) -> dict:
     """Each dimension's select-one accuracy with a second dimension mixed in (`partnered`), vs alone.
 
     With `every`, also each (dimension, partner) pair's accuracy minus the dimension's alone.
@@ -414,7 +418,7 @@ def drift_sources(scorer: ScorerModel, cases: Sequence[Case]) -> dict[str, dict[
         picks = []
         for i, case in enumerate(cases):
             scores = totals[(where, i)]
-            best = max(scores, key=scores.get)
+            best = max(scores, key=lambda j: scores[j])
             picks.append(Choice(best, case.scenario.options[best].pole, [round(scores[j], 4) for j in sorted(scores)]))
         out[where] = score_select_one(cases, picks, space).per_dimension
     return out
@@ -667,7 +671,7 @@ def scorer_main(a: argparse.Namespace, s: Settings, train: Sequence[Scenario], d
     def shown(key: str) -> str:
         return fmt(mean[key]) + (f" (mean of {len(runs)} seeds: {', '.join(fmt(r[key]) for r in runs)})" if len(runs) > 1 else "")
 
-    targets = [
+    targets: list[dict[str, Any]] = [
         {"name": "scorer select-one macro", "value": mean["select_one_macro"], "shown": shown("select_one_macro"),
          "target": f">= {TARGET_SCORER_SELECT_ONE:.2f}", "ok": mean["select_one_macro"] >= TARGET_SCORER_SELECT_ONE},
         {"name": "scorer composition: worst |mixed - alone| per dimension", "value": mean["composition_worst"],
@@ -834,7 +838,7 @@ def main(argv: list[str] | None = None) -> int:
     worst_ppl_name = max((k for k in ppl if k != "base"), key=lambda k: ppl[k])
     ppl_ratio = ppl[worst_ppl_name] / ppl["base"]
     comp_worst = comp["worst_abs_diff"]
-    targets = [
+    targets: list[dict[str, Any]] = [
         {"name": "paired select-one macro", "value": paired_macro, "shown": fmt(paired_macro),
          "target": f">= {TARGET_SELECT_ONE:.2f}", "ok": paired_macro >= TARGET_SELECT_ONE},
         {"name": "single-preference adapter on the opposite pole (macro)", "value": opp, "shown": fmt(opp),
