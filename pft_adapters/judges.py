@@ -213,10 +213,7 @@ class ChatJudge:
                     continue
                 raise PFTError(f"judge {self.endpoint} did not answer within {self.timeout:g}s: raise --judge-timeout or check the server") from None
             except urllib.error.URLError as err:
-                reason = err.reason
-                if isinstance(reason, (TimeoutError, socket.timeout)) and not last:
-                    continue
-                raise PFTError(f"judge {self.endpoint} is unreachable ({_snippet(str(reason))}): check the --judge URL") from None
+                raise PFTError(f"judge {self.endpoint} is unreachable ({_snippet(str(err.reason))}): check the --judge URL") from None
             except (http.client.HTTPException, ConnectionError) as err:  # closed without a reply, not HTTP at all
                 if not last:
                     continue
@@ -235,8 +232,9 @@ class ChatJudge:
         """The reply's body (up to one byte over the limit), the whole exchange within the timeout.
 
         A server that trickles even its status line or headers is cut off: its socket is shut
-        when the time is up (the socket's own timeout bounds each read alone), and what that
-        breaks is reported as the timeout it is.
+        when the time is up (the socket's own timeout bounds each read alone, and a TLS handshake
+        as a whole), and what that breaks is reported as the timeout it is, as is a connection or
+        handshake that times out on its own.
         """
         deadline = _Deadline(self.timeout)
         try:
@@ -244,8 +242,8 @@ class ChatJudge:
                 body = response.read(MAX_JUDGE_REPLY + 1)
         except urllib.error.HTTPError:
             raise
-        except (OSError, http.client.HTTPException):
-            if deadline.expired:
+        except (OSError, http.client.HTTPException) as err:
+            if deadline.expired or isinstance(getattr(err, "reason", None), TimeoutError):  # urllib wraps what it opens
                 raise TimeoutError from None
             raise
         finally:

@@ -338,6 +338,39 @@ def test_chat_judge_over_tls_checks_the_certificate_and_keeps_the_deadline(tmp_p
         server.close()
 
 
+def test_chat_judge_reports_a_trickled_tls_handshake_as_the_timeout_it_is():
+    """A server that answers the TLS ClientHello a byte at a time, each byte well within the socket's
+    timeout: the handshake is cut off within the timeout and reported as one, not as a bad URL."""
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+
+    def serve() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(4096)  # the ClientHello
+            record = b"\x16\x03\x03\x40\x00" + b"\x02" * 0x4000  # a handshake record of 16 KiB
+            for byte in record:
+                if stop.is_set():
+                    return
+                try:
+                    conn.sendall(bytes([byte]))
+                except OSError:  # the client gave up
+                    return
+                time.sleep(0.1)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        started = time.perf_counter()
+        with pytest.raises(PFTError, match=r"did not answer within 0.5s"):
+            ChatJudge(f"https://127.0.0.1:{listener.getsockname()[1]}/v1", "m", timeout=0.5, retries=0).score(ITEM)
+        assert time.perf_counter() - started < 2.0
+    finally:
+        stop.set()
+        listener.close()
+        thread.join(timeout=5)
+
+
 def test_chat_judge_stops_at_the_first_failure_and_ctrl_c_does_not_wait_for_requests_in_flight(chat_server):
     chat_server.reply = lambda body: _chat("11" if "answer 0" in body["messages"][1]["content"] else "5")
     items = [Judged("s", f"answer {n}", RISK.first, RISK.second) for n in range(8)]
