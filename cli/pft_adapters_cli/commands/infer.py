@@ -10,7 +10,8 @@ from .common import JSON_OPTION, echo_json
 
 HISTORY_HELP = "The user's past decisions, JSONL: one {\"scenario\", \"options\", \"chosen\"[, \"timestamp\", \"dimension\"]} per line (see docs/personalize.md)."
 METHOD_HELP = ("head: the mixing head reads every option, the chosen one against the others (one forward pass, fast); "
-               "likelihood: fit the vector so the mixed model prefers what the user chose.")
+               "likelihood: fit the vector so the mixed model prefers what the user chose (reads choices better, "
+               "several forward passes per option; see docs/personalize.md#the-two-estimators).")
 HALF_LIFE_HELP = ("a number of decisions (5: a decision 5 places before the newest counts half), a duration when every "
                   "decision has a timestamp (3d, 12h, 90m, 2w), or 'none' for equal weights. Default: 3 decisions.")
 
