@@ -15,13 +15,13 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
 
 from .atomic import atomic_write_text
-from .errors import JSONError, PFTError, jsonl_records, loads, read_text
+from .errors import JSONError, PFTError, jsonl_records, loads, raise_bad_records, read_text
 from .values import ValueSpace
 
 LETTERS = "ABCDEFGHIJ"
@@ -71,12 +71,14 @@ def format_target(option: Option) -> str:
     return " " + option.text
 
 
-def read_records(path: str | Path, what: str = "data file") -> list[tuple[str, object]]:
-    """(position, raw record) from a JSON list or a JSONL file; the position reads
-    `record N` (1-based) for JSON and `line N` for JSONL. `what` names the file in errors."""
+def read_records(path: str | Path, what: str = "data file", errors: list[str] | None = None) -> Iterator[tuple[str, object]]:
+    """(position, raw record) from a JSON list or a JSONL file, in file order; the position reads
+    `record N` (1-based) for JSON and `line N` for JSONL. `what` names the file in errors;
+    with an `errors` list, JSONL lines of bad JSON are reported there, in turn, and skipped."""
     path = Path(path)
     text = read_text(path, what)
     stripped = text.lstrip()
+    records: Iterable[tuple[str, object]]
     if stripped.startswith("["):
         try:
             items = loads(text)
@@ -84,13 +86,16 @@ def read_records(path: str | Path, what: str = "data file") -> list[tuple[str, o
             raise PFTError(f"{path} is not valid JSON ({err}): fix the file") from None
         if not isinstance(items, list):
             raise PFTError(f"{path}: expected a JSON list of records or JSONL")
-        records = [(f"record {n}", item) for n, item in enumerate(items, start=1)]
+        records = ((f"record {n}", item) for n, item in enumerate(items, start=1))
     else:
-        records = [(f"line {number}", raw) for number, _, raw in
-                   jsonl_records(text, str(path), "fix or remove the line")]
-    if not records:
+        records = ((f"line {number}", raw) for number, _, raw in
+                   jsonl_records(text, str(path), "fix or remove the line", errors))
+    found = False
+    for record in records:
+        found = True
+        yield record
+    if not found and not errors:  # a file of nothing but bad lines is reported by them
         raise PFTError(f"{path} holds no records: expected a JSON list or JSONL with one record per line")
-    return records
 
 
 def text_field(value: object, where: str, field: str) -> str:
@@ -290,24 +295,21 @@ def parse_scenario(raw: object, space: ValueSpace, where: str, ab: ABPoles | Non
 
 
 def load_scenarios(path: str | Path, space: ValueSpace | None = None, pair: str | None = None,
-                   matching: str | None = None, errors: list[str] | None = None) -> list[Scenario]:
+                   matching: str | None = None) -> list[Scenario]:
     """Every record of a data file; `pair` (and `matching`) place A/B items on a dimension.
-
-    With an `errors` list, a bad record is reported there and skipped instead of
-    stopping at the first.
-    """
+    Every bad record is reported, in one error."""
     space = space or ValueSpace.builtin()
     if matching is not None and pair is None:
         raise PFTError("--matching needs --pair: name the value pair the A/B items measure")
     ab = ab_poles(space, pair, matching) if pair is not None else None
-    out = []
-    for where, raw in read_records(path):
+    out: list[Scenario] = []
+    errors: list[str] = []
+    for where, raw in read_records(path, errors=errors):
         try:
             out.append(parse_scenario(raw, space, f"{path}, {where}", ab))
         except PFTError as err:
-            if errors is None:
-                raise
             errors.append(str(err))
+    raise_bad_records(errors, str(path))
     return out
 
 

@@ -60,11 +60,12 @@ def read_json(path, what: str, fix: str) -> object:
         raise PFTError(f"{what} {path} is not valid JSON ({err}): {fix}") from None
 
 
-def jsonl_records(text, source: str, fix: str):
+def jsonl_records(text, source: str, fix: str, errors: list[str] | None = None):
     """(line number, "SOURCE, line N", parsed value) for each non-blank JSONL line; bad JSON names its line.
 
     `text` is the file's text or its lines. Text is split at '\n' only, JSONL's one line break:
     `str.splitlines` also breaks at U+2028, U+0085 and the like, which JSON strings hold raw.
+    With an `errors` list, a line of bad JSON is reported there and skipped instead of stopping.
     """
     lines = text.split("\n") if isinstance(text, str) else text
     for number, line in enumerate(lines, start=1):
@@ -74,5 +75,22 @@ def jsonl_records(text, source: str, fix: str):
         try:
             value = loads(line)
         except JSONError as err:
-            raise PFTError(f"{where}: not valid JSON ({err}): {fix}") from None
+            message = f"{where}: not valid JSON ({err}): {fix}"
+            if errors is None:
+                raise PFTError(message) from None
+            errors.append(message)
+            continue
         yield number, where, value
+
+
+MAX_REPORTED = 10  # bad records listed in one error before "... and N more"
+
+
+def raise_bad_records(errors: list[str], source: str) -> None:
+    """One PFTError for every bad record of a file, if there are any: a lone one as its own line,
+    several counted and listed one per line, so that a file is fixed in one pass."""
+    if len(errors) == 1:
+        raise PFTError(errors[0])
+    if errors:
+        more = f"\n  ... and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
+        raise PFTError(f"{len(errors)} bad record(s) in {source}:\n  " + "\n  ".join(errors[:MAX_REPORTED]) + more)

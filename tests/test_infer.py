@@ -113,6 +113,21 @@ def test_bad_lines_are_reported_by_number_and_field(tmp_path, bad, field):
     assert "\n" not in str(err.value)
 
 
+def test_every_bad_line_is_reported_at_once(tmp_path):
+    path = tmp_path / "h.jsonl"
+    lines = [GOOD, GOOD | {"chosen": 5}, "not json", GOOD, GOOD | {"options": ["a"]}]
+    path.write_text("".join((x if isinstance(x, str) else json.dumps(x)) + "\n" for x in lines))
+    with pytest.raises(PFTError) as err:
+        load_history(path, SPACE)
+    first, *rest = str(err.value).split("\n")
+    assert first == f"3 bad record(s) in {path}:"
+    assert [r.split(":")[0].strip() for r in rest] == [f"{path}, line {n}" for n in (2, 3, 5)]
+    assert "not valid JSON" in rest[1] and "field 'chosen' is 5" in rest[0]
+    path.write_text("".join("{}\n" for _ in range(13)))  # a long list is cut: the first ten and a count
+    with pytest.raises(PFTError, match=r"13 bad record\(s\)(.|\n)*line 10: .*\n  \.\.\. and 3 more$"):
+        load_history(path, SPACE)
+
+
 def test_a_byte_order_mark_is_read_past(tmp_path):
     path = tmp_path / "bom.jsonl"
     path.write_text("\ufeff" + json.dumps(GOOD) + "\n", encoding="utf-8")

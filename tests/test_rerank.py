@@ -150,6 +150,9 @@ def test_candidates_file_is_checked_line_by_line(tmp_path):
         path.write_text(line + "\n")
         with pytest.raises(PFTError, match=message):
             read_candidates(path)
+    path.write_text('"ok"\n{\n3\n')  # every bad line in one error
+    with pytest.raises(PFTError, match=r"^2 bad record\(s\) in .*c.jsonl:\n  .*line 2: not valid JSON.*\n  .*line 3: expected a string"):
+        read_candidates(path)
     path.write_text("\n")
     with pytest.raises(PFTError, match="no candidates"):
         read_candidates(path)

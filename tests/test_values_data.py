@@ -248,6 +248,12 @@ def test_bad_records_are_named(tmp_path, records, name, fragments):
     assert all(f in msg for f in fragments), msg
 
 
+def test_every_bad_record_is_reported_at_once(tmp_path):
+    msg = _data_error(tmp_path, [_record(domain="Humour Style"), _record(), "{", _record(options=_TWO_RISK_TAKING)], "data.jsonl")
+    assert msg.startswith("3 bad record(s) in ") and [line.split(": ")[0].rsplit(", ", 1)[1] for line in msg.split("\n")[1:]] == [
+        "line 1", "line 3", "line 4"]
+
+
 def test_invalid_json_list(tmp_path):
     path = _write(tmp_path, "[" + json.dumps(_record()) + ",", "broken.json")
     with pytest.raises(PFTError) as err:

@@ -13,8 +13,6 @@ from pft_adapters.values import ValueSpace
 from .common import (JSON_OPTION, PAIRS_OPTION, added_dimensions, checkpoint_folder, default_pair, drop_checkpoint, echo_json,
                      seed_option, value_space)
 
-MAX_REPORTED = 10  # bad records listed by `convert` before "... and N more"
-
 
 def _dimension_json(dim, source: str) -> dict:
     return {"slug": dim.slug, "name": dim.label, "source": source,
@@ -79,12 +77,7 @@ def _convert(source: Path, out: Path, space: ValueSpace, pair: str | None, match
     check_file_target(out)
     if out.exists() and not overwrite:
         raise PFTError(f"{out} already exists: choose another --out or pass --overwrite")
-    errors: list[str] = []
-    scenarios = load_scenarios(source, space, pair=pair, matching=matching, errors=errors)
-    if errors:
-        more = f"\n  ... and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
-        raise PFTError(f"{len(errors)} bad record(s) in {source}, nothing written:\n  "
-                       + "\n  ".join(errors[:MAX_REPORTED]) + more)
+    scenarios = load_scenarios(source, space, pair=pair, matching=matching)
     records = [r for s in scenarios for r in to_paired(s)]
     dropped = sum(1 for s in scenarios for o in s.options if o.pole is None)
     write_jsonl(records, out)
