@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import cast
 
 from .atomic import atomic_write_text
-from .errors import JSONError, PFTError, jsonl_records, loads, raise_bad_records, read_text
+from .errors import JSONError, PFTError, jsonl_records, loads, parse_every, read_text
 from .values import ValueSpace
 
 LETTERS = "ABCDEFGHIJ"
@@ -302,15 +302,9 @@ def load_scenarios(path: str | Path, space: ValueSpace | None = None, pair: str 
     if matching is not None and pair is None:
         raise PFTError("--matching needs --pair: name the value pair the A/B items measure")
     ab = ab_poles(space, pair, matching) if pair is not None else None
-    out: list[Scenario] = []
     errors: list[str] = []
-    for where, raw in read_records(path, errors=errors):
-        try:
-            out.append(parse_scenario(raw, space, f"{path}, {where}", ab))
-        except PFTError as err:
-            errors.append(str(err))
-    raise_bad_records(errors, str(path))
-    return out
+    return parse_every(read_records(path, errors=errors), lambda where, raw: parse_scenario(raw, space, f"{path}, {where}", ab),
+                       errors, str(path))
 
 
 def paired_rows(scenarios: Iterable[Scenario], poles: Iterable[str] | None = None) -> list[PairedRow]:

@@ -1,5 +1,10 @@
 """One exception type for mistakes a user can fix, so the CLI can print one line instead of a traceback."""
 
+from collections.abc import Callable, Iterable
+from typing import TypeVar
+
+T = TypeVar("T")
+
 
 class PFTError(Exception):
     """A user-facing error: the message names the problem and how to fix it."""
@@ -84,6 +89,19 @@ def jsonl_records(text, source: str, fix: str, errors: list[str] | None = None):
 
 
 MAX_REPORTED = 10  # bad records listed in one error before "... and N more"
+
+
+def parse_every(items: Iterable[tuple], parse: Callable[..., T], errors: list[str], source: str) -> list[T]:
+    """`parse(*item)` for every item a reader yields; what `parse` refuses joins what the reader put
+    in `errors` (bad JSON, as it reads), and all of it is reported at once (`raise_bad_records`)."""
+    out = []
+    for item in items:
+        try:
+            out.append(parse(*item))
+        except PFTError as err:
+            errors.append(str(err))
+    raise_bad_records(errors, source)
+    return out
 
 
 def raise_bad_records(errors: list[str], source: str) -> None:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .atomic import atomic_write_text
 from .data import option_list, text_field
-from .errors import PFTError, jsonl_records, raise_bad_records, read_text, shorten
+from .errors import PFTError, jsonl_records, parse_every, read_text, shorten
 from .values import ValueSpace
 
 
@@ -141,14 +141,9 @@ def parse_decision(raw: object, where: str, space: ValueSpace | None = None, lin
 
 def parse_history(lines: Sequence[str] | str, space: ValueSpace | None = None, source: str = "history") -> list[Decision]:
     """Decisions from JSONL text (or its lines); blank lines are skipped, every bad line is reported."""
-    decisions: list[Decision] = []
     errors: list[str] = []
-    for number, where, raw in jsonl_records(lines, source, "write one decision object per line", errors):
-        try:
-            decisions.append(parse_decision(raw, where, space, number))
-        except PFTError as err:
-            errors.append(str(err))
-    raise_bad_records(errors, source)
+    decisions = parse_every(jsonl_records(lines, source, "write one decision object per line", errors),
+                            lambda number, where, raw: parse_decision(raw, where, space, number), errors, source)
     if not decisions:
         raise PFTError(f"{source} holds no decisions: write one JSON object per line with 'scenario', 'options' and 'chosen'")
     return decisions

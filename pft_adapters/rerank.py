@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .data import text_field
-from .errors import PFTError, jsonl_records, raise_bad_records, read_text
+from .errors import PFTError, jsonl_records, parse_every, read_text
 
 FIELDS = ("text", "context", "group", "vector", "id")
 
@@ -41,14 +41,9 @@ class Candidate:
 def read_candidates(path: str | Path) -> list[Candidate]:
     """Candidates from a JSONL file, every line checked (every bad one reported)."""
     text = read_text(path, "candidates file")
-    out: list[Candidate] = []
     errors: list[str] = []
-    for number, where, raw in jsonl_records(text, str(path), "write one JSON string or object per line", errors):
-        try:
-            out.append(_candidate(raw, where, number))
-        except PFTError as err:
-            errors.append(str(err))
-    raise_bad_records(errors, str(path))
+    out = parse_every(jsonl_records(text, str(path), "write one JSON string or object per line", errors),
+                      lambda number, where, raw: _candidate(raw, where, number), errors, str(path))
     if not out:
         raise PFTError(f"{path} holds no candidates: write one JSON string or object per line")
     return out
