@@ -357,7 +357,7 @@ def pole_tables(mixed: MixedModel | ScorerModel, scenarios: list[Scenario], s: S
     return [(g[0], torch.stack([x - g[0] for x in g[1:]], 1)) for g in groups]
 
 
-def build_table(mixed: MixedModel | ScorerModel, scenarios: list[Scenario], s: Settings, zoo_path: Path) -> Table:
+def build_table(mixed: MixedModel | ScorerModel, head: MixingHead, scenarios: list[Scenario], s: Settings, zoo_path: Path) -> Table:
     """Score every option once under the bare base and under each pole alone (cached on disk per zoo and scenario)."""
     from safetensors.torch import load_file, save_file
 
@@ -376,8 +376,6 @@ def build_table(mixed: MixedModel | ScorerModel, scenarios: list[Scenario], s: S
     base = [cached[f"{scenario_key(sc)}.base"] for sc in scenarios]
     poles = [cached[f"{scenario_key(sc)}.poles"] for sc in scenarios]
     decisions = [Decision(sc.text, tuple(o.text for o in sc.options), 0) for sc in scenarios]
-    head = inference._head(mixed.zoo, space)
-    assert head is not None, "main refuses zoos without a mixing head"
     sizes = [len(sc.options) for sc in scenarios]
     features = inference.option_features(mixed, decisions)
     readings = inference.read_options(head, features, sizes)
@@ -746,7 +744,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     mixed = load_mixed(zoo_path, device)
     space = mixed.zoo.space
-    if mixed.zoo.head is None or getattr(mixed, "conditioned", False):
+    head = inference._head(mixed.zoo, space)
+    if head is None or getattr(mixed, "conditioned", False):
         print("personalize: this benchmark needs a per-pole zoo with a mixing head", file=sys.stderr)
         return 2
     if isinstance(mixed, ScorerModel):  # its in-context baseline costs nothing: every user, every scoring scenario
@@ -763,13 +762,11 @@ def main(argv: list[str] | None = None) -> int:
           + (" [quick]" if a.quick else ""), flush=True)
     phases = {}
     mark = time.perf_counter()
-    table = build_table(mixed, scenarios, s, zoo_path)
+    table = build_table(mixed, head, scenarios, s, zoo_path)
     phases["table"] = time.perf_counter() - mark
     n_dims = len(space)
     kmax = max(max(s.ks), FLIP_TOTAL)
     users = sample_users(table, n_dims, s, rng, kmax)
-    head = inference._head(mixed.zoo, space)
-    assert head is not None  # checked above
     estimator = Estimator(space, head, table)
     picker = Picker(mixed, table, s)
 
