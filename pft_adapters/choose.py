@@ -74,15 +74,17 @@ class OptionScores:
         return int(torch.argmax(s))
 
 
-def summed(parts: Sequence[OptionScores], calibrated: bool) -> OptionScores:
-    """One scenario's scores composed per dimension, from its parts (one per dimension, each scored with a reference).
+def summed(parts: Sequence[OptionScores], bare: torch.Tensor | None, calibrated: bool) -> OptionScores:
+    """One scenario's scores composed per dimension, from its parts (one per dimension the vector sets).
 
-    Calibrated, the parts' gaps add. Uncalibrated (each part scored against the bare base),
-    the base's score once plus what each dimension adds to it.
+    Mirror-calibrated (`bare` None), each part carries its own mirror's score and the gaps add.
+    Otherwise `bare` is the bare base's score, computed once for the scenario, and each part's
+    gain over it adds to it; calibrated, the bare base is the reference.
     """
-    bases = [cast(torch.Tensor, p.base) for p in parts]  # every part is scored with a reference
-    mixed, base = torch.stack([p.mixed for p in parts]).sum(0), torch.stack(bases).sum(0)
-    return OptionScores(mixed, base) if calibrated else OptionScores(mixed - base + bases[0], None)
+    mixed = torch.stack([p.mixed for p in parts]).sum(0)
+    if bare is None:
+        return OptionScores(mixed, torch.stack([cast(torch.Tensor, p.base) for p in parts]).sum(0))
+    return OptionScores(mixed - (len(parts) - 1) * bare, bare if calibrated else None)
 
 
 def finite(scores: torch.Tensor) -> torch.Tensor:

@@ -131,6 +131,9 @@ class MultiPoleLinear(nn.Module):
             assert st.columns is not None  # set in modes "shared" and "rows"
             cols = st.columns.to(dtype)
             if st.mode == "rows":  # (batch, k*r) -> broadcast over every position of the row
+                if cols.shape[0] != x.shape[0]:  # broadcasting would pair rows with the wrong vectors, or silently widen
+                    raise PFTError(f"{cols.shape[0]} rows of pole weights for a batch of {x.shape[0]}: "
+                                   "give one vector per batch row")
                 cols = cols.reshape(cols.shape[0], *([1] * (h.dim() - 2)), cols.shape[-1])
             delta = (h * cols) @ b.T
         return y + delta.to(y.dtype)
@@ -257,6 +260,8 @@ class PoleAdapters:
     def merge(self, weights: dict[str, float] | torch.Tensor) -> None:
         """Fold the mix into the base weights and put the plain `nn.Linear` layers back in
         the model, so a merged model runs exactly the base's code (zero overhead)."""
+        if self.merged_with is not None:  # before the all-or-nothing block, whose rollback would unmerge the mix in place
+            raise PFTError("a mix is already merged into the weights: unmerge it before merging another")
         c = self.coefficients(weights)
         try:
             for name, layer in self.layers.items():

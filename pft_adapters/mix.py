@@ -14,8 +14,8 @@ Choosing and scoring (not generating) can also compose per dimension (`compose="
 each dimension the vector sets is mixed into the model alone and the scores add, so
 mixing in another dimension leaves a dimension's mirror-calibrated choices exactly as
 they are alone (and costs what choosing with it alone costs); uncalibrated scores take
-one forward pass per dimension set (the mixed model's score, `compose="model"`, is the
-default; docs/concepts.md#composition).
+one forward pass per dimension set and one of the bare base (the mixed model's score,
+`compose="model"`, is the default; docs/concepts.md#composition).
 
 A conditioned zoo (`train --method conditioned`: one shared adapter, stored in every
 pole folder) is steered by the prompt instead: `choose` and `generate` put the
@@ -63,6 +63,12 @@ def composition(compose: str, what: str = "composition") -> str:
     if compose not in COMPOSITIONS:
         raise PFTError(f"unknown {what} '{compose}': choose one of {', '.join(COMPOSITIONS)}")
     return compose
+
+
+def check_one_per(spec: VectorSpec | Sequence[VectorSpec], n: int, rows: str) -> None:
+    """A list of vectors holds exactly one per row (`rows`, plural): never cut by zip nor widened by broadcasting."""
+    if not isinstance(spec, (str, Mapping)) and len(spec) != n:
+        raise PFTError(f"got {len(spec)} vectors for {n} {rows}: give one vector, or one per {rows.removesuffix('s')}")
 
 
 class Mixer:
@@ -125,12 +131,10 @@ class Mixer:
 
     def scenario_vectors(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec]) -> list[PreferenceVector]:
         """One vector per scenario: `spec` for all of them, or a list holding exactly one per scenario."""
+        check_one_per(spec, len(scenarios), "scenarios")
         if isinstance(spec, (str, Mapping)):
             return [self.vector(spec)] * len(scenarios)
-        specs = list(spec)
-        if len(specs) != len(scenarios):
-            raise PFTError(f"got {len(specs)} vectors for {len(scenarios)} scenarios: give one vector, or one per scenario")
-        return [self.vector(s) for s in specs]
+        return [self.vector(s) for s in spec]
 
     def set_vector(self, spec: VectorSpec | Sequence[VectorSpec]) -> None:
         """Apply one vector to every row, or one per row; the base weights stay untouched."""
@@ -201,6 +205,7 @@ class MixedModel(Mixer):
     # -- using the mix --------------------------------------------------------------
     @torch.no_grad()
     def logits(self, texts: Sequence[str], spec: VectorSpec | Sequence[VectorSpec]) -> torch.Tensor:
+        check_one_per(spec, len(texts), "texts")
         batch = self._encode(texts, padding_side="right")
         with self.mixed(spec):
             return self.model(**batch).logits
@@ -238,20 +243,22 @@ class MixedModel(Mixer):
                           reference, reference_prompts, max_length=self.zoo.max_length)
         owners, masks = self.dimension_parts(weights)
         parts = option_scores(self.adapters, self.tokenizer, [scenarios[i] for i in owners.tolist()],
-                              weights[owners] * masks, True, batch_size, self.zoo.max_length,
+                              weights[owners] * masks, reference is not None, batch_size, self.zoo.max_length,
                               reference=None if reference is None else reference[owners] * masks)
+        bare = None if reference is not None else [  # the bare base once per scenario, not once per part
+            s.mixed for s in option_scores(self.adapters, self.tokenizer, scenarios, torch.zeros_like(weights), False,
+                                           batch_size, self.zoo.max_length)]
         grouped: list[list[OptionScores]] = [[] for _ in scenarios]
         for i, part in zip(owners.tolist(), parts):
             grouped[i].append(part)
-        return pick(scenarios, [summed(g, calibrated=mode != "none") for g in grouped])
+        return pick(scenarios, [summed(g, None if bare is None else bare[i], mode != "none") for i, g in enumerate(grouped)])
 
     @torch.no_grad()
     def generate(self, prompts: Sequence[str], spec: VectorSpec | Sequence[VectorSpec], max_new_tokens: int = 64,
                  temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None, streamer=None,
                  raw: bool = False) -> list[str]:
         """Continue each prompt under its vector (one vector for all, or one per prompt), in one batch."""
-        if not isinstance(spec, (str, Mapping)) and len(spec) != len(prompts):
-            raise PFTError(f"got {len(spec)} vectors for {len(prompts)} prompts: give one vector, or one per prompt")
+        check_one_per(spec, len(prompts), "prompts")
         if seed is not None:
             torch.manual_seed(seed)
         texts = self._conditioned(list(prompts) if raw else [format_open_prompt(p) for p in prompts], spec)

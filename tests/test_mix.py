@@ -103,6 +103,10 @@ def test_inside_merged_only_the_merged_mix_runs_and_a_failed_merge_leaves_nothin
         for other in ("risk=-0.5,time=0.8", bare):  # would silently have run the merged mix
             with pytest.raises(PFTError, match="a mix is merged into the weights: another vector, or the bare base"):
                 mixed.logits(TEXTS, other)
+        with pytest.raises(PFTError, match="already merged"):  # refused before its rollback could unmerge this one
+            mixed.adapters.merge(mixed.weights("time=1"))
+        assert mixed.adapters.merged_with is not None
+        torch.testing.assert_close(mixed.model(**_batch(mixed)).logits, dynamic, **CLOSE)
     base = mixed.logits(TEXTS, {})
     third = list(mixed.adapters.layers.values())[2]
     monkeypatch.setattr(third, "delta_weight", lambda c: (_ for _ in ()).throw(RuntimeError("out of memory")))
@@ -114,12 +118,36 @@ def test_inside_merged_only_the_merged_mix_runs_and_a_failed_merge_leaves_nothin
     assert torch.equal(mixed.logits(TEXTS, {}), base)
     torch.testing.assert_close(mixed.logits(TEXTS, "risk=1"), dynamic, **CLOSE)
 
+@torch.no_grad()
 def test_switching_vectors_on_the_same_poles_reuses_the_coefficient_buffer(mixed):
     mixed.set_vector({"risk": 1, "time": 0.1})
     buffer = mixed.adapters.state.columns
     for v in (0.9, 0.5, 0.25):
-        mixed.set_vector({"risk": v, "time": 0.1 + v})
+        vector = {"risk": v, "time": 0.1 + v}
+        mixed.set_vector(vector)
         assert mixed.adapters.state.columns is buffer  # an in-place write, not a rebuild
+        torch.testing.assert_close(mixed.model(**_batch(mixed)).logits, mixed.logits(TEXTS, [vector] * 2), **CLOSE)
+        mixed.set_vector(vector)
+    mixed.adapters.off()
+
+
+@torch.no_grad()
+def test_a_mix_inside_mixed_never_overwrites_the_vector_set_outside(mixed):
+    outer = {"risk": 0.8, "time": -0.3}
+    mixed.set_vector(outer)
+    expected = mixed.model(**_batch(mixed)).logits
+    with mixed.mixed({"risk": -0.2, "time": 0.9}):  # the same poles: written in place, into a copy
+        pass
+    torch.testing.assert_close(mixed.model(**_batch(mixed)).logits, expected, **CLOSE)
+    mixed.adapters.off()
+
+
+def test_a_list_of_vectors_holds_one_per_row(mixed):
+    with pytest.raises(PFTError, match="got 3 vectors for 2 texts: give one vector, or one per text"):
+        mixed.logits(TEXTS, ["risk=1"] * 3)
+    mixed.adapters.use_rows(mixed.weights(["risk=1", "time=-1", "risk=0.5,time=0.5"]))
+    with pytest.raises(PFTError, match="3 rows of pole weights for a batch of 2"):
+        mixed.model(**_batch(mixed))
     mixed.adapters.off()
 
 
@@ -197,6 +225,14 @@ def test_choosing_composed_by_dimensions_adds_each_dimensions_part(mixed, train_
     torch.testing.assert_close(scores(both, "base", "dimensions"), gains, **CLOSE)
     torch.testing.assert_close(scores(both, "none", "dimensions"), scores({}, "none") + gains, **CLOSE)
     assert torch.equal(scores({}, "none", "dimensions"), scores({}, "none"))  # no dimension set: the bare base
+    rows = []
+    hook = mixed.model.register_forward_pre_hook(lambda _, args, kwargs: rows.append(len(kwargs["input_ids"])),
+                                                 with_kwargs=True)
+    try:
+        scores(both, "base", "dimensions")
+    finally:
+        hook.remove()
+    assert sum(rows) == 3 * sum(len(s.options) for s in risk)  # each dimension's part and the bare base once
 
 
 def test_first_pole_share_rises_with_the_vector(trained, base_dir, train_slice):
