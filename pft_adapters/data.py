@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import cast
 
 from .atomic import atomic_write_text
-from .errors import JSONError, PFTError, jsonl_records, loads, parse_every, read_text
+from .errors import JSONError, PFTError, jsonl_records, loads, parse_every, read_text, shorten
 from .values import ValueSpace
 
 LETTERS = "ABCDEFGHIJ"
@@ -87,6 +87,9 @@ def read_records(path: str | Path, what: str = "data file", errors: list[str] | 
         if not isinstance(items, list):
             raise PFTError(f"{path}: expected a JSON list of records or JSONL")
         records = ((f"record {n}", item) for n, item in enumerate(items, start=1))
+    elif stripped.startswith("{") and _one_object_over_lines(stripped):
+        raise PFTError(f"{path} holds one JSON object over several lines: give a JSON list of records, "
+                       "or JSONL with one record per line")
     else:
         records = ((f"line {number}", raw) for number, _, raw in
                    jsonl_records(text, str(path), "fix or remove the line", errors))
@@ -96,6 +99,20 @@ def read_records(path: str | Path, what: str = "data file", errors: list[str] | 
         yield record
     if not found and not errors:  # a file of nothing but bad lines is reported by them
         raise PFTError(f"{path} holds no records: expected a JSON list or JSONL with one record per line")
+
+
+def _one_object_over_lines(text: str) -> bool:
+    """Whether the text is one pretty-printed JSON object: its first line is no JSON, but the whole is an object
+    (read as JSONL, each of its lines would be reported as bad JSON)."""
+    try:
+        loads(text.split("\n", 1)[0])
+        return False
+    except JSONError:
+        pass
+    try:
+        return isinstance(loads(text), dict)
+    except JSONError:
+        return False
 
 
 def text_field(value: object, where: str, field: str) -> str:
@@ -166,6 +183,11 @@ def _paired(raw: dict, space: ValueSpace, where: str) -> Scenario:
 def _checked(scenario: Scenario, dim, where: str, field: str) -> Scenario:
     if scenario.scene is not None and not isinstance(scenario.scene, str):
         raise PFTError(f"{where}: field 'scene' must be a string")
+    texts = [o.text for o in scenario.options]
+    repeated = next((t for i, t in enumerate(texts) if t in texts[:i]), None)
+    if repeated is not None:  # as a history refuses: the choice between two equal texts says nothing
+        raise PFTError(f"{where}: field '{field}' gives the text '{shorten(repeated, 60)}' twice: every option must "
+                       "differ, or the choice says nothing")
     for pole in dim.poles:
         if not scenario.options_of(pole.slug):
             raise PFTError(f"{where}: field '{field}' has no option of pole '{pole.name}'; each record needs both poles of '{dim.slug}'")
@@ -260,8 +282,8 @@ def _answer_letters(raw: dict, key: str, letters: list[str], where: str) -> set[
 
 def _ab(raw: dict, space: ValueSpace, where: str, ab: ABPoles | None) -> Scenario:
     if ab is None:
-        raise PFTError(f"{where}: an A/B item does not say which value pair it measures: name it with --pair SLUG, "
-                       "or convert the file first with `pft-adapters convert ab`")
+        raise PFTError(f"{where}: an A/B item does not say which value pair it measures: convert the file with "
+                       "`pft-adapters convert ab --pair SLUG` (train, extend and mix also read it with --pair SLUG)")
     text, choices = split_choices(text_field(raw.get("question"), where, "question"), where)
     letters = [letter for letter, _ in choices]
     matching = _answer_letters(raw, "answer_matching_behavior", letters, where)

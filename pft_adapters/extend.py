@@ -52,19 +52,15 @@ def extend_zoo(
     """`zoo` plus one trained adapter per pole of `space` (dimensions the zoo does not have yet).
 
     `model` must be the zoo's base (checked by fingerprint); it is wrapped in place.
-    The zoo's LoRA shape is used whatever `config.lora` says. `dev` measures the
-    head on the new poles (default: a tenth of `scenarios`), `old_data` on the old ones.
+    The zoo's LoRA shape is used whatever `config.lora` says, and its row length unless
+    `config.max_length` gives one. `dev` measures the head on the new poles (default:
+    a tenth of `scenarios`), `old_data` on the old ones.
     """
-    check_extendable(zoo)
-    combined = _combined_space(zoo, space)
-    foreign = [d for d in dimensions_in(scenarios) if d not in {x.slug for x in space}]
-    if foreign:
-        raise PFTError(f"the data for the new poles also holds dimension(s) {foreign}: keep only {[d.slug for d in space]}")
-    if not scenarios:
-        raise PFTError("no scenarios for the new dimensions: check --data and --pair")
+    combined = check_extension(zoo, scenarios, space)
     zoo.check_base(model, base_name)
-    # the zoo's adapter shape, kind (and its defaults, not the config's) and adapter dropout
-    config = replace(config, lora=zoo.spec, kind=zoo.kind, lora_dropout=zoo.lora_dropout).resolved()
+    # the zoo's adapter shape, kind (and its defaults, not the config's), adapter dropout and row length
+    max_length = zoo.max_length if config.max_length is None else config.max_length
+    config = replace(config, lora=zoo.spec, kind=zoo.kind, lora_dropout=zoo.lora_dropout, max_length=max_length).resolved()
     result = train_zoo(model, tokenizer, scenarios, space, config, base_id=zoo.base.id, base_revision=zoo.base.revision,
                        progress=progress, device=device, with_head=False, **train_options)
     head, report = None, {"head": "none: the zoo had no mixing head"}
@@ -99,11 +95,24 @@ def check_extendable(zoo: Zoo) -> None:
                        "the prompt): extend grows zoos of per-pole adapters; train a new conditioned zoo on all the pairs")
 
 
-def _combined_space(zoo: Zoo, space: ValueSpace) -> ValueSpace:
+def check_extension(zoo: Zoo, scenarios: Sequence[Scenario], space: ValueSpace) -> ValueSpace:
+    """The zoo's space grown by `space`, once `scenarios` are known to train every new pole and nothing else.
+
+    Cheap, so that the CLI refuses bad inputs before the base model loads; `extend_zoo` runs it too.
+    """
+    check_extendable(zoo)
     for dim in space:
         for slug in (dim.slug, *(p.slug for p in dim.poles)):
             if zoo.space.has_dimension(slug) or zoo.space.has_pole(slug):
                 raise PFTError(f"the zoo already has '{slug}': extend trains only dimensions it does not have yet")
+    new, present = [d.slug for d in space], dimensions_in(scenarios)
+    foreign = [d for d in present if d not in new]
+    if foreign:
+        raise PFTError(f"the data for the new poles also holds dimension(s) {foreign}: keep only {new}")
+    empty = [d for d in new if d not in present]
+    if empty:  # its poles would be written untrained
+        raise PFTError(f"the data for the new poles holds no scenarios of {', '.join(empty)}: its poles would be written "
+                       "untrained; check --dims, --data and --pair")
     return ValueSpace(zoo.space.dimensions + space.dimensions)
 
 

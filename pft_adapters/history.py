@@ -12,8 +12,8 @@
 - `dimension` (optional): the dimension the decision is about, by slug or label;
   left out, the zoo works it out.
 
-Other fields are ignored. Every line is checked; a bad one is reported by its
-line number and field, in one line.
+Other fields are ignored. Every line is checked, and every bad one is reported, by
+its line number and field, in one error (one line each).
 """
 
 from __future__ import annotations

@@ -41,7 +41,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.utils import validate_repo_id
 
 from .errors import PFTError, shorten
-from .values import Dimension, ValueSpace
+from .values import ValueSpace
 from .atomic import atomic_folder, check_target
 from .zoo import MANIFEST, read_manifest, sha256_file, wanted_poles
 
@@ -443,7 +443,8 @@ def assemble(names: Sequence[str | Path]) -> Zoo:
     parts = [(str(n), Zoo.from_pretrained(n)) for n in names]
     first_name, first = parts[0]
     origin: dict[str, str] = {}
-    defined: dict[str, tuple[str, Dimension]] = {}
+    defined: dict[str, str] = {}  # dimension slug -> the zoo it is first taken from
+    space = _with_poles(first)
     for name, zoo in parts:
         if zoo.base.fingerprint != first.base.fingerprint:
             raise PFTError(
@@ -464,14 +465,9 @@ def assemble(names: Sequence[str | Path]) -> Zoo:
                 raise PFTError(f"pole '{slug}' comes from both '{origin[slug]}' and '{name}': take it from one, "
                                f"e.g. '{name.split(':')[0]}:<other poles>'")
             origin[slug] = name
-        for dim in _with_poles(zoo):
-            where, seen = defined.setdefault(dim.slug, (name, dim))
-            if seen != dim:
-                raise PFTError(f"cannot assemble: '{where}' and '{name}' define dimension '{dim.slug}' differently "
-                               "(other poles or descriptions): take its poles from one of them only")
-    space = _with_poles(first)
-    for _, zoo in parts[1:]:
-        space = space.merged(_with_poles(zoo))
+        for dim in _with_poles(zoo):  # one at a time, to name the zoo each definition comes from
+            where = defined.setdefault(dim.slug, name)
+            space = space.merged(ValueSpace([dim]), (f"'{where}'", f"'{name}'"), "take its poles from one of them only")
     head = first.head  # kept when it reads every pole and dimension of the assembled zoo
     if head is not None and set(space.pole_slugs) <= set(head.pole_slugs) and all(d.slug in head.dimension_slugs for d in space):
         head = head.select(space)

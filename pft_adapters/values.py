@@ -16,7 +16,7 @@ from pathlib import Path
 
 from .errors import PFTError, read_json
 
-_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")
+_SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # docs/pairs.schema.json's; fullmatch it (`$` matches before a final "\n")
 
 
 def slugify(name: str) -> str:
@@ -129,14 +129,12 @@ class ValueSpace:
             raise PFTError("no value dimensions given: define at least one dimension with two poles")
         seen: dict[str, str] = {}
         for dim in self.dimensions:
-            names = [dim.slug, dim.first.slug, dim.second.slug]
-            if dim.first.slug == dim.second.slug:
-                raise PFTError(f"dimension '{dim.slug}' has two poles with the same slug '{dim.first.slug}': give the poles distinct names")
-            for slug in names:
-                if not _SLUG.match(slug):
-                    raise PFTError(f"'{slug}' is not a valid slug: use lower-case letters, digits and single dashes")
+            for slug in (dim.slug, dim.first.slug, dim.second.slug):
+                if not _SLUG.fullmatch(slug):
+                    raise PFTError(f"{slug!r} is not a valid slug: use lower-case letters, digits and single dashes")
                 if slug in seen:
-                    raise PFTError(f"slug '{slug}' is used twice (in '{seen[slug]}' and '{dim.slug}'): every dimension and pole slug must be unique")
+                    places = f"in dimension '{dim.slug}'" if seen[slug] == dim.slug else f"in '{seen[slug]}' and '{dim.slug}'"
+                    raise PFTError(f"slug '{slug}' is used twice ({places}): every dimension and pole slug must be unique")
                 seen[slug] = dim.slug
 
     @classmethod
@@ -203,13 +201,27 @@ class ValueSpace:
         hint = f"; did you mean '{candidates[close[0]]}'?" if close else ""
         return f"{hint} (known: {', '.join(self.names())})"
 
-    def select(self, slugs: Iterable[str]) -> ValueSpace:
-        return ValueSpace(self.dimension(s) for s in slugs)
+    def select(self, names: Iterable[str]) -> ValueSpace:
+        """The named dimensions (slugs or labels), in the order given; one named twice is refused, naming the entries."""
+        given: dict[str, str] = {}
+        for name in names:
+            slug = self.dimension(name).slug
+            if slug in given:
+                also = "" if given[slug] == name else f" (as '{given[slug]}' and '{name}')"
+                raise PFTError(f"dimension '{slug}' is named twice{also}: name each dimension once")
+            given[slug] = name
+        return ValueSpace(self._dims[s] for s in given)
 
-    def merged(self, other: ValueSpace) -> ValueSpace:
-        """This space plus the dimensions of `other` not already here (identical repeats are fine)."""
-        extra = [d for d in other if d.slug not in self._dims or self._dims[d.slug] != d]
-        return ValueSpace(self.dimensions + tuple(extra))
+    def merged(self, other: ValueSpace, names: tuple[str, str] = ("--pairs", "the zoo"),
+               fix: str = "drop the dimension from --pairs or match the zoo's definition") -> ValueSpace:
+        """This space plus the dimensions of `other` not already here. A dimension both hold must be defined
+        alike (one slug cannot stand for two definitions); else the error names where each comes from
+        (`names`: this space's source, then `other`'s) and `fix`."""
+        for dim in other:
+            if dim.slug in self._dims and self._dims[dim.slug] != dim:
+                raise PFTError(f"{names[0]} and {names[1]} define dimension '{dim.slug}' differently "
+                               f"(other poles or descriptions): {fix}")
+        return ValueSpace(self.dimensions + tuple(d for d in other if d.slug not in self._dims))
 
     def to_json(self) -> list[dict]:
         return [asdict(d) for d in self.dimensions]
@@ -249,7 +261,10 @@ def _parse_dimension(raw: object, where: str) -> Dimension:
     label = raw.get("name") or raw.get("label") or raw.get("slug")
     if not isinstance(label, str) or not label.strip():
         raise PFTError(f"{where}: missing dimension 'name' or 'slug'")
-    return Dimension(_slug(raw, label, where, "dimension"), label.strip(), first, second)
+    slug = _slug(raw, label, where, "dimension")
+    if first.slug == second.slug:
+        raise PFTError(f"{where}: dimension '{slug}' has two poles with the same slug '{first.slug}': give the poles distinct names")
+    return Dimension(slug, label.strip(), first, second)
 
 
 def _slug(raw: dict, name: str, where: str, what: str) -> str:
@@ -295,7 +310,7 @@ def pair_records(raw: object, source: str) -> list[tuple[str, dict]]:
         if not isinstance(item, dict):
             raise PFTError(f"{where}: expected an object with 'slug', 'name' and 'poles'")
         if isinstance(item.get("slug"), str):
-            where += f" ('{item['slug']}')"
+            where += f" ({item['slug']!r})"
         _only(item, _DIMENSION_KEYS, where, "a dimension")
         _check_slug(item, where)
         _check_name(item, where, "dimension", required="slug" not in item)
@@ -323,8 +338,8 @@ def _only(raw: dict, allowed: tuple[str, ...], where: str, what: str) -> None:
 
 
 def _check_slug(raw: dict, where: str) -> None:
-    if "slug" in raw and not (isinstance(raw["slug"], str) and _SLUG.match(raw["slug"])):
-        raise PFTError(f"{where}: '{raw['slug']}' is not a valid slug: use lower-case letters, digits and single dashes")
+    if "slug" in raw and not (isinstance(raw["slug"], str) and _SLUG.fullmatch(raw["slug"])):
+        raise PFTError(f"{where}: {raw['slug']!r} is not a valid slug: use lower-case letters, digits and single dashes")
 
 
 def _check_name(raw: dict, where: str, what: str, required: bool) -> None:
@@ -361,8 +376,6 @@ def load_pairs(path: str | Path, base: ValueSpace | None = None) -> ValueSpace:
     owners: dict[str, tuple[tuple[int, str], str]] = {}  # lookup key -> ((dimension number, owner slug), where)
     for number, (where, item) in enumerate(pair_records(raw, str(path))):
         dim = _parse_dimension(item, where)
-        if dim.first.slug == dim.second.slug:
-            raise PFTError(f"{where}: dimension '{dim.slug}' has two poles with the same slug '{dim.first.slug}': give the poles distinct names")
         for key, owner, part in _names_of(dim):
             if base.has_dimension(key) or base.has_pole(key):
                 what = f"dimension '{base.dimension(key).slug}'" if base.has_dimension(key) else f"pole '{base.pole(key).slug}'"

@@ -104,10 +104,10 @@ def _from_items(items: Sequence[tuple[str, object]], space: ValueSpace, where: s
         if space.has_dimension(name):
             dim = space.dimension(name)
         elif space.has_pole(name):
+            if value < 0:
+                raise PFTError(f"{where}: '{name}={raw}' is negative; a pole's strength is in [0, 1] (name the other pole instead)")
             dim = space.dimension_of(name)
             value = value * dim.sign(space.pole(name).slug)
-            if raw is not None and float(raw) < 0:  # type: ignore[arg-type]
-                raise PFTError(f"{where}: '{name}={raw}' is negative; a pole's strength is in [0, 1] (name the other pole instead)")
         else:
             raise PFTError(f"{where}: unknown dimension or pole '{name}'{space.suggest(name)}")
         if dim.slug in vector:

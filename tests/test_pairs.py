@@ -14,7 +14,7 @@ from pft_adapters.base import load_base
 from pft_adapters.choose import choose
 from pft_adapters.data import load_scenarios, to_paired, write_jsonl
 from pft_adapters.errors import PFTError
-from pft_adapters.extend import extend_zoo
+from pft_adapters.extend import check_extension, extend_zoo
 from pft_adapters.values import _DIMENSION_KEYS, _POLE_KEYS, _SLUG, ValueSpace, load_pairs
 from pft_adapters.zoo import Zoo, sha256_file
 
@@ -87,6 +87,7 @@ def _pole(name, **extra):
         ([{**PATIENCE, "descripton": "typo"}], ["dimension 1 ('patience')", "unknown field 'descripton'"]),
         ([{**PATIENCE, "poles": [_pole("Patient", colour="green"), _pole("Rash")]}], ["pole 1", "unknown field 'colour'"]),
         ([{**PATIENCE, "slug": "Patience!"}], ["not a valid slug"]),
+        ([{**PATIENCE, "slug": "patience\n"}], ["dimension 1 ('patience\\n')", "'patience\\n' is not a valid slug"]),
         ([{**PATIENCE, "poles": [_pole("???"), _pole("Rash")]}], ["pole 1", "letter or digit"]),
         ([{**PATIENCE, "poles": [_pole("Patient", description=3), _pole("Rash")]}], ["pole 1", "'description'"]),
         ([], ["defines no dimensions"]),
@@ -171,10 +172,12 @@ def test_malformed_ab_items_are_refused_naming_the_record(tmp_path, example_spac
         assert word in str(err.value), str(err.value)
 
 
-def test_ab_items_need_a_pair(tmp_path, example_space):
+def test_ab_items_need_a_pair(tmp_path, capsys, example_space):
     path = _write(tmp_path, [_item()], "ab.json")
     with pytest.raises(PFTError, match=r"ab.json, record 1: .*--pair"):
         load_scenarios(path, example_space)
+    err = user_error(capsys, "convert", "vcd", path, "--out", tmp_path / "ab.jsonl")  # a command without --pair
+    assert "convert the file with `pft-adapters convert ab --pair SLUG`" in err and "name it with --pair" not in err
     with pytest.raises(PFTError, match="not a pole of 'patience'"):
         load_scenarios(path, example_space, pair="patience", matching="risk-averse")
 
@@ -228,16 +231,19 @@ def grown(zoo_dir, items, example_space, vcd_dev, tmp_path_factory):
 
 
 def test_extend_trains_new_poles_with_the_zoos_adapter_dropout(zoo_dir, items, example_space, tmp_path):
-    """The new poles train under the zoo's lora_dropout (what every pole's adapter_config.json states)."""
+    """The new poles train under the zoo's lora_dropout (what every pole's adapter_config.json states), on rows
+    as long as the zoo's own unless the config says otherwise."""
     zoo = Zoo.from_pretrained(zoo_dir)
     new = example_space.select(["patience"])
 
     def grown(rate: float) -> Zoo:
         zoo.training["lora_dropout"] = rate
         model, tokenizer = zoo.load_base()
-        return extend_zoo(zoo, model, tokenizer, items[:8], new, quick_config(epochs=1, head_steps=5), progress=False).zoo
+        config = quick_config(epochs=1, head_steps=5, max_length=None)
+        return extend_zoo(zoo, model, tokenizer, items[:8], new, config, progress=False).zoo
 
     plain, dropped = grown(0.0), grown(0.5)
+    assert plain.training["extensions"][-1]["max_length"] == zoo.max_length == 256  # not the kind's default, 512
     assert not all(torch.equal(dropped.poles["patient"][k], v) for k, v in plain.poles["patient"].items())
     saved = dropped.save_pretrained(tmp_path / "grown")
     for pole in ("risk-averse", "patient"):  # old and new poles alike
@@ -324,3 +330,28 @@ def test_extend_cli_and_refusals(tmp_path, capsys, zoo_dir, vcd_dev):
     (conditioned / "pft_zoo.json").write_text(json.dumps(manifest))
     err = user_error(capsys, "extend", conditioned, "--pairs", EXAMPLE / "pairs.json", "--data", small, "--out", tmp_path / "z4")
     assert "trained with --method conditioned" in err and not (tmp_path / "z4").exists()
+
+
+def test_extend_checks_its_inputs_before_the_base_loads(tmp_path, capsys, zoo_dir, items, example_space, monkeypatch):
+    """As `train` does: poles that would be written untrained, a dimension named twice, one the zoo has, and
+    an --overwrite that would delete an input are all refused before the (slow) base model loads."""
+    monkeypatch.setattr(Zoo, "load_base", lambda *_, **__: pytest.fail("the base loaded before the inputs were checked"))
+    two = _write(tmp_path, [PATIENCE, {"slug": "candour", "poles": [_pole("Candid"), _pole("Guarded")]}])
+    args = ("extend", zoo_dir, "--pairs", two, "--pair", "patience", "--data", EXAMPLE / "items.json")
+    err = user_error(capsys, *args, "--dims", "patience,candour", "--out", tmp_path / "z1")
+    assert "holds no scenarios of candour: its poles would be written untrained" in err
+    with pytest.raises(PFTError, match="holds no scenarios of candour"):  # the Python API refuses the same
+        check_extension(Zoo.from_pretrained(zoo_dir), items, load_pairs(two).select(["patience", "candour"]))
+    err = user_error(capsys, *args, "--dims", "patience,Patience", "--out", tmp_path / "z2")
+    assert "dimension 'patience' is named twice (as 'patience' and 'Patience')" in err
+    assert "already has 'risk'" in user_error(capsys, *args, "--dims", "risk", "--out", tmp_path / "z3")
+    out = tmp_path / "zoo2"  # every input inside --out: --overwrite would delete it
+    (out / "base").mkdir(parents=True)
+    inputs = {"--dev": out / "dev.json", "--old-data": out / "old.json", "--pairs": out / "pairs.json", "--base": out / "base"}
+    for option, path in inputs.items():
+        if option != "--base":
+            shutil.copy(EXAMPLE / ("pairs.json" if option == "--pairs" else "items.json"), path)
+        given = {"--pairs": EXAMPLE / "pairs.json", option: path}
+        err = user_error(capsys, "extend", zoo_dir, "--data", EXAMPLE / "items.json", "--out", out, "--overwrite",
+                         *(x for pair in given.items() for x in pair))
+        assert f"--out {out} holds {path}, which this command reads" in err and path.exists()

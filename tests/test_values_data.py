@@ -10,7 +10,7 @@ import pytest
 
 from pft_adapters.data import format_prompt, format_target, load_scenarios, paired_rows
 from pft_adapters.errors import PFTError
-from pft_adapters.values import BUILTIN_DIMENSIONS, ValueSpace, load_pairs
+from pft_adapters.values import BUILTIN_DIMENSIONS, Dimension, Pole, ValueSpace, load_pairs
 
 BUILTIN_POLES = {
     "risk": ("risk-taking", "risk-averse"),
@@ -62,6 +62,30 @@ def test_sign_and_select():
     sub = space.select(["time", "risk"])
     assert [d.slug for d in sub] == ["time", "risk"]
     assert sub.pole_slugs == ["immediate-gratification", "delayed-gratification", "risk-taking", "risk-averse"]
+    # `--dims risk,risk`: the repeated entry is named, not "slug 'risk' is used twice (in 'risk' and 'risk')"
+    with pytest.raises(PFTError, match="^dimension 'risk' is named twice: name each dimension once$"):
+        space.select(["risk", "time", "risk"])
+    with pytest.raises(PFTError, match=r"dimension 'risk' is named twice \(as 'risk' and 'Risk Orientation'\)"):
+        space.select(["risk", "Risk Orientation"])
+
+
+def test_merged_names_a_dimension_defined_differently():
+    """A --pairs file that redefines a dimension the zoo has: named as such, with the fix."""
+    zoo = ValueSpace.builtin().select(["risk", "time"])
+    assert zoo.merged(zoo) == zoo and [d.slug for d in ValueSpace.builtin().merged(zoo)] == list(BUILTIN_POLES)
+    risk = zoo.dimension("risk")
+    other = ValueSpace([Dimension("risk", risk.label, risk.first, Pole("Careful", "careful", "Avoids loss."))])
+    with pytest.raises(PFTError) as err:
+        other.merged(zoo)
+    assert str(err.value) == ("--pairs and the zoo define dimension 'risk' differently (other poles or descriptions): "
+                              "drop the dimension from --pairs or match the zoo's definition")
+
+
+def test_slugs_are_matched_whole():
+    """`$` alone matches before a final newline: 'risk\n' is no slug, and is shown escaped, on one line."""
+    risk = ValueSpace.builtin().dimension("risk")
+    with pytest.raises(PFTError, match=r"^'risk\\n' is not a valid slug"):
+        ValueSpace([Dimension("risk\n", risk.label, risk.first, risk.second)])
 
 
 @pytest.mark.parametrize(
@@ -134,6 +158,12 @@ def test_pairs_poles_with_the_same_slug(tmp_path):
     same = {**HONESTY, "poles": [{"name": "Blunt", "description": "a"}, {"name": "blunt", "description": "b"}]}
     msg = _pairs_error(tmp_path, [same])
     assert "same slug 'blunt'" in msg and "honesty" in msg
+    # a zoo manifest's dimensions are checked by the same code, and the error says where
+    with pytest.raises(PFTError, match="^zoo/pft_zoo.json: dimension 1: dimension 'honesty' has two poles with the same slug 'blunt'"):
+        ValueSpace.from_json([same], "zoo/pft_zoo.json")
+    blunt = Pole("Blunt", "blunt", "a")
+    with pytest.raises(PFTError, match=r"^slug 'blunt' is used twice \(in dimension 'honesty'\)"):
+        ValueSpace([Dimension("honesty", "Honesty", blunt, blunt)])
 
 
 def test_pairs_duplicate_slugs(tmp_path):
@@ -168,6 +198,9 @@ def test_pairs_missing_file(tmp_path):
 
 def test_pairs_bad_slug_and_missing_name(tmp_path):
     assert "not a valid slug" in _pairs_error(tmp_path, [{**HONESTY, "slug": "Bad Slug!"}])
+    for dim in ({**HONESTY, "slug": "honesty\n"}, {**HONESTY, "poles": [{"name": "Blunt", "slug": "blunt\n"}, HONESTY["poles"][1]]}):
+        msg = _pairs_error(tmp_path, [dim])
+        assert "\\n' is not a valid slug" in msg and "\n" not in msg, msg
     nameless = {**HONESTY, "poles": [{"description": "a"}, HONESTY["poles"][1]]}
     assert "pole 1" in (msg := _pairs_error(tmp_path, [nameless])) and "'name'" in msg
 
@@ -241,8 +274,10 @@ _ANOTHER_DIMENSIONS_POLE = [{"text": "Bet it all.", "bias": "Risk-taking"}, {"te
     ([_record(), _record(options=_TWO_RISK_TAKING)], "data.json", ["record 2", "'options'", "Risk-averse"]),
     ([_record(), ["not", "an", "object"]], "data.json", ["record 2", "object"]),
     ([_record(), _record(), '{"scenario": "half a record",'], "data.jsonl", ["line 3", "not valid JSON"]),
+    ([_record(options=[{"text": "Bet it all.", "bias": "Risk-taking"}, {"text": "Bet it all.", "bias": "Risk-averse"}])],
+     "data.json", ["record 1", "field 'options' gives the text 'Bet it all.' twice", "says nothing"]),
 ], ids=["option-without-text", "unknown-domain", "domain-typo", "pole-of-another-dimension", "one-pole-only",
-        "not-an-object", "invalid-json-line"])
+        "not-an-object", "invalid-json-line", "same-text-twice"])
 def test_bad_records_are_named(tmp_path, records, name, fragments):
     msg = _data_error(tmp_path, records, name)
     assert all(f in msg for f in fragments), msg
@@ -252,6 +287,17 @@ def test_every_bad_record_is_reported_at_once(tmp_path):
     msg = _data_error(tmp_path, [_record(domain="Humour Style"), _record(), "{", _record(options=_TWO_RISK_TAKING)], "data.jsonl")
     assert msg.startswith("3 bad record(s) in ") and [line.split(": ")[0].rsplit(", ", 1)[1] for line in msg.split("\n")[1:]] == [
         "line 1", "line 3", "line 4"]
+
+
+def test_one_object_over_several_lines(tmp_path):
+    """A pretty-printed record is one object, not as many bad JSONL lines as it has lines."""
+    path = _write(tmp_path, json.dumps(_record(), indent=2), "pretty.json")
+    with pytest.raises(PFTError) as err:
+        load_scenarios(path)
+    assert str(err.value) == (f"{path} holds one JSON object over several lines: give a JSON list of records, "
+                              "or JSONL with one record per line")
+    msg = _data_error(tmp_path, ["{", _record(), "}"], "broken.jsonl")  # not one object: its bad lines are reported
+    assert msg.startswith("2 bad record(s)") and "line 1: not valid JSON" in msg and "line 3: not valid JSON" in msg
 
 
 def test_invalid_json_list(tmp_path):
@@ -312,6 +358,8 @@ def test_paired_jsonl_with_custom_pairs(tmp_path):
      ({"prompt": "x", "responses": {"risk-taking": "a", "risk-averse": ""}}, ["risk-averse", "non-empty"]),
      ({"prompt": "x", "responses": {"risk-averse": "a", "Risk averse": "b", "risk-taking": "c"}},
       ["keys 'risk-averse' and 'Risk averse' both name pole 'risk-averse'"]),
+     ({"prompt": "x", "responses": {"risk-taking": "same", "risk-averse": " same "}},
+      ["field 'responses' gives the text 'same' twice: every option must differ, or the choice says nothing"]),
      ({"responses": {"risk-taking": "a", "risk-averse": "b"}}, ["'prompt'"]),
      ({"prompt": "x"}, ["'responses'"]),
      ({"prompt": "x", "responses": {"risk-taking": "a", "risk-averse": "b"}, "dimension": ["risk"]}, ["'dimension' must be"]),

@@ -12,7 +12,8 @@ from pft_adapters.values import ValueSpace, load_pairs
 
 JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object (for scripts) instead of text.")
 PAIRS_OPTION = typer.Option(None, "--pairs", help="JSON file defining extra value dimensions (see docs/formats.md).")
-PAIR_OPTION = typer.Option(None, "--pair", help="Dimension of A/B items in the data (A/B items do not name one).")
+PAIR_OPTION = typer.Option(None, "--pair", help="Dimension of A/B items in the data (A/B items do not name one; "
+                           "default: the only one --pairs defines).")
 COMPOSE_OPTION = typer.Option("model", "--compose", help="How a vector over several dimensions scores options: model (the "
                               "mixed model's score; default) or dimensions (each dimension mixed in alone, the scores "
                               "added, so under the mirror each dimension chooses as it does alone); see docs/concepts.md#composition.")

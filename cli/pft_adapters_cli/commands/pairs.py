@@ -10,8 +10,8 @@ from pft_adapters.atomic import check_file_target, check_target
 from pft_adapters.errors import PFTError
 from pft_adapters.values import ValueSpace
 
-from .common import (JSON_OPTION, PAIRS_OPTION, added_dimensions, checkpoint_folder, default_pair, drop_checkpoint, echo_json,
-                     seed_option, value_space)
+from .common import (JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, added_dimensions, checkpoint_folder,
+                     default_pair, drop_checkpoint, echo_json, seed_option, value_space)
 
 
 def _dimension_json(dim, source: str) -> dict:
@@ -96,8 +96,8 @@ def convert_ab(
     source: Path = typer.Argument(..., help="A/B behaviour items (JSON list or JSONL): 'question' with lettered choices, 'answer_matching_behavior', 'answer_not_matching_behavior'."),
     out: Path = typer.Option(..., "--out", help="Paired JSONL file to write (atomically)."),
     pairs_file: Path | None = PAIRS_OPTION,
-    pair: str | None = typer.Option(None, "--pair", help="Dimension the items measure (default: the only one --pairs defines)."),
-    matching: str | None = typer.Option(None, "--matching", help="Pole of the matching answer (default: the pair's first pole; the other answer gets the second)."),
+    pair: str | None = PAIR_OPTION,
+    matching: str | None = MATCHING_OPTION,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace an existing --out file."),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -140,8 +140,8 @@ def extend(
     data: Path = typer.Option(..., "--data", help="Data for the new poles: paired JSONL, VCD or A/B items."),
     out: Path = typer.Option(..., "--out", help="Folder to write the grown zoo to (written atomically)."),
     pairs_file: Path | None = PAIRS_OPTION,
-    pair: str | None = typer.Option(None, "--pair", help="Dimension of A/B items in --data (default: the only one --pairs defines)."),
-    matching: str | None = typer.Option(None, "--matching", help="Pole of the A/B matching answer (default: the pair's first pole)."),
+    pair: str | None = PAIR_OPTION,
+    matching: str | None = MATCHING_OPTION,
     dims: str | None = typer.Option(None, "--dims", help="Comma-separated dimensions to add (default: those in --data that the zoo lacks)."),
     base: str | None = typer.Option(None, "--base", help="Where to load the zoo's base model from (default: the id in its manifest); checked by fingerprint."),
     dev: Path | None = typer.Option(None, "--dev", help="Held-out data for the new poles, to measure the mixing head (default: a tenth of --data)."),
@@ -168,30 +168,33 @@ def extend(
       pft-adapters extend zoo/ --pairs my-pairs.json --data patience.jsonl --out zoo2/
     """
     from pft_adapters.data import dimensions_in, load_scenarios
-    from pft_adapters.extend import check_extendable, extend_zoo
+    from pft_adapters.extend import check_extendable, check_extension, extend_zoo
     from pft_adapters.train import TrainConfig, is_main_process, pick_device
     from pft_adapters.zoo import Zoo
 
     out = Path(out)
-    check_target(out, overwrite, reads=(zoo, data))  # before any loading or training
+    # before any loading or training; --overwrite must not delete a file this command reads
+    check_target(out, overwrite, reads=[p for p in (zoo, data, pairs_file, base, dev, old_data) if p])
     grown_from = Zoo.from_pretrained(zoo)
     check_extendable(grown_from)
     file_space = value_space(pairs_file)
     space = file_space.merged(grown_from.space)  # the zoo may carry dimensions of an earlier extension
     pair = default_pair(file_space, pair, pairs_file)
     scenarios = load_scenarios(data, space, pair=pair, matching=matching)
-    wanted = [space.dimension(d.strip()).slug for d in dims.split(",")] if dims else [
+    wanted = [d.slug for d in space.select(d.strip() for d in dims.split(","))] if dims else [
         d for d in dimensions_in(scenarios) if not grown_from.space.has_dimension(d)]
     if not wanted:
         raise PFTError(f"{data} holds no dimension that {zoo} lacks: extend adds new value pairs (use --pairs to define them)")
+    new = space.select(wanted)
     scenarios = [s for s in scenarios if s.dimension in wanted]
+    check_extension(grown_from, scenarios, new)  # before the base loads
     dev_scenarios = [s for s in load_scenarios(dev, space, pair=pair, matching=matching) if s.dimension in wanted] if dev else None
     old_scenarios = load_scenarios(old_data, space) if old_data else None
     config = TrainConfig(lora=grown_from.spec, kind=grown_from.kind, epochs=epochs, batch_size=batch_size, lr=lr,
-                         max_length=max_length or grown_from.max_length, seed=seed)
+                         max_length=max_length, seed=seed)
     pick_device(device)  # before the base loads
     model, tokenizer = grown_from.load_base(base)
-    result = extend_zoo(grown_from, model, tokenizer, scenarios, space.select(wanted), config, dev=dev_scenarios,
+    result = extend_zoo(grown_from, model, tokenizer, scenarios, new, config, dev=dev_scenarios,
                         old_data=old_scenarios, base_name=base or grown_from.base.id, device=device,
                         checkpoint_dir=checkpoint_folder(out), resume=resume)
     if not is_main_process():
