@@ -37,7 +37,7 @@ from typing import Any, TypeVar
 from tqdm.auto import tqdm
 
 from .data import Scenario
-from .errors import JSONError, PFTError, loads, read_text
+from .errors import JSONError, PFTError, loads
 from .judges import HeadJudge, Judge, Judged
 from .mix import calibration, composition
 from .values import ValueSpace
@@ -168,8 +168,8 @@ class EvalResult:
 
     def to_json(self, items: bool = False) -> dict:
         out = {
-            "task": self.task, "metric": self.metric, "accuracy": _r(self.accuracy),
-            "macro_accuracy": _r(self.macro_accuracy), "per_pole": _rd(self.per_pole),
+            "task": self.task, "metric": self.metric, "accuracy": json_number(self.accuracy),
+            "macro_accuracy": json_number(self.macro_accuracy), "per_pole": _rd(self.per_pole),
             "per_scene": _rd(self.per_scene), "per_dimension": _rd(self.per_dimension),
             "cases": self.cases, **self.extra,
         }
@@ -178,12 +178,13 @@ class EvalResult:
         return out
 
 
-def _r(x: float) -> float | None:
+def json_number(x: float) -> float | None:
+    """Rounded for a report; NaN (nothing to measure) as None, which JSON writes as null."""
     return None if x != x else round(float(x), 4)  # NaN -> null keeps the JSON valid
 
 
 def _rd(d: dict[str, float]) -> dict[str, float | None]:
-    return {k: _r(v) for k, v in d.items()}
+    return {k: json_number(v) for k, v in d.items()}
 
 
 def summarize(task: str, cases: Sequence[Case], values: Sequence[float], hits: Sequence[float],
@@ -242,8 +243,8 @@ def score_select_all(cases: Sequence[Case], picks: Sequence, space: ValueSpace, 
     prf = micro_prf(zip(chosen, gold))
     items = [_item(c) | {"chosen": sorted(ch), "gold": sorted(g), "scores": p.rounded(), "score": s}
              for c, p, ch, g, s in zip(cases, picks, chosen, gold, scores)]
-    figures = {"precision": _r(prf.precision), "recall": _r(prf.recall), "f1": _r(prf.f1),
-               "exact": _r(_mean([float(ch == g) for ch, g in zip(chosen, gold)]))}
+    figures = {"precision": json_number(prf.precision), "recall": json_number(prf.recall), "f1": json_number(prf.f1),
+               "exact": json_number(_mean([float(ch == g) for ch, g in zip(chosen, gold)]))}
     return summarize("select-all", cases, scores, scores, space, figures | (extra or {}), items)
 
 
@@ -296,8 +297,17 @@ class JudgedLog:
         self.settings = settings
         if not self.path.exists():
             return {}
-        text = read_text(self.path, "the judged-cases log")
-        lines = text.split("\n")
+        try:
+            data = self.path.read_bytes()
+        except OSError as err:
+            raise PFTError(f"cannot read {self.path}: {err.strerror or err}; delete it to evaluate from the start") from None
+        whole = data[: data.rfind(b"\n") + 1]
+        if len(whole) < len(data):  # the last write was cut short (even inside a character): drop it, judge that case again
+            self._cut_at(len(whole))
+        try:
+            lines = whole.decode("utf-8").split("\n")
+        except UnicodeDecodeError as err:
+            raise self._damaged(whole[: err.start].count(b"\n") + 1) from None
         found: dict[str, tuple[str, float]] = {}
         for number, line in enumerate(lines, start=1):
             if not line.strip():
@@ -309,11 +319,11 @@ class JudgedLog:
                 else:
                     found[str(record["key"])] = (str(record["response"]), float(record["score"]))
             except (JSONError, KeyError, TypeError, ValueError, AttributeError):
-                if number == len(lines) and number > 1:  # the last write was cut short: drop it, judge that case again
-                    self._cut_at(len("\n".join(lines[:-1]).encode("utf-8")) + 1)
-                    break
-                raise PFTError(f"{self.path}, line {number} is damaged: delete the file to evaluate from the start") from None
-        return found
+                raise self._damaged(number) from None
+        return found  # a log cut before its settings line ended is empty: `append` writes that line again
+
+    def _damaged(self, line: int) -> PFTError:
+        return PFTError(f"{self.path}, line {line} is damaged: delete the file to evaluate from the start")
 
     def _cut_at(self, size: int) -> None:
         try:
@@ -394,7 +404,7 @@ def open_ended(mixed, cases: Sequence[Case], judge: Judge, max_new_tokens: int =
     items = [_item(c) | {"response": a, "score": round(s, 3)} for c, (a, s) in zip(cases, results)]
     hits = [float(s > 5.0) for s in scores]
     poles = [c.target for c in cases]
-    extra = {"score": _r(_mean(scores)), "macro_score": _r(_mean(list(group_means(scores, poles).values()))),
+    extra = {"score": json_number(_mean(scores)), "macro_score": json_number(_mean(list(group_means(scores, poles).values()))),
              "judge": settings["judge"], "judge_model": settings["judge_model"], "max_new_tokens": max_new_tokens}
     return summarize("open-ended", cases, scores, hits, space, extra, items)
 

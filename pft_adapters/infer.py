@@ -18,8 +18,8 @@ few dozen Adam steps, to maximise the recency-weighted log-likelihood of the
 chosen options against the others, `softmax over options of beta * score(option | v)`,
 minus a small penalty `lam * |v|^2`. Only dimensions with evidence are free.
 The scores are the zoo's calibrated option scores (`pft_adapters.choose`: mean
-log-likelihood per token under the mix minus under the bare base), taken to
-FIRST ORDER in the pole weights:
+log-likelihood per token under the mix minus under the bare base, as `--calibrate base`
+scores options), taken to FIRST ORDER in the pole weights:
 
     score(o | v) ~= sum_p w_p(v) * (score_p(o) - score_base(o)),   w = pole weights of v
 
@@ -69,6 +69,7 @@ from typing import cast
 
 import torch
 
+from .choose import finite
 from .data import Option, Scenario
 from .errors import PFTError, shorten
 from .head import MixingHead, head_features
@@ -312,6 +313,7 @@ def _summarise(signals: torch.Tensor, probs: torch.Tensor, weights: torch.Tensor
             value = values[dim.slug]
         else:  # decisions over a thousand half-lives old weigh 0 even in float64: they no longer count
             value = float((w * s).sum() / w.sum()) if float(w.sum()) > 0 else 0.0
+        finite(torch.tensor(value))  # clamped below, a NaN would read as a full-strength +1
         vector[dim.slug] = round(max(-1.0, min(1.0, value)), 4)  # as `to_json` prints it, so both mix the same
         conf[dim.slug] = confidence(s, w)
     return Inference(vector, conf, evidence, method)

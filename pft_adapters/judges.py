@@ -90,19 +90,25 @@ def rubric(pole: Pole, other: Pole) -> str:
 
 
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w.]*\d)")  # not part of 1e3, v2 or 1.2.3
-_SCALE = re.compile(r"\(?\b0\s*(?:-|–|to)\s*10\b\)?|(?:\bout of|/)\s*10\b", re.IGNORECASE)  # "0-10", "out of 10"
+_SCALE = re.compile(r"\(?\b[01]\s*(?:-|–|to)\s*10\b\)?|(?:\bout of|/)\s*10\b", re.IGNORECASE)  # "0-10", "1 to 10", "out of 10"
+# "Score: 7", "final rating is 7", "Final answer: 7": the number a label names, not a step or list number before it
+_LABELLED = re.compile(r"\b(?:score|rating|final)\w*(?:[^\w\n]|\b(?:answer|score|rating|is|of)\b){0,16}?("
+                       + _NUMBER.pattern + ")", re.IGNORECASE)  # a short gap: a long reply is read in linear time
 _THINKING = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
+_USER_INFO = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#]*@", re.IGNORECASE)  # user:password@ before the host
 
 
 def parse_score(text: str) -> float:
-    """The judge's 0-10 score: a number alone on a line if there is one, else the reply's first number.
+    """The judge's 0-10 score: the last number a score, rating or final label names, else the last number
+    alone on a line, else the reply's last number (a reply reasons first, then concludes).
 
-    Mentions of the scale itself ("0-10", "out of 10") and a reasoning model's <think> block
-    are not scores; a number outside [0, 10] (a negative one too) is refused, not clipped.
+    Mentions of the scale itself ("0-10", "1 to 10", "out of 10") and a reasoning model's <think>
+    block are not scores; a number outside [0, 10] (a negative one too) is refused, not clipped.
     """
     reply = _SCALE.sub(" ", _THINKING.sub(" ", text or ""))
-    alone = [line.strip() for line in reply.splitlines() if _NUMBER.fullmatch(line.strip().rstrip("."))]
-    found = alone[-1].rstrip(".") if alone else next((m[0] for m in _NUMBER.finditer(reply)), None)
+    labelled = [m[1] for m in _LABELLED.finditer(reply)]
+    alone = [line.strip().rstrip(".") for line in reply.splitlines() if _NUMBER.fullmatch(line.strip().rstrip("."))]
+    found = (labelled or alone or [m[0] for m in _NUMBER.finditer(reply)] or [None])[-1]
     if found is None:
         raise PFTError(f"the judge's reply holds no 0-10 score: {_snippet(text)!r}; use a model that follows the rubric")
     value = float(found)
@@ -111,10 +117,8 @@ def parse_score(text: str) -> float:
     return value
 
 
-def _snippet(text: str | bytes, width: int = 120) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    return shorten(" ".join(str(text).split()), width)
+def _snippet(text: str, width: int = 120) -> str:
+    return shorten(" ".join(text.split()), width)
 
 
 def judge_api_key() -> str | None:
@@ -132,11 +136,16 @@ class ChatJudge:
     remote judge answers one by one far slower than it serves several). Failures (unreachable, timeout, HTTP error, a reply
     without a 0-10 number) raise one-line `PFTError`s; server errors and timeouts are
     tried `retries` more times first. Redirects are not followed (the API key would go
-    along to wherever they point), and the key never appears in a message.
+    along to wherever they point), and the key never appears in a message: messages and results
+    name the endpoint (`name`) without the URL's query string, which may hold a key too.
     """
 
     def __init__(self, url: str, model: str, api_key: str | None = None, timeout: float = 60.0, retries: int = 1,
                  workers: int = 4):
+        if _USER_INFO.match(url):  # not quoted: it would show a password
+            raise PFTError("the --judge URL holds a user name or password (user:password@), which no request carries "
+                           f"and messages and results would show: remove it and set {' or '.join(JUDGE_KEY_VARIABLES)} "
+                           "to the API key")
         if not _is_http_url(url):
             raise PFTError(f"--judge '{url}' is neither 'head' nor an http(s) URL of an OpenAI-compatible API "
                            "(like http://localhost:8000/v1)")
@@ -150,13 +159,13 @@ class ChatJudge:
         path = parts.path.rstrip("/")
         path = path if path.endswith("/chat/completions") else path + "/chat/completions"
         self.endpoint = urllib.parse.urlunsplit(parts._replace(path=path))  # a query string stays after the path
+        self.name = urllib.parse.urlunsplit(parts._replace(path=path, query="", fragment=""))  # shown and saved: no query
         self.model, self.timeout, self.retries, self.workers = model, timeout, retries, workers
         key = (api_key if api_key is not None else judge_api_key() or "").strip()  # a pasted key may end in a newline
         if any(ord(c) < 32 or ord(c) > 255 for c in key):
             raise PFTError(f"the judge's API key ({' or '.join(JUDGE_KEY_VARIABLES)}) holds a control or non-Latin-1 "
                            "character, which no HTTP header carries: set the variable to the key alone")
         self.api_key = key or None
-        self.name = self.endpoint
 
     def request(self, item: Judged) -> dict:
         return {
@@ -174,10 +183,11 @@ class ChatJudge:
             message = reply["choices"][0]["message"]
             content = message["content"]
         except (KeyError, IndexError, TypeError):
-            raise PFTError(f"judge {self.endpoint} returned no chat completion: {_snippet(json.dumps(reply))!r}") from None
+            raise PFTError(f"judge {self.name} returned no chat completion: {_snippet(self._redacted(json.dumps(reply)))!r}") from None
         if content is None and isinstance(message, dict) and message.get("refusal"):
-            raise PFTError(f"judge {self.endpoint} refused to score: {_snippet(str(message['refusal']))!r}; use another model")
-        return parse_score(content if isinstance(content, str) else json.dumps(content))
+            raise PFTError(f"judge {self.name} refused to score: {_snippet(self._redacted(str(message['refusal'])))!r}; "
+                           "use another model")
+        return parse_score(self._redacted(content if isinstance(content, str) else json.dumps(content)))
 
     def __call__(self, items: Sequence[Judged]) -> list[float]:
         """Scores in the order of `items`; the first failure is raised once the requests in flight end."""
@@ -196,40 +206,41 @@ class ChatJudge:
             try:
                 body = self._exchange(request)
                 if len(body) > MAX_JUDGE_REPLY:
-                    raise PFTError(f"judge {self.endpoint} sent a reply over {MAX_JUDGE_REPLY // 2**20} MB: "
+                    raise PFTError(f"judge {self.name} sent a reply over {MAX_JUDGE_REPLY // 2**20} MB: "
                                    "check that the --judge URL is a chat-completions API")
-            except urllib.error.HTTPError as err:
-                detail = self._redacted(_error_body(err))
+            except _ErrorStatus as err:
+                detail = _snippet(self._redacted(err.body))
                 if 300 <= err.code < 400:
-                    raise PFTError(f"judge {self.endpoint} redirects (HTTP {err.code}) to "
-                                   f"{_snippet(err.headers.get('Location') or '?')}: give that URL as --judge") from None
+                    raise PFTError(f"judge {self.name} redirects (HTTP {err.code}) to "
+                                   f"{_snippet(self._redacted(err.headers.get('Location') or '?'))}: give that URL as --judge") from None
                 if err.code in (429, 500, 502, 503, 504) and not last:
                     time.sleep(_retry_delay(err, attempt, self.timeout))
                     continue
                 hint = " (check the API key: PFT_JUDGE_API_KEY or OPENAI_API_KEY)" if err.code in (401, 403) else ""
-                raise PFTError(f"judge {self.endpoint} answered HTTP {err.code}{hint}: {detail!r}") from None
+                raise PFTError(f"judge {self.name} answered HTTP {err.code}{hint}: {detail!r}") from None
             except (TimeoutError, socket.timeout):
                 if not last:
                     continue
-                raise PFTError(f"judge {self.endpoint} did not answer within {self.timeout:g}s: raise --judge-timeout or check the server") from None
+                raise PFTError(f"judge {self.name} did not answer within {self.timeout:g}s: raise --judge-timeout or check the server") from None
             except urllib.error.URLError as err:
-                raise PFTError(f"judge {self.endpoint} is unreachable ({_snippet(str(err.reason))}): check the --judge URL") from None
+                raise PFTError(f"judge {self.name} is unreachable ({_snippet(str(err.reason))}): check the --judge URL") from None
             except (http.client.HTTPException, ConnectionError) as err:  # closed without a reply, not HTTP at all
                 if not last:
                     continue
-                raise PFTError(f"judge {self.endpoint} gave no HTTP reply ({type(err).__name__}: {_snippet(str(err))}): "
+                raise PFTError(f"judge {self.name} gave no HTTP reply ({type(err).__name__}: {_snippet(self._redacted(str(err)))}): "
                                "check that the --judge URL is an OpenAI-compatible server") from None
             except (ValueError, UnicodeError) as err:  # a URL urllib cannot send; the message may quote headers
-                raise PFTError(f"cannot send a request to judge {self.endpoint} ({type(err).__name__}): "
+                raise PFTError(f"cannot send a request to judge {self.name} ({type(err).__name__}): "
                                "check the --judge URL") from None
             try:
                 return json.loads(body)
             except (ValueError, RecursionError):  # malformed, not UTF-8, an integer of thousands of digits, nesting too deep
-                raise PFTError(f"judge {self.endpoint} did not return JSON: {_snippet(body)!r}") from None
+                raise PFTError(f"judge {self.name} did not return JSON: {_snippet(self._redacted(body))!r}") from None
         raise AssertionError("unreachable")
 
     def _exchange(self, request: urllib.request.Request) -> bytes:
-        """The reply's body (up to one byte over the limit), the whole exchange within the timeout.
+        """The reply's body (up to one byte over the limit), the whole exchange within the timeout (an error
+        status's body too: `_ErrorStatus`).
 
         A server that trickles even its status line or headers is cut off: its socket is shut
         when the time is up (the socket's own timeout bounds each read alone, and a TLS handshake
@@ -240,8 +251,8 @@ class ChatJudge:
         try:
             with deadline.opener().open(request, timeout=self.timeout) as response:
                 body = response.read(MAX_JUDGE_REPLY + 1)
-        except urllib.error.HTTPError:
-            raise
+        except urllib.error.HTTPError as err:
+            raise _ErrorStatus(err) from None
         except (OSError, http.client.HTTPException) as err:
             if deadline.expired or isinstance(getattr(err, "reason", None), TimeoutError):  # urllib wraps what it opens
                 raise TimeoutError from None
@@ -252,8 +263,10 @@ class ChatJudge:
             raise TimeoutError
         return body
 
-    def _redacted(self, text: str) -> str:
+    def _redacted(self, text: str | bytes) -> str:
         """A server's text with the API key blanked out (some error pages echo the request's headers)."""
+        if isinstance(text, bytes):
+            text = text.decode("utf-8", "replace")
         return text.replace(self.api_key, "***") if self.api_key else text
 
 
@@ -346,7 +359,7 @@ class _RefuseRedirects(urllib.request.HTTPRedirectHandler):
         return None
 
 
-def _retry_delay(err: urllib.error.HTTPError, attempt: int, cap: float) -> float:
+def _retry_delay(err: _ErrorStatus, attempt: int, cap: float) -> float:
     """Seconds to wait before trying again: the server's Retry-After when it gives seconds, at most `cap`."""
     try:
         return min(cap, max(0.0, float(err.headers.get("Retry-After", ""))))
@@ -354,12 +367,17 @@ def _retry_delay(err: urllib.error.HTTPError, attempt: int, cap: float) -> float
         return 0.5 * (attempt + 1)
 
 
-def _error_body(err: urllib.error.HTTPError) -> str:
-    """The start of an HTTP error's body, or '' when the server stalls or closes while sending it."""
-    try:
-        return _snippet(err.read(4096) or b"")
-    except (OSError, http.client.HTTPException):
-        return ""
+class _ErrorStatus(Exception):
+    """An HTTP error status with the start of its body, read within the request's deadline (a server may
+    trickle an error page too); the body is empty when the server stalls or closes while sending it."""
+
+    def __init__(self, err: urllib.error.HTTPError):
+        super().__init__(err.code)
+        self.code, self.headers = err.code, err.headers
+        try:
+            self.body: bytes = err.read(4096) or b""
+        except (OSError, http.client.HTTPException):
+            self.body = b""
 
 
 def _is_http_url(url: str) -> bool:

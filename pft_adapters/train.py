@@ -31,9 +31,11 @@ import math
 import os
 import random
 import shutil
+import signal
+import threading
 import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import cast
@@ -51,6 +53,7 @@ from .batching import Batch, Encoder, EncodedRow, PackedBatch, prompt_kl_per_row
 from .choose import conditioned_prompt
 from .data import PairedRow, Scenario, paired_rows
 from .errors import PFTError
+from .evaluate import json_number
 from .head import MixingHead, head_encoder, head_features
 from .layers import LoraSpec, PoleAdapters, add_pole_adapters
 from .values import ValueSpace
@@ -336,18 +339,24 @@ def save_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: tor
     cut short by Ctrl-C is redrawn the same way when it is run again.
     """
     tmp = folder.with_name(folder.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    save_file({f"p{i}": p.detach().cpu().contiguous() for i, p in enumerate(params)}, tmp / "adapters.safetensors")
     moments = {}
     for i, p in enumerate(params):
         st = optimizer.state.get(p, {})
         for key in ("exp_avg", "exp_avg_sq"):
             if key in st:
                 moments[f"p{i}.{key}"] = st[key].detach().cpu().contiguous()
-    save_file(moments | (rng or _rng_states()), tmp / "optimizer.safetensors")
-    (tmp / "progress.json").write_text(json.dumps({**meta, "step": step}, indent=2))
-    replace_folder(tmp, folder)
+    try:
+        shutil.rmtree(tmp, ignore_errors=True)
+        tmp.mkdir(parents=True)
+        save_file({f"p{i}": p.detach().cpu().contiguous() for i, p in enumerate(params)}, tmp / "adapters.safetensors")
+        save_file(moments | (rng or _rng_states()), tmp / "optimizer.safetensors")
+        (tmp / "progress.json").write_text(json.dumps({**meta, "step": step}, indent=2))
+        replace_folder(tmp, folder)
+    except (OSError, SafetensorError) as err:  # a full disk, a quota, a read-only mount
+        shutil.rmtree(tmp, ignore_errors=True)
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else err
+        raise PFTError(f"writing the checkpoint {folder} failed ({reason}): free space there and rerun with --resume, "
+                       "or write --out to another disk") from None
 
 
 def load_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: torch.optim.Optimizer,
@@ -506,12 +515,11 @@ def train_zoo(
 
     bar = tqdm(total=total_steps, initial=step, desc="training poles", disable=not progress or rank != 0, unit="step")
     model.train()
-    step_rng = _rng_states()
+    step_rng = _rng_states()  # a Ctrl-C within a step resumes by drawing it again from here
     try:
         while step < total_steps:
             if stop_after is not None and step >= stop_after:
                 break
-            step_rng = _rng_states()  # a Ctrl-C within this step resumes by drawing it again from here
             order = epoch_order(rows, config.seed, step // steps_per_epoch)
             start = (step % steps_per_epoch) * config.batch_size
             global_batch = [encoded[i] for i in order[start : start + config.batch_size]]
@@ -533,10 +541,16 @@ def train_zoo(
                 tokens += chunk_tokens
             for group in optimizer.param_groups:
                 group["lr"] = config.lr * lr_factor(step, total_steps, config.warmup)
-            optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            step += 1
-            losses.append(_global_mean(step_loss, len(global_batch), world, dev_device))
+            step_mean = _global_mean(step_loss, len(global_batch), world, dev_device)  # the same on every process
+            if not math.isfinite(step_mean):  # its gradients would turn every pole's factors to NaN: stop before the update
+                raise PFTError(f"training diverged at step {step + 1}/{total_steps} (the loss is {step_mean}): lower --lr "
+                               f"(now {config.lr:g}), or train with --precision fp32, and start again")
+            with _interrupts_held():  # a Ctrl-C here ends the run with this step applied whole, counted and its loss kept
+                optimizer.step()
+                optimizer.zero_grad(set_to_none=True)
+                step += 1
+                step_rng = _rng_states()  # where the next step draws from: what a Ctrl-C from here on saves
+                losses.append(step_mean)
             bar.set_postfix(loss=f"{losses[-1]:.3f}")
             bar.update(1)
             if on_step:
@@ -577,14 +591,30 @@ def train_zoo(
         "seed": config.seed,
         "final_loss": round(sum(losses[-10:]) / max(1, len(losses[-10:])), 4) if losses else None,
         "processes": world,
-        **({"head_dev_pole_accuracy": round(head_report["pole_accuracy"], 4),
-            "head_dev_dimension_accuracy": round(head_report["dimension_accuracy"], 4),
+        **({"head_dev_pole_accuracy": json_number(head_report["pole_accuracy"]),  # null without labelled dev options
+            "head_dev_dimension_accuracy": json_number(head_report["dimension_accuracy"]),
             "head_dev_examples": head_report["examples"]} if head_report else {}),
         "pole_weights": config.pole_weights,
     }
     zoo = Zoo(space=space, spec=config.lora, base=base, poles=zoo_poles(adapters, space, config), head=head,
               training=training, kind=config.kind, score_heads=objective.score_heads(space))
     return TrainResult(zoo, losses, tokens / max(seconds, 1e-9), seconds)
+
+
+@contextmanager
+def _interrupts_held() -> Iterator[None]:
+    """Hold a Ctrl-C (SIGINT) back until the block ends, then deliver it as it would have been."""
+    if threading.current_thread() is not threading.main_thread():  # signals reach the main thread only
+        yield
+        return
+    held: list[int] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: held.append(signum))
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    if held:
+        signal.raise_signal(signal.SIGINT)
 
 
 def _global_mean(local_sum: float, global_rows: int, world: int, device: torch.device) -> float:

@@ -171,6 +171,16 @@ def test_train_records_the_lora_settings_it_was_given(capsys, base_dir, vcd_trai
                                                                                  "--alpha", "nan"))  # before loading
 
 
+def test_train_json_stays_valid_without_labelled_dev_options(capsys, base_dir, vcd_train, tmp_path):
+    """One scenario leaves none to hold out: the head's dev accuracies are null, not NaN (which no JSON reader takes)."""
+    code, out, err = run(capsys, "train", "--base", base_dir, "--data", vcd_train, "--out", tmp_path / "z", "--limit", "1",
+                         "--epochs", "1", "--json")
+    assert code == 0, err
+    summary = json.loads(out, parse_constant=lambda name: pytest.fail(f"{name} in the JSON"))
+    assert summary["head_dev_examples"] == 0
+    assert summary["head_dev_pole_accuracy"] is None and summary["head_dev_dimension_accuracy"] is None
+
+
 def test_make_base_refuses_budgets_that_never_end(capsys, vcd_train, tmp_path):
     for option in ("--epochs", "--minutes"):
         line = user_error(capsys, "make-base", "--size", "tiny", option, "inf", "--corpus", vcd_train, "--out", tmp_path / "b")

@@ -112,6 +112,15 @@ def test_parse_score():
             parse_score(bad)
 
 
+def test_parse_score_skips_one_based_scales_and_numbers_before_the_labelled_score():
+    assert parse_score("Rating (1-10): 6") == parse_score("Rating 1 to 10: 6") == 6.0
+    assert parse_score("On a scale from 1 to 10, I give 8") == 8.0
+    assert parse_score("Step 1: consider. Final: 9") == parse_score("Final score: 9\n\nReasons:\n1.\nIt declines.") == 9.0
+    assert parse_score("2 of its 3 sentences lean averse, so 7") == 7.0  # unlabelled: the last number
+    with pytest.raises(PFTError, match="gives -2"):
+        parse_score("Score: -2")
+
+
 # -- evaluation on the tiny zoo -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def mixed(zoo_dir, base_dir):
@@ -420,6 +429,36 @@ def test_chat_judge_keeps_its_key_to_itself(chat_server, monkeypatch):
     assert "sk-se" not in str(err.value)
 
 
+def test_chat_judge_keeps_credentials_and_the_query_out_of_messages_and_results(chat_server, mixed, dev, tmp_path,
+                                                                               monkeypatch):
+    for url in ("http://user:pw-secret@127.0.0.1:1/v1", "ftp://user:pw-secret@x"):
+        with pytest.raises(PFTError, match="holds a user name or password.*PFT_JUDGE_API_KEY") as err:
+            ChatJudge(url, "m")
+        assert "pw-secret" not in str(err.value)
+    monkeypatch.setenv("PFT_JUDGE_API_KEY", "sk-secret")
+    judge = ChatJudge(chat_server.url + "?api-key=sk-query", "m", timeout=5, retries=0)
+    assert judge.name == chat_server.url + "/chat/completions"
+    for reply, message in (({"id": "sk-secret"}, "no chat completion"), (b"<html>sk-secret</html>", "did not return JSON"),
+                           (_chat("Key sk-secret: no idea"), "no 0-10 score")):
+        chat_server.reply = lambda body, reply=reply: reply
+        with pytest.raises(PFTError, match=message) as err:
+            judge.score(ITEM)
+        assert "sk-secret" not in str(err.value) and "***" in str(err.value) and "sk-query" not in str(err.value)
+    chat_server.reply = lambda body: _chat("6")
+    log = JudgedLog(tmp_path / "log.jsonl")
+    result = evaluate(mixed, dev, "open-ended", limit=1, max_new_tokens=2, progress=False, judge=judge, log=log)
+    assert result.extra["judge"] == judge.name and "sk-query" not in log.path.read_text()
+    assert chat_server.requests[-1]["path"] == "/v1/chat/completions?api-key=sk-query"  # the query is still sent
+
+
+def test_chat_judge_reads_an_error_body_within_its_timeout(chat_server):
+    chat_server.status, chat_server.error_body, chat_server.trickle = 400, b'{"error": "' + b"x" * 40 + b'"}', 0.1
+    started = time.perf_counter()
+    with pytest.raises(PFTError, match="answered HTTP 400"):
+        ChatJudge(chat_server.url, "m", timeout=0.5, retries=0).score(ITEM)
+    assert time.perf_counter() - started < 1.5  # the body alone trickles for 5 s
+
+
 def test_chat_judge_failures_are_one_line_errors(chat_server):
     judge = ChatJudge(chat_server.url, "m", timeout=5)
     chat_server.status = 401
@@ -564,6 +603,26 @@ def test_a_judged_log_drops_a_line_cut_short_and_refuses_damage(tmp_path):
         log.start(settings)
     log.remove()
     assert not log.path.exists()
+
+
+def test_a_judged_log_goes_on_after_a_cut_anywhere_in_its_last_write(tmp_path):
+    log = JudgedLog(tmp_path / "log.jsonl")
+    settings = {"zoo": "z"}
+    log.start(settings)
+    log.append({"a": ("réponse a", 7.0)})
+    whole = log.path.read_bytes()
+    record = json.dumps({"key": "b", "response": "réponse b", "score": 3.0}, ensure_ascii=False).encode()
+    for cut in (record,  # the whole record but its line break
+                record[: record.index("é".encode()) + 1]):  # inside a two-byte character
+        log.path.write_bytes(whole + cut)
+        assert log.start(settings) == {"a": ("réponse a", 7.0)}  # the cut record is dropped
+        log.append({"c": ("answer c", 5.0)})
+        assert log.start(settings) == {"a": ("réponse a", 7.0), "c": ("answer c", 5.0)}
+    settings_line = whole.split(b"\n")[0]
+    log.path.write_bytes(settings_line[:-3])  # cut within its first line: nothing was judged
+    assert log.start(settings) == {}
+    log.append({"a": ("réponse a", 7.0)})
+    assert log.path.read_bytes() == whole
 
 
 # -- baseline training methods --------------------------------------------------------------------

@@ -509,3 +509,30 @@ def test_likely_dimensions_drop_the_unlikely_and_keep_the_likeliest():
     torch.testing.assert_close(kept[0], torch.tensor([0.5, 0.3, 0.15, 0.0]) / 0.95)
     torch.testing.assert_close(kept[1], torch.tensor([0.0, 0.0, 1.0, 0.0]))  # all under the floor: the likeliest
     torch.testing.assert_close(kept[2], probs[2])
+
+
+def test_scores_that_are_not_finite_are_refused_not_read_as_a_full_preference():
+    """NaN clamped into [-1, 1] is +1: a damaged zoo would pass for a user at full strength of a pole."""
+    from pft_adapters.infer import Reading
+
+    space = ValueSpace.builtin()
+    head_dims = [d.slug for d in space]
+    poles = torch.zeros(2, len(head_dims))
+    poles[0, head_dims.index("risk")] = float("nan")
+    reading = Reading(poles, torch.full((len(head_dims),), 1 / len(head_dims)))
+    with pytest.raises(PFTError, match="NaN or infinite"):
+        head_estimate([reading], [0], ["risk"], torch.ones(1), space, head_dims)
+    tables, chosen = _gap_tables(space, 2, "risk")
+    tables[0][1, 0] = float("nan")
+    with pytest.raises(PFTError, match="NaN or infinite"):
+        likelihood_estimate(tables, chosen, ["risk", "risk"], torch.ones(2), space)
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--export", "out", "--temperature", "0.7", "--seed", "1"], "--temperature, --seed go with --prompt, not --export"),
+    (["--prompt", "x", "--calibrate", "base"], "--calibrate goes with --scenarios, not --prompt"),
+    (["--scenarios", "s.json", "--raw"], "--raw goes with --prompt, not --scenarios"),
+    (["--prompt", "x", "--overwrite"], "--overwrite goes with --export or --merge-out, not --prompt"),
+])
+def test_cli_mix_refuses_options_of_another_job_before_loading(capsys, tmp_path, args, message):
+    assert message in user_error(capsys, "mix", tmp_path / "no-zoo", "--vector", "risk=1", *args)

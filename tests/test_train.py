@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import math
 import os
+import signal
 import socket
 import time
 from collections.abc import Iterator
@@ -12,6 +14,7 @@ from contextlib import contextmanager
 import pytest
 import torch
 import torch.multiprocessing as mp
+from safetensors import SafetensorError
 
 from conftest import TRAIN_DIMS, float32_and_finite, quick_config, same_zoo
 import pft_adapters.train as train_module
@@ -106,6 +109,23 @@ def test_seed_determinism_and_resume_after_interrupt(base_dir, train_slice, tmp_
     same_zoo(full.zoo, _train(base_dir, data, epochs=2, checkpoint_dir=tmp_path / "c2", resume=True).zoo, atol=1e-6)
 
 
+def test_a_diverging_run_stops_before_the_update_that_would_spoil_its_poles(base_dir, train_slice, tmp_path, monkeypatch):
+    from safetensors.torch import load_file
+
+    real, calls = train_module.CausalObjective.batch_loss, {"n": 0}
+
+    def nan_on_third_call(self, *args, **kwargs):
+        loss, tokens = real(self, *args, **kwargs)
+        calls["n"] += 1
+        return (loss * float("nan") if calls["n"] == 3 else loss), tokens
+
+    monkeypatch.setattr(train_module.CausalObjective, "batch_loss", nan_on_third_call)
+    with pytest.raises(PFTError, match=r"training diverged at step \d+/\d+ \(the loss is nan\): lower --lr"):
+        _train(base_dir, train_slice[:12], epochs=2, checkpoint_dir=tmp_path / "c", checkpoint_every=1)
+    saved = load_file(tmp_path / "c" / "adapters.safetensors")  # the last step applied: finite
+    assert saved and all(bool(torch.isfinite(t).all()) for t in saved.values())
+
+
 def test_a_ctrl_c_mid_step_or_while_fitting_the_head_resumes_to_the_same_zoo(base_dir, train_slice, tmp_path, monkeypatch):
     data = train_slice[:12]
     full = _train(base_dir, data, epochs=2, lora_dropout=0.2)  # dropout: the interrupted step must redraw its masks
@@ -127,6 +147,52 @@ def test_a_ctrl_c_mid_step_or_while_fitting_the_head_resumes_to_the_same_zoo(bas
     monkeypatch.undo()
     same_zoo(full.zoo, _train(base_dir, data, epochs=2, lora_dropout=0.2, checkpoint_dir=tmp_path / "c", resume=True).zoo,
              atol=1e-6)
+
+
+def test_a_ctrl_c_after_a_step_or_during_its_update_resumes_to_the_same_zoo(base_dir, train_slice, tmp_path, monkeypatch):
+    """A Ctrl-C once the step is counted (its checkpoint being written, say) saves the random state the next step
+    starts from; one while the optimizer updates the parameters takes effect once the update is whole and counted."""
+    data = train_slice[:12]
+    full = _train(base_dir, data, epochs=2, lora_dropout=0.2)  # dropout: a resumed step must draw the same masks
+
+    def ctrl_c(step: int, loss: float) -> None:
+        if step == 3:
+            raise KeyboardInterrupt
+    with pytest.raises(PFTError, match="interrupted at step 3/"):
+        _train(base_dir, data, epochs=2, lora_dropout=0.2, checkpoint_dir=tmp_path / "c1", on_step=ctrl_c)
+    same_zoo(full.zoo, _train(base_dir, data, epochs=2, lora_dropout=0.2, checkpoint_dir=tmp_path / "c1", resume=True).zoo,
+             atol=1e-6)
+
+    real_step, calls = torch.optim.AdamW.step, {"n": 0}
+
+    def step_then_sigint(self, *args, **kwargs):  # the signal arrives as the update ends, before the step is counted
+        out = real_step(self, *args, **kwargs)
+        calls["n"] += 1
+        if calls["n"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+        return out
+
+    monkeypatch.setattr(torch.optim.AdamW, "step", step_then_sigint)
+    with pytest.raises(PFTError, match="interrupted at step 3/"):
+        _train(base_dir, data, epochs=2, lora_dropout=0.2, checkpoint_dir=tmp_path / "c2")
+    monkeypatch.undo()
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    resumed = _train(base_dir, data, epochs=2, lora_dropout=0.2, checkpoint_dir=tmp_path / "c2", resume=True)
+    same_zoo(full.zoo, resumed.zoo, atol=1e-6)
+    assert resumed.zoo.training["final_loss"] == pytest.approx(full.zoo.training["final_loss"], abs=1e-4)
+
+
+@pytest.mark.parametrize("failure", [OSError(errno.ENOSPC, "No space left on device"),
+                                     SafetensorError("Error while serializing: No space left on device")])
+def test_a_checkpoint_that_cannot_be_written_is_one_line(base_dir, train_slice, tmp_path, monkeypatch, failure):
+    def full_disk(*args, **kwargs):
+        raise failure
+
+    monkeypatch.setattr(train_module, "save_file", full_disk)
+    with pytest.raises(PFTError, match=r"writing the checkpoint .*c failed \(.*No space left on device\): free space") as err:
+        _train(base_dir, train_slice[:12], epochs=1, checkpoint_dir=tmp_path / "c")
+    assert "\n" not in str(err.value)
+    assert not (tmp_path / "c.partial").exists() and not (tmp_path / "c").exists()
 
 
 def test_resume_refuses_the_dimensions_in_another_order(base_dir, train_slice, tmp_path):

@@ -149,9 +149,10 @@ def train(
         drop_checkpoint(out)
         summary = {"zoo": str(out), **result.zoo.training, "seconds": round(result.seconds, 1),
                    "tokens_per_second": round(result.tokens_per_second)}
+        accuracy = summary["head_dev_pole_accuracy"]  # None without labelled dev options
         echo_json(summary) if json_out else typer.echo(
             f"zoo written to {out}: {len(result.zoo.pole_slugs)} poles, final loss {summary['final_loss']}, "
-            f"head dev accuracy {summary['head_dev_pole_accuracy']}"
+            f"head dev accuracy {'n/a' if accuracy is None else accuracy}"
         )
 
 

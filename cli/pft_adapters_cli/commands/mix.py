@@ -65,18 +65,29 @@ def mix(
     from pft_adapters.data import load_scenarios
     from pft_adapters.mix import MixedModel, calibration, composition, load_mixed
 
-    calibration(calibrate, "--calibrate")
-    if composition(compose, "--compose") != "model" and not scenarios:
-        raise PFTError("--compose dimensions goes with --scenarios: generating and exporting use the mixed model")
+    jobs = [name for name, x in (("--prompt", prompt), ("--scenarios", scenarios), ("--export", export),
+                                 ("--merge-out", merge_out)) if x]
+    if len(jobs) != 1:
+        raise PFTError("give exactly one of --prompt, --scenarios, --export or --merge-out")
+    target = export or merge_out
+    # an option set away from its default for another job would be ignored: refuse it, as --method without --history
+    for job, running, given in (
+        ("--scenarios", scenarios, {"--calibrate": calibration(calibrate, "--calibrate") != "mirror",
+                                    "--compose dimensions": composition(compose, "--compose") != "model",
+                                    "--pairs": pairs is not None, "--pair": pair is not None, "--matching": matching is not None}),
+        ("--prompt", prompt, {"--max-new-tokens": max_new_tokens != 64, "--temperature": temperature != 0,
+                              "--top-p": top_p != 1, "--seed": seed is not None, "--raw": raw}),
+        ("--export or --merge-out", target, {"--overwrite": overwrite}),
+    ):
+        unused = [option for option, set_ in given.items() if set_]
+        if unused and not running:
+            raise PFTError(f"{', '.join(unused)} {'goes' if len(unused) == 1 else 'go'} with {job}, not {jobs[0]}: "
+                           f"leave {'it' if len(unused) == 1 else 'them'} out")
     if not temperature >= 0 or not 0 < top_p <= 1:  # `not >=` also refuses NaN
         raise PFTError("--temperature must be at least 0 (0 = greedy) and --top-p in (0, 1]")
-    jobs = sum(bool(x) for x in (prompt, scenarios, export, merge_out))
-    if jobs != 1:
-        raise PFTError("give exactly one of --prompt, --scenarios, --export or --merge-out")
     if (vector is None) == (history is None):
         raise PFTError("give exactly one of --vector (the preference vector) or --history (infer it from past decisions)")
     check_inference_options(history, method, half_life)
-    target = export or merge_out
     if target:  # before the model loads
         check_target(Path(target), overwrite, "--export" if export else "--merge-out", reads=[p for p in (zoo, base) if p])
     mixed = load_mixed(zoo, base=base, device=device)
