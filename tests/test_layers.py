@@ -95,12 +95,13 @@ def test_zero_weights_are_the_base_model(models):
         assert torch.equal(ours.model(input_ids=IDS).logits, base(input_ids=IDS).logits)
 
 
-def test_kept_keeps_the_mix_on_inside_and_restores_it_after(models):
+@pytest.mark.parametrize("inner", [[0, 1.0, 0, 0], [0.1, 0, 0, 0.9]])  # other poles (a new tensor); the same (in place)
+def test_kept_keeps_the_mix_on_inside_and_restores_it_after(models, inner):
     _, ours, ref = models
     ours.use_weights(torch.tensor([0.7, 0, 0, 0.4]))
     with torch.no_grad(), ours.kept():
         inside = ours.model(input_ids=IDS).logits  # nothing set yet: still the outer mix
-        ours.use_weights(torch.tensor([0, 1.0, 0, 0]))
+        ours.use_weights(torch.tensor(inner))
     with torch.no_grad():
         after = ours.model(input_ids=IDS).logits
     expected = peft_logits(ref, IDS, [0.7, 0, 0, 0.4])

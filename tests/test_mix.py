@@ -136,7 +136,7 @@ def test_a_mix_inside_mixed_never_overwrites_the_vector_set_outside(mixed):
     outer = {"risk": 0.8, "time": -0.3}
     mixed.set_vector(outer)
     expected = mixed.model(**_batch(mixed)).logits
-    with mixed.mixed({"risk": -0.2, "time": 0.9}):  # the same poles: written in place, into a copy
+    with mixed.mixed({"risk": 0.2, "time": -0.9}):  # the same poles: written in place, into a copy
         pass
     torch.testing.assert_close(mixed.model(**_batch(mixed)).logits, expected, **CLOSE)
     mixed.adapters.off()

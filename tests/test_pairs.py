@@ -200,7 +200,7 @@ def test_convert_reports_every_bad_record_and_writes_nothing(tmp_path, capsys, e
     source = _write(tmp_path, [_item(), _item(matching=" (C)"), _item(), {"question": "no choices"}], "ab.json")
     out = tmp_path / "x.jsonl"
     code, _, err = run(capsys, "convert", "ab", source, "--pairs", EXAMPLE / "pairs.json", "--out", out)
-    assert code == 1 and "2 bad record(s)" in err  # one line per bad record and "record 2" in err and "record 4" in err and not out.exists()
+    assert code == 1 and "2 bad record(s)" in err and "record 2" in err and "record 4" in err and not out.exists()
 
 
 def test_convert_vcd_keeps_every_option(tmp_path, vcd_dev):
