@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-DATA ?= ../shared/data/vcd/vcd_train.json
+VCD_DIR ?= ../shared/data/vcd
 DEMO ?= demo
 
 .PHONY: install demo test bench clean
@@ -18,7 +18,7 @@ $(BIN)/pft-adapters: pyproject.toml
 install: $(BIN)/pft-adapters
 
 demo: install
-	bash examples/demo.sh $(BIN) $(DEMO)
+	VCD_DIR=$(VCD_DIR) bash examples/demo.sh $(BIN) $(DEMO)
 
 test: install
 	$(BIN)/python -m mypy

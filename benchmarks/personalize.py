@@ -56,7 +56,7 @@ both estimators, on this machine.
 The zoo: `--zoo PATH` (a trained zoo, LLM or scorer). Without one (or if PATH does not
 exist yet) it is built and cached under benchmarks/cache/ (git-ignored), all six
 dimensions trained on vcd_train.json: by default (`--kind scorer`) a scorer zoo on
-all-MiniLM-L6-v2 (`train --kind scorer` with its defaults; about 40 minutes on 2 CPU cores),
+all-MiniLM-L6-v2 (`train --kind scorer` with its defaults; about 25-30 minutes on 2 CPU cores),
 the offline zoo that reads dev scenarios well; with `--kind llm` a "small" causal base
 (`pft_adapters.base.cached_base` on the vcd_train texts) and an LLM zoo on it (paired,
 LoRA r=8, 3 epochs; a few minutes on a GPU, hours on a CPU).

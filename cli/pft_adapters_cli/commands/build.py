@@ -88,7 +88,7 @@ def train(
     device: str = typer.Option("auto", "--device", help="auto, cpu, cuda, cuda:1, ..."),
     precision: str = typer.Option("auto", "--precision", help="fp32, or bf16: matmuls under bfloat16 autocast, the "
                                   "adapters kept in float32 (auto: bf16 on a GPU that computes it, else fp32; on a CPU with "
-                                  "AVX512-BF16 or AMX, bf16 trains about 1.3x faster)."),
+                                  "AVX512-BF16 or AMX, bf16 trains about 1.4x faster)."),
     checkpoint_every: int = typer.Option(50, "--checkpoint-every", min=1, help="Steps between checkpoints."),
     resume: bool = typer.Option(False, "--resume", help="Continue an interrupted run from its checkpoint."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),

@@ -28,7 +28,7 @@ def evaluate(
                                       "(at most the 8 answers generated together)."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most N scenarios per dimension (quick runs)."),
     calibrate: str = typer.Option("mirror", "--calibrate", help="What option scores are measured against: mirror (the "
-                                  "opposite vector; default), base (the bare base model, PMI) or none (raw likelihood)."),
+                                  "vector with the scenario's dimension flipped; default), base (the bare base model, PMI) or none (raw likelihood)."),
     compose: str = COMPOSE_OPTION,
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="Answer length for open-ended."),
     base: str | None = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo."),
