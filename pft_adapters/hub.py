@@ -43,7 +43,7 @@ from huggingface_hub.utils import validate_repo_id
 from .errors import PFTError, shorten
 from .values import ValueSpace
 from .atomic import atomic_folder, check_target
-from .zoo import MANIFEST, read_manifest, sha256_file, wanted_poles
+from .zoo import MANIFEST, read_manifest, sha256_file, verify, wanted_poles
 
 if TYPE_CHECKING:
     from .zoo import Zoo
@@ -181,6 +181,10 @@ class _LocalSource:
         path = self.root / rel
         return path if path.is_file() else None
 
+    def verified(self, rel: str, files: dict[str, str], target: Path | None) -> Path:
+        """A file the manifest lists, checked against its sha256 as every zoo load checks it."""
+        return verify(self.root, rel, files)
+
 
 class _HubSource:
     """A Hub repo, read through the huggingface_hub cache (so HF_HUB_OFFLINE=1 works from it)."""
@@ -220,6 +224,20 @@ class _HubSource:
                 if rel == CARD:  # the card is optional, and may be absent from the cache
                     return None
                 raise
+
+    def verified(self, rel: str, files: dict[str, str], target: Path | None) -> Path:
+        """A file the manifest lists, downloaded and checked against its sha256; a bad copy leaves the cache."""
+        path = self.get(rel)
+        if path is None:
+            raise PFTError(f"'{self.label}' lacks '{rel}', which its manifest lists: the zoo is incomplete")
+        if sha256_file(path) != files[rel]:
+            self.discard(path)
+            where = f"nothing was written to {target}; " if target is not None else ""
+            raise PFTError(
+                f"'{rel}' from '{self.label}' does not match the sha256 in {MANIFEST} (corrupted download or altered "
+                f"file): {where}retry `{self.retry}`; if it fails again the published zoo is damaged, tell its owner"
+            )
+        return path
 
     def discard(self, path: Path) -> None:
         """Drop a corrupted file from the cache, so a retry downloads it again."""
@@ -277,35 +295,19 @@ def fetch(name: str | Path, poles: Sequence[str] | None = None, revision: str | 
         if absent:
             raise PFTError(f"'{src.label}' lacks '{absent[0]}', which its manifest lists: the zoo was published incompletely; ask its owner to push again")
 
-    fetched: dict[str, Path] = {}
-    for rel in needed:
-        path = src.get(rel)
-        if path is None:
-            raise PFTError(f"'{src.label}' lacks '{rel}', which its manifest lists: the zoo is incomplete")
-        if sha256_file(path) != files[rel]:
-            if isinstance(src, _LocalSource):
-                raise PFTError(f"'{rel}' in '{src.label}' does not match the sha256 in {MANIFEST} (corrupted or edited "
-                               "since it was written): re-download or re-train the zoo")
-            src.discard(path)
-            where = f"nothing was written to {target}; " if target is not None else ""
-            raise PFTError(
-                f"'{rel}' from '{src.label}' does not match the sha256 in {MANIFEST} (corrupted download or altered "
-                f"file): {where}retry `{retry}`; if it fails again the published zoo is damaged, tell its owner"
-            )
-        fetched[rel] = path
+    fetched = {rel: src.verified(rel, files, target) for rel in needed}
     card = src.get(CARD) if listing is None or CARD in listing else None
     encoder = (manifest.get("head_encoder") or {}).get("id")
     if isinstance(src, _HubSource) and encoder:
         fetch_encoder(encoder, retry)
 
+    complete = wanted == manifest["poles"]  # both in the manifest's order
     if target is None:
         path = manifest_path.parent
     else:
-        subset = None if wanted == list(manifest["poles"]) else {
-            **manifest, "poles": wanted, "files": {f: files[f] for f in needed}}
+        subset = None if complete else {**manifest, "poles": wanted, "files": {f: files[f] for f in needed}}
         path = _write_folder(target, manifest_path, subset, fetched, card)
-    return Pulled(path=path, source=src.name, commit=src.commit, poles=wanted, files=needed,
-                  complete=wanted == list(manifest["poles"]))
+    return Pulled(path=path, source=src.name, commit=src.commit, poles=wanted, files=needed, complete=complete)
 
 
 def fetch_encoder(name: str, retry: str) -> Path | None:

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import cast
@@ -39,6 +39,7 @@ FORMAT = "pft-zoo"
 FORMAT_VERSION = 1
 KINDS = ("llm", "scorer")  # a causal LM's adapters, or a sentence encoder's adapters with score heads
 SCORE_HEAD = "score_head.safetensors"
+DAMAGED = "the manifest is damaged; re-download or re-train the zoo"
 
 
 @dataclass(frozen=True)
@@ -246,7 +247,7 @@ class Zoo:
         if path.is_dir() and revision is None:
             return cls.load_folder(path, poles)
         pulled = hub.fetch(str(name_or_path), poles=list(poles) if poles is not None else None, revision=revision)
-        zoo = cls.load_folder(pulled.path, pulled.poles)
+        zoo = cls.load_folder(pulled.path, pulled.poles, checked=pulled.files)
         zoo.source = str(name_or_path)
         return zoo
 
@@ -258,20 +259,23 @@ class Zoo:
         return hub.push(self, repo_id, private=private, revision=revision, message=message, token=token)
 
     @classmethod
-    def load_folder(cls, path: Path, poles: Iterable[str] | None = None) -> Zoo:
+    def load_folder(cls, path: Path, poles: Iterable[str] | None = None, checked: Collection[str] = ()) -> Zoo:
+        """The zoo in a folder, every file it reads checked against the manifest; `checked`: files the pull that
+        fetched them has just hashed, which are not hashed twice."""
         manifest = read_manifest(path)
         space = ValueSpace.from_json(manifest["dimensions"], source=str(path / MANIFEST))
         wanted = wanted_poles(manifest, poles, str(path))
         files = manifest["files"]
-        tensors = {slug: _load_checked(path, f"poles/{slug}/adapter_model.safetensors", files) for slug in wanted}
+        tensors = {slug: _load_checked(path, f"poles/{slug}/adapter_model.safetensors", files, checked) for slug in wanted}
         for slug in wanted:
-            _verify(path, f"poles/{slug}/adapter_config.json", files)
+            verify(path, f"poles/{slug}/adapter_config.json", files, checked)
         kind = manifest.get("kind", "llm")
-        score_heads = {slug: _load_checked(path, f"poles/{slug}/{SCORE_HEAD}", files) for slug in wanted} if kind == "scorer" else {}
+        score_heads = {slug: _load_checked(path, f"poles/{slug}/{SCORE_HEAD}", files, checked)
+                       for slug in wanted} if kind == "scorer" else {}
         head = None
         if manifest.get("head"):
-            _verify(path, "head/config.json", files)
-            _verify(path, "head/model.safetensors", files)
+            verify(path, "head/config.json", files, checked)
+            verify(path, "head/model.safetensors", files, checked)
             head = MixingHead.load(path / "head")
         lora = manifest["lora"]
         zoo = cls(
@@ -300,7 +304,8 @@ def save_peft_config(config: peft.LoraConfig, folder: Path) -> None:
 
 
 def wanted_poles(manifest: dict, poles: Iterable[str] | None, label: str) -> list[str]:
-    """The poles to load (all the zoo holds when `poles` is None), by slug, each once; one it lacks is refused."""
+    """The poles to load (all the zoo holds when `poles` is None), by slug, each once, in the manifest's order
+    (so naming all of them, in any order, is the whole zoo); one it lacks is refused."""
     held = list(manifest["poles"])
     if poles is None:
         return held
@@ -309,7 +314,7 @@ def wanted_poles(manifest: dict, poles: Iterable[str] | None, label: str) -> lis
     absent = [p for p in wanted if p not in held]
     if absent:
         raise PFTError(f"'{label}' has no adapter for pole(s) {absent}: it holds {', '.join(held)}")
-    return wanted
+    return [p for p in held if p in wanted]
 
 
 def read_manifest(path: Path) -> dict:
@@ -334,7 +339,15 @@ def read_manifest(path: Path) -> dict:
             raise PFTError(f"{file} lacks '{key}': the manifest is incomplete; re-download or re-train the zoo")
     problem = _manifest_problem(manifest)
     if problem:
-        raise PFTError(f"{file}: {problem}: the manifest is damaged; re-download or re-train the zoo")
+        raise PFTError(f"{file}: {problem}: {DAMAGED}")
+    try:
+        space = ValueSpace.from_json(manifest["dimensions"], source="'dimensions'")
+    except PFTError as err:
+        raise PFTError(f"{file}: {err}: {DAMAGED}") from None
+    poles = manifest["poles"]
+    if len(set(poles)) < len(poles) or not set(poles) <= set(space.pole_slugs):
+        raise PFTError(f"{file}: 'poles' must name each pole once, as 'dimensions' define it: {DAMAGED}")
+    manifest["dimensions"] = space.to_json()  # checked here once, in one shape for every reader (the model card too)
     manifest["files"] = {PurePosixPath(rel).as_posix(): digest for rel, digest in manifest["files"].items()}  # "./a" is "a"
     return manifest
 
@@ -345,8 +358,13 @@ def _manifest_problem(manifest: dict) -> str | None:
         return isinstance(value, list) and all(isinstance(x, str) for x in value)
 
     base, lora, files = manifest["base_model"], manifest["lora"], manifest["files"]
-    if not isinstance(base, dict) or set(base) != {"id", "revision", "fingerprint"}:
-        return "'base_model' must hold exactly 'id', 'revision' and 'fingerprint'"
+    if not (isinstance(base, dict) and set(base) == {"id", "revision", "fingerprint"} and isinstance(base["id"], str)
+            and isinstance(base["revision"], (str, type(None))) and isinstance(base["fingerprint"], str)):
+        return "'base_model' must hold exactly 'id', 'revision' and 'fingerprint', texts ('revision' may be null)"
+    encoder = manifest.get("head_encoder")
+    if encoder is not None and not (isinstance(encoder, dict) and set(encoder) == {"id", "fingerprint"}
+                                    and all(isinstance(v, str) for v in encoder.values())):
+        return "'head_encoder' must be null or hold exactly 'id' and 'fingerprint', both texts"
     if not isinstance(manifest["dimensions"], list):
         return "'dimensions' must be a list"
     if not strings(manifest["poles"]):
@@ -371,19 +389,21 @@ def _manifest_problem(manifest: dict) -> str | None:
     return None
 
 
-def _verify(root: Path, rel: str, files: dict[str, str]) -> Path:
+def verify(root: Path, rel: str, files: dict[str, str], checked: Collection[str] = ()) -> Path:
+    """The path of a file the manifest lists, refused unless present and matching its sha256 (not hashed again
+    when in `checked`)."""
     if rel not in files:
         raise PFTError(f"{root}: file '{rel}' is not listed in the manifest; only listed files are loaded")
     target = root / rel
     if not target.is_file():
         raise PFTError(f"{root}: file '{rel}' is missing: re-download or re-train the zoo")
-    if sha256_file(target) != files[rel]:
+    if rel not in checked and sha256_file(target) != files[rel]:
         raise PFTError(f"{root}: file '{rel}' is corrupted or truncated (sha256 differs from the manifest): re-download or re-train the zoo")
     return target
 
 
-def _load_checked(root: Path, rel: str, files: dict[str, str]) -> dict[str, torch.Tensor]:
+def _load_checked(root: Path, rel: str, files: dict[str, str], checked: Collection[str] = ()) -> dict[str, torch.Tensor]:
     try:
-        return load_file(_verify(root, rel, files))
+        return load_file(verify(root, rel, files, checked))
     except SafetensorError as err:
         raise PFTError(f"{root}: '{rel}' is not a readable safetensors file ({err}): re-download the zoo") from None

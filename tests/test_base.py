@@ -255,6 +255,24 @@ def test_truncated_weights_and_unknown_devices_are_user_errors(built_base, tmp_p
         load_base(built_base, device="gpu0")
 
 
+def test_pickled_weights_are_never_loaded(tmp_path, monkeypatch):
+    """A base (whose id may come from a pulled zoo's manifest) with only pytorch_model.bin is refused, unread."""
+    model, tokenizer = tiny_base(seed=0)
+    model.config.save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    torch.save(model.state_dict(), tmp_path / "pytorch_model.bin")
+
+    def no_unpickling(*args, **kwargs):
+        raise AssertionError("torch.load was called on a pickled checkpoint")
+
+    monkeypatch.setattr(torch, "load", no_unpickling)
+    with pytest.raises(PFTError, match="cannot load base model .*safetensors weights") as info:
+        load_base(tmp_path)
+    assert "\n" not in str(info.value)
+    with pytest.raises(PFTError, match="cannot load encoder .*safetensors weights"):
+        base.load_encoder(tmp_path)
+
+
 def test_make_base_refuses_non_empty_out_dir_unless_overwrite(built_base, vcd_texts, tmp_path):
     with pytest.raises(PFTError, match="not empty"):
         make_base(vcd_texts, built_base, size="tiny", pretrain_minutes=0, progress=False)

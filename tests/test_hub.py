@@ -260,6 +260,61 @@ def test_offline_mode_loads_from_the_cache(hub: HubServer, local_zoo: Path, tmp_
         push(local_zoo, f"{USER}/values-zoo")  # the cache cannot stand in for the Hub here
 
 
+@pytest.mark.parametrize("field, value, message", [
+    ("head_encoder", "bert", "'head_encoder' must be null or hold exactly 'id' and 'fingerprint'"),
+    ("base_model", {"id": 7, "revision": None, "fingerprint": "sha256:0"}, "'base_model' must hold exactly"),
+    ("base_model", {"id": "a/b", "revision": 1, "fingerprint": "sha256:0"}, "'base_model' must hold exactly"),
+    ("base_model", {"id": "a/b", "revision": None, "fingerprint": 5}, "'base_model' must hold exactly"),
+    ("dimensions", [{"slug": "risk", "label": "Risk"}], "'dimensions': dimension 1: a dimension needs exactly two poles"),
+    ("poles", ["risk-averse", "risk-averse"], "'poles' must name each pole once, as 'dimensions' define it"),
+    ("poles", ["risk-averse", "frugal"], "'poles' must name each pole once, as 'dimensions' define it"),
+])
+def test_a_malformed_manifest_is_one_line_to_pull_push_and_load(hub: HubServer, local_zoo: Path, tmp_path: Path,
+                                                                 field: str, value: object, message: str) -> None:
+    manifest = json.loads((local_zoo / MANIFEST).read_text())
+    (local_zoo / MANIFEST).write_text(json.dumps(manifest | {field: value}))
+    for attempt in (lambda: pull(local_zoo, to=tmp_path / "z"), lambda: push(local_zoo, f"{USER}/bad"),
+                    lambda: Zoo.from_pretrained(local_zoo)):
+        with pytest.raises(PFTError, match=message) as err:
+            attempt()
+        assert "\n" not in str(err.value) and "the manifest is damaged" in str(err.value)
+    assert not (tmp_path / "z").exists() and not hub.repos
+
+
+def test_naming_every_pole_in_any_order_is_the_whole_zoo(local_zoo: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    risk = make_zoo(["risk"]).save_pretrained(tmp_path / "risk")  # poles: risk-taking, risk-averse
+    got = fetch(f"{risk}:risk-averse,risk-taking", to=tmp_path / "whole")
+    assert got.complete and got.poles == ["risk-taking", "risk-averse"]
+    assert files_of(tmp_path / "whole") == files_of(risk)  # byte-identical, manifest included
+    some = fetch(f"{local_zoo}:delayed-gratification,risk-averse", to=tmp_path / "some")
+    assert not some.complete and some.poles == read_manifest(tmp_path / "some")["poles"] == [
+        "risk-averse", "delayed-gratification"]
+    for name in (f"{risk}:risk-averse,risk-taking", f"{risk}:risk-averse"):  # a local folder holds every pole
+        code, _, err = run(capsys, "pull", name)
+        assert code == 0 and err == ""
+
+
+def test_a_pull_hashes_each_file_once(hub: HubServer, local_zoo: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The pull checks every file against the manifest; loading what it fetched does not hash it again."""
+    import pft_adapters.hub as hub_module
+    import pft_adapters.zoo as zoo_module
+
+    hashed: list[str] = []
+
+    def counting(path: Path) -> str:
+        hashed.append(str(path))
+        return sha256_file(path)
+
+    push(local_zoo, f"{USER}/values-zoo")
+    monkeypatch.setattr(zoo_module, "sha256_file", counting)
+    monkeypatch.setattr(hub_module, "sha256_file", counting)
+    for name in (f"{local_zoo}:risk-averse", f"{USER}/values-zoo:risk-averse"):
+        hashed.clear()
+        assert Zoo.from_pretrained(name).pole_slugs == ["risk-averse"]
+        assert len(hashed) == len(set(hashed)) == 4, hashed  # the pole's two files and the head's two
+
+
 # ------------------------------------------------------------------------------------------------ assemble
 
 
@@ -358,6 +413,15 @@ def test_cli_push_pull_list_assemble(hub: HubServer, local_zoo: Path, tmp_path: 
     assert "already exists and is not empty" in user_error(capsys, "assemble", f"{USER}/no-such-zoo", "--out", str(tmp_path / "z"))
     monkeypatch.setenv("HF_TOKEN", READ_TOKEN)
     assert user_error(capsys, "push", str(local_zoo), f"{USER}/cli-zoo").startswith("error: your token cannot write to")
+
+
+def test_cli_assemble_refuses_an_out_holding_an_input_named_with_poles(tmp_path: Path,
+                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "out"
+    inner = make_zoo(["risk"]).save_pretrained(out / "risk")
+    err = user_error(capsys, "assemble", f"{inner}:risk-averse", "--out", out, "--overwrite")
+    assert f"--out {out} holds {inner}, which this command reads" in err
+    assert Zoo.from_pretrained(inner).pole_slugs == ["risk-taking", "risk-averse"]  # not deleted by --overwrite
 
 
 def test_push_takes_only_the_zoo_and_words_refusals_in_one_line(hub: HubServer, local_zoo: Path,

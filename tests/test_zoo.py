@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import errno
 import json
 import os
 import shutil
+import stat
 import subprocess
 import sys
 
@@ -15,6 +17,7 @@ import yaml
 from peft import PeftModel
 
 import pft_adapters.zoo as zoo_module
+from pft_adapters.atomic import atomic_write_text
 from pft_adapters.base import load_base, tiny_base
 from pft_adapters.errors import PFTError
 from pft_adapters.zoo import MANIFEST, Zoo, fingerprint, sha256_file
@@ -249,6 +252,65 @@ def test_overwrite_replaces_the_folder(trained, tmp_path):
     trained.zoo.save_pretrained(target, overwrite=True)
     assert os.listdir(tmp_path) == ["zoo"]
     assert Zoo.from_pretrained(target).pole_slugs == trained.zoo.pole_slugs
+
+
+def test_overwrite_is_not_blocked_by_a_leftover_of_a_killed_run(trained, tmp_path):
+    target = trained.zoo.save_pretrained(tmp_path / "zoo")
+    leftover = tmp_path / f".zoo.old-{os.getpid()}"  # where a killed overwrite once left the old zoo
+    leftover.mkdir()
+    (leftover / "pft_zoo.json").write_text("{}")
+    trained.zoo.save_pretrained(target, overwrite=True)
+    assert sorted(os.listdir(tmp_path)) == [leftover.name, "zoo"]
+    Zoo.from_pretrained(target)
+
+
+def test_a_failed_swap_puts_the_old_zoo_back(trained, tmp_path, monkeypatch):
+    target = trained.zoo.save_pretrained(tmp_path / "zoo")
+    before = {rel: sha256_file(target / rel) for rel in _files(target)}
+    real = os.replace
+
+    def no_new_folder(src, dst):  # the old zoo is moved aside, then the new one cannot take its place
+        if str(src).endswith(".partial"):
+            raise OSError(errno.EIO, "Input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "replace", no_new_folder)
+    with pytest.raises(PFTError, match=f"writing {target} failed, nothing was written: Input/output error"):
+        trained.zoo.save_pretrained(target, overwrite=True)
+    assert {rel: sha256_file(target / rel) for rel in _files(target)} == before
+    assert os.listdir(tmp_path) == ["zoo"]
+
+
+def test_written_folders_and_files_get_the_modes_the_umask_allows(trained, tmp_path):
+    """Not mkdtemp's 0700 and mkstemp's 0600: a zoo or a data file is for teammates to read too."""
+    old = os.umask(0o027)
+    try:
+        target = trained.zoo.save_pretrained(tmp_path / "zoo")
+        atomic_write_text(tmp_path / "rows.jsonl", "{}\n")
+        private = tmp_path / "private.jsonl"
+        private.write_text("old")
+        private.chmod(0o600)
+        atomic_write_text(private, "new")  # a replaced file keeps its mode, as a plain open would
+    finally:
+        os.umask(old)
+    folders = [target, *(p for p in target.rglob("*") if p.is_dir())]
+    assert {stat.S_IMODE(p.stat().st_mode) for p in folders} == {0o750}
+    assert {stat.S_IMODE((target / rel).stat().st_mode) for rel in _files(target)} == {0o640}
+    assert stat.S_IMODE((tmp_path / "rows.jsonl").stat().st_mode) == 0o640
+    assert stat.S_IMODE(private.stat().st_mode) == 0o600 and private.read_text() == "new"
+
+
+def test_a_failed_text_write_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "rows.jsonl"
+    path.write_text("old")
+
+    def disk_full(src, dst):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "replace", disk_full)
+    with pytest.raises(PFTError, match=f"writing {path} failed, nothing was written: No space left on device"):
+        atomic_write_text(path, "new")
+    assert os.listdir(tmp_path) == ["rows.jsonl"] and path.read_text() == "old"
 
 
 # -- PEFT interop -----------------------------------------------------------------------

@@ -46,7 +46,7 @@ def pull(
     from pft_adapters.hub import fetch
 
     got = fetch(name, to=to, overwrite=overwrite)
-    if to is None and not got.complete:  # the cache folder lacks the other poles' files
+    if to is None and not got.complete and got.commit is not None:  # the Hub cache folder lacks the other poles' files
         typer.echo(f"only some poles are in the cache folder: load them by this name ('{name}'), or pull with "
                    "--to DIR for a folder that is a zoo of its own", err=True)
     if json_out:
@@ -93,9 +93,9 @@ def assemble(
       pft-adapters assemble org/values-zoo org/extra-zoo:risk-averse --out ./combined
     """
     from pft_adapters.atomic import check_target
-    from pft_adapters.hub import assemble as combine
+    from pft_adapters.hub import assemble as combine, parse_zoo_name
 
-    check_target(out, overwrite, reads=names)  # before any zoo is pulled
+    check_target(out, overwrite, reads=[parse_zoo_name(n)[0] for n in names])  # before any zoo is pulled; "dir:pole" reads dir
     zoo = combine(names)
     zoo.save_pretrained(out, overwrite=overwrite)
     summary = {"zoo": str(out), "base_model": zoo.base.id, "poles": zoo.pole_slugs, "head": zoo.head is not None}
