@@ -403,7 +403,13 @@ def verify(root: Path, rel: str, files: dict[str, str], checked: Collection[str]
 
 
 def _load_checked(root: Path, rel: str, files: dict[str, str], checked: Collection[str] = ()) -> dict[str, torch.Tensor]:
+    """A listed safetensors file's tensors, refused when unreadable or not finite (a NaN would spoil every mix using it)."""
     try:
-        return load_file(verify(root, rel, files, checked))
+        tensors = load_file(verify(root, rel, files, checked))
     except SafetensorError as err:
         raise PFTError(f"{root}: '{rel}' is not a readable safetensors file ({err}): re-download the zoo") from None
+    damaged = next((k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    if damaged is not None:
+        raise PFTError(f"{root}: '{rel}' holds NaN or infinite values ({damaged}): the run that wrote it diverged; "
+                       "retrain the zoo (with a lower --lr)")
+    return tensors

@@ -115,6 +115,16 @@ def test_truncated_pole_file_is_refused(zoo_copy):
     assert rel in str(err.value) and "truncated" in str(err.value)
 
 
+def test_a_pole_with_nan_weights_is_refused_by_name(zoo_dir, tmp_path):
+    zoo = Zoo.from_pretrained(zoo_dir)
+    key = next(k for k in zoo.poles["risk-averse"] if "lora_B" in k)
+    zoo.poles["risk-averse"][key] = torch.full_like(zoo.poles["risk-averse"][key], float("nan"))
+    zoo.save_pretrained(tmp_path / "diverged")  # checksums match: the values themselves are what is wrong
+    with pytest.raises(PFTError, match=r"poles/risk-averse/adapter_model.safetensors' holds NaN or infinite values .*retrain"):
+        Zoo.from_pretrained(tmp_path / "diverged")
+    assert Zoo.from_pretrained(tmp_path / "diverged", poles=["risk-taking"]).pole_slugs == ["risk-taking"]
+
+
 def test_missing_pole_file_is_refused(zoo_copy):
     rel = "poles/risk-taking/adapter_model.safetensors"
     (zoo_copy / rel).unlink()
