@@ -77,9 +77,12 @@ def test_each_line_scores_as_if_alone_and_text_output_heads_every_group(cli_scor
     assert code == 0 and [x for x in out.splitlines() if x.startswith("[")] == ["[q1]", "[q2]", "[(no group)]"]
 
 
-def test_rerank_user_errors_are_one_line(cli_scorer, zoo_dir, answers, tmp_path, capsys):
+def test_rerank_user_errors_are_one_line(cli_scorer, zoo_dir, answers, tmp_path, capsys, monkeypatch):
     assert f"{answers}, line 1 has no vector" in user_error(capsys, "rerank", cli_scorer, "--candidates", answers)
-    assert "scorer zoo" in user_error(capsys, "rerank", zoo_dir, "--vector", "risk=1", "--candidates", answers)
+    with monkeypatch.context() as patch:  # an LLM zoo is refused before its base loads
+        patch.setattr("pft_adapters.zoo.Zoo.load_base", lambda *a, **k: pytest.fail("the base was loaded"))
+        assert "is an LLM zoo: rerank needs a scorer zoo" in user_error(capsys, "rerank", zoo_dir, "--vector", "risk=1",
+                                                                        "--candidates", answers)
     assert "riks" in user_error(capsys, "rerank", cli_scorer, "--vector", "riks=1", "--candidates", answers)
     bad = tmp_path / "bad.jsonl"
     bad.write_text('"fine"\n{"txt": "typo"}\n')

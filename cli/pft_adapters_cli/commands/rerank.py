@@ -39,16 +39,18 @@ def rerank_command(
     from pft_adapters.errors import PFTError, shorten
     from pft_adapters.mix import composition, load_mixed
     from pft_adapters.rerank import read_candidates, rerank
+    from pft_adapters.zoo import Zoo
 
     if vector is not None and history is not None:
         raise PFTError("give --vector or --history, not both")
     check_inference_options(history, method, half_life)
     composition(compose, "--compose")
     items = read_candidates(candidates)  # a bad file fails before the model loads
-    scorer = load_mixed(zoo, base=base, device=device)
-    if scorer.zoo.kind != "scorer":
+    held = Zoo.from_pretrained(zoo)
+    if held.kind != "scorer":  # before its base, maybe gigabytes, loads
         raise PFTError(f"{zoo} is an LLM zoo: rerank needs a scorer zoo (`pft-adapters train --kind scorer`); "
                        "an LLM zoo picks among options with `mix --scenarios`")
+    scorer = load_mixed(held, base=base, device=device)
     inferred = infer_from_history(scorer, history, method, half_life) if history is not None else None
     ranked, vectors = rerank(scorer, items, inferred.vector if inferred is not None else vector, compose)
     shown = [r for r in ranked if top is None or r.rank <= top]
