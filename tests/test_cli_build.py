@@ -9,7 +9,9 @@ import pytest
 import torch
 
 from cli_runner import run, user_error
+from conftest import same_zoo
 from pft_adapters.atomic import atomic_folder
+from pft_adapters.data import load_scenarios
 from pft_adapters.errors import PFTError
 from pft_adapters.zoo import Zoo
 from pft_adapters_cli.app import main
@@ -259,3 +261,103 @@ def test_train_help_teaches_resume_and_torchrun(capsys):
     assert "--resume" in out and "torchrun" in out
     for option in ("--base", "--data", "--out", "--dims", "--pairs", "--pole-weight", "--grad-accum"):
         assert option in out, option
+
+
+# -- an interrupted run, resumed through the CLI ------------------------------------------------------
+def _counting_lr_factor(monkeypatch, interrupt_at: int | None = None) -> dict[str, int]:
+    """Count the optimizer steps a run takes (one `lr_factor` call each); raise Ctrl-C at call `interrupt_at`."""
+    import pft_adapters.train as train_module
+
+    real, calls = train_module.lr_factor, {"n": 0}
+
+    def counted(step: int, total: int, warmup: float) -> float:
+        calls["n"] += 1
+        if calls["n"] == interrupt_at:
+            raise KeyboardInterrupt
+        return real(step, total, warmup)
+
+    monkeypatch.setattr(train_module, "lr_factor", counted)
+    return calls
+
+
+def test_train_interrupted_then_resumed_through_the_cli_ends_in_the_uninterrupted_zoo(capsys, base_dir, vcd_train,
+                                                                                       tmp_path, monkeypatch):
+    options = ("--dims", "risk,time", "--rank", "2", "--checkpoint-every", "1", "--json")
+    code, stdout, err = run(capsys, *_train_args(base_dir, vcd_train, tmp_path / "full", *options))
+    assert code == 0, err
+    steps = json.loads(stdout)["steps"]
+    assert steps >= 3  # an interrupt after the first step leaves some to resume
+
+    out = tmp_path / "zoo"
+    checkpoint = tmp_path / "zoo.checkpoint"
+    _counting_lr_factor(monkeypatch, interrupt_at=2)  # Ctrl-C within the second step
+    code, stdout, err = run(capsys, *_train_args(base_dir, vcd_train, out, *options))
+    last = err.strip().splitlines()[-1]  # after the progress bar
+    assert code == 1 and stdout == "" and "Traceback" not in err
+    assert last == f"error: interrupted at step 1/{steps}: rerun the same command with --resume to continue"
+    assert json.loads((checkpoint / "progress.json").read_text())["step"] == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "zoo.checkpoint"]  # no zoo, nothing half-written
+
+    monkeypatch.undo()
+    calls = _counting_lr_factor(monkeypatch)
+    code, stdout, err = run(capsys, *_train_args(base_dir, vcd_train, out, *options, "--resume"))
+    assert code == 0, err
+    assert calls["n"] == steps - 1  # went on from the checkpoint, not from the start
+    assert json.loads(stdout)["zoo"] == str(out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["full", "zoo"]  # the checkpoint is dropped once the zoo is written
+    resumed, full = Zoo.from_pretrained(out), Zoo.from_pretrained(tmp_path / "full")
+    same_zoo(full, resumed, atol=1e-6)
+    assert resumed.training["final_loss"] == pytest.approx(full.training["final_loss"], abs=1e-4)
+
+
+def test_train_resume_without_a_checkpoint_starts_from_the_beginning(capsys, base_dir, vcd_train, tmp_path, monkeypatch):
+    options = ("--dims", "risk", "--rank", "2", "--json")
+    code, stdout, err = run(capsys, *_train_args(base_dir, vcd_train, tmp_path / "full", *options))
+    assert code == 0, err
+    steps = json.loads(stdout)["steps"]
+    calls = _counting_lr_factor(monkeypatch)
+    code, _, err = run(capsys, *_train_args(base_dir, vcd_train, tmp_path / "zoo", *options, "--resume"))
+    assert code == 0, err
+    assert calls["n"] == steps  # every step, none skipped
+    assert not (tmp_path / "zoo.checkpoint").exists()
+    same_zoo(Zoo.from_pretrained(tmp_path / "full"), Zoo.from_pretrained(tmp_path / "zoo"))
+
+
+# -- single-preference training through the CLI ---------------------------------------------------------
+def test_train_method_single_trains_the_poles_own_dimension(capsys, base_dir, vcd_train, tmp_path):
+    """--dims defaults to the pole's dimension, so --limit takes that dimension's scenarios only."""
+    out = tmp_path / "single"
+    code, stdout, err = run(capsys, *_train_args(base_dir, vcd_train, out, "--method", "single", "--pole", "Risk-averse",
+                                                 "--rank", "2", "--json"))
+    assert code == 0, err
+    summary = json.loads(stdout)
+    assert summary["method"] == "single" and summary["pole"] == "risk-averse" and summary["scenarios"] == 10
+    risk = [s for s in load_scenarios(vcd_train) if s.dimension == "risk"][:10]  # the file opens with other dimensions
+    assert summary["rows"] == sum(len(s.options_of("risk-averse")) for s in risk)
+    code, stdout, _ = run(capsys, "info", out, "--json")
+    held = json.loads(stdout)
+    assert held["poles"] == ["risk-averse"] and list(held["dimensions"]) == ["risk"]
+    zoo = Zoo.from_pretrained(out)
+    assert any(float(t.abs().max()) > 0 for k, t in zoo.poles["risk-averse"].items() if "lora_B" in k)
+    # --dims naming the pole's dimension (by label, among others) trains that dimension alone too
+    code, stdout, err = run(capsys, *_train_args(base_dir, vcd_train, tmp_path / "single2", "--method", "single",
+                                                 "--pole", "risk-averse", "--dims", "time, Risk Orientation", "--rank", "2",
+                                                 "--json"))
+    assert code == 0, err
+    assert json.loads(stdout)["scenarios"] == 10
+    single = Zoo.from_pretrained(tmp_path / "single2")
+    assert single.pole_slugs == ["risk-averse"] and [d.slug for d in single.space] == ["risk"]
+
+
+def test_train_method_single_refuses_a_pole_outside_dims_before_any_work(capsys, vcd_train, tmp_path):
+    args = ("--method", "single", "--pole", "risk-averse")
+    line = user_error(capsys, *_train_args("no-such-base", vcd_train, tmp_path / "z", *args, "--dims", "time,social"))
+    assert line == "error: --pole risk-averse is not a pole of --dims time,social"
+    line = user_error(capsys, *_train_args("no-such-base", vcd_train, tmp_path / "z", "--method", "single",
+                                           "--pole", "risk-avers"))
+    assert "unknown pole 'risk-avers'" in line and "did you mean 'risk-averse'" in line
+    line = user_error(capsys, *_train_args("no-such-base", vcd_train, tmp_path / "z", "--method", "single"))
+    assert "method 'single' needs the pole to train (--pole)" in line
+    line = user_error(capsys, *_train_args("no-such-base", vcd_train, tmp_path / "z", "--pole", "risk-averse"))
+    assert "--pole goes with --method single; method 'paired' trains every pole" in line
+    assert not (tmp_path / "z").exists()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import signal
 import socket
@@ -107,8 +108,12 @@ def test_parse_score():
     assert parse_score("Score (0-10): 9") == parse_score("On a scale of 0 to 10, I would rate it 9.") == 9.0
     assert parse_score("<think>maybe 3</think>\n6") == parse_score("I say 6 out of 10") == 6.0
     assert parse_score("It shows 2 traits of the value.\n4\n") == 4.0
-    for bad in ("high", "", "42", "-2", "1e3", "10.0000001"):
-        with pytest.raises(PFTError):
+    for bad in ("high", "", "1e3"):  # no number, or one the score pattern does not read
+        with pytest.raises(PFTError, match=re.escape(f"the judge's reply holds no 0-10 score: {bad!r}; use a model that "
+                                                     "follows the rubric")):
+            parse_score(bad)
+    for bad in ("42", "-2", "10.0000001"):  # refused, not clipped
+        with pytest.raises(PFTError, match=re.escape(f"the judge's reply gives {bad}, outside 0-10: {bad!r}")):
             parse_score(bad)
 
 
@@ -193,6 +198,54 @@ def test_eval_cli_json_and_out(capsys, zoo_dir, vcd_dev, tmp_path):
     assert set(printed["per_pole"]) == set(SPACE.pole_slugs) and "per_scene" in printed
     saved = json.loads(out_file.read_text())
     assert saved["accuracy"] == printed["accuracy"] and len(saved["items"]) == printed["cases"] == 8
+
+
+def _eval_text_and_json(capsys, zoo_dir, vcd_dev, *args) -> tuple[list[str], dict]:
+    """The lines `eval ARGS` prints, and the summary `eval ARGS --json` prints."""
+    code, text, err = run(capsys, "eval", zoo_dir, "--data", vcd_dev, *args)
+    assert code == 0, err
+    code, out, err = run(capsys, "eval", zoo_dir, "--data", vcd_dev, *args, "--json")
+    assert code == 0, err
+    return text.splitlines(), json.loads(out)
+
+
+def _figure_lines(summary: dict, key: str) -> list[str]:
+    return [f"    {name:34s} {value:5.3f}" for name, value in summary[key].items()]
+
+
+def test_eval_cli_text_select_one(capsys, zoo_dir, vcd_dev, tmp_path):
+    out_file = tmp_path / "one.json"
+    lines, summary = _eval_text_and_json(capsys, zoo_dir, vcd_dev, "--all-poles", "--limit", "2")
+    assert lines[0] == f"select-one on {vcd_dev} (8 cases, zoo {zoo_dir}, method paired)"
+    assert lines[1] == "  per pole (accuracy):"
+    per_pole = _figure_lines(summary, "per_pole")
+    assert lines[2 : 2 + len(per_pole)] == per_pole and len(per_pole) == 4
+    at = 2 + len(per_pole)
+    assert lines[at] == "  per dimension (accuracy):"
+    assert lines[at + 1 : at + 3] == _figure_lines(summary, "per_dimension")
+    assert lines[at + 3] == "  per scene (accuracy):"
+    assert lines[at + 4 : -1] == _figure_lines(summary, "per_scene")
+    assert lines[-1] == f"  accuracy {summary['accuracy']:.3f}   macro over poles {summary['macro_accuracy']:.3f}"
+    assert not any("precision" in line or "score" in line for line in lines)  # select-all's and open-ended's figures
+    # --out: the same text, then where the results went
+    code, text, err = run(capsys, "eval", zoo_dir, "--data", vcd_dev, "--all-poles", "--limit", "2", "--out", out_file)
+    assert code == 0, err
+    assert text.splitlines() == lines + [f"results written to {out_file}"]
+    saved = json.loads(out_file.read_text())
+    assert saved["accuracy"] == summary["accuracy"] and len(saved["items"]) == 8
+
+
+def test_eval_cli_text_select_all_with_a_vector(capsys, zoo_dir, vcd_dev):
+    lines, summary = _eval_text_and_json(capsys, zoo_dir, vcd_dev, "--vector", "risk=-1", "--task", "select-all",
+                                         "--limit", "3")
+    assert summary["vector"] == {"risk": -1.0} and summary["cases"] == 3
+    assert lines[0] == f"select-all on {vcd_dev} (3 cases, zoo {zoo_dir}, method paired)"
+    assert lines[1:4] == ["  per pole (accuracy):", *_figure_lines(summary, "per_pole"), "  per dimension (accuracy):"]
+    assert lines[4] == f"    {'risk':34s} {summary['per_dimension']['risk']:5.3f}"
+    assert lines[-2] == f"  accuracy {summary['accuracy']:.3f}   macro over poles {summary['macro_accuracy']:.3f}"
+    assert lines[-1] == (f"  micro precision {summary['precision']:.3f}   recall {summary['recall']:.3f}   "
+                         f"F1 {summary['f1']:.3f}")
+    assert not any(line.startswith("results written to") for line in lines)  # no --out, no file
 
 
 @pytest.mark.parametrize("args, message", [

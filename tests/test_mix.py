@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 from typing import Any
 
@@ -9,6 +10,7 @@ import peft
 import pytest
 import torch
 
+from cli_runner import run
 from pft_adapters.base import load_base
 from pft_adapters.errors import PFTError
 from pft_adapters.mix import MixedModel
@@ -312,3 +314,73 @@ def test_vector_for_an_absent_pole_is_refused(zoo_dir, base_dir):
     model, tokenizer = load_base(base_dir)
     with pytest.raises(PFTError, match="does not hold"):
         MixedModel(zoo, model, tokenizer).set_vector("risk=-1")
+
+
+# -- the `mix` command: generation, choosing and a merged model, as the user sees them ----------------
+@pytest.fixture(scope="module")
+def plain(zoo_dir, base_dir):
+    """The trained tiny zoo as `mix` loads it (not amplified)."""
+    return MixedModel(Zoo.from_pretrained(zoo_dir), *load_base(base_dir))
+
+
+def test_mix_prompt_text_streams_one_answer_and_labels_several(capsys, zoo_dir):
+    one = ("mix", zoo_dir, "--vector", "risk=1", "--max-new-tokens", "8", "--prompt", "Should I invest my savings?")
+    code, text, err = run(capsys, *one)
+    assert code == 0, err
+    code, out, _ = run(capsys, *one, "--json")
+    (answer,) = json.loads(out)["responses"]
+    assert answer["response"] and text.strip() == answer["response"]  # streamed as it is written: no "> prompt" line
+    assert not text.startswith(">")
+    prompts = ["Should I invest my savings?", "Do I buy it now?", "Save or spend?"]
+    several = ("mix", zoo_dir, "--vector", "risk=1", "--max-new-tokens", "8", *(x for p in prompts for x in ("--prompt", p)))
+    code, text, err = run(capsys, *several)
+    assert code == 0, err
+    code, out, _ = run(capsys, *several, "--json")
+    result = json.loads(out)
+    assert result["vector"] == {"risk": 1.0} and [r["prompt"] for r in result["responses"]] == prompts
+    assert text == "".join(f"> {r['prompt']}\n{r['response']}\n\n" for r in result["responses"])
+
+
+def test_mix_scenarios_on_an_llm_zoo_text_and_json(capsys, zoo_dir, plain, vcd_dev, tmp_path):
+    from pft_adapters.data import load_scenarios
+    from pft_adapters.errors import shorten
+
+    records = json.loads(vcd_dev.read_text())
+    data = tmp_path / "dilemmas.json"
+    data.write_text(json.dumps([r for r in records if r["preference domain"] == "Risk Orientation"][:3]
+                               + [r for r in records if r["preference domain"] == "Time Preference"][:2]))
+    scenarios = load_scenarios(data, plain.zoo.space)
+    vector = "risk=-1,time=0.5"
+    expected = plain.choose(scenarios, vector)
+    code, out, err = run(capsys, "mix", zoo_dir, "--vector", vector, "--scenarios", data, "--json")
+    assert code == 0, err
+    result = json.loads(out)
+    assert (result["vector"], result["calibrated"], result["composition"]) == ({"risk": -1.0, "time": 0.5}, "mirror", "model")
+    assert result["choices"] == [{"scenario": s.text, "chosen": c.index, "text": s.options[c.index].text, "pole": c.pole,
+                                  "scores": c.rounded()} for s, c in zip(scenarios, expected)]
+    code, text, err = run(capsys, "mix", zoo_dir, "--vector", vector, "--scenarios", data)
+    assert code == 0, err
+    assert text.splitlines() == [line for i, (s, c) in enumerate(zip(scenarios, expected), 1) for line in (
+        f"{i}. {shorten(s.text, 90)}", f"   -> {'ABCDEFGH'[c.index]}. {shorten(s.options[c.index].text, 110)} [{c.pole}]")]
+
+
+@torch.no_grad()
+def test_mix_merge_out_writes_a_loadable_model_and_leaves_no_staging_folder(capsys, zoo_dir, plain, tmp_path):
+    out = tmp_path / "merged"
+    code, text, err = run(capsys, "mix", zoo_dir, "--vector", "risk=1", "--merge-out", out)
+    assert code == 0, err
+    assert text == f"merged-model for risk=1 written to {out}\n"
+    names = {p.name for p in out.iterdir()}
+    assert {"config.json", "model.safetensors", "tokenizer.json"} <= names and not any(n.endswith(".bin") for n in names)
+    assert [p.name for p in tmp_path.iterdir()] == ["merged"]  # no staging folder left beside it
+    model, _ = load_base(out)
+    torch.testing.assert_close(model(**plain._encode(TEXTS, padding_side="right")).logits, plain.logits(TEXTS, "risk=1"),
+                               **CLOSE)
+    # --overwrite replaces it with another mix
+    code, stdout, err = run(capsys, "mix", zoo_dir, "--vector", "time=-1", "--merge-out", out, "--overwrite", "--json")
+    assert code == 0, err
+    assert json.loads(stdout) == {"vector": {"time": -1.0}, "written": str(out), "kind": "merged-model"}
+    assert [p.name for p in tmp_path.iterdir()] == ["merged"]
+    model, _ = load_base(out)
+    torch.testing.assert_close(model(**plain._encode(TEXTS, padding_side="right")).logits, plain.logits(TEXTS, "time=-1"),
+                               **CLOSE)

@@ -64,6 +64,50 @@ def test_example_pair_file(example_space, capsys):
     assert [p["slug"] for p in listed["patience"]["poles"]] == ["patient", "impulsive"]
 
 
+def _listing(space: ValueSpace, added_from: Path | None = None) -> list[str]:
+    """The lines `pairs` prints for `space`: each dimension, then its poles with their sign and description."""
+    builtin = ValueSpace.builtin().dimensions
+    lines = []
+    for dim in space:
+        lines.append(f"{dim.slug}: {dim.label}" + ("" if dim in builtin else f"  (from {added_from})"))
+        lines += [f"  {sign} {pole.slug:26s} {pole.description}" for pole, sign in zip(dim.poles, ("+1", "-1"))]
+    return lines
+
+
+def test_pairs_lists_the_dimensions_as_text(capsys, example_space):
+    code, out, err = run(capsys, "pairs")
+    assert code == 0 and err == ""
+    builtin = ValueSpace.builtin()
+    assert out.splitlines() == _listing(builtin)
+    assert "risk: Risk Orientation" in out.splitlines() and len(out.splitlines()) == 3 * len(builtin.dimensions)
+    code, out, _ = run(capsys, "pairs", "--pairs", EXAMPLE / "pairs.json")
+    assert code == 0 and out.splitlines() == _listing(builtin.merged(example_space), EXAMPLE / "pairs.json")
+    assert out.splitlines()[-3] == f"patience: Patience  (from {EXAMPLE / 'pairs.json'})"
+
+
+def test_pairs_check_json_reports_a_bad_file_as_an_object_and_exits_1(tmp_path, capsys):
+    candour = {"slug": "candour", "poles": [_pole("Candid"), _pole("Impulsive")]}
+    bad = _write(tmp_path, {"dimensions": [PATIENCE, candour]}, "my-pairs.json")
+    with pytest.raises(PFTError) as err:
+        load_pairs(bad)
+    code, out, stderr = run(capsys, "pairs", "--check", bad, "--json")
+    assert code == 1 and stderr == ""  # the object is the whole report: no error line besides it
+    assert json.loads(out) == {"file": str(bad), "ok": False, "error": str(err.value)}
+    assert "dimension 2 ('candour'), pole 2: 'impulsive' is used twice" in json.loads(out)["error"]
+    for broken, words in ((_write(tmp_path, '[{"slug": "patience"', "cut.json"), "not valid JSON"),
+                          (tmp_path / "missing.json", "missing.json")):
+        code, out, stderr = run(capsys, "pairs", "--check", broken, "--json")
+        report = json.loads(out)
+        assert code == 1 and stderr == "" and report["ok"] is False and report["file"] == str(broken), out
+        assert words in report["error"]
+    good = _write(tmp_path, [PATIENCE], "good.json")
+    code, out, _ = run(capsys, "pairs", "--check", good, "--json")
+    report = json.loads(out)
+    assert code == 0 and report["ok"] is True and report["file"] == str(good)
+    assert [(d["slug"], d["source"], [p["slug"] for p in d["poles"]]) for d in report["dimensions"]] == [
+        ("patience", str(good), ["patient", "impulsive"])]
+
+
 def _pole(name, **extra):
     return {"name": name, "description": "a pole", **extra}
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import peft
 import pytest
@@ -238,7 +239,8 @@ def test_eval_and_infer_accept_scorer_zoos(scorer_dir, encoder_dir, vcd_dev):
     for method in ("head", "likelihood"):
         inferred = infer(mixed, decisions, method=method)
         assert set(inferred.vector) <= {"risk", "time"} and inferred.evidence["risk"] == len(decisions)
-    with pytest.raises(PFTError, match="open-ended"):
+    with pytest.raises(PFTError, match=re.escape("open-ended answers need an LLM zoo: a scorer zoo ranks texts, it does not "
+                                                 "write them; use --task select-one or select-all")):
         evaluate(mixed, dev, "open-ended", progress=False)
 
 
