@@ -149,7 +149,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--max-new-tokens", type=int, help="open-ended answer length (default 32; --quick 8)")
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, ...")
     p.add_argument("--data-dir", type=Path, default=DATA_DIR, help="folder holding vcd_train.json and vcd_dev.json")
-    p.add_argument("--out-dir", type=Path, default=RESULTS, help="where the report, JSON and plots go")
+    p.add_argument("--out-dir", type=Path, help="where the report, JSON and plots go (default benchmarks/results/; "
+                   "--quick: benchmarks/cache/quick/, so a check never overwrites the committed reports)")
     p.add_argument("--retrain", action="store_true", help="ignore cached zoos (the base stays cached)")
     p.add_argument("--json", type=Path, help="also write the figures to this JSON file")
     p.add_argument("--every-partner", action="store_true", help="composition: mix each case with every other dimension "
@@ -165,6 +166,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--head-init", choices=HEAD_INITS, help="with --scorer: where the score heads start "
                    "(`train --head-init`; default descriptions)")
     a = p.parse_args(argv)
+    a.out_dir = a.out_dir or (CACHE / "quick" if a.quick else RESULTS)
     a.command = shlex.join(["python", "benchmarks/vcd_quality.py", *(sys.argv[1:] if argv is None else argv)])  # reports' rerun line
     return a
 
