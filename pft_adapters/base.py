@@ -154,8 +154,9 @@ def train_tokenizer(
 ) -> PreTrainedTokenizerFast:
     """Byte-level BPE trained in-process: covers any input text and needs no download."""
     specials = [UNK, BOS, EOS, PAD]  # ids 0..3, the Llama convention for unk/bos/eos
-    if vocab_size < 256 + len(specials):
-        raise PFTError(f"vocab_size {vocab_size} is too small; byte-level BPE needs at least {256 + len(specials)}")
+    if vocab_size < 256 + len(specials):  # the one check of --vocab-size: `make_base` passes any given value on
+        raise PFTError(f"--vocab-size must be at least {256 + len(specials)} (byte-level BPE: 256 bytes and "
+                       f"{len(specials)} special tokens), got {vocab_size}")
     backend = Tokenizer(models.BPE(unk_token=UNK))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()
@@ -388,11 +389,9 @@ def make_base(
     for option, budget in (("--minutes", pretrain_minutes), ("--epochs", pretrain_epochs)):
         if budget is not None and not (math.isfinite(budget) and budget >= 0):  # inf never ends
             raise PFTError(f"{option} must be a finite number >= 0, got {budget}")
-    if vocab_size is not None and vocab_size < 1:
-        raise PFTError(f"--vocab-size must be at least 1, got {vocab_size}")
     if not texts:
         raise PFTError("corpus has no texts; pass a non-empty corpus file")
-    tokenizer = train_tokenizer(texts, vocab_size=vocab_size or shape.vocab_size)
+    tokenizer = train_tokenizer(texts, vocab_size=shape.vocab_size if vocab_size is None else vocab_size)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
         model = build_model(shape, tokenizer, vocab_size)

@@ -1,7 +1,7 @@
 """One exception type for mistakes a user can fix, so the CLI can print one line instead of a traceback."""
 
 from collections.abc import Callable, Iterable
-from typing import TypeVar
+from typing import NoReturn, TypeVar
 
 T = TypeVar("T")
 
@@ -43,12 +43,17 @@ def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
     return obj
 
 
-def loads(text: str) -> object:
-    """`json.loads` that refuses a key given twice in one object (plain JSON keeps the last one silently)."""
+def _no_constant(name: str) -> NoReturn:
+    raise JSONError(f"{name} is not a JSON number")
+
+
+def loads(text: str, allow_nan: bool = False) -> object:
+    """`json.loads` that refuses a key given twice in one object (plain JSON keeps the last one silently), and
+    NaN, Infinity and -Infinity (Python's extension, which no other JSON reader takes) unless `allow_nan`."""
     import json
 
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys)
+        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=None if allow_nan else _no_constant)
     except JSONError:
         raise
     except json.JSONDecodeError as err:

@@ -39,13 +39,12 @@ from .choose import Choice, OptionScores, choose, conditioned_prompt, option_sco
 from .data import Scenario, format_open_prompt, format_prompt
 from .errors import PFTError
 from .layers import PoleAdapters
-from .vector import PreferenceVector, parse_vector
+from .vector import PreferenceVector, VectorSpec
 from .zoo import Zoo, save_peft_config
 
 if TYPE_CHECKING:
     from .scorer import ScorerModel
 
-VectorSpec = str | Mapping[str, object] | PreferenceVector
 CALIBRATIONS = ("base", "mirror", "none")
 COMPOSITIONS = ("model", "dimensions")
 
@@ -89,11 +88,7 @@ class Mixer:
 
     # -- vectors --------------------------------------------------------------------
     def vector(self, spec: VectorSpec) -> PreferenceVector:
-        vector = spec if isinstance(spec, PreferenceVector) else parse_vector(spec, self.zoo.space)
-        absent = [p for p, w in vector.pole_weights(self.zoo.space).items() if w and p not in self.zoo.poles]
-        if absent:
-            raise PFTError(f"the vector uses pole(s) {absent}, which this zoo does not hold: pull them or change the vector")
-        return vector
+        return self.zoo.vector(spec)
 
     def weights(self, spec: VectorSpec | Sequence[VectorSpec]) -> torch.Tensor:
         """(P,) pole weights for one vector, (n, P) for a list of vectors."""

@@ -16,9 +16,14 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .data import text_field
 from .errors import PFTError, jsonl_records, parse_every, read_text
+
+if TYPE_CHECKING:  # annotations only: reading candidates needs no torch
+    from .vector import PreferenceVector, VectorSpec
+    from .zoo import Zoo
 
 FIELDS = ("text", "context", "group", "vector", "id")
 
@@ -64,16 +69,35 @@ def _candidate(raw: object, where: str, line: int) -> Candidate:
     vector = raw.get("vector")
     if vector is not None and not isinstance(vector, (str, dict)):
         raise PFTError(f"{where}: field 'vector' must be a string like 'risk=-1' or an object like {{\"risk\": -1}}")
+    id_ = raw.get("id")
+    if id_ is not None and (isinstance(id_, bool) or not isinstance(id_, (str, int))):  # echoed back as given
+        raise PFTError(f"{where}: field 'id' must be a string or an integer")
     context = raw.get("context") or None  # "" is no context: scored alone, as a line without one
-    return Candidate(text, context, raw.get("group") or "", vector, raw.get("id"), line, where)
+    return Candidate(text, context, raw.get("group") or "", vector, id_, line, where)
 
 
-def _line_vector(scorer, candidate: Candidate):
+def candidate_vectors(zoo: Zoo, candidates: Sequence[Candidate], vector: VectorSpec | None = None,
+                      inferred: bool = False) -> list[PreferenceVector | None]:
+    """The vector each candidate is scored under, its own (a bad one reported by its line) or else `vector`,
+    all checked against the zoo alone, so that a caller can check them before the model loads.
+
+    `vector` is parsed whenever given, even if every line has its own, so a typo in it is reported.
+    `inferred`: the vector for lines without their own is inferred later; they get None here.
+    """
+    if vector is None and not inferred:
+        missing = [c.place for c in candidates if c.vector is None]
+        if missing:
+            raise PFTError(f"{missing[0]} has no vector: give --vector or --history, or a 'vector' on every line")
+    shared = zoo.vector(vector) if vector is not None else None
+    return [_line_vector(zoo, c.vector, c.place) if c.vector is not None else shared for c in candidates]
+
+
+def _line_vector(zoo: Zoo, spec: VectorSpec, place: str) -> PreferenceVector:
     """A line's own vector, a bad one reported by its line."""
     try:
-        return scorer.vector(candidate.vector)
+        return zoo.vector(spec)
     except PFTError as err:
-        raise PFTError(f"{candidate.place}: field 'vector': {err}") from None
+        raise PFTError(f"{place}: field 'vector': {err}") from None
 
 
 @dataclass(frozen=True)
@@ -98,13 +122,7 @@ def rerank(scorer, candidates: Sequence[Candidate], vector=None, compose: str = 
     Returns the candidates grouped in order of first appearance, best first in each group,
     and the vector each input line was scored under.
     """
-    missing = [c.place for c in candidates if c.vector is None and vector is None]
-    if missing:
-        raise PFTError(f"{missing[0]} has no vector: give --vector or --history, or a 'vector' on every line")
-    vectors = [_line_vector(scorer, c) if c.vector is not None else None for c in candidates]
-    if vector is not None and any(v is None for v in vectors):
-        shared = scorer.vector(vector)
-        vectors = [shared if v is None else v for v in vectors]
+    vectors = candidate_vectors(scorer.zoo, candidates, vector)
     contexts = [c.context for c in candidates]
     scores = scorer.scores([c.text for c in candidates], vectors, contexts if any(contexts) else None, compose=compose)
     groups: dict[str, list[int]] = {}

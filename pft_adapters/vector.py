@@ -42,6 +42,9 @@ class PreferenceVector(dict[str, float]):
         return ",".join(f"{k}={v:g}" for k, v in self.items()) or "(all dimensions off)"
 
 
+VectorSpec = str | Mapping[str, object] | PreferenceVector
+
+
 def parse_vector(spec: str | Mapping[str, object], space: ValueSpace) -> PreferenceVector:
     """Parse any accepted spelling into a validated vector (see the module docstring)."""
     if isinstance(spec, Mapping):

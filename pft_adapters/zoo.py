@@ -33,6 +33,7 @@ from .errors import PFTError
 from .head import MixingHead
 from .layers import LoraSpec, PoleAdapters, add_pole_adapters
 from .values import ValueSpace
+from .vector import PreferenceVector, VectorSpec, parse_vector
 
 MANIFEST = "pft_zoo.json"
 FORMAT = "pft-zoo"
@@ -113,6 +114,15 @@ class Zoo:
     def pole_slugs(self) -> list[str]:
         """Poles present, in the value space's order."""
         return [p for p in self.space.pole_slugs if p in self.poles]
+
+    def vector(self, spec: VectorSpec) -> PreferenceVector:
+        """`spec` parsed against this zoo's dimensions, refusing poles it does not hold: with the zoo
+        alone, before its base model loads, so a typo costs no load."""
+        vector = spec if isinstance(spec, PreferenceVector) else parse_vector(spec, self.space)
+        absent = [p for p, w in vector.pole_weights(self.space).items() if w and p not in self.poles]
+        if absent:
+            raise PFTError(f"the vector uses pole(s) {absent}, which this zoo does not hold: pull them or change the vector")
+        return vector
 
     # -- applying to a base model ---------------------------------------------------
     def check_base(self, model: nn.Module, name: str | None = None) -> None:

@@ -10,6 +10,7 @@ import torch
 
 from cli_runner import run, user_error
 from conftest import same_zoo
+from pft_adapters import __version__
 from pft_adapters.atomic import atomic_folder
 from pft_adapters.data import load_scenarios
 from pft_adapters.errors import PFTError
@@ -56,6 +57,11 @@ def test_make_base_errors(capsys, tmp_path, vcd_train):
                                                      "--out", tmp_path / "b")
     assert "missing.json" in user_error(capsys, "make-base", "--size", "tiny", "--corpus", tmp_path / "missing.json",
                                         "--out", tmp_path / "b")
+    for size in (0, 5, 259):  # one check, with the real minimum (0 took the preset's size, 5 named no option)
+        assert user_error(capsys, "make-base", "--size", "tiny", "--minutes", "0", "--vocab-size", size, "--corpus", vcd_train,
+                          "--out", tmp_path / "b") == (f"error: --vocab-size must be at least 260 (byte-level BPE: 256 "
+                                                       f"bytes and 4 special tokens), got {size}")
+    assert not (tmp_path / "b").exists()
 
 
 def test_train_then_info(capsys, cli_zoo):
@@ -361,3 +367,40 @@ def test_train_method_single_refuses_a_pole_outside_dims_before_any_work(capsys,
     line = user_error(capsys, *_train_args("no-such-base", vcd_train, tmp_path / "z", "--pole", "risk-averse"))
     assert "--pole goes with --method single; method 'paired' trains every pole" in line
     assert not (tmp_path / "z").exists()
+
+
+# -- starting up ---------------------------------------------------------------------------------------
+def test_version_and_help_start_without_torch():
+    """torch takes seconds to import: --help and --version answer without it."""
+    import subprocess
+    import sys
+
+    script = ("import sys\nfrom pft_adapters_cli.app import main\nfor args in (['--version'], ['--help']):\n"
+              "    try:\n        main(args)\n    except SystemExit as e:\n        assert e.code in (0, None), e\n"
+              "assert 'torch' not in sys.modules, 'torch was imported'\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith(f"pft-adapters {__version__}\n")
+
+
+def test_ctrl_c_while_starting_up_exits_130_quietly(capsys, monkeypatch):
+    def interrupted() -> None:
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("transformers.utils.logging.disable_progress_bar", interrupted)
+    assert run(capsys, "--version") == (130, "", "")
+
+
+def test_shared_options_are_defined_once():
+    """--base, --device, --history, --method, --half-life, --calibrate: one definition each, the same in every command."""
+    import inspect
+
+    from pft_adapters_cli.commands import common, evaluate, infer, mix, rerank
+
+    params = {name: inspect.signature(f).parameters for name, f in
+              (("infer", infer.infer_command), ("mix", mix.mix), ("eval", evaluate.evaluate), ("rerank", rerank.rerank_command))}
+    for option, commands in (("BASE", params), ("DEVICE", params), ("CALIBRATE", ("mix", "eval")),
+                             ("HISTORY", ("mix", "rerank")), ("METHOD", ("mix", "rerank")), ("HALF_LIFE", ("mix", "rerank"))):
+        for command in commands:
+            assert params[command][option.lower()].default is getattr(common, f"{option}_OPTION"), (option, command)
+    assert "object" not in (common.JSON_OPTION.help or "")  # `list --json` prints an array

@@ -401,6 +401,21 @@ def test_the_serving_example_answers_each_user_under_their_own_vector(zoo_dir, b
     assert capsys.readouterr().err.startswith("error: ")
 
 
+def test_the_serving_example_refuses_no_tokens_and_stops_quietly_on_ctrl_c(zoo_dir, history_file, capsys, monkeypatch):
+    main = runpy.run_path(str(Path(__file__).parents[1] / "examples" / "serve_users.py"))["main"]
+    args = [str(zoo_dir), "--history", str(history_file), "--prompt", "x"]
+    with pytest.raises(SystemExit) as exit_info:  # was a transformers traceback
+        main([*args, "--max-new-tokens", "0"])
+    assert exit_info.value.code == 2 and "argument --max-new-tokens: must be at least 1, got 0" in capsys.readouterr().err
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("pft_adapters.zoo.Zoo.from_pretrained", interrupted)
+    assert main(args) == 130
+    assert capsys.readouterr() == ("", "")
+
+
 def test_cli_mix_history(zoo_dir, history_file, capsys):
     args = ["mix", str(zoo_dir), "--history", str(history_file), "--method", "likelihood", "--json"]
     code, out, _ = run(capsys, *args, "--prompt", "Should I invest?", "--max-new-tokens", "2")

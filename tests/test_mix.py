@@ -279,6 +279,8 @@ def test_vector_from_file(tmp_path):
     ("risk-avers=1", "did you mean 'risk-averse'"),
     ("risk=1.5", "outside \\[-1, 1\\]"),
     ("risk=nan", "NaN"),
+    ('{"risk": "nan"}', "value of 'risk' is NaN"),
+    ('{"risk": NaN}', r"--vector is not valid JSON \(NaN is not a JSON number\)"),  # Python's extension, no JSON
     ("risk=abc", "not a number"),
     ("risk=0.5,risk=0.2", "duplicate"),
     ("risk=0.5,risk-averse=0.5", "contradictory"),

@@ -91,8 +91,8 @@ def test_rerank_user_errors_are_one_line(cli_scorer, zoo_dir, answers, tmp_path,
     bad.write_text('"fine"\n{"text": "x", "vector": "risk=2"}\n')
     line = user_error(capsys, "rerank", cli_scorer, "--vector", "risk=1", "--candidates", bad)
     assert f"{bad}, line 2: field 'vector'" in line and "outside [-1, 1]" in line
-    assert "cannot use device 'gpu0'" in user_error(capsys, "rerank", cli_scorer, "--vector", "risk=1", "--candidates", answers,
-                                                     "--device", "gpu0")
+    assert "--device 'gpu0' is not a device" in user_error(capsys, "rerank", cli_scorer, "--vector", "risk=1",
+                                                            "--candidates", answers, "--device", "gpu0")
     assert "unknown --calibrate 'pmi'" in user_error(capsys, "mix", cli_scorer, "--vector", "risk=1", "--scenarios", bad,
                                                      "--calibrate", "pmi")
 
@@ -149,7 +149,12 @@ def test_candidates_file_is_checked_line_by_line(tmp_path):
     items = read_candidates(path)
     assert [c.text for c in items] == ["plain text", "with context"] and items[1].line == 3 and items[1].id == 7
     for line, message in (("{", "not valid JSON"), ("3", "expected a string"), ('{"text": ""}', "non-empty"),
-                          ('{"text": "x", "vector": 3}', "vector"), ('{"text": "x", "group": 1}', "group")):
+                          ('{"text": "x", "vector": 3}', "vector"), ('{"text": "x", "group": 1}', "group"),
+                          # `rerank --json` echoes the id: one that is no JSON, or not a plain id, is refused
+                          ('{"text": "x", "id": NaN}', r"not valid JSON \(NaN is not a JSON number\)"),
+                          ('{"text": "x", "id": -Infinity}', r"not valid JSON \(-Infinity is not a JSON number\)"),
+                          ('{"text": "x", "id": true}', "field 'id' must be a string or an integer"),
+                          ('{"text": "x", "id": [1]}', "field 'id' must be a string or an integer")):
         path.write_text(line + "\n")
         with pytest.raises(PFTError, match=message):
             read_candidates(path)
@@ -159,3 +164,11 @@ def test_candidates_file_is_checked_line_by_line(tmp_path):
     path.write_text("\n")
     with pytest.raises(PFTError, match="no candidates"):
         read_candidates(path)
+
+
+def test_json_output_is_never_invalid_json():
+    """A NaN that got past every check fails loudly rather than printing `NaN`, which no JSON reader takes."""
+    from pft_adapters_cli.commands.common import echo_json
+
+    with pytest.raises(ValueError, match="not JSON compliant"):
+        echo_json({"score": float("nan")})

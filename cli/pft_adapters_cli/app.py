@@ -7,7 +7,7 @@ import sys
 import typer
 
 from pft_adapters import __version__
-from pft_adapters.errors import PFTError
+from pft_adapters.errors import PFTError  # neither imports torch: `pft_adapters` imports it on first use
 
 from .commands import build, evaluate, hub, infer, mix, pairs, rerank
 
@@ -36,11 +36,13 @@ def _root(version: bool = typer.Option(False, "--version", callback=_version, is
 
 def main(argv: list[str] | None = None) -> None:
     """Console entry point: runs the app, turning user errors into one red line and exit code 1."""
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.disable_progress_bar()  # per-file loading bars are noise for zoos this size
     try:
-        app(args=argv, prog_name="pft-adapters")
+        from transformers.utils import logging as hf_logging
+
+        hf_logging.disable_progress_bar()  # per-file loading bars are noise for zoos this size
+        app(args=argv, prog_name="pft-adapters")  # Typer itself exits 130 on Ctrl-C in a command
     except PFTError as err:
         typer.secho(f"error: {err}", err=True, fg="red")
         sys.exit(1)
+    except KeyboardInterrupt:  # while starting up, before Typer runs: no traceback of the import it cut short
+        sys.exit(130)

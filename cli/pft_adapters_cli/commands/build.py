@@ -22,7 +22,7 @@ def make_base(
                                   help="Pre-training time budget in minutes (default: 3 without --epochs; 0 = no pre-training)."),
     epochs: float | None = typer.Option(None, "--epochs", min=0, help="Pre-training budget in passes over --corpus: the same base on "
                                  "any machine (with --minutes too, whichever ends first)."),
-    vocab_size: int | None = typer.Option(None, "--vocab-size", help="BPE vocabulary size (default: the preset's)."),
+    vocab_size: int | None = typer.Option(None, "--vocab-size", help="BPE vocabulary size, at least 260: the 256 bytes and 4 special tokens (default: the preset's)."),
     seed: int = seed_option(0, "Seed for the weights' initialisation and the data order."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
 ) -> None:

@@ -8,9 +8,10 @@ from pathlib import Path
 
 import typer
 
+from pft_adapters.errors import PFTError
 from pft_adapters.values import ValueSpace, load_pairs
 
-JSON_OPTION = typer.Option(False, "--json", help="Print one JSON object (for scripts) instead of text.")
+JSON_OPTION = typer.Option(False, "--json", help="Print the output as JSON (for scripts) instead of text.")
 PAIRS_OPTION = typer.Option(None, "--pairs", help="JSON file defining extra value dimensions (see docs/formats.md).")
 PAIR_OPTION = typer.Option(None, "--pair", help="Dimension of A/B items in the data (A/B items do not name one; "
                            "default: the only one --pairs defines).")
@@ -18,6 +19,24 @@ COMPOSE_OPTION = typer.Option("model", "--compose", help="How a vector over seve
                               "mixed model's score; default) or dimensions (each dimension mixed in alone, the scores "
                               "added, so under the mirror each dimension chooses as it does alone); see docs/concepts.md#composition.")
 MATCHING_OPTION = typer.Option(None, "--matching", help="Pole of the A/B matching answer (default: the pair's first pole).")
+CALIBRATE_OPTION = typer.Option("mirror", "--calibrate", help="What option scores are measured against when choosing: "
+                                "mirror (the vector with the scenario's dimension flipped; default), base (the bare base "
+                                "model, PMI) or none (raw score); see docs/mix.md.")
+BASE_OPTION = typer.Option(None, "--base", help="Read the base model (a scorer zoo's encoder) from here instead of the id "
+                           "in the zoo (checked by fingerprint).")
+DEVICE_OPTION = typer.Option(None, "--device", help="auto, cpu, cuda, cuda:1, ... (default: the base's own); checked "
+                             "before anything loads.")
+
+HISTORY_HELP = "The user's past decisions, JSONL: one {\"scenario\", \"options\", \"chosen\"[, \"timestamp\", \"dimension\"]} per line (see docs/personalize.md)."
+METHOD_HELP = ("head: the mixing head reads every option, the chosen one against the others (one forward pass, fast); "
+               "likelihood: fit the vector so the mixed model prefers what the user chose (reads choices better, "
+               "several forward passes per option; see docs/personalize.md#the-two-estimators).")
+HALF_LIFE_HELP = ("a number of decisions (5: a decision 5 places before the newest counts half), a duration when every "
+                  "decision has a timestamp (3d, 12h, 90m, 2w), or 'none' for equal weights. Default: 3 decisions.")
+# `mix` and `rerank`: a vector inferred from a history instead of given
+HISTORY_OPTION = typer.Option(None, "--history", help="Infer the vector from this history first (instead of --vector). " + HISTORY_HELP)
+METHOD_OPTION = typer.Option("head", "--method", help="With --history: how to infer. " + METHOD_HELP)
+HALF_LIFE_OPTION = typer.Option(None, "--half-life", help="With --history: the recency half-life, " + HALF_LIFE_HELP)
 
 
 def seed_option(default: int | None, help: str):
@@ -35,7 +54,24 @@ def drop_checkpoint(out: Path) -> None:
 
 
 def echo_json(obj: object) -> None:
-    typer.echo(json.dumps(obj, indent=2, ensure_ascii=False))
+    typer.echo(json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False))  # NaN is no JSON: fail, never print it
+
+
+def refuse_unused(given: dict[str, bool], job: str, running: str) -> None:
+    """Refuse the options in `given` set away from their defaults: they go with `job`, not the `running` one,
+    and would be ignored."""
+    unused = [option for option, set_ in given.items() if set_]
+    if unused:
+        raise PFTError(f"{', '.join(unused)} {'goes' if len(unused) == 1 else 'go'} with {job}, not {running}: "
+                       f"leave {'it' if len(unused) == 1 else 'them'} out")
+
+
+def checked_device(device: str | None) -> str | None:
+    """--device checked before any model loads (a typo or a GPU this machine lacks costs no load), 'auto' resolved;
+    None keeps the base's own device."""
+    from pft_adapters.train import pick_device
+
+    return None if device is None else str(pick_device(device))
 
 
 def value_space(pairs: Path | None) -> ValueSpace:

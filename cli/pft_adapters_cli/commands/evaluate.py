@@ -10,7 +10,8 @@ import typer
 from pft_adapters.atomic import atomic_write_text, check_file_target
 from pft_adapters.errors import PFTError
 
-from .common import COMPOSE_OPTION, JSON_OPTION, PAIRS_OPTION, echo_json, value_space
+from .common import (BASE_OPTION, CALIBRATE_OPTION, COMPOSE_OPTION, DEVICE_OPTION, JSON_OPTION, PAIRS_OPTION, checked_device,
+                     echo_json, refuse_unused, value_space)
 
 
 def evaluate(
@@ -27,13 +28,12 @@ def evaluate(
     judge_workers: int = typer.Option(4, "--judge-workers", min=1, help="Requests to a --judge URL in flight at once "
                                       "(at most the 8 answers generated together)."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most N scenarios per dimension (quick runs)."),
-    calibrate: str = typer.Option("mirror", "--calibrate", help="What option scores are measured against: mirror (the "
-                                  "vector with the scenario's dimension flipped; default), base (the bare base model, PMI) or none (raw likelihood)."),
+    calibrate: str = CALIBRATE_OPTION,
     compose: str = COMPOSE_OPTION,
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="Answer length for open-ended."),
-    base: str | None = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo."),
+    base: str | None = BASE_OPTION,
     pairs: Path | None = PAIRS_OPTION,
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),
+    device: str | None = DEVICE_OPTION,
     out: Path | None = typer.Option(None, "--out", help="Also write the results, with one record per case, to this JSON file. "
                              "Open-ended: cases are kept in OUT.judged.jsonl as they are judged, so a run that fails or is "
                              "interrupted goes on from them when run again."),
@@ -53,20 +53,26 @@ def evaluate(
     from pft_adapters.evaluate import JudgedLog, check_task, evaluate as run
     from pft_adapters.judges import make_judge
     from pft_adapters.mix import calibration, composition, load_mixed
+    from pft_adapters.zoo import Zoo
 
     if all_poles == (vector is not None):
         raise PFTError("give exactly one of --all-poles or --vector")
     check_task(task, composition(compose, "--compose"))
-    if task != "open-ended" and (judge != "head" or judge_model):
-        raise PFTError("--judge and --judge-model go with --task open-ended")
+    if task != "open-ended":  # ignored by the choosing tasks: refused, as `mix` refuses options of another job
+        refuse_unused({"--judge": judge != "head", "--judge-model": judge_model is not None, "--judge-timeout": judge_timeout != 60,
+                       "--judge-workers": judge_workers != 4, "--max-new-tokens": max_new_tokens != 64},
+                      "--task open-ended", f"--task {task}")
     calibration(calibrate, "--calibrate")
+    device = checked_device(device)
     if out is not None:
         check_file_target(out)
     # an HTTP judge is checked (URL, model name, timeout, key) before any model loads; the head judge needs the zoo
     scorer = make_judge(None, judge, judge_model, judge_timeout, judge_workers) if task == "open-ended" and judge != "head" else None
-    mixed = load_mixed(zoo, base=base, device=device)
-    scenarios = load_scenarios(data, value_space(pairs).merged(mixed.zoo.space))
-    vec = mixed.vector(vector) if vector is not None else None
+    held = Zoo.from_pretrained(zoo)  # the data and vector are checked against it before its base loads
+    check_task(task, compose, held.kind)  # again, now that the zoo's kind is known
+    scenarios = load_scenarios(data, value_space(pairs).merged(held.space))
+    vec = held.vector(vector) if vector is not None else None
+    mixed = load_mixed(held, base=base, device=device)
     if task == "open-ended" and scorer is None:
         scorer = make_judge(mixed, judge, judge_model, judge_timeout, judge_workers)
     log = JudgedLog(out.with_name(out.name + ".judged.jsonl")) if out is not None and task == "open-ended" else None

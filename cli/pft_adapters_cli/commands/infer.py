@@ -6,14 +6,7 @@ from pathlib import Path
 
 import typer
 
-from .common import JSON_OPTION, echo_json
-
-HISTORY_HELP = "The user's past decisions, JSONL: one {\"scenario\", \"options\", \"chosen\"[, \"timestamp\", \"dimension\"]} per line (see docs/personalize.md)."
-METHOD_HELP = ("head: the mixing head reads every option, the chosen one against the others (one forward pass, fast); "
-               "likelihood: fit the vector so the mixed model prefers what the user chose (reads choices better, "
-               "several forward passes per option; see docs/personalize.md#the-two-estimators).")
-HALF_LIFE_HELP = ("a number of decisions (5: a decision 5 places before the newest counts half), a duration when every "
-                  "decision has a timestamp (3d, 12h, 90m, 2w), or 'none' for equal weights. Default: 3 decisions.")
+from .common import BASE_OPTION, DEVICE_OPTION, HALF_LIFE_HELP, HISTORY_HELP, JSON_OPTION, METHOD_HELP, checked_device, echo_json
 
 
 def check_inference_options(history: Path | None, method: str, half_life: str | None) -> None:
@@ -28,14 +21,6 @@ def check_inference_options(history: Path | None, method: str, half_life: str | 
     if method not in METHODS:
         raise PFTError(f"--method '{method}' is not one of {', '.join(METHODS)}")
     parse_half_life(half_life)
-
-
-def infer_from_history(mixed, history: Path, method: str, half_life: str | None):
-    """Read the history (checked against the zoo's dimensions) and infer the vector: an `Inference`."""
-    from pft_adapters.history import load_history
-    from pft_adapters.infer import infer
-
-    return infer(mixed, load_history(history, mixed.zoo.space), method=method, half_life=half_life)
 
 
 def describe(result, space) -> list[str]:
@@ -57,8 +42,8 @@ def infer_command(
     history: Path = typer.Option(..., "--history", help=HISTORY_HELP),
     method: str = typer.Option("head", "--method", help=METHOD_HELP),
     half_life: str | None = typer.Option(None, "--half-life", help="Recency half-life: " + HALF_LIFE_HELP),
-    base: str | None = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo (checked by fingerprint)."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),
+    base: str | None = BASE_OPTION,
+    device: str | None = DEVICE_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Infer a user's preference vector from their past decisions, with a confidence and evidence count per dimension.
@@ -73,11 +58,17 @@ def infer_command(
 
       pft-adapters infer zoo/ --history alice.jsonl --half-life 3d
     """
+    from pft_adapters.history import load_history
+    from pft_adapters.infer import infer
     from pft_adapters.mix import load_mixed
+    from pft_adapters.zoo import Zoo
 
     check_inference_options(history, method, half_life)
-    mixed = load_mixed(zoo, base=base, device=device)
-    result = infer_from_history(mixed, history, method, half_life)
+    device = checked_device(device)
+    held = Zoo.from_pretrained(zoo)
+    decisions = load_history(history, held.space)  # checked against the zoo's dimensions before its base loads
+    mixed = load_mixed(held, base=base, device=device)
+    result = infer(mixed, decisions, method=method, half_life=half_life)
     if json_out:
         echo_json(result.to_json())
         return

@@ -9,9 +9,10 @@ import typer
 from pft_adapters.atomic import check_target
 from pft_adapters.errors import PFTError, shorten
 
-from .common import (COMPOSE_OPTION, JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, default_pair, echo_json, seed_option,
-                     value_space)
-from .infer import HALF_LIFE_HELP, HISTORY_HELP, METHOD_HELP, check_inference_options, infer_from_history
+from .common import (BASE_OPTION, CALIBRATE_OPTION, COMPOSE_OPTION, DEVICE_OPTION, HALF_LIFE_OPTION, HISTORY_OPTION, JSON_OPTION,
+                     MATCHING_OPTION, METHOD_OPTION, PAIR_OPTION, PAIRS_OPTION, checked_device, default_pair, echo_json,
+                     refuse_unused, seed_option, value_space)
+from .infer import check_inference_options
 
 VECTOR_HELP = (
     "Preference vector: DIM=VALUE pairs in [-1, 1] (+1 = first pole), pole names as keys, a JSON object, "
@@ -22,27 +23,25 @@ VECTOR_HELP = (
 def mix(
     zoo: str = typer.Argument(..., help="Zoo folder or Hub name (org/name, org/name:pole,pole@revision)."),
     vector: str | None = typer.Option(None, "--vector", "-v", help=VECTOR_HELP),
-    history: Path | None = typer.Option(None, "--history", help="Infer the vector from this history first (instead of --vector). " + HISTORY_HELP),
-    method: str = typer.Option("head", "--method", help="With --history: how to infer. " + METHOD_HELP),
-    half_life: str | None = typer.Option(None, "--half-life", help="With --history: the recency half-life, " + HALF_LIFE_HELP),
+    history: Path | None = HISTORY_OPTION,
+    method: str = METHOD_OPTION,
+    half_life: str | None = HALF_LIFE_OPTION,
     prompt: list[str] = typer.Option([], "--prompt", "-p", help="Generate a response to this prompt (repeatable: one batch)."),
     scenarios: Path | None = typer.Option(None, "--scenarios", help="Pick one option per scenario (VCD JSON/JSONL or paired JSONL)."),
     export: Path | None = typer.Option(None, "--export", help="Write the mix as one standard PEFT LoRA adapter to this folder."),
     merge_out: Path | None = typer.Option(None, "--merge-out", help="Write a full model with the mix merged in (safetensors)."),
-    base: str | None = typer.Option(None, "--base", help="Read the base model from here instead of the id in the zoo (checked by fingerprint)."),
+    base: str | None = BASE_OPTION,
     pairs: Path | None = PAIRS_OPTION,
     pair: str | None = PAIR_OPTION,
     matching: str | None = MATCHING_OPTION,
-    calibrate: str = typer.Option("mirror", "--calibrate", help="With --scenarios, what option scores are measured "
-                                  "against: mirror (the vector with the scenario's dimension flipped; default), base (the "
-                                  "bare base model, PMI) or none (raw score); see docs/mix.md."),
+    calibrate: str = CALIBRATE_OPTION,
     compose: str = COMPOSE_OPTION,
     max_new_tokens: int = typer.Option(64, "--max-new-tokens", min=1, help="With --prompt: the most tokens to generate."),
     temperature: float = typer.Option(0.0, "--temperature", help="With --prompt: sampling temperature; 0 = greedy decoding."),
     top_p: float = typer.Option(1.0, "--top-p", help="With --prompt and a temperature: nucleus sampling, in (0, 1]."),
     seed: int | None = seed_option(None, "Seed for sampling, for repeatable output."),
     raw: bool = typer.Option(False, "--raw", help="Send the prompt as is, without the scenario template."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the base's own)."),
+    device: str | None = DEVICE_OPTION,
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --export / --merge-out folder."),
     json_out: bool = JSON_OPTION,
 ) -> None:
@@ -63,7 +62,10 @@ def mix(
       pft-adapters mix zoo/ --history alice.jsonl --prompt "Should I take the new job?"
     """
     from pft_adapters.data import load_scenarios
+    from pft_adapters.history import load_history
+    from pft_adapters.infer import infer
     from pft_adapters.mix import MixedModel, calibration, composition, load_mixed
+    from pft_adapters.zoo import Zoo
 
     jobs = [name for name, x in (("--prompt", prompt), ("--scenarios", scenarios), ("--export", export),
                                  ("--merge-out", merge_out)) if x]
@@ -79,36 +81,38 @@ def mix(
                               "--top-p": top_p != 1, "--seed": seed is not None, "--raw": raw}),
         ("--export or --merge-out", target, {"--overwrite": overwrite}),
     ):
-        unused = [option for option, set_ in given.items() if set_]
-        if unused and not running:
-            raise PFTError(f"{', '.join(unused)} {'goes' if len(unused) == 1 else 'go'} with {job}, not {jobs[0]}: "
-                           f"leave {'it' if len(unused) == 1 else 'them'} out")
+        if not running:
+            refuse_unused(given, job, jobs[0])
     if not temperature >= 0 or not 0 < top_p <= 1:  # `not >=` also refuses NaN
         raise PFTError("--temperature must be at least 0 (0 = greedy) and --top-p in (0, 1]")
     if (vector is None) == (history is None):
         raise PFTError("give exactly one of --vector (the preference vector) or --history (infer it from past decisions)")
     check_inference_options(history, method, half_life)
-    if target:  # before the model loads
+    device = checked_device(device)
+    if target:
         check_target(Path(target), overwrite, "--export" if export else "--merge-out", reads=[p for p in (zoo, base) if p])
-    mixed = load_mixed(zoo, base=base, device=device)
-    if mixed.zoo.kind == "scorer" and not scenarios:
+    # every input is checked against the zoo (manifest and adapters) before its base, maybe gigabytes, loads
+    held = Zoo.from_pretrained(zoo)
+    if held.kind == "scorer" and not scenarios:
         raise PFTError("a scorer zoo ranks texts, it does not write them or export an LLM adapter: use --scenarios here, "
                        "or `pft-adapters rerank` for free candidates")
+    decisions = load_history(history, held.space) if history is not None else None
+    vec = held.vector(vector) if vector is not None else None
+    if scenarios:
+        space = value_space(pairs)
+        data = load_scenarios(scenarios, space.merged(held.space), pair=default_pair(space, pair, pairs), matching=matching)
+    mixed = load_mixed(held, base=base, device=device)
     inferred = None
-    if history is not None:
-        inferred = infer_from_history(mixed, history, method, half_life)
+    if decisions is not None:
+        inferred = infer(mixed, decisions, method=method, half_life=half_life)
         try:
             vec = mixed.vector(inferred.vector)
         except PFTError as err:  # a zoo loaded with some poles only
             raise PFTError(f"the vector inferred from {history} is {inferred.vector.describe()}, but {err}") from None
         if not json_out:
             typer.echo(f"inferred from {history} ({inferred.method}): {vec.describe()}", err=True)
-    else:
-        assert vector is not None  # exactly one of --vector and --history, checked above
-        vec = mixed.vector(vector)
+    assert vec is not None  # given or inferred: exactly one of --vector and --history, checked above
     if scenarios:
-        space = value_space(pairs)
-        data = load_scenarios(scenarios, space.merged(mixed.zoo.space), pair=default_pair(space, pair, pairs), matching=matching)
         picks = mixed.choose(data, vec, calibrate=calibrate, compose=compose)
         rows = [{"scenario": s.text, "chosen": c.index, "text": s.options[c.index].text, "pole": c.pole, "scores": c.rounded()}
                 for s, c in zip(data, picks)]

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import typer
 
-from .common import COMPOSE_OPTION, JSON_OPTION, echo_json
-from .infer import HALF_LIFE_HELP, HISTORY_HELP, METHOD_HELP, check_inference_options, infer_from_history
+from .common import (BASE_OPTION, COMPOSE_OPTION, DEVICE_OPTION, HALF_LIFE_OPTION, HISTORY_OPTION, JSON_OPTION, METHOD_OPTION,
+                     checked_device, echo_json)
+from .infer import check_inference_options
 from .mix import VECTOR_HELP
 
 
@@ -16,13 +17,13 @@ def rerank_command(
     candidates: Path = typer.Option(..., "--candidates", "-c", help="JSONL: one JSON string or {\"text\"[, \"context\", "
                                     "\"group\", \"vector\", \"id\"]} per line (see docs/rerank.md)."),
     vector: str | None = typer.Option(None, "--vector", "-v", help=VECTOR_HELP + " Lines with their own 'vector' keep it."),
-    history: Path | None = typer.Option(None, "--history", help="Infer the vector from this history first. " + HISTORY_HELP),
-    method: str = typer.Option("head", "--method", help="With --history: how to infer. " + METHOD_HELP),
-    half_life: str | None = typer.Option(None, "--half-life", help="With --history: the recency half-life, " + HALF_LIFE_HELP),
+    history: Path | None = HISTORY_OPTION,
+    method: str = METHOD_OPTION,
+    half_life: str | None = HALF_LIFE_OPTION,
     top: int | None = typer.Option(None, "--top", min=1, help="Show only the best N of each group."),
     compose: str = COMPOSE_OPTION,
-    base: str | None = typer.Option(None, "--base", help="Read the encoder from here instead of the id in the zoo (checked by fingerprint)."),
-    device: str | None = typer.Option(None, "--device", help="cpu, cuda, cuda:1, ... (default: the encoder's own)."),
+    base: str | None = BASE_OPTION,
+    device: str | None = DEVICE_OPTION,
     json_out: bool = JSON_OPTION,
 ) -> None:
     """Rank candidate texts (answers written by any model, even a remote one) for a preference vector.
@@ -37,21 +38,27 @@ def rerank_command(
       pft-adapters rerank scorer-zoo/ --history alice.jsonl --candidates answers.jsonl --top 1
     """
     from pft_adapters.errors import PFTError, shorten
+    from pft_adapters.history import load_history
+    from pft_adapters.infer import infer
     from pft_adapters.mix import composition, load_mixed
-    from pft_adapters.rerank import read_candidates, rerank
+    from pft_adapters.rerank import candidate_vectors, read_candidates, rerank
     from pft_adapters.zoo import Zoo
 
     if vector is not None and history is not None:
         raise PFTError("give --vector or --history, not both")
     check_inference_options(history, method, half_life)
     composition(compose, "--compose")
-    items = read_candidates(candidates)  # a bad file fails before the model loads
+    device = checked_device(device)
+    items = read_candidates(candidates)
+    # every input is checked against the zoo (manifest and adapters) before its base, maybe gigabytes, loads
     held = Zoo.from_pretrained(zoo)
-    if held.kind != "scorer":  # before its base, maybe gigabytes, loads
+    if held.kind != "scorer":
         raise PFTError(f"{zoo} is an LLM zoo: rerank needs a scorer zoo (`pft-adapters train --kind scorer`); "
                        "an LLM zoo picks among options with `mix --scenarios`")
+    decisions = load_history(history, held.space) if history is not None else None
+    candidate_vectors(held, items, vector, inferred=decisions is not None)  # each line's and --vector, checked now
     scorer = load_mixed(held, base=base, device=device)
-    inferred = infer_from_history(scorer, history, method, half_life) if history is not None else None
+    inferred = infer(scorer, decisions, method=method, half_life=half_life) if decisions is not None else None
     ranked, vectors = rerank(scorer, items, inferred.vector if inferred is not None else vector, compose)
     shown = [r for r in ranked if top is None or r.rank <= top]
     if json_out:

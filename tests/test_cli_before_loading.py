@@ -1,0 +1,79 @@
+"""`infer`, `mix`, `eval` and `rerank` check every input against the zoo before its base model loads:
+a typo must not cost a full load (for a Hub base, maybe a download of gigabytes)."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from cli_runner import user_error
+
+BAD_DEVICE = "error: --device 'gpu0' is not a device: use auto, cpu, cuda or cuda:N"
+
+
+@pytest.fixture(autouse=True)
+def no_base(monkeypatch):
+    monkeypatch.setattr("pft_adapters.zoo.Zoo.load_base", lambda *a, **k: pytest.fail("the base model was loaded"))
+
+
+@pytest.fixture()
+def bad(tmp_path):
+    """Input files with one mistake each, and a good candidates file."""
+    history = tmp_path / "history.jsonl"
+    history.write_text('{"scenario": "s", "options": ["a"], "chosen": 0}\n')
+    scenarios = tmp_path / "scenarios.json"
+    scenarios.write_text("[{oops")
+    candidates = tmp_path / "answers.jsonl"
+    candidates.write_text('"Keep the savings."\n"Bet it all."\n')
+    return {"history": history, "scenarios": scenarios, "candidates": candidates, "missing": tmp_path / "missing.json"}
+
+
+def test_infer(zoo_dir, bad, capsys):
+    assert f"{bad['history']}, line 1" in user_error(capsys, "infer", zoo_dir, "--history", bad["history"])
+    assert user_error(capsys, "infer", zoo_dir, "--history", bad["history"], "--device", "gpu0") == BAD_DEVICE
+
+
+def test_mix(zoo_dir, scorer_dir, bad, capsys):
+    def mix(*args: object, zoo: object = zoo_dir) -> str:
+        return user_error(capsys, "mix", zoo, *args)
+
+    assert f"{bad['history']}, line 1" in mix("--history", bad["history"], "--prompt", "x")
+    assert f"cannot read vector file {bad['missing']}: not found" in mix("--vector", f"@{bad['missing']}", "--prompt", "x")
+    assert "did you mean 'risk'" in mix("--vector", "riks=1", "--export", bad["missing"].parent / "out")
+    assert "['risk-averse'], which this zoo does not hold" in mix("--vector", "risk=-1", "--prompt", "x",
+                                                                  zoo=f"{zoo_dir}:risk-taking,delayed-gratification")
+    assert str(bad["scenarios"]) in mix("--vector", "risk=1", "--scenarios", bad["scenarios"])
+    for job in (["--prompt", "x"], ["--export", bad["missing"].parent / "out"], ["--merge-out", bad["missing"].parent / "out"]):
+        assert "a scorer zoo ranks texts, it does not write them" in mix("--vector", "risk=1", *job, zoo=scorer_dir)
+    assert mix("--vector", "risk=1", "--prompt", "x", "--device", "gpu0") == BAD_DEVICE
+
+
+def test_eval(zoo_dir, scorer_dir, bad, capsys):
+    def evaluate(*args: object, zoo: object = zoo_dir) -> str:
+        return user_error(capsys, "eval", zoo, *args)
+
+    assert str(bad["scenarios"]) in evaluate("--data", bad["scenarios"], "--all-poles")
+    assert f"cannot read pair definition file {bad['missing']}" in evaluate("--data", bad["scenarios"], "--all-poles",
+                                                                            "--pairs", bad["missing"])
+    good = bad["candidates"].with_name("dev.json")
+    good.write_text(json.dumps([{"scenario": "s", "preference domain": "Risk Orientation",
+                                 "options": [{"text": "a", "bias": "Risk-taking"}, {"text": "b", "bias": "Risk-averse"}]}]))
+    assert "did you mean 'risk'" in evaluate("--data", good, "--vector", "riks=1")
+    assert "open-ended answers need an LLM zoo" in evaluate("--data", good, "--all-poles", "--task", "open-ended", zoo=scorer_dir)
+    assert evaluate("--data", good, "--all-poles", "--device", "gpu0") == BAD_DEVICE
+
+
+def test_rerank(scorer_dir, bad, capsys):
+    def rerank(*args: object, candidates: object = bad["candidates"]) -> str:
+        return user_error(capsys, "rerank", scorer_dir, "--candidates", candidates, *args)
+
+    assert f"{bad['history']}, line 1" in rerank("--history", bad["history"])
+    assert f"{bad['candidates']}, line 1 has no vector" in rerank()
+    own = bad["candidates"].with_name("own.jsonl")
+    own.write_text('{"text": "Keep the savings.", "vector": "risk=-1"}\n{"text": "Bet it all.", "vector": "risk=2"}\n')
+    line = rerank("--vector", "risk=1", candidates=own)
+    assert f"{own}, line 2: field 'vector'" in line and "outside [-1, 1]" in line
+    own.write_text('{"text": "Keep the savings.", "vector": "risk=-1"}\n')  # --vector is not used, but a typo is one
+    assert "did you mean 'risk'" in rerank("--vector", "riks=1", candidates=own)
+    assert rerank("--vector", "risk=1", "--device", "gpu0") == BAD_DEVICE
