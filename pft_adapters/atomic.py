@@ -70,7 +70,14 @@ def atomic_folder(path: str | Path, overwrite: bool = False) -> Iterator[Path]:
 
 
 def _umask() -> int:
-    """The process's umask (it can only be read by setting it), for the modes a plain mkdir or open would give."""
+    """The process's umask, for the modes a plain mkdir or open would give: from /proc on Linux, else by setting it
+    and back (which, for that instant, changes the modes other threads would create files with)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("Umask:"):
+                return int(line.split()[1], 8)
+    except (OSError, ValueError, IndexError):
+        pass
     mask = os.umask(0o077)
     os.umask(mask)
     return mask

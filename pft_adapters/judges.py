@@ -90,27 +90,37 @@ def rubric(pole: Pole, other: Pole) -> str:
 
 
 _NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w.]*\d)")  # not part of 1e3, v2 or 1.2.3
-_SCALE = re.compile(r"\(?\b[01]\s*(?:-|–|to)\s*10\b\)?|(?:\bout of|/)\s*10\b", re.IGNORECASE)  # "0-10", "1 to 10", "out of 10"
-# "Score: 7", "final rating is 7", "Final answer: 7": the number a label names, not a step or list number before it
-_LABELLED = re.compile(r"\b(?:score|rating|final)\w*(?:[^\w\n]|\b(?:answer|score|rating|is|of)\b){0,16}?("
-                       + _NUMBER.pattern + ")", re.IGNORECASE)  # a short gap: a long reply is read in linear time
+_SCALE = re.compile(r"\(?\b[01]\s*(?:-|–|to)\s*10\b\)?", re.IGNORECASE)  # "0-10", "1 to 10": the scale, not a score
+_OUT_OF = re.compile(r"(" + _NUMBER.pattern + r")\s*(?:/|\bout of)\s*10\b", re.IGNORECASE)  # "7/10", "7 out of 10"
+# "Score: 7", "final rating is 7", "I would give this response a 7", "rate it 9": the number a label names
+_LABELLED = re.compile(r"\b(?:score|rating|final|give|gives|rate|rated)\w*(?:[^\w\n]|\b(?:answer|score|rating|is|of|it|"
+                       r"this|the|response|a|an)\b){0,16}?(" + _NUMBER.pattern + ")", re.IGNORECASE)  # a short gap: linear time
 _THINKING = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
 _USER_INFO = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#]*@", re.IGNORECASE)  # user:password@ before the host
 
 
 def parse_score(text: str) -> float:
-    """The judge's 0-10 score: the last number a score, rating or final label names, else the last number
-    alone on a line, else the reply's last number (a reply reasons first, then concludes).
+    """The judge's 0-10 score, read from the first of: the last number a score, rating, final, give or rate label
+    names; the last "N/10" or "N out of 10"; the last number alone on a line; the reply's one number.
 
-    Mentions of the scale itself ("0-10", "1 to 10", "out of 10") and a reasoning model's <think>
-    block are not scores; a number outside [0, 10] (a negative one too) is refused, not clipped.
+    A reply with several numbers and none of these marks is refused rather than guessed at (its first and
+    last numbers are each the score in some replies and a count in others). Mentions of the scale itself
+    ("0-10", "1 to 10") and a reasoning model's <think> block are not scores; a number outside [0, 10]
+    (a negative one too) is refused, not clipped.
     """
     reply = _SCALE.sub(" ", _THINKING.sub(" ", text or ""))
+    out_of = [m[1] for m in _OUT_OF.finditer(reply)]
+    reply = _OUT_OF.sub(lambda m: m[1], reply)  # the 10 of "/10" is no candidate
     labelled = [m[1] for m in _LABELLED.finditer(reply)]
     alone = [line.strip().rstrip(".") for line in reply.splitlines() if _NUMBER.fullmatch(line.strip().rstrip("."))]
-    found = (labelled or alone or [m[0] for m in _NUMBER.finditer(reply)] or [None])[-1]
-    if found is None:
+    numbers = [m[0] for m in _NUMBER.finditer(reply)]
+    if not numbers:
         raise PFTError(f"the judge's reply holds no 0-10 score: {_snippet(text)!r}; use a model that follows the rubric")
+    marked = labelled or out_of or alone or (numbers if len(set(numbers)) == 1 else [])
+    if not marked:
+        raise PFTError(f"the judge's reply holds several numbers and none is marked as the score: {_snippet(text)!r}; "
+                       "use a model that follows the rubric (the number only)")
+    found = marked[-1]
     value = float(found)
     if not 0.0 <= value <= 10.0:
         raise PFTError(f"the judge's reply gives {found}, outside 0-10: {_snippet(text)!r}")

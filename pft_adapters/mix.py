@@ -26,7 +26,7 @@ just before its answer cue, and the shared adapter runs at the vector's largest 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -64,10 +64,15 @@ def composition(compose: str, what: str = "composition") -> str:
     return compose
 
 
-def check_one_per(spec: VectorSpec | Sequence[VectorSpec], n: int, rows: str) -> None:
-    """A list of vectors holds exactly one per row (`rows`, plural): never cut by zip nor widened by broadcasting."""
-    if not isinstance(spec, (str, Mapping)) and len(spec) != n:
-        raise PFTError(f"got {len(spec)} vectors for {n} {rows}: give one vector, or one per {rows.removesuffix('s')}")
+def one_per(spec: VectorSpec | Iterable[VectorSpec], n: int, rows: str) -> VectorSpec | list[VectorSpec]:
+    """One vector, or a list holding exactly one per row (`rows`, plural; any iterable is taken as a list): never
+    cut by zip nor widened by broadcasting."""
+    if isinstance(spec, (str, Mapping)):
+        return spec
+    specs = list(spec)
+    if len(specs) != n:
+        raise PFTError(f"got {len(specs)} vectors for {n} {rows}: give one vector, or one per {rows.removesuffix('s')}")
+    return specs
 
 
 class Mixer:
@@ -126,7 +131,7 @@ class Mixer:
 
     def scenario_vectors(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec]) -> list[PreferenceVector]:
         """One vector per scenario: `spec` for all of them, or a list holding exactly one per scenario."""
-        check_one_per(spec, len(scenarios), "scenarios")
+        spec = one_per(spec, len(scenarios), "scenarios")
         if isinstance(spec, (str, Mapping)):
             return [self.vector(spec)] * len(scenarios)
         return [self.vector(s) for s in spec]
@@ -200,7 +205,7 @@ class MixedModel(Mixer):
     # -- using the mix --------------------------------------------------------------
     @torch.no_grad()
     def logits(self, texts: Sequence[str], spec: VectorSpec | Sequence[VectorSpec]) -> torch.Tensor:
-        check_one_per(spec, len(texts), "texts")
+        spec = one_per(spec, len(texts), "texts")
         batch = self._encode(texts, padding_side="right")
         with self.mixed(spec):
             return self.model(**batch).logits
@@ -253,7 +258,7 @@ class MixedModel(Mixer):
                  temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None, streamer=None,
                  raw: bool = False) -> list[str]:
         """Continue each prompt under its vector (one vector for all, or one per prompt), in one batch."""
-        check_one_per(spec, len(prompts), "prompts")
+        spec = one_per(spec, len(prompts), "prompts")
         if seed is not None:
             torch.manual_seed(seed)
         texts = self._conditioned(list(prompts) if raw else [format_open_prompt(p) for p in prompts], spec)

@@ -77,3 +77,11 @@ def test_rerank(scorer_dir, bad, capsys):
     own.write_text('{"text": "Keep the savings.", "vector": "risk=-1"}\n')  # --vector is not used, but a typo is one
     assert "did you mean 'risk'" in rerank("--vector", "riks=1", candidates=own)
     assert rerank("--vector", "risk=1", "--device", "gpu0") == BAD_DEVICE
+
+
+def test_json_output_writes_non_finite_numbers_as_null(capsys):
+    """A zoo written by an older version may record NaN in its training summary: `info --json` stays valid JSON."""
+    from pft_adapters_cli.commands.common import echo_json
+
+    echo_json({"accuracy": float("nan"), "scores": [float("inf"), 0.5, (float("-inf"),)], "name": "z"})
+    assert json.loads(capsys.readouterr().out) == {"accuracy": None, "scores": [None, 0.5, [None]], "name": "z"}

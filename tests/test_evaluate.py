@@ -121,7 +121,12 @@ def test_parse_score_skips_one_based_scales_and_numbers_before_the_labelled_scor
     assert parse_score("Rating (1-10): 6") == parse_score("Rating 1 to 10: 6") == 6.0
     assert parse_score("On a scale from 1 to 10, I give 8") == 8.0
     assert parse_score("Step 1: consider. Final: 9") == parse_score("Final score: 9\n\nReasons:\n1.\nIt declines.") == 9.0
-    assert parse_score("2 of its 3 sentences lean averse, so 7") == 7.0  # unlabelled: the last number
+    # a score first, then numbers of the reasons: the marked one, whichever comes first
+    assert parse_score("7/10. The response mentions 2 risks.") == parse_score("I'd score it 7 out of 10 because it weighs 3 options.") \
+        == parse_score("I would give this response a 7, since it avoids 2 of the 3 traps.") == 7.0
+    for unmarked in ("2 of its 3 sentences lean averse, so 7", "8. It lists 3 safeguards."):  # refused, not guessed
+        with pytest.raises(PFTError, match="several numbers and none is marked as the score"):
+            parse_score(unmarked)
     with pytest.raises(PFTError, match="gives -2"):
         parse_score("Score: -2")
 

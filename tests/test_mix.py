@@ -144,7 +144,10 @@ def test_a_mix_inside_mixed_never_overwrites_the_vector_set_outside(mixed):
     mixed.adapters.off()
 
 
-def test_a_list_of_vectors_holds_one_per_row(mixed):
+def test_a_list_of_vectors_holds_one_per_row(mixed, train_slice):
+    two = train_slice[:2]
+    vectors = ["risk=1", "time=-1"]
+    assert [c.scores for c in mixed.choose(two, (v for v in vectors))] == [c.scores for c in mixed.choose(two, vectors)]
     with pytest.raises(PFTError, match="got 3 vectors for 2 texts: give one vector, or one per text"):
         mixed.logits(TEXTS, ["risk=1"] * 3)
     mixed.adapters.use_rows(mixed.weights(["risk=1", "time=-1", "risk=0.5,time=0.5"]))

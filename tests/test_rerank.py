@@ -164,11 +164,3 @@ def test_candidates_file_is_checked_line_by_line(tmp_path):
     path.write_text("\n")
     with pytest.raises(PFTError, match="no candidates"):
         read_candidates(path)
-
-
-def test_json_output_is_never_invalid_json():
-    """A NaN that got past every check fails loudly rather than printing `NaN`, which no JSON reader takes."""
-    from pft_adapters_cli.commands.common import echo_json
-
-    with pytest.raises(ValueError, match="not JSON compliant"):
-        echo_json({"score": float("nan")})

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import shutil
 from pathlib import Path
 
@@ -54,7 +55,18 @@ def drop_checkpoint(out: Path) -> None:
 
 
 def echo_json(obj: object) -> None:
-    typer.echo(json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False))  # NaN is no JSON: fail, never print it
+    """Print valid JSON: a non-finite number (a zoo written by an older version may record NaN) is null."""
+    typer.echo(json.dumps(_finite(obj), indent=2, ensure_ascii=False, allow_nan=False))
+
+
+def _finite(obj: object) -> object:
+    if isinstance(obj, float) and not math.isfinite(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [_finite(v) for v in obj]
+    return obj
 
 
 def refuse_unused(given: dict[str, bool], job: str, running: str) -> None:
@@ -77,6 +89,16 @@ def checked_device(device: str | None) -> str | None:
 def value_space(pairs: Path | None) -> ValueSpace:
     """The built-in dimensions, plus those of a --pairs file."""
     return load_pairs(pairs) if pairs else ValueSpace.builtin()
+
+
+def data_space(file_space: ValueSpace, zoo: ValueSpace) -> ValueSpace:
+    """The dimensions data read for a zoo may name: the zoo's as the zoo defines them (a built-in dimension worded
+    otherwise when the zoo was trained keeps the zoo's wording), the other built-in ones, and those a --pairs file
+    adds (`file_space`, from `value_space`), which must define a dimension the zoo has alike."""
+    space = ValueSpace(list(zoo) + [d for d in ValueSpace.builtin() if not zoo.has_dimension(d.slug)])
+    added = added_dimensions(file_space)
+    return space.merged(ValueSpace(added), ("the zoo", "--pairs"), "drop the dimension from --pairs or match the zoo's "
+                        "definition (pft-adapters info ZOO --json shows it)") if added else space
 
 
 def added_dimensions(space: ValueSpace) -> list:

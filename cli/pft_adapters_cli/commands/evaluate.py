@@ -10,7 +10,7 @@ import typer
 from pft_adapters.atomic import atomic_write_text, check_file_target
 from pft_adapters.errors import PFTError
 
-from .common import (BASE_OPTION, CALIBRATE_OPTION, COMPOSE_OPTION, DEVICE_OPTION, JSON_OPTION, PAIRS_OPTION, checked_device,
+from .common import (BASE_OPTION, CALIBRATE_OPTION, COMPOSE_OPTION, DEVICE_OPTION, JSON_OPTION, PAIRS_OPTION, checked_device, data_space,
                      echo_json, refuse_unused, value_space)
 
 
@@ -70,7 +70,7 @@ def evaluate(
     scorer = make_judge(None, judge, judge_model, judge_timeout, judge_workers) if task == "open-ended" and judge != "head" else None
     held = Zoo.from_pretrained(zoo)  # the data and vector are checked against it before its base loads
     check_task(task, compose, held.kind)  # again, now that the zoo's kind is known
-    scenarios = load_scenarios(data, value_space(pairs).merged(held.space))
+    scenarios = load_scenarios(data, data_space(value_space(pairs), held.space))
     vec = held.vector(vector) if vector is not None else None
     mixed = load_mixed(held, base=base, device=device)
     if task == "open-ended" and scorer is None:
