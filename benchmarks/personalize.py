@@ -110,7 +110,7 @@ from pft_adapters.layers import LoraSpec
 from pft_adapters.mix import MixedModel, mirror
 from pft_adapters.scorer import ScorerModel
 from pft_adapters.train import TrainConfig, train_head, train_zoo
-from pft_adapters.values import ValueSpace
+from pft_adapters.values import ValueSpace, data_space
 from pft_adapters.vector import PreferenceVector
 from pft_adapters.zoo import MANIFEST, Zoo
 
@@ -300,7 +300,7 @@ class Table:
 
 def dev_scenarios(data: Path, space: ValueSpace, per_dim: int | None, seed: int, split: str = "dev") -> list[Scenario]:
     wanted = {d.slug for d in space}
-    scenarios = [s for s in load_scenarios(data / f"vcd_{split}.json", ValueSpace.builtin().merged(space)) if s.dimension in wanted]
+    scenarios = [s for s in load_scenarios(data / f"vcd_{split}.json", data_space(space)) if s.dimension in wanted]
     if per_dim is None:
         return scenarios
     rng = random.Random(seed)
@@ -475,7 +475,7 @@ def encoder_head_estimator(mixed: MixedModel | ScorerModel, table: Table, data: 
                            seed: int) -> tuple[Estimator, dict[str, float]]:
     """The head estimator with the zoo's head refit on `encoder`'s features, as `train --head-encoder` fits it."""
     space = mixed.zoo.space
-    train = [x for x in load_scenarios(data / "vcd_train.json", ValueSpace.builtin().merged(space))
+    train = [x for x in load_scenarios(data / "vcd_train.json", data_space(space))
              if space.has_dimension(x.dimension)]
     config = TrainConfig(head_encoder=encoder, head_steps=int(mixed.zoo.training.get("head_steps", 300)), seed=seed)
     head, report = train_head(mixed.model, mixed.tokenizer, train, table.scenarios, space, config)

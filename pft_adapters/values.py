@@ -363,6 +363,17 @@ def _names_of(dim: Dimension) -> list[tuple[str, str, str]]:
     return [k for k in keys if k[0]]
 
 
+def data_space(zoo: ValueSpace, extra: ValueSpace | None = None) -> ValueSpace:
+    """The dimensions data read for a zoo may name: the zoo's as the zoo defines them (a built-in dimension worded
+    otherwise when the zoo was trained keeps the zoo's wording), the other built-in ones, and the dimensions `extra`
+    (a --pairs file's space, `load_pairs`) adds to the built-in ones, which must define a dimension the zoo has alike."""
+    builtin = ValueSpace.builtin()
+    space = ValueSpace(list(zoo) + [d for d in builtin if not zoo.has_dimension(d.slug)])
+    added = [d for d in extra or () if d not in builtin.dimensions]
+    return space.merged(ValueSpace(added), ("the zoo", "--pairs"), "drop the dimension from --pairs or match the zoo's "
+                        "definition (pft-adapters info ZOO --json shows it)") if added else space
+
+
 def load_pairs(path: str | Path, base: ValueSpace | None = None) -> ValueSpace:
     """Read a pair definition file and return `base` (built-ins by default) extended by it.
 

@@ -406,16 +406,17 @@ def test_data_for_a_zoo_reads_its_dimensions_as_the_zoo_words_them(tmp_path):
     file that defines one of the zoo's own dimensions otherwise is refused, naming both sides."""
     from dataclasses import replace
 
-    from pft_adapters_cli.commands.common import data_space, value_space
+    from pft_adapters_cli.commands.common import value_space
+    from pft_adapters.values import data_space
 
     risk = ValueSpace.builtin().dimension("risk")
     older = replace(risk, first=replace(risk.first, description="Older words for taking chances."))
-    space = data_space(value_space(None), ValueSpace([older]))
+    space = data_space(ValueSpace([older]), value_space(None))
     assert space.dimension("risk") == older and space.has_dimension("time")
     pairs = value_space(EXAMPLE / "pairs.json")
     patience = next(d for d in pairs if not ValueSpace.builtin().has_dimension(d.slug))
-    assert data_space(pairs, ValueSpace([older, patience])).dimension(patience.slug) == patience
+    assert data_space(ValueSpace([older, patience]), pairs).dimension(patience.slug) == patience
     reworded = replace(patience, first=replace(patience.first, description="Other words."))
     with pytest.raises(PFTError, match=f"the zoo and --pairs define dimension '{patience.slug}' differently .*drop the "
                                        "dimension from --pairs or match the zoo's definition"):
-        data_space(pairs, ValueSpace([older, reworded]))
+        data_space(ValueSpace([older, reworded]), pairs)

@@ -91,16 +91,6 @@ def value_space(pairs: Path | None) -> ValueSpace:
     return load_pairs(pairs) if pairs else ValueSpace.builtin()
 
 
-def data_space(file_space: ValueSpace, zoo: ValueSpace) -> ValueSpace:
-    """The dimensions data read for a zoo may name: the zoo's as the zoo defines them (a built-in dimension worded
-    otherwise when the zoo was trained keeps the zoo's wording), the other built-in ones, and those a --pairs file
-    adds (`file_space`, from `value_space`), which must define a dimension the zoo has alike."""
-    space = ValueSpace(list(zoo) + [d for d in ValueSpace.builtin() if not zoo.has_dimension(d.slug)])
-    added = added_dimensions(file_space)
-    return space.merged(ValueSpace(added), ("the zoo", "--pairs"), "drop the dimension from --pairs or match the zoo's "
-                        "definition (pft-adapters info ZOO --json shows it)") if added else space
-
-
 def added_dimensions(space: ValueSpace) -> list:
     """The dimensions of `space` that are not built in."""
     builtin = ValueSpace.builtin().dimensions

@@ -10,7 +10,7 @@ import typer
 from pft_adapters.atomic import atomic_write_text, check_file_target
 from pft_adapters.errors import PFTError
 
-from .common import (BASE_OPTION, CALIBRATE_OPTION, COMPOSE_OPTION, DEVICE_OPTION, JSON_OPTION, PAIRS_OPTION, checked_device, data_space,
+from .common import (BASE_OPTION, CALIBRATE_OPTION, COMPOSE_OPTION, DEVICE_OPTION, JSON_OPTION, PAIRS_OPTION, checked_device,
                      echo_json, refuse_unused, value_space)
 
 
@@ -50,6 +50,7 @@ def evaluate(
       pft-adapters eval zoo/ --data vcd_dev.json --all-poles --task open-ended --judge http://localhost:8000/v1 --judge-model qwen
     """
     from pft_adapters.data import load_scenarios
+    from pft_adapters.values import data_space
     from pft_adapters.evaluate import JudgedLog, check_task, evaluate as run
     from pft_adapters.judges import make_judge
     from pft_adapters.mix import calibration, composition, load_mixed
@@ -70,7 +71,7 @@ def evaluate(
     scorer = make_judge(None, judge, judge_model, judge_timeout, judge_workers) if task == "open-ended" and judge != "head" else None
     held = Zoo.from_pretrained(zoo)  # the data and vector are checked against it before its base loads
     check_task(task, compose, held.kind)  # again, now that the zoo's kind is known
-    scenarios = load_scenarios(data, data_space(value_space(pairs), held.space))
+    scenarios = load_scenarios(data, data_space(held.space, value_space(pairs)))
     vec = held.vector(vector) if vector is not None else None
     mixed = load_mixed(held, base=base, device=device)
     if task == "open-ended" and scorer is None:

@@ -10,7 +10,7 @@ from pft_adapters.atomic import check_target
 from pft_adapters.errors import PFTError, shorten
 
 from .common import (BASE_OPTION, CALIBRATE_OPTION, COMPOSE_OPTION, DEVICE_OPTION, HALF_LIFE_OPTION, HISTORY_OPTION, JSON_OPTION,
-                     MATCHING_OPTION, METHOD_OPTION, PAIR_OPTION, PAIRS_OPTION, checked_device, data_space, default_pair, echo_json,
+                     MATCHING_OPTION, METHOD_OPTION, PAIR_OPTION, PAIRS_OPTION, checked_device, default_pair, echo_json,
                      refuse_unused, seed_option, value_space)
 from .infer import check_inference_options
 
@@ -62,6 +62,7 @@ def mix(
       pft-adapters mix zoo/ --history alice.jsonl --prompt "Should I take the new job?"
     """
     from pft_adapters.data import load_scenarios
+    from pft_adapters.values import data_space
     from pft_adapters.history import load_history
     from pft_adapters.infer import infer
     from pft_adapters.mix import MixedModel, calibration, composition, load_mixed
@@ -100,7 +101,7 @@ def mix(
     vec = held.vector(vector) if vector is not None else None
     if scenarios:
         space = value_space(pairs)
-        data = load_scenarios(scenarios, data_space(space, held.space), pair=default_pair(space, pair, pairs), matching=matching)
+        data = load_scenarios(scenarios, data_space(held.space, space), pair=default_pair(space, pair, pairs), matching=matching)
     mixed = load_mixed(held, base=base, device=device)
     inferred = None
     if decisions is not None:

@@ -8,9 +8,9 @@ import typer
 
 from pft_adapters.atomic import check_file_target, check_target
 from pft_adapters.errors import PFTError
-from pft_adapters.values import ValueSpace
+from pft_adapters.values import ValueSpace, data_space
 
-from .common import (JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, added_dimensions, checkpoint_folder, data_space,
+from .common import (JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, added_dimensions, checkpoint_folder,
                      default_pair, drop_checkpoint, echo_json, seed_option, value_space)
 
 
@@ -178,7 +178,7 @@ def extend(
     grown_from = Zoo.from_pretrained(zoo)
     check_extendable(grown_from)
     file_space = value_space(pairs_file)
-    space = data_space(file_space, grown_from.space)  # the zoo may carry dimensions of an earlier extension
+    space = data_space(grown_from.space, file_space)  # the zoo may carry dimensions of an earlier extension
     pair = default_pair(file_space, pair, pairs_file)
     scenarios = load_scenarios(data, space, pair=pair, matching=matching)
     wanted = [d.slug for d in space.select(d.strip() for d in dims.split(","))] if dims else [
