@@ -21,6 +21,7 @@ from pft_adapters.values import ValueSpace
 VCD = Path(__file__).resolve().parents[2] / "shared" / "data" / "vcd"
 TRAIN_DIMS = ("risk", "time")
 SPEC = LoraSpec(r=4, alpha=32.0)
+pytest_plugins = ["hub_fixtures"]  # the `hub` fixture: a Hub-compatible server on 127.0.0.1 (tests/hub_server.py)
 
 
 def pytest_configure(config):

@@ -1,8 +1,6 @@
 """Pytest fixtures that run the real ``huggingface_hub`` client against ``tests/hub_server.py``.
 
-Usage in a test module (``tests/`` is on ``sys.path`` under pytest's default rootdir-based import mode)::
-
-    from hub_fixtures import hub  # noqa: F401  (re-exported fixture)
+Registered for every test by ``pytest_plugins`` in ``tests/conftest.py``; a test asks for the server by name::
 
     def test_push(hub):
         HfApi().create_repo("pft-tester/zoo")          # no endpoint=/token= needed

@@ -261,6 +261,7 @@ def test_eval_cli_text_select_all_with_a_vector(capsys, zoo_dir, vcd_dev):
     (["--all-poles", "--judge", "http://x", "--task", "select-one"],
      "--judge goes with --task open-ended, not --task select-one: leave it out"),
     (["--all-poles", "--max-new-tokens", "8"], "--max-new-tokens goes with --task open-ended, not --task select-one"),
+    (["--all-poles", "--judge", "head"], "--judge goes with --task open-ended"),  # its default, given
     (["--all-poles", "--task", "select-all", "--judge-model", "m", "--judge-timeout", "5", "--judge-workers", "2"],
      "--judge-model, --judge-timeout, --judge-workers go with --task open-ended, not --task select-all: leave them out"),
     (["--all-poles", "--calibrate", "median"], "unknown --calibrate 'median'"),

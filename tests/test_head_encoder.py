@@ -17,7 +17,6 @@ from huggingface_hub import HfApi
 
 from cli_runner import run, user_error
 from conftest import TRAIN_DIMS, quick_config
-from hub_fixtures import hub  # noqa: F401  (fixture)
 from hub_server import HubServer
 from pft_adapters import head as head_module
 from pft_adapters.base import load_base, load_encoder

@@ -14,7 +14,6 @@ from huggingface_hub import HfApi
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from cli_runner import run, user_error
-from hub_fixtures import hub  # noqa: F401  (fixture)
 from hub_server import OTHER_TOKEN, READ_TOKEN, HubServer
 from pft_adapters import PFTError, ValueSpace, Zoo
 from pft_adapters.card import model_card

@@ -18,7 +18,6 @@ from huggingface_hub.errors import (
     RepositoryNotFoundError,
     RevisionNotFoundError,
 )
-from hub_fixtures import hub  # noqa: F401  (fixture)
 from hub_server import OTHER_TOKEN, READ_TOKEN, HubServer, git_blob_sha, parse_front_matter
 
 USER = "pft-tester"

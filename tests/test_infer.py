@@ -548,6 +548,7 @@ def test_scores_that_are_not_finite_are_refused_not_read_as_a_full_preference():
     (["--prompt", "x", "--calibrate", "base"], "--calibrate goes with --scenarios, not --prompt"),
     (["--scenarios", "s.json", "--raw"], "--raw goes with --prompt, not --scenarios"),
     (["--prompt", "x", "--overwrite"], "--overwrite goes with --export or --merge-out, not --prompt"),
+    (["--scenarios", "s.json", "--max-new-tokens", "64"], "--max-new-tokens goes with --prompt"),  # its default, given
 ])
 def test_cli_mix_refuses_options_of_another_job_before_loading(capsys, tmp_path, args, message):
     assert message in user_error(capsys, "mix", tmp_path / "no-zoo", "--vector", "risk=1", *args)

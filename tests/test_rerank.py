@@ -106,7 +106,7 @@ def test_rerank_and_mix_compose_by_dimensions_on_request(cli_scorer, answers, vc
         [(r.index, round(r.score, 4)) for r in expected]
     assert "unknown --compose 'sum'" in user_error(capsys, "rerank", cli_scorer, "--vector", both, "--compose", "sum",
                                                      "--candidates", answers)
-    assert "--compose dimensions goes with --scenarios" in user_error(capsys, "mix", cli_scorer, "--vector", both,
+    assert "--compose goes with --scenarios" in user_error(capsys, "mix", cli_scorer, "--vector", both,
                                                                       "--compose", "dimensions", "--prompt", "Hello?")
     from pft_adapters.data import load_scenarios
 

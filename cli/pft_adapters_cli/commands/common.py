@@ -69,10 +69,12 @@ def _finite(obj: object) -> object:
     return obj
 
 
-def refuse_unused(given: dict[str, bool], job: str, running: str) -> None:
-    """Refuse the options in `given` set away from their defaults: they go with `job`, not the `running` one,
-    and would be ignored."""
-    unused = [option for option, set_ in given.items() if set_]
+def refuse_unused(ctx: typer.Context, options: dict[str, str], job: str, running: str) -> None:
+    """Refuse the options (parameter name -> flag) the command line set: they go with `job`, not the `running` one,
+    and would be ignored. Asked of the context, so a default written out is refused too and no default is restated
+    (the source is read by name: typer ships its own copy of click's ParameterSource)."""
+    unused = [flag for name, flag in options.items()
+              if getattr(ctx.get_parameter_source(name), "name", None) in ("COMMANDLINE", "ENVIRONMENT")]
     if unused:
         raise PFTError(f"{', '.join(unused)} {'goes' if len(unused) == 1 else 'go'} with {job}, not {running}: "
                        f"leave {'it' if len(unused) == 1 else 'them'} out")

@@ -15,6 +15,7 @@ from .common import (BASE_OPTION, CALIBRATE_OPTION, COMPOSE_OPTION, DEVICE_OPTIO
 
 
 def evaluate(
+    ctx: typer.Context,
     zoo: str = typer.Argument(..., help="Zoo folder or Hub name."),
     data: Path = typer.Option(..., "--data", help="Scenarios to evaluate on (VCD JSON/JSONL or paired JSONL), e.g. vcd_dev.json."),
     all_poles: bool = typer.Option(False, "--all-poles", help="Every pole at +-1 of its dimension, on that dimension's scenarios."),
@@ -60,8 +61,8 @@ def evaluate(
         raise PFTError("give exactly one of --all-poles or --vector")
     check_task(task, composition(compose, "--compose"))
     if task != "open-ended":  # ignored by the choosing tasks: refused, as `mix` refuses options of another job
-        refuse_unused({"--judge": judge != "head", "--judge-model": judge_model is not None, "--judge-timeout": judge_timeout != 60,
-                       "--judge-workers": judge_workers != 4, "--max-new-tokens": max_new_tokens != 64},
+        refuse_unused(ctx, {"judge": "--judge", "judge_model": "--judge-model", "judge_timeout": "--judge-timeout",
+                            "judge_workers": "--judge-workers", "max_new_tokens": "--max-new-tokens"},
                       "--task open-ended", f"--task {task}")
     calibration(calibrate, "--calibrate")
     device = checked_device(device)

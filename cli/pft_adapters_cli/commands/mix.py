@@ -21,6 +21,7 @@ VECTOR_HELP = (
 
 
 def mix(
+    ctx: typer.Context,
     zoo: str = typer.Argument(..., help="Zoo folder or Hub name (org/name, org/name:pole,pole@revision)."),
     vector: str | None = typer.Option(None, "--vector", "-v", help=VECTOR_HELP),
     history: Path | None = HISTORY_OPTION,
@@ -73,17 +74,18 @@ def mix(
     if len(jobs) != 1:
         raise PFTError("give exactly one of --prompt, --scenarios, --export or --merge-out")
     target = export or merge_out
-    # an option set away from its default for another job would be ignored: refuse it, as --method without --history
-    for job, running, given in (
-        ("--scenarios", scenarios, {"--calibrate": calibration(calibrate, "--calibrate") != "mirror",
-                                    "--compose dimensions": composition(compose, "--compose") != "model",
-                                    "--pairs": pairs is not None, "--pair": pair is not None, "--matching": matching is not None}),
-        ("--prompt", prompt, {"--max-new-tokens": max_new_tokens != 64, "--temperature": temperature != 0,
-                              "--top-p": top_p != 1, "--seed": seed is not None, "--raw": raw}),
-        ("--export or --merge-out", target, {"--overwrite": overwrite}),
+    # an option given for another job would be ignored: refuse it, as --method without --history
+    for job, running, options in (
+        ("--scenarios", scenarios, {"calibrate": "--calibrate", "compose": "--compose", "pairs": "--pairs", "pair": "--pair",
+                                    "matching": "--matching"}),
+        ("--prompt", prompt, {"max_new_tokens": "--max-new-tokens", "temperature": "--temperature", "top_p": "--top-p",
+                              "seed": "--seed", "raw": "--raw"}),
+        ("--export or --merge-out", target, {"overwrite": "--overwrite"}),
     ):
         if not running:
-            refuse_unused(given, job, jobs[0])
+            refuse_unused(ctx, options, job, jobs[0])
+    calibration(calibrate, "--calibrate")
+    composition(compose, "--compose")
     if not temperature >= 0 or not 0 < top_p <= 1:  # `not >=` also refuses NaN
         raise PFTError("--temperature must be at least 0 (0 = greedy) and --top-p in (0, 1]")
     if (vector is None) == (history is None):
