@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import cast
 
 from .atomic import atomic_write_text
-from .errors import JSONError, PFTError, jsonl_records, loads, parse_every, read_text, shorten
+from .errors import JSONError, PFTError, jsonl_records, loads, one_object_over_lines, parse_every, quote, read_text, shorten
 from .values import ValueSpace
 
 LETTERS = "ABCDEFGHIJ"
@@ -87,7 +87,7 @@ def read_records(path: str | Path, what: str = "data file", errors: list[str] | 
         if not isinstance(items, list):
             raise PFTError(f"{path}: expected a JSON list of records or JSONL")
         records = ((f"record {n}", item) for n, item in enumerate(items, start=1))
-    elif stripped.startswith("{") and _one_object_over_lines(stripped):
+    elif one_object_over_lines(text):
         raise PFTError(f"{path} holds one JSON object over several lines: give a JSON list of records, "
                        "or JSONL with one record per line")
     else:
@@ -101,25 +101,20 @@ def read_records(path: str | Path, what: str = "data file", errors: list[str] | 
         raise PFTError(f"{path} holds no records: expected a JSON list or JSONL with one record per line")
 
 
-def _one_object_over_lines(text: str) -> bool:
-    """Whether the text is one pretty-printed JSON object: its first line is no JSON, but the whole is an object
-    (read as JSONL, each of its lines would be reported as bad JSON)."""
-    try:
-        loads(text.split("\n", 1)[0])
-        return False
-    except JSONError:
-        pass
-    try:
-        return isinstance(loads(text), dict)
-    except JSONError:
-        return False
-
-
 def text_field(value: object, where: str, field: str) -> str:
     """A required text field of a user's record, stripped; anything else is refused, naming the record and the field."""
     if not isinstance(value, str) or not value.strip():
         raise PFTError(f"{where}: field '{field}' must be a non-empty string")
     return value.strip()
+
+
+def optional_text(value: object, where: str, field: str) -> str | None:
+    """An optional text field, stripped; missing, null or blank is None (a scene or context of spaces is none)."""
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise PFTError(f"{where}: field '{field}' must be a string")
+    return value.strip() or None
 
 
 def option_list(value: object, where: str) -> list:
@@ -133,7 +128,7 @@ def _vcd(raw: dict, space: ValueSpace, where: str) -> Scenario:
     text = text_field(raw.get("scenario"), where, "scenario")
     label = text_field(raw.get("preference domain"), where, "preference domain")
     if not space.has_dimension(label):
-        raise PFTError(f"{where}: field 'preference domain' is '{label}', not a known dimension{space.suggest(label)}")
+        raise PFTError(f"{where}: field 'preference domain' is {quote(label)}, not a known dimension{space.suggest(label)}")
     dim = space.dimension(label)
     options = option_list(raw.get("options"), where)
     parsed = []
@@ -143,11 +138,12 @@ def _vcd(raw: dict, space: ValueSpace, where: str) -> Scenario:
         bias = text_field(opt.get("bias"), f"{where}, options[{j}]", "bias")
         if not space.has_pole(bias) or space.pole(bias) not in dim.poles:
             raise PFTError(
-                f"{where}, options[{j}]: field 'bias' is '{bias}', not a pole of '{dim.slug}' "
+                f"{where}, options[{j}]: field 'bias' is {quote(bias)}, not a pole of '{dim.slug}' "
                 f"(expected '{dim.first.name}' or '{dim.second.name}')"
             )
         parsed.append(Option(text_field(opt.get("text"), f"{where}, options[{j}]", "text"), space.pole(bias).slug))
-    return _checked(Scenario(text, dim.slug, tuple(parsed), raw.get("scene")), dim, where, "options")
+    scene = optional_text(raw.get("scene"), where, "scene")
+    return _checked(Scenario(text, dim.slug, tuple(parsed), scene), dim, where, "options")
 
 
 def _paired(raw: dict, space: ValueSpace, where: str) -> Scenario:
@@ -159,7 +155,7 @@ def _paired(raw: dict, space: ValueSpace, where: str) -> Scenario:
     keys: dict[str, str] = {}
     for slug, response in responses.items():
         if not space.has_pole(slug):
-            raise PFTError(f"{where}: 'responses' key '{slug}' is not a known pole{space.suggest(slug)}")
+            raise PFTError(f"{where}: 'responses' key {quote(slug)} is not a known pole{space.suggest(slug)}")
         if not isinstance(response, str) or not response.strip():
             raise PFTError(f"{where}: response for '{slug}' must be a non-empty string")
         pole = space.pole(slug).slug
@@ -174,15 +170,14 @@ def _paired(raw: dict, space: ValueSpace, where: str) -> Scenario:
     if "dimension" in raw and not isinstance(raw["dimension"], str):
         raise PFTError(f"{where}: field 'dimension' must be a dimension slug (a string), like \"{dim.slug}\"")
     if "dimension" in raw and not space.has_dimension(raw["dimension"]):
-        raise PFTError(f"{where}: field 'dimension' is '{raw['dimension']}', not a known dimension{space.suggest(raw['dimension'])}")
+        raise PFTError(f"{where}: field 'dimension' is {quote(raw['dimension'])}, not a known dimension{space.suggest(raw['dimension'])}")
     if "dimension" in raw and space.dimension(raw["dimension"]) != dim:
-        raise PFTError(f"{where}: field 'dimension' is '{raw['dimension']}' but the responses belong to '{dim.slug}'")
-    return _checked(Scenario(text, dim.slug, tuple(options), raw.get("scene")), dim, where, "responses")
+        raise PFTError(f"{where}: field 'dimension' is {quote(raw['dimension'])} but the responses belong to '{dim.slug}'")
+    scene = optional_text(raw.get("scene"), where, "scene")
+    return _checked(Scenario(text, dim.slug, tuple(options), scene), dim, where, "responses")
 
 
 def _checked(scenario: Scenario, dim, where: str, field: str) -> Scenario:
-    if scenario.scene is not None and not isinstance(scenario.scene, str):
-        raise PFTError(f"{where}: field 'scene' must be a string")
     texts = [o.text for o in scenario.options]
     repeated = next((t for i, t in enumerate(texts) if t in texts[:i]), None)
     if repeated is not None:  # as a history refuses: the choice between two equal texts says nothing
@@ -196,9 +191,10 @@ def _checked(scenario: Scenario, dim, where: str, field: str) -> Scenario:
 
 # -- A/B behaviour items --------------------------------------------------------------------
 _CHOICE = re.compile(r"^\s*\(([A-Z])\)\s*(.*)$")
-_ANSWER = re.compile(r"^\s*\(?\s*([A-Z])\s*\)?\s*$")
-_CHOICES_HEADER = re.compile(r"^\s*(?:answer\s+)?(?:choices|options)\s*:?\s*$", re.IGNORECASE)
-_ANSWER_LINE = re.compile(r"^\s*answer\s*:?\s*$", re.IGNORECASE)
+# fullmatched; no two neighbouring parts can match the same characters, so a long line is read in linear time
+_ANSWER = re.compile(r"\s*(\(\s*)?([A-Z])(?(1)\s*\))\s*")  # ' (A)' or 'A'; a parenthesis opened is closed
+_CHOICES_HEADER = re.compile(r"\s*(?:answer\s+)?(?:choices|options)\s*(?::\s*)?", re.IGNORECASE)
+_ANSWER_LINE = re.compile(r"\s*answer\s*(?::\s*)?", re.IGNORECASE)
 
 
 @dataclass(frozen=True)
@@ -238,14 +234,14 @@ def split_choices(question: str, where: str) -> tuple[str, list[tuple[str, str]]
         if found:
             choices.append([found[1], found[2].strip()])
             open_choice = True
-        elif _ANSWER_LINE.match(line):
+        elif _ANSWER_LINE.fullmatch(line):
             open_choice = False
         elif open_choice and line.strip():
             choices[-1][1] = f"{choices[-1][1]} {line.strip()}".strip()
         else:
             open_choice = False
             (after if choices else before).append(line)
-    while before and (not before[-1].strip() or _CHOICES_HEADER.match(before[-1])):
+    while before and (not before[-1].strip() or _CHOICES_HEADER.fullmatch(before[-1])):
         before.pop()
     if len(choices) < 2:
         raise PFTError(f"{where}: field 'question' needs at least two lettered choices, each on its own line like ' (A) ...'")
@@ -270,13 +266,13 @@ def _answer_letters(raw: dict, key: str, letters: list[str], where: str) -> set[
         raise PFTError(f"{where}: field '{key}' must be a choice letter like ' (A)', or a list of them")
     found = set()
     for item in cast("list[str]", items):  # all checked to be strings above
-        letter = _ANSWER.match(item)
-        if letter is None:
+        answer = _ANSWER.fullmatch(item)
+        if answer is None:
             raise PFTError(f"{where}: field '{key}' is {item!r}, not a choice letter like ' (A)'")
-        if letter[1] not in letters:
+        if answer[2] not in letters:
             listed = ", ".join(f"({x})" for x in letters)
-            raise PFTError(f"{where}: field '{key}' is {item!r}, but ({letter[1]}) is not among the question's choices {listed}")
-        found.add(letter[1])
+            raise PFTError(f"{where}: field '{key}' is {item!r}, but ({answer[2]}) is not among the question's choices {listed}")
+        found.add(answer[2])
     return found
 
 

@@ -1,18 +1,46 @@
 """One exception type for mistakes a user can fix, so the CLI can print one line instead of a traceback."""
 
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Sequence
 from typing import NoReturn, TypeVar
 
 T = TypeVar("T")
 
 
+def printable(text: str) -> str:
+    """`text` with line breaks and other unprintable characters written as escapes (\\n, \\u2028, \\ud800), so
+    that a message quoting user input stays on its line and can be printed whatever it quotes."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+
+
 class PFTError(Exception):
-    """A user-facing error: the message names the problem and how to fix it."""
+    """A user-facing error: one line that names the problem and how to fix it; `details` (a file's bad
+    records) follow it, one per line. User input quoted in either cannot break a line."""
+
+    def __init__(self, message: str, details: Sequence[str] = ()):
+        super().__init__("\n  ".join(printable(line) for line in (message, *details)))
 
 
 def shorten(text: str, width: int) -> str:
     """`text` cut to `width` characters with an ellipsis, to quote user input in a message or a listing."""
     return text if len(text) <= width else text[: width - 1] + "…"
+
+
+def quote(value: object, width: int = 60) -> str:
+    """A user's value quoted in a message: in quotes, shortened, on one line."""
+    return "'" + shorten(printable(str(value)), width) + "'"
+
+
+_DECIMAL = re.compile(r"[+-]?(?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?")  # no two parts match the same text
+
+
+def decimal(text: str) -> float | None:
+    """The number that `text` writes in plain ASCII decimals ('0.5', '-1', '2e3'), or None: float() also reads
+    '1_000', other scripts' digits, 'nan' and 'inf', which nobody types as a number here. Linear in the length."""
+    text = text.strip()
+    return float(text) if _DECIMAL.fullmatch(text) else None
 
 
 def read_text(path, what: str) -> str:
@@ -28,6 +56,8 @@ def read_text(path, what: str) -> str:
         raise PFTError(f"cannot read {what} {path}: it is a folder; give a file") from None
     except OSError as err:
         raise PFTError(f"cannot read {what} {path}: {'not found' if isinstance(err, FileNotFoundError) else err.strerror or err}; check the path") from None
+    except ValueError:  # a NUL byte in the path, which no file name holds
+        raise PFTError(f"cannot read {what} {quote(path)}: a path cannot hold a NUL byte; check the path") from None
 
 
 class JSONError(ValueError):
@@ -47,19 +77,45 @@ def _no_constant(name: str) -> NoReturn:
     raise JSONError(f"{name} is not a JSON number")
 
 
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
+
+def _lone_surrogate(value: object) -> str | None:
+    """A string in `value` (keys too) holding half of a UTF-16 surrogate pair, which JSON escapes can
+    spell ("\\ud800") but no text can hold: it would fail the first time it is written or printed."""
+    stack = [value]
+    while stack:  # a loop, not recursion: nesting as deep as the parser takes
+        item = stack.pop()
+        if isinstance(item, str):
+            if _SURROGATE.search(item):
+                return item
+        elif isinstance(item, dict):
+            stack += [*item.keys(), *item.values()]
+        elif isinstance(item, list):
+            stack += item
+    return None
+
+
 def loads(text: str, allow_nan: bool = False) -> object:
-    """`json.loads` that refuses a key given twice in one object (plain JSON keeps the last one silently), and
-    NaN, Infinity and -Infinity (Python's extension, which no other JSON reader takes) unless `allow_nan`."""
+    """`json.loads` that refuses a key given twice in one object (plain JSON keeps the last one silently),
+    NaN, Infinity and -Infinity (Python's extension, which no other JSON reader takes) unless `allow_nan`,
+    and a string with an unpaired surrogate escape. Where the text is bad, the message says where."""
     import json
 
     try:
-        return json.loads(text, object_pairs_hook=_unique_keys, parse_constant=None if allow_nan else _no_constant)
+        value = json.loads(text, object_pairs_hook=_unique_keys, parse_constant=None if allow_nan else _no_constant)
     except JSONError:
         raise
     except json.JSONDecodeError as err:
-        raise JSONError(err.msg if err.msg else str(err)) from None
-    except (ValueError, RecursionError) as err:  # an integer of thousands of digits, nesting thousands deep
-        raise JSONError("nesting too deep" if isinstance(err, RecursionError) else str(err)) from None
+        at = f"line {err.lineno}, column {err.colno}" if "\n" in text else f"column {err.colno}"
+        raise JSONError(f"{err.msg.removesuffix(' at')} at {at}") from None
+    except RecursionError:
+        raise JSONError("nesting too deep") from None
+    except ValueError:  # Python's guard against integers of thousands of digits
+        raise JSONError("a number has more digits than can be read (over 4300)") from None
+    if "\\u" in text and (found := _lone_surrogate(value)) is not None:
+        raise JSONError(f"the string {quote(found)} holds an unpaired surrogate escape (\\ud800-\\udfff), not a character")
+    return value
 
 
 def read_json(path, what: str, fix: str) -> object:
@@ -70,6 +126,23 @@ def read_json(path, what: str, fix: str) -> object:
         raise PFTError(f"{what} {path} is not valid JSON ({err}): {fix}") from None
 
 
+def one_object_over_lines(text: str) -> bool:
+    """Whether the text is one pretty-printed JSON object: its first line is no JSON, but the whole is an object
+    (read as JSONL, each of its lines would be reported as bad JSON)."""
+    text = text.lstrip()
+    if not text.startswith("{"):
+        return False
+    try:
+        loads(text.split("\n", 1)[0])
+        return False
+    except JSONError:
+        pass
+    try:
+        return isinstance(loads(text), dict)
+    except JSONError:
+        return False
+
+
 def jsonl_records(text, source: str, fix: str, errors: list[str] | None = None):
     """(line number, "SOURCE, line N", parsed value) for each non-blank JSONL line; bad JSON names its line.
 
@@ -77,6 +150,8 @@ def jsonl_records(text, source: str, fix: str, errors: list[str] | None = None):
     `str.splitlines` also breaks at U+2028, U+0085 and the like, which JSON strings hold raw.
     With an `errors` list, a line of bad JSON is reported there and skipped instead of stopping.
     """
+    if isinstance(text, str) and one_object_over_lines(text):  # one line, not one per line of the object
+        raise PFTError(f"{source} holds one JSON object over several lines, where JSONL takes one per line: {fix}")
     lines = text.split("\n") if isinstance(text, str) else text
     for number, line in enumerate(lines, start=1):
         if not line.strip():
@@ -115,5 +190,5 @@ def raise_bad_records(errors: list[str], source: str) -> None:
     if len(errors) == 1:
         raise PFTError(errors[0])
     if errors:
-        more = f"\n  ... and {len(errors) - MAX_REPORTED} more" if len(errors) > MAX_REPORTED else ""
-        raise PFTError(f"{len(errors)} bad record(s) in {source}:\n  " + "\n  ".join(errors[:MAX_REPORTED]) + more)
+        more = [f"... and {len(errors) - MAX_REPORTED} more"] if len(errors) > MAX_REPORTED else []
+        raise PFTError(f"{len(errors)} bad record(s) in {source}:", errors[:MAX_REPORTED] + more)

@@ -20,12 +20,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import save_file
 from torch import nn
 
 from .base import load_encoder, resolve_encoder
-from .errors import JSONError, PFTError, loads, shorten
+from .errors import JSONError, PFTError, loads
 from .values import ValueSpace
 
 
@@ -124,21 +123,36 @@ class MixingHead(nn.Module):
         return [folder / "config.json", folder / "model.safetensors"]
 
     @classmethod
-    def load(cls, folder: Path) -> MixingHead:
+    def load(cls, folder: Path, tensors: dict[str, torch.Tensor]) -> MixingHead:
+        """The head described by `folder`/config.json with `tensors` (its model.safetensors, read and checked
+        finite by the zoo); a config or tensors that do not describe a head are one line."""
+        file = folder / "config.json"
+        damaged = f"{file}: re-download or re-train the zoo"
         try:
-            config: Any = loads((folder / "config.json").read_text(encoding="utf-8"))
+            config: Any = loads(file.read_text(encoding="utf-8"))
         except (JSONError, UnicodeDecodeError):
-            raise PFTError(f"{folder / 'config.json'} is not valid JSON: re-download or re-train the zoo") from None
+            raise PFTError(f"{file} is not valid JSON: re-download or re-train the zoo") from None
+        if not isinstance(config, dict):
+            raise PFTError(f"{file} does not hold a JSON object: re-download or re-train the zoo")
+        size: Any = config.get("hidden_size")
+        poles: Any = config.get("pole_slugs")
+        dims: Any = config.get("dimension_slugs")
+        if not (isinstance(size, int) and not isinstance(size, bool) and size > 0 and _names(dims) and _names(poles)
+                and len(poles) == 2 * len(dims)):
+            raise PFTError(f"{file}: 'hidden_size' must be a positive whole number, 'dimension_slugs' name each dimension "
+                           f"once and 'pole_slugs' two poles of each: {damaged}")
         encoder = config.get("encoder")  # absent in heads written before head encoders existed
         if encoder is not None and not (isinstance(encoder, dict) and {"id", "fingerprint"} <= set(encoder)):
-            raise PFTError(f"{folder / 'config.json'}: 'encoder' needs an 'id' and a 'fingerprint': re-download or re-train the zoo")
-        try:
-            head = cls(config["hidden_size"], config["pole_slugs"], config["dimension_slugs"],
-                       HeadEncoder(str(encoder["id"]), str(encoder["fingerprint"])) if encoder else None)
-            head.load_state_dict(load_file(folder / "model.safetensors"))
-        except (KeyError, TypeError, ValueError, RuntimeError, SafetensorError) as err:  # missing keys, wrong shapes
-            raise PFTError(f"{folder}: the mixing head cannot be read ({type(err).__name__}: {shorten(str(err), 120)}): "
-                           "re-download or re-train the zoo") from None
+            raise PFTError(f"{file}: 'encoder' needs an 'id' and a 'fingerprint': {damaged}")
+        shapes = {"mean": (size,), "std": (size,), "poles.weight": (len(poles), size), "poles.bias": (len(poles),),
+                  "dimensions.weight": (len(dims), size), "dimensions.bias": (len(dims),)}
+        found = {k: tuple(t.shape) for k, t in tensors.items()}
+        if found != shapes:
+            wrong = next((k for k in shapes if found.get(k) != shapes[k]), None) or next(k for k in found if k not in shapes)
+            raise PFTError(f"{folder / 'model.safetensors'}: tensor '{wrong}' is {found.get(wrong, 'missing')}, where "
+                           f"config.json describes {shapes.get(wrong, 'no such tensor')}: re-download or re-train the zoo")
+        head = cls(size, poles, dims, HeadEncoder(str(encoder["id"]), str(encoder["fingerprint"])) if encoder else None)
+        head.load_state_dict(tensors)
         return head.eval()
 
     def select(self, space: ValueSpace) -> MixingHead:
@@ -154,6 +168,11 @@ class MixingHead(nn.Module):
             head.dimensions.weight.copy_(self.dimensions.weight[di])
             head.dimensions.bias.copy_(self.dimensions.bias[di])
         return head.eval()
+
+
+def _names(value: object) -> bool:
+    """A non-empty list of distinct texts."""
+    return isinstance(value, list) and bool(value) and all(isinstance(x, str) for x in value) and len(set(value)) == len(value)
 
 
 def mean_pool(hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -28,7 +28,7 @@ from pathlib import Path
 
 from .atomic import atomic_write_text
 from .data import option_list, text_field
-from .errors import PFTError, jsonl_records, parse_every, read_text, shorten
+from .errors import PFTError, decimal, jsonl_records, parse_every, quote, read_text, shorten
 from .values import ValueSpace
 
 
@@ -56,15 +56,19 @@ class Decision:
         return out
 
 
-def _finite_seconds(value: float, raw: object, where: str) -> float:
-    if not math.isfinite(value):
-        shown = shorten(repr(raw), 24)
-        raise PFTError(f"{where}: field 'timestamp' is {shown}: give ISO-8601 text or finite epoch seconds")
+_FIRST, _LAST = -62135596800.0, 253402300799.0  # epoch seconds of 0001-01-01 and 9999-12-31T23:59:59 UTC, ISO-8601's range
+
+
+def _epoch_seconds(value: float, raw: object, where: str) -> float:
+    """Epoch seconds within ISO-8601's years (1-9999), as a time given as text must be: a time far out of it is a
+    mistake, most often milliseconds, that would give every other decision a weight of 0."""
+    if not _FIRST <= value <= _LAST:  # also refuses NaN and the infinities
+        raise PFTError(f"{where}: field 'timestamp' is {shorten(repr(raw), 24)}, not epoch seconds within the years 1-9999 "
+                       "(epoch milliseconds? divide by 1000): give ISO-8601 text or epoch seconds")
     return value
 
 
-_BASIC_DATE = re.compile(r"^\d{8}$")  # 20250301: a date, as ISO-8601's basic form (not seconds of 1970)
-_SECONDS = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")  # plain digits: float() also takes 1_000
+_BASIC_DATE = re.compile(r"[0-9]{8}")  # 20250301: a date, as ISO-8601's basic form (not seconds of 1970)
 
 
 def parse_timestamp(raw: object, where: str) -> float:
@@ -76,20 +80,21 @@ def parse_timestamp(raw: object, where: str) -> float:
             value = float(raw)
         except OverflowError:  # an integer too large for a float
             value = math.inf
-        return _finite_seconds(value, raw, where)
+        return _epoch_seconds(value, raw, where)
     if isinstance(raw, str):
         text = raw.strip()
         if not text:
             raise PFTError(f"{where}: field 'timestamp' is empty: give ISO-8601 text or epoch seconds, or leave it out")
-        if _SECONDS.match(text) and not _BASIC_DATE.match(text):
-            return _finite_seconds(float(text), text, where)
+        seconds = None if _BASIC_DATE.fullmatch(text) else decimal(text)
+        if seconds is not None:
+            return _epoch_seconds(seconds, text, where)
         try:
-            if _BASIC_DATE.match(text):  # Python 3.10's fromisoformat does not read the basic form
+            if _BASIC_DATE.fullmatch(text):  # Python 3.10's fromisoformat does not read the basic form
                 moment = datetime.strptime(text, "%Y%m%d")
             else:
                 moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)
         except ValueError:
-            raise PFTError(f"{where}: field 'timestamp' is '{text}', not ISO-8601 (like 2025-03-01T18:30:00Z) "
+            raise PFTError(f"{where}: field 'timestamp' is {quote(text)}, not ISO-8601 (like 2025-03-01T18:30:00Z) "
                            "or epoch seconds") from None
         if moment.tzinfo is None:
             moment = moment.replace(tzinfo=timezone.utc)
@@ -120,13 +125,12 @@ def parse_decision(raw: object, where: str, space: ValueSpace | None = None, lin
         raise PFTError(f"{where}: field 'chosen' must be an option's index (0-based) or its text")
     if isinstance(chosen, int):
         if not 0 <= chosen < len(options):
-            raise PFTError(f"{where}: field 'chosen' is {chosen}, but the {len(options)} options are numbered 0 to {len(options) - 1}")
+            raise PFTError(f"{where}: field 'chosen' is {shorten(str(chosen), 12)}, but the {len(options)} options are numbered 0 to {len(options) - 1}")
         index = chosen
     else:
         text = chosen.strip()
         if text not in options:
-            short = shorten(text, 60)
-            raise PFTError(f"{where}: field 'chosen' is '{short}', which is none of the options: give its index (0-based) or its exact text")
+            raise PFTError(f"{where}: field 'chosen' is {quote(text)}, which is none of the options: give its index (0-based) or its exact text")
         index = options.index(text)
     timestamp = None if raw.get("timestamp") is None else parse_timestamp(raw["timestamp"], where)
     dimension = raw.get("dimension")
@@ -134,7 +138,7 @@ def parse_decision(raw: object, where: str, space: ValueSpace | None = None, lin
         dimension = text_field(dimension, where, "dimension")
         if space is not None:
             if not space.has_dimension(dimension):
-                raise PFTError(f"{where}: field 'dimension' is '{dimension}', not a dimension of this zoo{space.suggest(dimension)}")
+                raise PFTError(f"{where}: field 'dimension' is {quote(dimension)}, not a dimension of this zoo{space.suggest(dimension)}")
             dimension = space.dimension(dimension).slug
     return Decision(scenario, tuple(options), index, timestamp, dimension, line)
 

@@ -68,15 +68,24 @@ class Pulled:
     complete: bool = True  # every pole of the zoo; a partial pull without `to` leaves a cache folder that is not a zoo
 
 
+def is_folder(path: str | Path) -> bool:
+    """Whether `path` is an existing folder; a name no file system takes (too long, a NUL byte) is none, and may
+    still be a Hub name."""
+    try:
+        return Path(path).is_dir()
+    except (OSError, ValueError):
+        return False
+
+
 def parse_zoo_name(name: str) -> tuple[str, list[str] | None, str | None]:
     """`org/name:pole1,pole2@rev` -> (repo id or folder, poles or None, revision or None).
 
     An existing directory is always local, even if its name contains `:` or `@`.
     """
-    if Path(name).is_dir():
+    if is_folder(name):
         return name, None, None
     folder, colon, pole_list = name.rpartition(":")
-    if colon and "@" not in pole_list and Path(folder).is_dir():  # a folder whose own name holds '@' or ':'
+    if colon and "@" not in pole_list and is_folder(folder):  # a folder whose own name holds '@' or ':'
         poles: list[str] | None = _pole_list(pole_list)
         if not poles:
             _bad_name(name)
@@ -86,7 +95,7 @@ def parse_zoo_name(name: str) -> tuple[str, list[str] | None, str | None]:
     poles = _pole_list(pole_list) if colon else None
     if (colon and not poles) or (at and not revision.strip()) or ":" in revision:  # git refs never hold ':'
         _bad_name(name)
-    if not Path(repo).is_dir():
+    if not is_folder(repo):
         try:
             validate_repo_id(repo)
         except HFValidationError:
@@ -266,7 +275,7 @@ def fetch(name: str | Path, poles: Sequence[str] | None = None, revision: str | 
     if target is not None:
         check_target(target, overwrite, "--to", reads=(source,))
     retry = f"pft-adapters pull {text}" + (f" --to {target}" if target is not None else "")
-    if Path(source).is_dir():
+    if is_folder(source):
         if revision:
             raise PFTError(f"'{source}' is a local folder, which has no revisions: drop '@{revision}'")
         src: _LocalSource | _HubSource = _LocalSource(Path(source))
@@ -314,7 +323,7 @@ def fetch_encoder(name: str, retry: str) -> Path | None:
     """Download a head encoder given by Hub id into the cache (safetensors only); None for a local or packaged one."""
     from .base import resolve_encoder
 
-    if Path(name).is_dir() or resolve_encoder(name) != name:
+    if is_folder(name) or resolve_encoder(name) != name:
         return None
     with _hub_errors(name, None, retry):
         try:
@@ -388,7 +397,7 @@ def push(zoo: Zoo | str | Path, repo_id: str, private: bool = False, revision: s
         staged = Path(tmp) / "zoo"
         if isinstance(zoo, Zoo):
             zoo.save_pretrained(staged)
-        elif Path(zoo).is_dir():
+        elif is_folder(zoo):
             fetch(Path(zoo), to=staged)  # verifies checksums, refuses pickles, copies only listed files
         else:
             raise PFTError(f"no zoo folder at '{zoo}': give a folder made by `pft-adapters train`")

@@ -71,7 +71,7 @@ import torch
 
 from .choose import finite
 from .data import Option, Scenario
-from .errors import PFTError, shorten
+from .errors import PFTError, decimal, quote, shorten
 from .head import MixingHead, head_features
 from .history import Decision
 from .values import ValueSpace
@@ -106,7 +106,7 @@ class HalfLife:
 
 
 _UNITS = (("s", 1.0), ("m", 60.0), ("h", 3600.0), ("d", 86400.0), ("w", 604800.0))
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?|\.\d+)\s*([smhdw])\s*$", re.IGNORECASE)
+_DURATION = re.compile(r"\s*([0-9]+(?:\.[0-9]+)?|\.[0-9]+)\s*([smhdw])\s*", re.IGNORECASE)  # fullmatched
 _NO_RECENCY = ("none", "off", "inf", "infinite")
 
 
@@ -131,17 +131,16 @@ def parse_half_life(spec: str | float | int | HalfLife | None) -> HalfLife | Non
         text = spec.strip()
         if text.lower() in _NO_RECENCY:
             return None
-        duration = _DURATION.match(text)
+        duration = _DURATION.fullmatch(text)
         if duration and duration[2] == "M":  # minutes or months? months are no unit here
-            raise PFTError(f"--half-life '{text}' is ambiguous: write {duration[1]}m for minutes (for months, use weeks: 4w)")
+            raise PFTError(f"--half-life {quote(text)} is ambiguous: write {duration[1]}m for minutes (for months, use weeks: 4w)")
         if duration:
             value, unit = float(duration[1]) * dict(_UNITS)[duration[2].lower()], "seconds"
+        elif (number := decimal(text)) is not None:
+            value, unit = number, "records"
         else:
-            try:
-                value, unit = float(text), "records"
-            except ValueError:
-                raise PFTError(f"--half-life '{text}' is not a number of decisions (5) or a duration (3d, 12h, 90m, "
-                               "30s, 2w), nor 'none'") from None
+            raise PFTError(f"--half-life {quote(text, 24)} is not a number of decisions (5) or a duration (3d, 12h, 90m, "
+                           "30s, 2w), nor 'none'")
     if not math.isfinite(value) or value <= 0:
         raise PFTError(f"--half-life must be a positive finite number (or 'none' for no recency), got {shorten(str(spec), 24)}")
     return HalfLife(value, unit)

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from .data import text_field
+from .data import optional_text, text_field
 from .errors import PFTError, jsonl_records, parse_every, read_text
 
 if TYPE_CHECKING:  # annotations only: reading candidates needs no torch
@@ -63,17 +63,14 @@ def _candidate(raw: object, where: str, line: int) -> Candidate:
     if unknown:
         raise PFTError(f"{where}: unknown field(s) {unknown}; a candidate has {', '.join(FIELDS)}")
     text = text_field(raw.get("text"), where, "text")
-    for key in ("context", "group"):
-        if raw.get(key) is not None and not isinstance(raw[key], str):
-            raise PFTError(f"{where}: field '{key}' must be a string")
     vector = raw.get("vector")
     if vector is not None and not isinstance(vector, (str, dict)):
         raise PFTError(f"{where}: field 'vector' must be a string like 'risk=-1' or an object like {{\"risk\": -1}}")
     id_ = raw.get("id")
     if id_ is not None and (isinstance(id_, bool) or not isinstance(id_, (str, int))):  # echoed back as given
         raise PFTError(f"{where}: field 'id' must be a string or an integer")
-    context = raw.get("context") or None  # "" is no context: scored alone, as a line without one
-    return Candidate(text, context, raw.get("group") or "", vector, id_, line, where)
+    context = optional_text(raw.get("context"), where, "context")  # "" is no context: scored alone, as without one
+    return Candidate(text, context, optional_text(raw.get("group"), where, "group") or "", vector, id_, line, where)
 
 
 def candidate_vectors(zoo: Zoo, candidates: Sequence[Candidate], vector: VectorSpec | None = None,

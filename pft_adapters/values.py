@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .errors import PFTError, read_json
+from .errors import PFTError, quote, read_json
 
 _SLUG = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*$")  # docs/pairs.schema.json's; fullmatch it (`$` matches before a final "\n")
 
@@ -165,14 +165,14 @@ class ValueSpace:
         """A dimension by slug or label (`risk`, `Risk Orientation`)."""
         dim = self._labels.get(_key(name))
         if dim is None:
-            raise PFTError(f"unknown dimension '{name}'{self.suggest(name)}")
+            raise PFTError(f"unknown dimension {quote(name)}{self.suggest(name)}")
         return dim
 
     def pole(self, name: str) -> Pole:
         """A pole by slug or name (`risk-averse`, `Risk-averse`)."""
         pole = self._pole_names.get(_key(name))
         if pole is None:
-            raise PFTError(f"unknown pole '{name}'{self.suggest(name)}")
+            raise PFTError(f"unknown pole {quote(name)}{self.suggest(name)}")
         return pole
 
     def dimension_of(self, pole_slug: str) -> Dimension:
@@ -334,7 +334,7 @@ def pair_records(raw: object, source: str) -> list[tuple[str, dict]]:
 def _only(raw: dict, allowed: tuple[str, ...], where: str, what: str) -> None:
     extra = [k for k in raw if k not in allowed]
     if extra:
-        raise PFTError(f"{where}: unknown field '{extra[0]}' ({what} has {', '.join(repr(k) for k in allowed)})")
+        raise PFTError(f"{where}: unknown field {quote(extra[0])} ({what} has {', '.join(repr(k) for k in allowed)})")
 
 
 def _check_slug(raw: dict, where: str) -> None:

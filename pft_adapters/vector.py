@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from .errors import JSONError, PFTError, loads, read_json
+from .errors import JSONError, PFTError, decimal, loads, quote, read_json, shorten
 from .values import ValueSpace
 
 
@@ -74,8 +74,11 @@ def _read_file(path: Path) -> list[tuple[str, object]]:
     return _object_items(obj, str(path))
 
 
+_INFERRED = {"vector", "confidence", "evidence", "method"}  # the fields of `pft-adapters infer --json`
+
+
 def _object_items(obj: object, where: str) -> list[tuple[str, object]]:
-    if isinstance(obj, dict) and "vector" in obj:  # the output of `pft-adapters infer --json`
+    if isinstance(obj, dict) and "vector" in obj and set(obj) <= _INFERRED:  # the output of `infer --json`
         obj = obj["vector"]
         if not isinstance(obj, dict):
             raise PFTError(f"{where}: field 'vector' must be a JSON object mapping dimensions to numbers, like {{\"risk\": 0.8}}")
@@ -85,16 +88,18 @@ def _object_items(obj: object, where: str) -> list[tuple[str, object]]:
 
 
 def _number(name: str, raw: object, where: str) -> float:
-    try:
-        if isinstance(raw, bool) or (isinstance(raw, str) and "_" in raw):  # float() takes True and '0_1'
-            raise ValueError
-        value = float(raw)  # type: ignore[arg-type]
-    except (TypeError, ValueError, OverflowError):
-        raise PFTError(f"{where}: value of '{name}' is '{raw}', not a number in [-1, 1]") from None
+    value: float | None = None
+    if isinstance(raw, str):  # not float(raw): it takes '0_1', '١' and 'inf' too
+        value = math.nan if raw.strip().lower().lstrip("+-") == "nan" else decimal(raw)
+    elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        value = float(raw) if abs(raw) < 1e300 else math.inf  # an integer beyond a float's range: the range check says so
+    if value is None:
+        raise PFTError(f"{where}: value of {quote(name)} is {quote(raw, 24)}, not a number in [-1, 1]")
     if math.isnan(value):
-        raise PFTError(f"{where}: value of '{name}' is NaN: give a number in [-1, 1]")
+        raise PFTError(f"{where}: value of {quote(name)} is NaN: give a number in [-1, 1]")
     if not -1.0 <= value <= 1.0:
-        raise PFTError(f"{where}: value of '{name}' is {value:g}, outside [-1, 1]: +1 is the first pole, -1 the second")
+        shown = f"{value:g}" if math.isfinite(value) else shorten(str(raw), 12)  # 1e400 read as inf: show what was given
+        raise PFTError(f"{where}: value of {quote(name)} is {shown}, outside [-1, 1]: +1 is the first pole, -1 the second")
     return value
 
 
@@ -112,9 +117,9 @@ def _from_items(items: Sequence[tuple[str, object]], space: ValueSpace, where: s
             dim = space.dimension_of(name)
             value = value * dim.sign(space.pole(name).slug)
         else:
-            raise PFTError(f"{where}: unknown dimension or pole '{name}'{space.suggest(name)}")
+            raise PFTError(f"{where}: unknown dimension or pole {quote(name)}{space.suggest(name)}")
         if dim.slug in vector:
             kind = "duplicate" if source[dim.slug] == name else "contradictory"
-            raise PFTError(f"{where}: {kind} entries '{source[dim.slug]}' and '{name}' both set dimension '{dim.slug}': give it once")
+            raise PFTError(f"{where}: {kind} entries {quote(source[dim.slug])} and {quote(name)} both set dimension '{dim.slug}': give it once")
         vector[dim.slug], source[dim.slug] = value, name
     return vector

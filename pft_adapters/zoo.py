@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -29,7 +30,7 @@ from torch import nn
 
 from . import __version__
 from .atomic import atomic_folder
-from .errors import PFTError
+from .errors import JSONError, PFTError, loads
 from .head import MixingHead
 from .layers import LoraSpec, PoleAdapters, add_pole_adapters
 from .values import ValueSpace
@@ -160,7 +161,11 @@ class Zoo:
         wrapped = peft.get_peft_model(model, self.peft_config(), adapter_name=poles[0])
         for pole in poles[1:]:
             wrapped.add_adapter(pole, self.peft_config())
-        for pole in poles:
+        for pole in poles:  # peft skips a tensor without a place, and one without a tensor stays 0: refused instead
+            expected = {k: tuple(t.shape) for k, t in peft.get_peft_model_state_dict(wrapped, adapter_name=pole).items()}
+            if expected != {k: tuple(t.shape) for k, t in self.poles[pole].items()}:
+                raise PFTError(f"adapter for pole '{pole}' does not fit {name or self.base.id}: its tensors are not the "
+                               "LoRA factors peft makes for this model with the zoo's settings; re-download or re-train the zoo")
             peft.set_peft_model_state_dict(wrapped, self.poles[pole], adapter_name=pole)
         return wrapped.eval()
 
@@ -254,7 +259,7 @@ class Zoo:
                 raise PFTError("when assembling, pin poles and revisions per zoo in the names: 'org/name:pole,pole@rev'")
             return hub.assemble(name_or_path)
         path = Path(cast("str | Path", name_or_path))  # lists and tuples were assembled above
-        if path.is_dir() and revision is None:
+        if hub.is_folder(path) and revision is None:
             return cls.load_folder(path, poles)
         pulled = hub.fetch(str(name_or_path), poles=list(poles) if poles is not None else None, revision=revision)
         zoo = cls.load_folder(pulled.path, pulled.poles, checked=pulled.files)
@@ -277,16 +282,20 @@ class Zoo:
         wanted = wanted_poles(manifest, poles, str(path))
         files = manifest["files"]
         tensors = {slug: _load_checked(path, f"poles/{slug}/adapter_model.safetensors", files, checked) for slug in wanted}
+        _check_factors(path, tensors, manifest["lora"]["r"])
         for slug in wanted:
-            verify(path, f"poles/{slug}/adapter_config.json", files, checked)
+            _check_peft_config(path, f"poles/{slug}/adapter_config.json", files, checked, manifest["lora"])
         kind = manifest.get("kind", "llm")
         score_heads = {slug: _load_checked(path, f"poles/{slug}/{SCORE_HEAD}", files, checked)
                        for slug in wanted} if kind == "scorer" else {}
         head = None
         if manifest.get("head"):
             verify(path, "head/config.json", files, checked)
-            verify(path, "head/model.safetensors", files, checked)
-            head = MixingHead.load(path / "head")
+            head = MixingHead.load(path / "head", _load_checked(path, "head/model.safetensors", files, checked))
+            if any(not space.has_dimension(d) or [p.slug for p in space.dimension(d).poles] != head.pole_slugs[2 * i: 2 * i + 2]
+                   for i, d in enumerate(head.dimension_slugs)):
+                raise PFTError(f"{path}: head/config.json names dimensions or poles the manifest does not define as it "
+                               "does: re-download or re-train the zoo")
         lora = manifest["lora"]
         zoo = cls(
             space=space,
@@ -330,18 +339,21 @@ def wanted_poles(manifest: dict, poles: Iterable[str] | None, label: str) -> lis
 def read_manifest(path: Path) -> dict:
     file = path / MANIFEST
     try:
-        manifest = json.loads(file.read_text(encoding="utf-8"))
+        manifest = loads(file.read_text(encoding="utf-8"), allow_nan=True)  # no key given twice; older versions wrote NaN
+        # in the training summary, so NaN is read here and refused where it matters (lora.alpha)
     except FileNotFoundError:
         raise PFTError(f"{path} is not a zoo ({MANIFEST} missing): point at a folder made by `pft-adapters train`") from None
-    except (ValueError, RecursionError):  # malformed JSON or text that is not UTF-8
-        raise PFTError(f"{file} is corrupted (not valid JSON): re-download or re-train the zoo") from None
+    except JSONError as err:
+        raise PFTError(f"{file} is corrupted (not valid JSON: {err}): re-download or re-train the zoo") from None
+    except UnicodeDecodeError:
+        raise PFTError(f"{file} is corrupted (not UTF-8 text): re-download or re-train the zoo") from None
     except OSError as err:
         raise PFTError(f"cannot read {file} ({err.strerror or err}): check the zoo folder") from None
     if not isinstance(manifest, dict) or manifest.get("format") != FORMAT:
         raise PFTError(f"{file} is not a pft-adapters manifest: point at a folder made by `pft-adapters train`")
     version = manifest.get("format_version", 0)
-    if isinstance(version, bool) or not isinstance(version, int):
-        raise PFTError(f"{file}: 'format_version' is {version!r}, not a whole number: re-download or re-train the zoo")
+    if isinstance(version, bool) or not isinstance(version, int) or version < 0:
+        raise PFTError(f"{file}: 'format_version' is {version!r}, not a whole number of at least 0: re-download or re-train the zoo")
     if version > FORMAT_VERSION:
         raise PFTError(f"{file} uses zoo format {version}, newer than this pft-adapters supports: upgrade pft-adapters")
     for key in ("base_model", "dimensions", "poles", "lora", "files"):
@@ -380,8 +392,9 @@ def _manifest_problem(manifest: dict) -> str | None:
     if not strings(manifest["poles"]):
         return "'poles' must be a list of pole slugs"
     if not (isinstance(lora, dict) and isinstance(lora.get("r"), int) and not isinstance(lora.get("r"), bool)
-            and lora["r"] > 0 and isinstance(lora.get("alpha"), (int, float)) and strings(lora.get("target_modules"))):
-        return "'lora' must hold a positive whole 'r', a number 'alpha' and a list of 'target_modules'"
+            and lora["r"] > 0 and isinstance(lora.get("alpha"), (int, float)) and not isinstance(lora["alpha"], bool)
+            and 0 < lora["alpha"] < math.inf and strings(lora.get("target_modules")) and lora["target_modules"]):
+        return "'lora' must hold a positive whole 'r', a positive finite 'alpha' and a list of 'target_modules'"
     if not (isinstance(files, dict) and all(isinstance(v, str) for v in files.values())):
         return "'files' must map each file to its sha256"
     outside = [rel for rel in files if not _inside(rel)]
@@ -412,13 +425,51 @@ def verify(root: Path, rel: str, files: dict[str, str], checked: Collection[str]
     return target
 
 
+def _check_peft_config(root: Path, rel: str, files: dict[str, str], checked: Collection[str], lora: dict) -> None:
+    """A pole's adapter_config.json, read as peft reads it: a LoRA config of the manifest's rank, alpha and target
+    modules (plain peft loads the pole folder by it alone)."""
+    try:
+        config = loads(verify(root, rel, files, checked).read_text(encoding="utf-8"), allow_nan=True)
+    except (JSONError, UnicodeDecodeError):
+        config = None
+    if not (isinstance(config, dict) and config.get("peft_type") == "LORA" and config.get("r") == lora["r"]
+            and config.get("lora_alpha") == lora["alpha"] and isinstance(config.get("target_modules"), list)
+            and sorted(map(str, config["target_modules"])) == sorted(lora["target_modules"])):
+        raise PFTError(f"{root}: '{rel}' is not the LoRA config of the manifest's lora (r {lora['r']}, alpha "
+                       f"{lora['alpha']:g}, its target modules): re-download or re-train the zoo")
+
+
+def _check_factors(root: Path, poles: dict[str, dict[str, torch.Tensor]], r: int) -> None:
+    """Every pole's tensors are LoRA factors in pairs of rank `r` (A: r x in, B: out x r), the same in every pole:
+    what any base needs of them, checked before one loads (attaching then checks that they fit that base)."""
+    shapes = {slug: {k: tuple(t.shape) for k, t in tensors.items()} for slug, tensors in poles.items()}
+    for slug, found in shapes.items():
+        problem = None if found else "no tensors"
+        for key, shape in found.items():
+            factor = key.removesuffix(".weight")[-6:]  # lora_A or lora_B
+            partner = key.replace(factor, "lora_B" if factor == "lora_A" else "lora_A")
+            if factor not in ("lora_A", "lora_B") or partner not in found or len(shape) != 2 \
+                    or shape[0 if factor == "lora_A" else 1] != r:
+                problem = f"tensor '{key}' of shape {shape}"
+                break
+        if problem is None and found != next(iter(shapes.values())):
+            problem = "other tensors than the other poles"
+        if problem is not None:
+            raise PFTError(f"{root}: the adapter of pole '{slug}' holds {problem}, not LoRA factors of rank {r} (the "
+                           "manifest's lora.r) like the other poles': re-download or re-train the zoo")
+
+
 def _load_checked(root: Path, rel: str, files: dict[str, str], checked: Collection[str] = ()) -> dict[str, torch.Tensor]:
     """A listed safetensors file's tensors, refused when unreadable or not finite (a NaN would spoil every mix using it)."""
     try:
         tensors = load_file(verify(root, rel, files, checked))
     except SafetensorError as err:
         raise PFTError(f"{root}: '{rel}' is not a readable safetensors file ({err}): re-download the zoo") from None
-    damaged = next((k for k, t in tensors.items() if t.is_floating_point() and not bool(torch.isfinite(t).all())), None)
+    integral = next((k for k, t in tensors.items() if not t.is_floating_point()), None)
+    if integral is not None:
+        raise PFTError(f"{root}: '{rel}' holds {str(tensors[integral].dtype).removeprefix('torch.')} values ({integral}), "
+                       "not floating-point weights: re-download or re-train the zoo")
+    damaged = next((k for k, t in tensors.items() if not bool(torch.isfinite(t.float()).all())), None)  # float8 too
     if damaged is not None:
         raise PFTError(f"{root}: '{rel}' holds NaN or infinite values ({damaged}): the run that wrote it diverged; "
                        "retrain the zoo (with a lower --lr)")

@@ -85,3 +85,10 @@ def test_json_output_writes_non_finite_numbers_as_null(capsys):
 
     echo_json({"accuracy": float("nan"), "scores": [float("inf"), 0.5, (float("-inf"),)], "name": "z"})
     assert json.loads(capsys.readouterr().out) == {"accuracy": None, "scores": [None, 0.5, [None]], "name": "z"}
+
+
+@pytest.mark.parametrize("command", ["info", "mix", "pull"])
+def test_a_zoo_name_too_long_for_a_file_name_is_one_line(command, capsys):
+    args = ["--vector", "risk=1", "--prompt", "x"] if command == "mix" else []
+    line = user_error(capsys, command, "a" * 300, *args)  # the file system refuses the name (ENAMETOOLONG)
+    assert "is neither a zoo folder nor a Hub name" in line

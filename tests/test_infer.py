@@ -101,6 +101,11 @@ GOOD = {"scenario": "s", "options": ["a", "b"], "chosen": 0}
     (GOOD | {"timestamp": "1_000"}, "field 'timestamp' is '1_000', not ISO-8601"),
     (GOOD | {"timestamp": " "}, "field 'timestamp' is empty"),
     (GOOD | {"timestamp": 10**400}, "field 'timestamp' is 1000"),
+    (GOOD | {"timestamp": 1740996000000}, "not epoch seconds within the years 1-9999 \\(epoch milliseconds"),
+    (GOOD | {"timestamp": "１２３"}, "field 'timestamp' is '１２３', not ISO-8601"),  # float() reads other scripts' digits
+    (GOOD | {"timestamp": "1" * 100_000 + "x"}, "field 'timestamp' is '1111.*…', not ISO-8601"),  # linear time, shortened
+    (GOOD | {"dimension": "ri\nsk"}, "field 'dimension' is 'ri\\\\nsk'"),  # a line break quoted stays on its line
+    (GOOD | {"scenario": "S\ud800"}, "'S\\\\ud800' holds an unpaired surrogate"),  # would fail when written or printed
     (GOOD | {"options": ["a", "a"]}, "options\\[1\\] repeats options\\[0\\]"),
     ('{"scenario": "s", "scenario": "t", "options": ["a", "b"], "chosen": 0}', "key 'scenario' is given twice"),
     (GOOD | {"dimension": "rsik"}, "field 'dimension' is 'rsik'.*did you mean 'risk'"),
@@ -125,6 +130,14 @@ def test_every_bad_line_is_reported_at_once(tmp_path):
     assert "not valid JSON" in rest[1] and "field 'chosen' is 5" in rest[0]
     path.write_text("".join("{}\n" for _ in range(13)))  # a long list is cut: the first ten and a count
     with pytest.raises(PFTError, match=r"13 bad record\(s\)(.|\n)*line 10: .*\n  \.\.\. and 3 more$"):
+        load_history(path, SPACE)
+
+
+def test_a_pretty_printed_decision_is_one_line(tmp_path):
+    path = tmp_path / "h.jsonl"
+    path.write_text(json.dumps(GOOD, indent=2))
+    with pytest.raises(PFTError, match=r"h.jsonl holds one JSON object over several lines, where JSONL takes one per line: "
+                                       r"write one decision object per line$"):
         load_history(path, SPACE)
 
 

@@ -294,7 +294,9 @@ def test_vector_from_file(tmp_path):
     ('{"risk": 0.5, "risk": -0.9}', "key 'risk' is given twice"),  # plain JSON would keep -0.9 silently
     ('{"risk": true}', "'True', not a number"),
     ("risk=0_1", "'0_1', not a number"),  # float() reads it as 1
-    ('{"risk": 1' + "0" * 400 + "}", "not a number"),  # too large for a float
+    ('{"risk": 1' + "0" * 400 + "}", "is 10000000000…, outside"),  # too large for a float
+    ("risk=١", "'١', not a number"),  # float() reads other scripts' digits
+    ('{"vector": {"risk": 1}, "time": 1}', "'vector' is '{'risk': 1}', not a number"),  # not `infer --json`'s object
     ('{"risk": 1' + "0" * 5000 + "}", "not valid JSON"),  # too long for Python's int parser
     ('{"risk": ' + "[" * 100_000, "not valid JSON"),  # nested too deep
     ('{"vector": "risk=0.5", "method": "head"}', "field 'vector' must be a JSON object"),  # infer --json's shape

@@ -202,6 +202,8 @@ def test_ab_items_map_onto_the_pair(tmp_path, example_space):
         (_item(not_matching=["(D)"]), ["record 2", "'answer_not_matching_behavior'", "(D)"]),
         (_item(matching=" (A)"), ["record 2", "(A) is both"]),
         (_item(matching="yes"), ["record 2", "'yes'", "not a choice letter"]),
+        (_item(matching=" (A"), ["record 2", "' (A'", "not a choice letter"]),  # a parenthesis opened is closed
+        (_item(matching=" " * 100_000 + "!"), ["record 2", "not a choice letter"]),  # read in linear time
         ({"question": "Wait or not?", "answer_matching_behavior": " (A)", "answer_not_matching_behavior": " (B)"},
          ["record 2", "lettered choices"]),
         ({k: v for k, v in _item().items() if k != "answer_not_matching_behavior"}, ["record 2", "'answer_not_matching_behavior'"]),

@@ -305,6 +305,17 @@ def test_invalid_json_list(tmp_path):
     with pytest.raises(PFTError) as err:
         load_scenarios(path)
     assert "broken.json" in str(err.value) and "not valid JSON" in str(err.value)
+    path.write_text(json.dumps([_record(), _record()], indent=1).replace("},", "}", 1))  # a comma left out
+    with pytest.raises(PFTError, match=r"not valid JSON \(Expecting ',' delimiter at line \d+, column \d+\)"):
+        load_scenarios(path)
+
+
+def test_quoted_input_stays_on_one_line_and_text_must_be_writable(tmp_path):
+    msg = _data_error(tmp_path, [_record(domain="Humour\nStyle")], "nl.jsonl")
+    assert "field 'preference domain' is 'Humour\\nStyle'" in msg and "\n" not in msg
+    path = _write(tmp_path, json.dumps([_record(scenario="S\ud800")]), "surrogate.json")  # json.dumps escapes it
+    with pytest.raises(PFTError, match=r"the string 'S\\ud800' holds an unpaired surrogate escape"):
+        load_scenarios(path)
 
 
 def test_empty_json_list_and_byte_order_mark(tmp_path):

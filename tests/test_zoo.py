@@ -15,6 +15,7 @@ import pytest
 import torch
 import yaml
 from peft import PeftModel
+from safetensors.torch import load_file, save_file
 
 import pft_adapters.zoo as zoo_module
 from pft_adapters.atomic import atomic_write_text
@@ -164,6 +165,73 @@ def test_malformed_manifest_fields_are_one_line(zoo_copy, field, value, message)
     with pytest.raises(PFTError, match=message) as err:
         Zoo.from_pretrained(zoo_copy)
     assert "\n" not in str(err.value) and "re-download or re-train" in str(err.value)
+
+
+@pytest.mark.parametrize("lora, message", [
+    ({"r": 4, "alpha": float("nan"), "target_modules": ["q_proj"]}, "a positive finite 'alpha'"),
+    ({"r": 4, "alpha": 0, "target_modules": ["q_proj"]}, "a positive finite 'alpha'"),
+    ({"r": 4, "alpha": 32, "target_modules": []}, "a list of 'target_modules'"),
+])
+def test_lora_settings_that_would_spoil_every_mix_are_refused(zoo_copy, lora, message):
+    manifest = json.loads((zoo_copy / MANIFEST).read_text())
+    (zoo_copy / MANIFEST).write_text(json.dumps(manifest | {"lora": lora}))  # NaN alpha: every output NaN
+    with pytest.raises(PFTError, match=message):
+        Zoo.from_pretrained(zoo_copy)
+
+
+def test_a_key_given_twice_in_the_manifest_is_refused(zoo_copy):
+    text = (zoo_copy / MANIFEST).read_text()
+    (zoo_copy / MANIFEST).write_text(text.replace('"r": 4', '"r": 4, "r": 2', 1))
+    with pytest.raises(PFTError, match="not valid JSON: key 'r' is given twice"):
+        Zoo.from_pretrained(zoo_copy)
+
+
+def _rehashed(folder, rel, write):
+    """`write(path)` damages a listed file; the manifest then records its new sha256, as a damaged publication would."""
+    write(folder / rel)
+    manifest = json.loads((folder / MANIFEST).read_text())
+    manifest["files"][rel] = sha256_file(folder / rel)
+    (folder / MANIFEST).write_text(json.dumps(manifest))
+
+
+def _edit_json(change):
+    def write(path):
+        path.write_text(json.dumps(change(json.loads(path.read_text()))))
+    return write
+
+
+def _edit_tensors(change):
+    def write(path):
+        save_file({k: v.contiguous() for k, v in change(load_file(path)).items()}, path)
+    return write
+
+
+POLE = "poles/risk-averse/adapter_model.safetensors"
+
+
+@pytest.mark.parametrize("rel, write, message", [
+    ("head/config.json", _edit_json(lambda c: [1, 2]), "head/config.json does not hold a JSON object"),
+    ("head/config.json", _edit_json(lambda c: c | {"pole_slugs": ["a", "b", "c", "d"]}),
+     "head/config.json names dimensions or poles the manifest does not define"),
+    ("head/config.json", _edit_json(lambda c: c | {"hidden_size": c["hidden_size"] + 1}), "tensor 'mean' is"),
+    ("head/config.json", _edit_json(lambda c: c | {"dimension_slugs": ["risk", "risk"]}), "name each dimension once"),
+    ("head/model.safetensors", _edit_tensors(lambda t: {k: v for k, v in t.items() if k != "std"}), "tensor 'std' is missing"),
+    (POLE, _edit_tensors(lambda t: {k: v.to(torch.int64) for k, v in t.items()}), "holds int64 values"),
+    (POLE, _edit_tensors(lambda t: dict(list(t.items())[1:])), "holds tensor .* of shape"),
+    (POLE, _edit_tensors(lambda t: {k: v[:, :1] if "lora_B" in k else v[:1] for k, v in t.items()}),
+     "not LoRA factors of rank 4"),
+    ("poles/risk-averse/adapter_config.json", _edit_json(lambda c: c | {"r": 8}), "is not the LoRA config of the manifest's lora"),
+])
+def test_a_damaged_file_with_a_matching_checksum_is_one_line(zoo_copy, rel, write, message):
+    _rehashed(zoo_copy, rel, write)
+    with pytest.raises(PFTError, match=message) as err:
+        Zoo.from_pretrained(zoo_copy)
+    assert "\n" not in str(err.value) and "re-download or re-train" in str(err.value)
+
+
+def test_a_float8_pole_is_checked_finite_and_loads(zoo_copy):
+    _rehashed(zoo_copy, POLE, _edit_tensors(lambda t: {k: v.to(torch.float8_e4m3fn) for k, v in t.items()}))
+    assert Zoo.from_pretrained(zoo_copy).poles["risk-averse"]  # torch has no isfinite for float8: read as float
 
 
 def test_folder_that_is_not_a_zoo(tmp_path):
@@ -359,6 +427,9 @@ def test_to_peft_holds_every_pole_under_its_slug_for_this_base_only(zoo_dir, bas
         zoo.to_peft(tiny_base(seed=1)[0])
     with pytest.raises(PFTError, match="no pole adapters"):
         dataclasses.replace(zoo, poles={}).to_peft(load_base(base_dir)[0])
+    widened = {k: torch.cat([v, v[:, :1]], 1) if "lora_A" in k else v for k, v in zoo.poles["risk-averse"].items()}
+    with pytest.raises(PFTError, match="adapter for pole 'risk-averse' does not fit"):  # peft would raise its own error
+        dataclasses.replace(zoo, poles=zoo.poles | {"risk-averse": widened}).to_peft(load_base(base_dir)[0])
 
 
 # -- model card -----------------------------------------------------------------------
