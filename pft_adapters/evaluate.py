@@ -310,16 +310,22 @@ class JudgedLog:
             raise self._damaged(whole[: err.start].count(b"\n") + 1) from None
         found: dict[str, tuple[str, float]] = {}
         for number, line in enumerate(lines, start=1):
+            if not line.strip() and number < len(lines):  # only the end of the last line may be blank
+                raise self._damaged(number)
             if not line.strip():
                 continue
             try:
                 record: Any = loads(line, allow_nan=True)  # our own file: its settings may hold a manifest's NaN
                 if number == 1:
                     self._check(record["settings"], settings)
-                else:
-                    found[str(record["key"])] = (str(record["response"]), float(record["score"]))
-            except (JSONError, KeyError, TypeError, ValueError, AttributeError):
+                    continue
+                response, score = record["response"], record["score"]
+            except (JSONError, KeyError, TypeError):
                 raise self._damaged(number) from None
+            if not (isinstance(response, str) and isinstance(score, (int, float)) and not isinstance(score, bool)
+                    and 0 <= score <= 10):  # a judge's score, as parse_score and the head give it
+                raise self._damaged(number)
+            found[str(record["key"])] = (response, float(score))
         return found  # a log cut before its settings line ended is empty: `append` writes that line again
 
     def _damaged(self, line: int) -> PFTError:

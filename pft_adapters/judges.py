@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import http.client
 import json
-import math
 import os
 import re
 import socket
@@ -25,12 +24,13 @@ from dataclasses import dataclass
 
 import torch
 
-from .errors import PFTError, shorten
+from .errors import JSONError, PFTError, loads, quote, shorten
 from .head import head_features
 from .values import Pole
 
 JUDGE_KEY_VARIABLES = ("PFT_JUDGE_API_KEY", "OPENAI_API_KEY")
 MAX_JUDGE_REPLY = 8 * 2**20  # bytes: a chat completion holding a score is a few hundred
+MAX_JUDGE_TIMEOUT = 86400.0  # seconds; sockets refuse far larger timeouts
 
 
 @dataclass(frozen=True)
@@ -89,26 +89,33 @@ def rubric(pole: Pole, other: Pole) -> str:
     )
 
 
-_NUMBER = re.compile(r"(?<![\w.])[-+]?\d+(?:\.\d+)?(?![\w.]*\d)")  # not part of 1e3, v2 or 1.2.3
+# not part of 1e3, 7e-1, v2, 1.2.3, 7,5 or 3/10/2024; ASCII digits (a run of over 12 is refused first, so the
+# patterns built on this one stay linear)
+_NUMBER = re.compile(r"(?<![\w.,/])(?<![eE][-+])[-+]?[0-9]+(?:\.[0-9]+)?(?![\w.,]*[0-9]|[eE][-+]?[0-9])")
+_LONG_NUMBER = re.compile(r"[0-9]{13}")
 _SCALE = re.compile(r"\(?\b[01]\s*(?:-|–|to)\s*10\b\)?", re.IGNORECASE)  # "0-10", "1 to 10": the scale, not a score
-_OUT_OF = re.compile(r"(" + _NUMBER.pattern + r")\s*(?:/|\bout of)\s*10\b", re.IGNORECASE)  # "7/10", "7 out of 10"
+_OUT_OF = re.compile(r"(" + _NUMBER.pattern + r")\s*(?:/|\bout of)\s*10\b(?!/[0-9])", re.IGNORECASE)  # "7/10", not 3/10/2024
+_RANGE = re.compile(r"(" + _NUMBER.pattern + r")\s*(?:-|–|\bto\b|\bor\b)\s*(" + _NUMBER.pattern + ")", re.IGNORECASE)  # "7-8"
 # "Score: 7", "final rating is 7", "I would give this response a 7", "rate it 9": the number a label names
-_LABELLED = re.compile(r"\b(?:score|rating|final|give|gives|rate|rated)\w*(?:[^\w\n]|\b(?:answer|score|rating|is|of|it|"
+_LABELLED = re.compile(r"\b(?:score|rating|final|give|rate|rated)\b(?:[^\w\n]|\b(?:answer|score|rating|is|of|it|"
                        r"this|the|response|a|an)\b){0,16}?(" + _NUMBER.pattern + ")", re.IGNORECASE)  # a short gap: linear time
-_THINKING = re.compile(r"<think>.*?(?:</think>|$)", re.DOTALL)
 _USER_INFO = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#]*@", re.IGNORECASE)  # user:password@ before the host
 
 
 def parse_score(text: str) -> float:
-    """The judge's 0-10 score, read from the first of: the last number a score, rating, final, give or rate label
-    names; the last "N/10" or "N out of 10"; the last number alone on a line; the reply's one number.
+    """The judge's 0-10 score: the number that a score, rating, final, give or rate label names; else an
+    "N/10" or "N out of 10", or a number alone on a line; else the reply's one number.
 
-    A reply with several numbers and none of these marks is refused rather than guessed at (its first and
-    last numbers are each the score in some replies and a count in others). Mentions of the scale itself
-    ("0-10", "1 to 10") and a reasoning model's <think> block are not scores; a number outside [0, 10]
-    (a negative one too) is refused, not clipped.
+    Anything else is refused rather than guessed at: marks of the first kind found that disagree ("Score: 7
+    ... I would give it a 10 if ..."), a range ("7-8", "7 or 8"), several numbers none of them marked (the
+    first and last are each the score in some replies and a count in others), a number outside [0, 10] (not
+    clipped). Mentions of the scale itself ("0-10", "1 to 10") and a reasoning model's thinking are not scores.
     """
-    reply = _SCALE.sub(" ", _THINKING.sub(" ", text or ""))
+    text = text or ""
+    reply = _SCALE.sub(" ", _answer(text))
+    if _LONG_NUMBER.search(reply):
+        raise PFTError(f"the judge's reply holds a number of over 12 digits, no 0-10 score: {_snippet(text)!r}; "
+                       "use a model that follows the rubric")
     out_of = [m[1] for m in _OUT_OF.finditer(reply)]
     reply = _OUT_OF.sub(lambda m: m[1], reply)  # the 10 of "/10" is no candidate
     labelled = [m[1] for m in _LABELLED.finditer(reply)]
@@ -116,19 +123,36 @@ def parse_score(text: str) -> float:
     numbers = [m[0] for m in _NUMBER.finditer(reply)]
     if not numbers:
         raise PFTError(f"the judge's reply holds no 0-10 score: {_snippet(text)!r}; use a model that follows the rubric")
-    marked = labelled or out_of or alone or (numbers if len(set(numbers)) == 1 else [])
+    marked = labelled or out_of + alone or (numbers if len(set(map(float, numbers))) == 1 else [])
     if not marked:
         raise PFTError(f"the judge's reply holds several numbers and none is marked as the score: {_snippet(text)!r}; "
                        "use a model that follows the rubric (the number only)")
-    found = marked[-1]
-    value = float(found)
+    ranges = {float(n) for m in _RANGE.finditer(reply) for n in (m[1], m[2])}
+    if ranges & set(map(float, marked)):
+        raise PFTError(f"the judge's reply gives a range, not one score: {_snippet(text)!r}; "
+                       "use a model that follows the rubric (the number only)")
+    if len(set(map(float, marked))) > 1:
+        raise PFTError(f"the judge's reply marks several scores ({', '.join(dict.fromkeys(marked))}): {_snippet(text)!r}; "
+                       "use a model that follows the rubric (the number only)")
+    value = float(marked[0])
     if not 0.0 <= value <= 10.0:
-        raise PFTError(f"the judge's reply gives {found}, outside 0-10: {_snippet(text)!r}")
+        raise PFTError(f"the judge's reply gives {marked[0]}, outside 0-10: {_snippet(text)!r}")
     return value
 
 
-def _snippet(text: str, width: int = 120) -> str:
-    return shorten(" ".join(text.split()), width)
+def _answer(text: str) -> str:
+    """A reply without a reasoning model's thinking: everything up to the last </think> (the opening tag may be
+    in the chat template, not the reply), and an unclosed <think> block after it."""
+    lower = text.lower()
+    end = lower.rfind("</think>")
+    if end >= 0:
+        text, lower = text[end + len("</think>"):], lower[end + len("</think>"):]
+    start = lower.find("<think>")
+    return text if start < 0 else text[:start]
+
+
+def _snippet(text: str | None, width: int = 120) -> str:
+    return shorten(" ".join((text or "").split()), width)
 
 
 def judge_api_key() -> str | None:
@@ -152,15 +176,17 @@ class ChatJudge:
 
     def __init__(self, url: str, model: str, api_key: str | None = None, timeout: float = 60.0, retries: int = 1,
                  workers: int = 4):
-        if _USER_INFO.match(url):  # not quoted: it would show a password
+        if _USER_INFO.search(url):  # not quoted: it would show a password
             raise PFTError("the --judge URL holds a user name or password (user:password@), which no request carries "
                            f"and messages and results would show: remove it and set {' or '.join(JUDGE_KEY_VARIABLES)} "
                            "to the API key")
         if not _is_http_url(url):
-            raise PFTError(f"--judge '{url}' is neither 'head' nor an http(s) URL of an OpenAI-compatible API "
+            shown = quote(re.sub(r"(?<=://).*@", "***@", url, flags=re.DOTALL))  # whatever precedes an @ may be a password
+            raise PFTError(f"--judge {shown} is neither 'head' nor an http(s) URL of an OpenAI-compatible API "
                            "(like http://localhost:8000/v1)")
-        if not (math.isfinite(timeout) and timeout > 0):
-            raise PFTError(f"--judge-timeout must be a positive number of seconds, got {timeout:g}")
+        if not 0 < timeout <= MAX_JUDGE_TIMEOUT:  # `not` also refuses NaN
+            raise PFTError(f"--judge-timeout must be a positive number of seconds, at most {MAX_JUDGE_TIMEOUT:g} (a day), "
+                           f"got {timeout:g}")
         if not model:
             raise PFTError("--judge URL needs --judge-model NAME: the model the endpoint should run")
         if workers < 1:
@@ -176,6 +202,10 @@ class ChatJudge:
             raise PFTError(f"the judge's API key ({' or '.join(JUDGE_KEY_VARIABLES)}) holds a control or non-Latin-1 "
                            "character, which no HTTP header carries: set the variable to the key alone")
         self.api_key = key or None
+        # a query string may hold a key too (?key=...): it and its values long enough to be one (not "?v=1", whose
+        # blanking would garble every 1) are blanked in whatever a server sends back, like the API key
+        values = [v for _, v in urllib.parse.parse_qsl(parts.query) if len(v) >= 8]
+        self._secrets = [s for s in (self.api_key, parts.query, *values) if s]
 
     def request(self, item: Judged) -> dict:
         return {
@@ -197,7 +227,13 @@ class ChatJudge:
         if content is None and isinstance(message, dict) and message.get("refusal"):
             raise PFTError(f"judge {self.name} refused to score: {_snippet(self._redacted(str(message['refusal'])))!r}; "
                            "use another model")
-        return parse_score(self._redacted(content if isinstance(content, str) else json.dumps(content)))
+        if isinstance(content, list):  # content parts (the OpenAI form): the text parts are the answer, thinking is not
+            parts = [p for p in content if isinstance(p, dict) and p.get("type") == "text"]
+            texts = [p["text"] for p in parts if isinstance(p.get("text"), str)]
+            content = "\n".join(texts) if texts and len(texts) == len(parts) else None
+        if not isinstance(content, str):
+            raise PFTError(f"judge {self.name} returned no text to score: {_snippet(self._redacted(json.dumps(message)))!r}")
+        return parse_score(self._redacted(content))
 
     def __call__(self, items: Sequence[Judged]) -> list[float]:
         """Scores in the order of `items`; the first failure is raised once the requests in flight end."""
@@ -234,7 +270,7 @@ class ChatJudge:
                 raise PFTError(f"judge {self.name} did not answer within {self.timeout:g}s: raise --judge-timeout or check the server") from None
             except urllib.error.URLError as err:
                 raise PFTError(f"judge {self.name} is unreachable ({_snippet(str(err.reason))}): check the --judge URL") from None
-            except (http.client.HTTPException, ConnectionError) as err:  # closed without a reply, not HTTP at all
+            except (http.client.HTTPException, OSError) as err:  # closed without a reply, not HTTP at all, a TLS error
                 if not last:
                     continue
                 raise PFTError(f"judge {self.name} gave no HTTP reply ({type(err).__name__}: {_snippet(self._redacted(str(err)))}): "
@@ -243,9 +279,12 @@ class ChatJudge:
                 raise PFTError(f"cannot send a request to judge {self.name} ({type(err).__name__}): "
                                "check the --judge URL") from None
             try:
-                return json.loads(body)
-            except (ValueError, RecursionError):  # malformed, not UTF-8, an integer of thousands of digits, nesting too deep
+                reply = loads(body.decode("utf-8"))  # a key given twice is refused, as in a user's JSON
+            except (JSONError, UnicodeDecodeError):
                 raise PFTError(f"judge {self.name} did not return JSON: {_snippet(self._redacted(body))!r}") from None
+            if not isinstance(reply, dict):
+                raise PFTError(f"judge {self.name} returned no chat completion: {_snippet(self._redacted(body))!r}")
+            return reply
         raise AssertionError("unreachable")
 
     def _exchange(self, request: urllib.request.Request) -> bytes:
@@ -274,10 +313,12 @@ class ChatJudge:
         return body
 
     def _redacted(self, text: str | bytes) -> str:
-        """A server's text with the API key blanked out (some error pages echo the request's headers)."""
+        """A server's text with the API key and the URL's query blanked out (some error pages echo the request)."""
         if isinstance(text, bytes):
             text = text.decode("utf-8", "replace")
-        return text.replace(self.api_key, "***") if self.api_key else text
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
 
 
 def _in_threads(fn: Callable[[Judged], float], items: Sequence[Judged], workers: int) -> list[float]:
@@ -397,7 +438,8 @@ def _is_http_url(url: str) -> bool:
         parts.port  # noqa: B018 - raises on a port that is not a number in 0-65535
     except ValueError:
         return False
-    return parts.scheme in ("http", "https") and bool(parts.hostname) and not any(c.isspace() for c in url)
+    return (parts.scheme in ("http", "https") and bool(parts.hostname) and url.isprintable()  # no control characters
+            and not any(c.isspace() for c in url))
 
 
 def make_judge(mixed, judge: str = "head", model: str | None = None, timeout: float = 60.0, workers: int = 4) -> Judge:

@@ -269,9 +269,8 @@ def _parse_dimension(raw: object, where: str) -> Dimension:
 
 def _slug(raw: dict, name: str, where: str, what: str) -> str:
     """A pole's or dimension's 'slug' as given, else made from its name (which then needs a Latin letter or digit)."""
-    slug = raw.get("slug") or slugify(name)
-    if not isinstance(slug, str):
-        raise PFTError(f"{where}: 'slug' must be a string")
+    _check_slug(raw, where)  # a slug given is used as given, so it must be one ("" is not "no slug")
+    slug = raw["slug"] if "slug" in raw else slugify(name)
     if not slug:
         raise PFTError(f"{where}: the name '{name.strip()}' has no Latin letter or digit to make a slug of: give the {what} a 'slug'")
     return slug

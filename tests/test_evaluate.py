@@ -131,6 +131,35 @@ def test_parse_score_skips_one_based_scales_and_numbers_before_the_labelled_scor
         parse_score("Score: -2")
 
 
+@pytest.mark.parametrize("reply, score", [
+    ("Score: 8. The response gives 2 examples.", 8.0),  # 'gives', 'given', 'scores', 'rates', 'finally' label nothing
+    ("Score: 7\nGiven 2 risks it mentions, fair.", 7.0),
+    ("The response scores 2 points on clarity.\n\n9", 9.0),
+    ("Rating: 7 (it rates 3 alternatives)", 7.0),
+    ("Finally, 2 of 3 concerns are met.\n8", 8.0),
+    ("I'd rate it 2 on boldness...\n</think>\n\n8", 8.0),  # the chat template opened the thinking
+    ("<think>a<think>b</think>Score 3</think>\n7", 7.0),
+    ("Per the 3/10/2024 guidelines:\n8", 8.0),  # a date is no "N/10"
+    ("Score: 7. It takes 2-3 sentences.", 7.0),
+])
+def test_parse_score_reads_the_score_past_words_and_thinking_that_look_like_one(reply, score):
+    assert parse_score(reply) == score
+
+
+@pytest.mark.parametrize("reply, message", [
+    ("Score: 7\n\nI would give it a 10 if it also named the odds.", "marks several scores \\(7, 10\\)"),
+    ("8\n\nIt mentions 2 of the 5/10 listed risks.", "marks several scores \\(5, 8\\)"),
+    ("Score: 7-8", "gives a range"), ("Score: 7 or 8", "gives a range"), ("5/10 or 6/10", "gives a range"),
+    ("7,5/10", "holds no 0-10 score"), ("Score: 7e-1", "holds no 0-10 score"),  # not 10, not 1
+    ("1" * 100_000, "a number of over 12 digits"),  # refused at once: the patterns stay linear
+    (None, "holds no 0-10 score"),
+])
+def test_parse_score_refuses_what_it_would_have_to_guess(reply, message):
+    with pytest.raises(PFTError, match=message) as err:
+        parse_score(reply)
+    assert len(str(err.value)) < 400
+
+
 # -- evaluation on the tiny zoo -------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def mixed(zoo_dir, base_dir):
@@ -280,7 +309,7 @@ def test_eval_checks_an_http_judge_before_looking_for_the_zoo(capsys, vcd_dev):
     assert "--judge 'ftp://x' is neither 'head' nor an http(s) URL" in err
 
 # -- the HTTP judge against a local OpenAI-compatible server ----------------------------------------
-def _chat(content: str) -> dict:
+def _chat(content: object) -> dict:
     return {"choices": [{"message": {"role": "assistant", "content": content}}]}
 
 
@@ -512,6 +541,14 @@ def test_chat_judge_keeps_credentials_and_the_query_out_of_messages_and_results(
     result = evaluate(mixed, dev, "open-ended", limit=1, max_new_tokens=2, progress=False, judge=judge, log=log)
     assert result.extra["judge"] == judge.name and "sk-query" not in log.path.read_text()
     assert chat_server.requests[-1]["path"] == "/v1/chat/completions?api-key=sk-query"  # the query is still sent
+    chat_server.status, chat_server.headers = 301, {"Location": "https://127.0.0.1/v1/chat/completions?api-key=sk-query"}
+    with pytest.raises(PFTError, match="redirects \\(HTTP 301\\)") as err:  # an HTTP-to-HTTPS redirect echoes the query
+        judge.score(ITEM)
+    assert "sk-query" not in str(err.value)
+    for url in (" http://user:pw-secret@127.0.0.1/v1", "http://user:pw/secret@127.0.0.1/v1"):  # past the usual checks
+        with pytest.raises(PFTError) as err:
+            ChatJudge(url, "m")
+        assert "secret" not in str(err.value)
 
 
 def test_chat_judge_reads_an_error_body_within_its_timeout(chat_server):
@@ -545,6 +582,14 @@ def test_chat_judge_failures_are_one_line_errors(chat_server):
     chat_server.reply = lambda body: {"id": "x"}
     with pytest.raises(PFTError, match="no chat completion"):
         judge.score(ITEM)
+    chat_server.reply = lambda body: _chat([{"type": "thinking", "thinking": "I would rate it 3."}, {"type": "text", "text": "8"}])
+    assert judge.score(ITEM) == 8.0  # content parts: the text is the answer, the thinking is not
+    chat_server.reply = lambda body: _chat({"reasoning": "rate it 2", "answer": "9"})
+    with pytest.raises(PFTError, match="returned no text to score"):
+        judge.score(ITEM)
+    chat_server.reply = lambda body: b'{"choices": [{"message": {"content": "2", "content": "8"}}]}'
+    with pytest.raises(PFTError, match="did not return JSON"):  # a key given twice: which one is meant?
+        judge.score(ITEM)
     for body in (b"<html>busy</html>", b"[" * 100000 + b"]" * 100000, b'{"n": 1' + b"0" * 5000 + b"}"):
         chat_server.reply = lambda _, body=body: body
         with pytest.raises(PFTError, match="did not return JSON"):
@@ -569,13 +614,14 @@ def test_chat_judge_failures_are_one_line_errors(chat_server):
     with pytest.raises(PFTError, match="unreachable"):
         ChatJudge(f"http://127.0.0.1:{port}/v1", "m", timeout=2).score(ITEM)
     chat_server.close = lambda: None
-    for bad in ("ftp://x", "http://localhost:abc/v1", "http://h:8000/v1 ", "http://[::1/v1", "http:///v1"):
+    for bad in ("ftp://x", "http://localhost:abc/v1", "http://h:8000/v1 ", "http://[::1/v1", "http:///v1", "http://h/v1\x7f",
+                "\x01http://h/v1"):
         with pytest.raises(PFTError, match="is neither 'head' nor an http\\(s\\) URL") as err:
             ChatJudge(bad, "m")
         assert "\n" not in str(err.value)
     with pytest.raises(PFTError, match="--judge URL needs --judge-model NAME"):
         ChatJudge("http://x", "")
-    for timeout in (0, -1, float("nan")):
+    for timeout in (0, -1, float("nan"), 1e10):
         with pytest.raises(PFTError, match="--judge-timeout must be a positive number"):
             ChatJudge("http://127.0.0.1:1/v1", "m", timeout=timeout)
 
@@ -662,6 +708,16 @@ def test_a_judged_log_drops_a_line_cut_short_and_refuses_damage(tmp_path):
     with pytest.raises(PFTError, match="log.jsonl, line 3 is damaged: delete the file"):
         log.start(settings)
     log.path.write_text("[1]\n", encoding="utf-8")
+    with pytest.raises(PFTError, match="line 1 is damaged"):
+        log.start(settings)
+    head = lines[0]
+    for case in ('{"key": "a", "response": "x", "score": NaN}', '{"key": "a", "response": "x", "score": 42}',
+                 '{"key": "a", "response": "x", "score": true}', '{"key": "a", "response": null, "score": 5}',
+                 '{"key": "a", "response": "x", "score": 1' + "0" * 400 + "}"):
+        log.path.write_text(head + "\n" + case + "\n", encoding="utf-8")  # no score a judge gives: not read as one
+        with pytest.raises(PFTError, match="line 2 is damaged"):
+            log.start(settings)
+    log.path.write_text("\n" + lines[1] + "\n", encoding="utf-8")  # no settings line first: of which run?
     with pytest.raises(PFTError, match="line 1 is damaged"):
         log.start(settings)
     log.remove()

@@ -88,6 +88,13 @@ def test_slugs_are_matched_whole():
         ValueSpace([Dimension("risk\n", risk.label, risk.first, risk.second)])
 
 
+@pytest.mark.parametrize("slug", ["", None, "Honesty Style"])
+def test_a_slug_given_in_dimensions_json_must_be_a_slug(slug):
+    """A zoo's manifest holds its dimensions as JSON: a slug there is used as given, never remade from the name."""
+    with pytest.raises(PFTError, match="is not a valid slug"):
+        ValueSpace.from_json([HONESTY | {"slug": slug}], source="pft_zoo.json")
+
+
 @pytest.mark.parametrize(
     "lookup, name, suggestion",
     [("dimension", "rsik", "risk"), ("dimension", "comunication", "communication"),
