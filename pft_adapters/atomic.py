@@ -27,24 +27,42 @@ def _check_parents(path: Path, option: str) -> None:
             return
 
 
+def _refuse_inputs(path: Path, option: str, reads: Iterable[str | Path]) -> None:
+    """Refuse a target that is one of the command's inputs (`reads`: files or folders; names of nothing here, such as
+    Hub ids, are skipped), holds one, or lies inside one: writing it would replace or change what is being read.
+    Paths are compared resolved, so a symbolic link is no way round."""
+    target = Path(path).resolve()
+    for source in reads:
+        if not Path(source).exists():
+            continue
+        resolved = Path(source).resolve()
+        if resolved.is_relative_to(target):
+            raise PFTError(f"{option} {path} {'is' if resolved == target else 'holds'} {source}, which this command "
+                           f"reads: choose another {option}")
+        if resolved.is_dir() and target.is_relative_to(resolved):
+            raise PFTError(f"{option} {path} lies inside {source}, which this command reads: choose another {option}")
+
+
 def check_target(path: Path, overwrite: bool, option: str = "--out", reads: Iterable[str | Path] = ()) -> None:
     """Refuse, before any work is done, a folder target that is a file or (without `overwrite`) not empty.
 
     The current folder (or one above it) is refused too: it is replaced by a rename at the end,
-    which would leave the shell in a deleted folder. So is a target holding one of the
-    command's inputs (`reads`), which `--overwrite` would delete.
+    which would leave the shell in a deleted folder. So is a target that is, holds or lies inside
+    one of the command's inputs (`reads`), which `--overwrite` would delete or change.
     """
     _check_parents(path, option)
-    target = os.path.abspath(path)
-    if Path.cwd().is_relative_to(target):
+    if Path.cwd().resolve().is_relative_to(Path(path).resolve()):
         raise PFTError(f"{option} {path} is the current folder or holds it: give a new folder path (like ./zoo)")
-    for source in reads:
-        if Path(source).exists() and Path(os.path.abspath(source)).is_relative_to(target):
-            raise PFTError(f"{option} {path} holds {source}, which this command reads: choose another {option}")
+    _refuse_inputs(path, option, reads)
     if path.exists() and not path.is_dir():
         raise PFTError(f"{option} {path} is a file: give a folder path")
     if path.exists() and any(path.iterdir()) and not overwrite:
         raise PFTError(f"{path} already exists and is not empty: choose another {option} or pass --overwrite")
+    if path.parent.is_dir():  # the temporary sibling it is written to, made and removed: a name too long, a
+        try:                  # read-only file system (which os.access does not see for root) fail now, not at the end
+            os.rmdir(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent))
+        except OSError as err:
+            raise _cannot_write(path, err) from None
 
 
 @contextmanager
@@ -120,11 +138,13 @@ def replace_folder(src: Path, dst: Path) -> None:
     shutil.rmtree(holder, ignore_errors=True)
 
 
-def check_file_target(path: Path) -> None:
-    """Refuse a folder where a file is to be written (an --out file), before any work is done."""
+def check_file_target(path: Path, reads: Iterable[str | Path] = ()) -> None:
+    """Refuse, before any work is done, a folder where a file is to be written (an --out file), and a file that is or
+    lies inside one of the command's inputs (`reads`)."""
     _check_parents(path, "--out")
     if path.is_dir():
         raise PFTError(f"--out {path} is a folder: give a file path")
+    _refuse_inputs(path, "--out", reads)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

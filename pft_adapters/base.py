@@ -40,6 +40,7 @@ from .errors import PFTError, read_text
 
 BOS, EOS, PAD, UNK = "<s>", "</s>", "<pad>", "<unk>"
 MAX_POSITIONS = 1024
+MAX_VOCAB = 1_000_000  # above the largest vocabularies in use (about 256k); far larger ones exhaust memory in training
 BLOCK_SIZE = 256
 DEFAULT_PRETRAIN_MINUTES = 3.0  # a base that reads like text in a demo; pass an epoch budget to reproduce one
 BASE_INFO_FILE = "pft_base.json"
@@ -154,9 +155,9 @@ def train_tokenizer(
 ) -> PreTrainedTokenizerFast:
     """Byte-level BPE trained in-process: covers any input text and needs no download."""
     specials = [UNK, BOS, EOS, PAD]  # ids 0..3, the Llama convention for unk/bos/eos
-    if vocab_size < 256 + len(specials):  # the one check of --vocab-size: `make_base` passes any given value on
-        raise PFTError(f"--vocab-size must be at least {256 + len(specials)} (byte-level BPE: 256 bytes and "
-                       f"{len(specials)} special tokens), got {vocab_size}")
+    if not 256 + len(specials) <= vocab_size <= MAX_VOCAB:  # the one check of --vocab-size: `make_base` passes any
+        raise PFTError(f"--vocab-size must be from {256 + len(specials)} (byte-level BPE: 256 bytes and "  # value on
+                       f"{len(specials)} special tokens) to {MAX_VOCAB:,}, got {vocab_size}")
     backend = Tokenizer(models.BPE(unk_token=UNK))
     backend.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
     backend.decoder = decoders.ByteLevel()

@@ -345,6 +345,10 @@ def target_names(model: nn.Module, targets: Iterable[str]) -> list[str]:
     names = [n for n, m in model.named_modules() if _is_target(n, m, targets)]
     if not names:
         raise PFTError(f"no linear layer named {list(targets)} in this model: pass --target-modules with names it has")
+    embeddings = getattr(model, "get_input_embeddings", lambda: None)()
+    tied = next((n for n in names if embeddings is not None and model.get_submodule(n).weight is embeddings.weight), None)
+    if tied is not None:  # merging a mix into it would change the input embeddings too
+        raise PFTError(f"target module '{tied}' shares its weights with the input embeddings (tied): adapt other layers")
     return names
 
 
@@ -354,7 +358,11 @@ def add_pole_adapters(model: nn.Module, spec: LoraSpec, pole_slugs: list[str]) -
         p.requires_grad_(False)
     state = MixState(n_poles=len(pole_slugs), r=spec.r, scaling=spec.scaling)
     handle = PoleAdapters(model, spec, list(pole_slugs), state)
-    for name in target_names(model, spec.target_modules):
+    names = target_names(model, spec.target_modules)
+    narrowest = min(min(cast(nn.Linear, model.get_submodule(n)).weight.shape) for n in names)
+    if spec.r > narrowest:  # a rank above a layer's width adds nothing but memory (and a huge one fails to allocate)
+        raise PFTError(f"--rank {spec.r} is above the width of the narrowest adapted layer ({narrowest}): give at most that")
+    for name in names:
         layer = MultiPoleLinear(cast(nn.Linear, model.get_submodule(name)), state)  # target_names: linear layers only
         _set_module(model, name, layer)
         handle.layers[name] = layer

@@ -32,6 +32,7 @@ import os
 import random
 import shutil
 import signal
+import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -52,7 +53,7 @@ from .base import to_device
 from .batching import Batch, Encoder, EncodedRow, PackedBatch, prompt_kl_per_row, prompt_shares, row_nll, segment_nll
 from .choose import conditioned_prompt
 from .data import PairedRow, Scenario, paired_rows
-from .errors import PFTError
+from .errors import PFTError, loads
 from .evaluate import json_number
 from .head import MixingHead, head_encoder, head_features
 from .layers import LoraSpec, PoleAdapters, add_pole_adapters
@@ -71,6 +72,7 @@ from .zoo import KINDS, BaseRef, Zoo, fingerprint
 DEFAULT_PROMPT_KL = 1.5
 PRECISIONS = ("auto", "fp32", "bf16")
 METHODS = ("paired", "conditioned", "single")
+FLOAT32_MAX = float(torch.finfo(torch.float32).max)  # a rate or weight beyond it overflows in the optimizer
 
 
 @dataclass
@@ -106,8 +108,8 @@ class TrainConfig:
 
     def _problem(self) -> str | None:
         """What is out of range in the settings (checked before any model is loaded), or None."""
-        def positive(x: float | None) -> bool:
-            return x is None or (math.isfinite(x) and x > 0)
+        def positive(x: float | None) -> bool:  # and within float32, which the optimizer computes in
+            return x is None or 0 < x <= FLOAT32_MAX
 
         if self.kind not in KINDS:
             return f"unknown zoo kind '{self.kind}': choose one of {', '.join(KINDS)}"
@@ -120,9 +122,9 @@ class TrainConfig:
         if self.kind == "scorer" and self.method != "paired":
             return f"scorer zoos train by the paired method only, not '{self.method}'"
         if not positive(self.epochs):
-            return f"--epochs must be a positive number, got {self.epochs}"
+            return f"--epochs must be a positive number (within float32's range), got {self.epochs}"
         if not positive(self.lr):
-            return f"--lr must be a positive number, got {self.lr}"
+            return f"--lr must be a positive number (within float32's range), got {self.lr}"
         if self.batch_size < 1 or self.grad_accum < 1:
             return f"--batch-size and --grad-accum must be at least 1, got {self.batch_size} and {self.grad_accum}"
         if self.max_length is not None and self.max_length < 8:
@@ -132,7 +134,7 @@ class TrainConfig:
         bad = [f"{p}={w}" for p, w in self.pole_weights.items() if not (math.isfinite(w) and w >= 0)]
         if bad:
             return f"pole weights must be finite numbers >= 0, got {', '.join(bad)}"
-        if self.prompt_kl is not None and not (math.isfinite(self.prompt_kl) and self.prompt_kl >= 0):
+        if self.prompt_kl is not None and not 0 <= self.prompt_kl <= FLOAT32_MAX:
             return f"--prompt-kl must be a finite number >= 0, got {self.prompt_kl}"
         if self.kind == "scorer" and self.prompt_kl:
             return "--prompt-kl weighs a language model's drift on prompts: a scorer zoo has none (leave it out)"
@@ -151,7 +153,12 @@ class TrainConfig:
         if self.lora is not None and self.lora.r < 1:
             return f"--rank must be at least 1, got {self.lora.r}"
         if self.lora is not None and not positive(self.lora.alpha):  # 0 never trains, NaN poisons every adapter
-            return f"--alpha must be a positive number, got {self.lora.alpha}"
+            return f"--alpha must be a positive number (within float32's range), got {self.lora.alpha}"
+        if self.lora is not None and (len(set(self.lora.target_modules)) < len(self.lora.target_modules)
+                                      or not all(self.lora.target_modules)):
+            return f"--target-modules must name each layer once, got {','.join(self.lora.target_modules)}"
+        if self.pole_weights and not any(self.pole_weights.values()) and self.pole is None:
+            return "every --pole-weight is 0: no pole would be trained (leave the weights out, or give one above 0)"
         return None
 
     def resolved(self) -> TrainConfig:
@@ -338,22 +345,23 @@ def save_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: tor
     `rng`: the random generators' states to resume from (default: now), so that a step
     cut short by Ctrl-C is redrawn the same way when it is run again.
     """
-    tmp = folder.with_name(folder.name + ".partial")
     moments = {}
     for i, p in enumerate(params):
         st = optimizer.state.get(p, {})
         for key in ("exp_avg", "exp_avg_sq"):
             if key in st:
                 moments[f"p{i}.{key}"] = st[key].detach().cpu().contiguous()
+    tmp = None
     try:
-        shutil.rmtree(tmp, ignore_errors=True)
-        tmp.mkdir(parents=True)
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", suffix=".partial", dir=folder.parent))  # a fresh name
         save_file({f"p{i}": p.detach().cpu().contiguous() for i, p in enumerate(params)}, tmp / "adapters.safetensors")
         save_file(moments | (rng or _rng_states()), tmp / "optimizer.safetensors")
         (tmp / "progress.json").write_text(json.dumps({**meta, "step": step}, indent=2))
         replace_folder(tmp, folder)
     except (OSError, SafetensorError) as err:  # a full disk, a quota, a read-only mount
-        shutil.rmtree(tmp, ignore_errors=True)
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         reason = err.strerror if isinstance(err, OSError) and err.strerror else err
         raise PFTError(f"writing the checkpoint {folder} failed ({reason}): free space there and rerun with --resume, "
                        "or write --out to another disk") from None
@@ -362,12 +370,18 @@ def save_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: tor
 def load_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: torch.optim.Optimizer,
                     meta: dict) -> tuple[int, list[float]]:
     """Restore a checkpoint made with the same `meta`; returns its step and the losses of its last steps."""
+    unreadable = f"checkpoint {folder} is unreadable"
     try:
-        progress = json.loads((folder / "progress.json").read_text())
+        progress = loads((folder / "progress.json").read_text(encoding="utf-8"), allow_nan=True)
         tensors = load_file(folder / "adapters.safetensors")
         moments = load_file(folder / "optimizer.safetensors")
     except (OSError, ValueError, SafetensorError) as err:
-        raise PFTError(f"checkpoint {folder} is unreadable ({err}): delete it and train without --resume") from None
+        raise PFTError(f"{unreadable} ({err}): delete it and train without --resume") from None
+    if not (isinstance(progress, dict) and isinstance(progress.get("step"), int) and not isinstance(progress["step"], bool)
+            and progress["step"] >= 0 and set(tensors) == {f"p{i}" for i in range(len(params))}
+            and all(tensors[f"p{i}"].shape == p.shape for i, p in enumerate(params))):
+        raise PFTError(f"{unreadable} (its progress or tensors are not those of this run's checkpoints): delete it and "
+                       "train without --resume")
     for key, what in (("config", "config"), ("data", "data"), ("base", "base"), ("poles", "list of poles (or --dims order)")):
         if progress.get(key) != meta[key]:  # tensors are stored by pole position: another order would swap them
             raise PFTError(f"checkpoint {folder} was made with a different {what}: train without --resume, or delete the checkpoint")

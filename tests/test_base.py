@@ -80,7 +80,7 @@ def test_tokenizer_round_trips_text_and_pads_right():
 
 
 def test_tokenizer_rejects_impossible_vocab():
-    with pytest.raises(PFTError, match=r"^--vocab-size must be at least 260 \(byte-level BPE: 256 bytes and 4 special tokens\), got 100$"):
+    with pytest.raises(PFTError, match=r"^--vocab-size must be from 260 \(byte-level BPE: 256 bytes and 4 special tokens\) to 1,000,000, got 100$"):
         train_tokenizer(SENTENCES, vocab_size=100)
 
 

@@ -92,3 +92,14 @@ def test_a_zoo_name_too_long_for_a_file_name_is_one_line(command, capsys):
     args = ["--vector", "risk=1", "--prompt", "x"] if command == "mix" else []
     line = user_error(capsys, command, "a" * 300, *args)  # the file system refuses the name (ENAMETOOLONG)
     assert "is neither a zoo folder nor a Hub name" in line
+
+
+def test_mix_never_writes_over_or_into_what_it_reads(zoo_dir, tmp_path, capsys):
+    history = tmp_path / "alice" / "history.jsonl"
+    history.parent.mkdir()
+    history.write_text("{}\n")
+    line = user_error(capsys, "mix", zoo_dir, "--history", history, "--export", history.parent, "--overwrite")
+    assert f"--export {history.parent} holds {history}, which this command reads" in line
+    line = user_error(capsys, "mix", zoo_dir, "--vector", "risk=1", "--export", zoo_dir / "poles", "--overwrite")
+    assert f"--export {zoo_dir / 'poles'} lies inside {zoo_dir}, which this command reads" in line
+    assert history.exists() and (zoo_dir / "poles").is_dir()

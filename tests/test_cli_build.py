@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import re
 import json
 
 import pytest
@@ -57,10 +58,10 @@ def test_make_base_errors(capsys, tmp_path, vcd_train):
                                                      "--out", tmp_path / "b")
     assert "missing.json" in user_error(capsys, "make-base", "--size", "tiny", "--corpus", tmp_path / "missing.json",
                                         "--out", tmp_path / "b")
-    for size in (0, 5, 259):  # one check, with the real minimum (0 took the preset's size, 5 named no option)
-        assert user_error(capsys, "make-base", "--size", "tiny", "--minutes", "0", "--vocab-size", size, "--corpus", vcd_train,
-                          "--out", tmp_path / "b") == (f"error: --vocab-size must be at least 260 (byte-level BPE: 256 "
-                                                       f"bytes and 4 special tokens), got {size}")
+    for size in (0, 5, 259, 10**9, 10**23):  # one check, with the real bounds (0 took the preset's size, 5 named no
+        assert user_error(capsys, "make-base", "--size", "tiny", "--minutes", "0", "--vocab-size", size,  # option, 10**9
+                          "--corpus", vcd_train, "--out", tmp_path / "b") == (  # aborted the tokenizer trainer)
+            f"error: --vocab-size must be from 260 (byte-level BPE: 256 bytes and 4 special tokens) to 1,000,000, got {size}")
     assert not (tmp_path / "b").exists()
 
 
@@ -404,3 +405,42 @@ def test_shared_options_are_defined_once():
         for command in commands:
             assert params[command][option.lower()].default is getattr(common, f"{option}_OPTION"), (option, command)
     assert "object" not in (common.JSON_OPTION.help or "")  # `list --json` prints an array
+
+
+def test_an_out_inside_an_input_or_reached_through_a_link_is_refused_and_the_input_kept(capsys, base_dir, vcd_train, tmp_path):
+    data = tmp_path / "data" / "train.json"
+    data.parent.mkdir()
+    data.write_bytes(vcd_train.read_bytes())
+    line = user_error(capsys, *_train_args(base_dir, data, base_dir / "zoo", "--overwrite"))
+    assert f"--out {base_dir / 'zoo'} lies inside {base_dir}, which this command reads" in line
+    (tmp_path / "link").symlink_to(data.parent)
+    line = user_error(capsys, *_train_args(base_dir, tmp_path / "link" / "train.json", data.parent, "--overwrite"))
+    assert f"--out {data.parent} holds {tmp_path / 'link' / 'train.json'}, which this command reads" in line
+    assert data.exists()
+    line = user_error(capsys, "convert", "vcd", data, "--out", tmp_path / "link" / "train.json", "--overwrite")
+    assert "which this command reads" in line and data.read_bytes() == vcd_train.read_bytes()
+
+
+def test_an_out_whose_checkpoint_place_is_taken_or_that_cannot_be_written_is_refused_before_training(capsys, base_dir,
+                                                                                                    vcd_train, tmp_path):
+    (tmp_path / "zoo.checkpoint").mkdir()
+    (tmp_path / "zoo.checkpoint" / "notes.txt").write_text("mine")  # not a checkpoint: the run would replace it
+    line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "zoo"))
+    assert f"{tmp_path / 'zoo.checkpoint'} is in the way" in line
+    assert (tmp_path / "zoo.checkpoint" / "notes.txt").read_text() == "mine"
+    line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / ("z" * 250)))  # its temporary siblings' names
+    assert "cannot write" in line and "File name too long" in line  # are too long: found now, not after training
+
+
+@pytest.mark.parametrize("extra, message", [
+    (("--target-modules", "q_proj,q_proj"), "--target-modules must name each layer once"),  # wrote an unloadable zoo
+    (("--target-modules", "lm_head"), "shares its weights with the input embeddings"),  # a merge would change them too
+    (("--rank", "100000000"), "--rank 100000000 is above the width of the narrowest adapted layer"),
+    (("--lr", "1e300"), "--lr must be a positive number \\(within float32's range\\)"),
+    (("--pole-weight", "risk-averse=0", "--pole-weight", "risk-taking=0"), "every --pole-weight is 0"),
+    (("--pole-weight", "risk-averse=1", "--pole-weight", "Risk-averse=2"), "gives pole 'risk-averse' twice"),
+])
+def test_train_refuses_settings_that_would_fail_late_or_train_nothing(capsys, base_dir, vcd_train, tmp_path, extra, message):
+    line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "z", "--dims", "risk", *extra))
+    assert re.search(message, line), line
+    assert not (tmp_path / "z").exists()

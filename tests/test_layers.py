@@ -195,10 +195,20 @@ def test_cross_dimension_overlap_counts_only_directions_shared_across_dimensions
 
 def test_a_target_that_is_not_a_linear_layer_is_named_not_skipped():
     """GPT-2's attention is a Conv1D: adapting only the linear layers among the targets would adapt less than asked."""
-    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2, n_positions=32))
+    config = GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2, n_positions=32, tie_word_embeddings=False)
+    model = GPT2LMHeadModel(config)
     with pytest.raises(PFTError, match="target module 'transformer.h.0.attn.c_attn' is a Conv1D, not a linear layer"):
         add_pole_adapters(model, LoraSpec(r=2, target_modules=("c_attn", "lm_head")), ["a", "b"])
     assert add_pole_adapters(model, LoraSpec(r=2, target_modules=("lm_head",)), ["a", "b"]).layers.keys() == {"lm_head"}
+
+
+def test_a_target_tied_to_the_input_embeddings_or_narrower_than_the_rank_is_refused():
+    """A merged mix would change a tied layer's embeddings too; a rank above a layer's width adds only memory."""
+    model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2, n_positions=32))  # tied
+    with pytest.raises(PFTError, match="target module 'lm_head' shares its weights with the input embeddings"):
+        add_pole_adapters(model, LoraSpec(r=2, target_modules=("lm_head",)), ["a", "b"])
+    with pytest.raises(PFTError, match="--rank 33 is above the width of the narrowest adapted layer \\(32\\)"):
+        add_pole_adapters(tiny_llama(), LoraSpec(r=33, target_modules=("q_proj",)), ["a", "b"])
 
 
 def test_two_mixes_in_one_graph_backpropagate():

@@ -211,6 +211,12 @@ def test_resume_refuses_a_checkpoint_of_other_settings(base_dir, train_slice, tm
         _train(base_dir, data, epochs=2, checkpoint_dir=tmp_path / "c", stop_after=2)
     with pytest.raises(PFTError, match="different config"):
         _train(base_dir, data, epochs=2, lr=1e-2, checkpoint_dir=tmp_path / "c", resume=True)
+    progress = tmp_path / "c" / "progress.json"
+    kept = progress.read_text()
+    progress.write_text("[]")  # damaged by hand: one line, not an AttributeError
+    with pytest.raises(PFTError, match="unreadable \\(its progress or tensors are not those"):
+        _train(base_dir, data, epochs=2, checkpoint_dir=tmp_path / "c", resume=True)
+    progress.write_text(kept)
     weights = tmp_path / "c" / "adapters.safetensors"
     weights.write_bytes(weights.read_bytes()[:100])  # truncated: one line, not safetensors' own traceback
     with pytest.raises(PFTError, match="unreadable.*train without --resume"):
@@ -297,8 +303,10 @@ def test_two_gloo_processes_match_one_process(base_dir, train_slice, tmp_path):
     ({"warmup": 1.0}, "warmup in \\[0, 1\\)"),
     ({"pole_weights": {"risk-averse": float("inf")}}, "pole weights must be finite"),
     ({"lora": LoraSpec(r=0)}, "--rank must be at least 1"),
-    ({"lora": LoraSpec(r=4, alpha=float("nan"))}, "--alpha must be a positive number, got nan"),
-    ({"lora": LoraSpec(r=4, alpha=0.0)}, "--alpha must be a positive number, got 0.0"),
+    ({"lora": LoraSpec(r=4, alpha=float("nan"))}, "--alpha must be a positive number \\(within float32's range\\), got nan"),
+    ({"lora": LoraSpec(r=4, alpha=0.0)}, "--alpha must be a positive number \\(within float32's range\\), got 0.0"),
+    ({"lr": 1e300}, "--lr must be a positive number \\(within float32's range\\)"),  # Adam overflowed in float32
+    ({"lora": LoraSpec(r=4, target_modules=("q_proj", "q_proj"))}, "--target-modules must name each layer once"),
     ({"prompt_kl": -1.0}, "--prompt-kl must be a finite number >= 0"),
     ({"kind": "scorer", "prompt_kl": 1.0}, "a scorer zoo has none"),
     ({"orthogonality": float("nan")}, "--orthogonality must be a finite number >= 0"),

@@ -10,7 +10,7 @@ import typer
 from pft_adapters.atomic import check_target
 from pft_adapters.errors import PFTError
 
-from .common import (JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, checkpoint_folder, default_pair, drop_checkpoint,
+from .common import (JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, check_out, checkpoint_folder, default_pair, drop_checkpoint,
                      echo_json, seed_option, value_space)
 
 
@@ -22,7 +22,7 @@ def make_base(
                                   help="Pre-training time budget in minutes (default: 3 without --epochs; 0 = no pre-training)."),
     epochs: float | None = typer.Option(None, "--epochs", min=0, help="Pre-training budget in passes over --corpus: the same base on "
                                  "any machine (with --minutes too, whichever ends first)."),
-    vocab_size: int | None = typer.Option(None, "--vocab-size", help="BPE vocabulary size, at least 260: the 256 bytes and 4 special tokens (default: the preset's)."),
+    vocab_size: int | None = typer.Option(None, "--vocab-size", help="BPE vocabulary size, 260 (the 256 bytes and 4 special tokens) to 1,000,000 (default: the preset's)."),
     seed: int = seed_option(0, "Seed for the weights' initialisation and the data order."),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
 ) -> None:
@@ -125,7 +125,7 @@ def train(
                        + ": check --dims")
     dev_scenarios = [s for s in load_scenarios(dev, value_space(pairs), pair=pair, matching=matching) if s.dimension in wanted] if dev else None
     out = Path(out)
-    check_target(out, overwrite, reads=[p for p in (base, data, dev) if p])  # before any loading or training
+    check_out(out, overwrite, reads=(base, data, dev, pairs, head_encoder))
     targets = tuple(t.strip() for t in target_modules.split(",")) if target_modules else None
     config = TrainConfig(  # lora=None and max_length=None take the kind's defaults
         epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
@@ -177,7 +177,10 @@ def _pole_weights(items: list[str], space) -> dict[str, float]:
             weight = float(value)
         except ValueError:
             raise PFTError(f"--pole-weight '{item}' is not POLE=NUMBER, e.g. risk-averse=2") from None
-        weights[space.pole(name.strip()).slug] = weight
+        slug = space.pole(name.strip()).slug
+        if slug in weights:
+            raise PFTError(f"--pole-weight gives pole '{slug}' twice: give each pole's weight once")
+        weights[slug] = weight
     return weights
 
 

@@ -5,10 +5,12 @@ from __future__ import annotations
 import json
 import math
 import shutil
+from collections.abc import Iterable
 from pathlib import Path
 
 import typer
 
+from pft_adapters.atomic import check_target
 from pft_adapters.errors import PFTError
 from pft_adapters.values import ValueSpace, load_pairs
 
@@ -48,6 +50,18 @@ def seed_option(default: int | None, help: str):
 def checkpoint_folder(out: Path) -> Path:
     """Where `train` and `extend` keep the checkpoint of a run writing `out` (beside it; removed when the run ends)."""
     return out.with_name(out.name + ".checkpoint")
+
+
+def check_out(out: Path, overwrite: bool, reads: Iterable[str | Path | None]) -> None:
+    """Refuse, before any loading or training, an --out of `train` or `extend` that cannot be written or would touch
+    one of their inputs, and a `<out>.checkpoint` beside it that is no checkpoint (the run replaces, then removes it)."""
+    given = [p for p in reads if p]
+    check_target(out, overwrite, reads=given)
+    folder = checkpoint_folder(out)
+    if folder.exists() and not (folder / "progress.json").is_file():
+        raise PFTError(f"{folder} is in the way: a run writing --out {out} keeps its checkpoint there; move it, "
+                       "or choose another --out")
+    check_target(folder, True, "--out's checkpoint", reads=given)
 
 
 def drop_checkpoint(out: Path) -> None:

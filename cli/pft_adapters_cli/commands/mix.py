@@ -92,10 +92,13 @@ def mix(
         raise PFTError("give exactly one of --vector (the preference vector) or --history (infer it from past decisions)")
     check_inference_options(history, method, half_life)
     device = checked_device(device)
-    if target:
-        check_target(Path(target), overwrite, "--export" if export else "--merge-out", reads=[p for p in (zoo, base) if p])
+    option = "--export" if export else "--merge-out"
+    if target:  # --overwrite must not delete anything this command reads
+        check_target(Path(target), overwrite, option, reads=[p for p in (zoo, base, history) if p])
     # every input is checked against the zoo (manifest and adapters) before its base, maybe gigabytes, loads
     held = Zoo.from_pretrained(zoo)
+    if target and base is None:  # the zoo's own base, a folder perhaps, is read too
+        check_target(Path(target), overwrite, option, reads=[held.base.id])
     if held.kind == "scorer" and not scenarios:
         raise PFTError("a scorer zoo ranks texts, it does not write them or export an LLM adapter: use --scenarios here, "
                        "or `pft-adapters rerank` for free candidates")

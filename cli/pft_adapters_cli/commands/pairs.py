@@ -6,11 +6,11 @@ from pathlib import Path
 
 import typer
 
-from pft_adapters.atomic import check_file_target, check_target
+from pft_adapters.atomic import check_file_target
 from pft_adapters.errors import PFTError
 from pft_adapters.values import ValueSpace, data_space
 
-from .common import (JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, added_dimensions, checkpoint_folder,
+from .common import (JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, check_out, added_dimensions, checkpoint_folder,
                      default_pair, drop_checkpoint, echo_json, seed_option, value_space)
 
 
@@ -74,7 +74,7 @@ def _convert(source: Path, out: Path, space: ValueSpace, pair: str | None, match
              overwrite: bool, json_out: bool) -> None:
     from pft_adapters.data import load_scenarios, to_paired, write_jsonl
 
-    check_file_target(out)
+    check_file_target(out, reads=[source])
     if out.exists() and not overwrite:
         raise PFTError(f"{out} already exists: choose another --out or pass --overwrite")
     scenarios = load_scenarios(source, space, pair=pair, matching=matching)
@@ -173,10 +173,11 @@ def extend(
     from pft_adapters.zoo import Zoo
 
     out = Path(out)
-    # before any loading or training; --overwrite must not delete a file this command reads
-    check_target(out, overwrite, reads=[p for p in (zoo, data, pairs_file, base, dev, old_data) if p])
     grown_from = Zoo.from_pretrained(zoo)
     check_extendable(grown_from)
+    encoder = grown_from.head_encoder()
+    check_out(out, overwrite, reads=(zoo, data, pairs_file, dev, old_data, base or grown_from.base.id,
+                                     encoder["id"] if encoder else None))
     file_space = value_space(pairs_file)
     space = data_space(grown_from.space, file_space)  # the zoo may carry dimensions of an earlier extension
     pair = default_pair(file_space, pair, pairs_file)
