@@ -6,13 +6,25 @@ import re
 from pathlib import Path
 
 from huggingface_hub import ModelCard, ModelCardData
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 
-_HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+$")
+_HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[\w.-]+")  # fullmatched ($ would pass a trailing line break)
 
 
-def _cell(text: str) -> str:
-    """Text as one markdown table cell: a '|' or a line break would end the cell or the row."""
-    return " ".join(str(text).split()).replace("|", "\\|")
+def _cell(text: object) -> str:
+    """Text as one markdown table cell or list item: a '|' or a line break would end the cell or the row (a
+    backslash is escaped first, so that '\\|' cannot undo the escape of its '|')."""
+    return " ".join(str(text).split()).replace("\\", "\\\\").replace("|", "\\|")
+
+
+def _hub_id(text: str) -> bool:
+    """Whether `text` is a Hub repo id the Hub takes as base_model (not a local folder)."""
+    try:
+        validate_repo_id(text)
+    except HFValidationError:
+        return False
+    return bool(_HUB_ID.fullmatch(text)) and not Path(text).exists()
 
 
 def model_card(manifest: dict, repo_id: str | None = None) -> str:
@@ -25,7 +37,7 @@ def model_card(manifest: dict, repo_id: str | None = None) -> str:
     training = manifest.get("training") or {}
     data = ModelCardData(
         library_name="pft-adapters",
-        base_model=base_id if _HUB_ID.match(base_id) and not Path(base_id).exists() else None,  # not a local folder
+        base_model=base_id if _hub_id(base_id) else None,  # not a local folder
         tags=["pft-adapters", "peft", "lora", "preference-alignment"],
         datasets=training.get("datasets") or None,
         license=training.get("license", "apache-2.0"),
@@ -36,7 +48,7 @@ def model_card(manifest: dict, repo_id: str | None = None) -> str:
         f"`{d['second']['slug']}` (-1) | {_cell(d['second']['description'])} |"
         for d in manifest["dimensions"]
     )
-    summary = "\n".join(f"- **{k}**: {v}" for k, v in training.items() if not isinstance(v, (dict, list)))
+    summary = "\n".join(f"- **{_cell(k)}**: {_cell(v)}" for k, v in training.items() if not isinstance(v, (dict, list)))
     first = manifest["dimensions"][0]["slug"] if manifest["dimensions"] else "risk"
     zoo = repo_id or "<zoo>"
     if manifest.get("kind") == "scorer":

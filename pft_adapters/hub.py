@@ -17,7 +17,9 @@ config, tokenizer and safetensors weights), so inference works offline afterward
 
 from __future__ import annotations
 
+import errno
 import json
+import re
 import shutil
 import tempfile
 from collections.abc import Iterator, Sequence
@@ -40,7 +42,7 @@ from huggingface_hub.errors import (
 )
 from huggingface_hub.utils import validate_repo_id
 
-from .errors import PFTError, shorten
+from .errors import PFTError, printable, quote, shorten
 from .values import ValueSpace
 from .atomic import atomic_folder, check_target
 from .zoo import MANIFEST, read_manifest, sha256_file, verify, wanted_poles
@@ -54,6 +56,7 @@ ENCODER_FILES = ["*.json", "*.txt", "*.model", "*.safetensors"]  # config, token
 CARD = "README.md"
 LOGIN_HINT = "set HF_TOKEN or run `hf auth login`"
 T = TypeVar("T")
+_REVISION = re.compile(r"(?!.*\.\.)(?![./])[\w./-]+(?<![./])")  # a git branch name pull can name: no '..', ':' or space
 
 
 @dataclass(frozen=True)
@@ -70,7 +73,9 @@ class Pulled:
 
 def is_folder(path: str | Path) -> bool:
     """Whether `path` is an existing folder; a name no file system takes (too long, a NUL byte) is none, and may
-    still be a Hub name."""
+    still be a Hub name; an empty name is none (Path("") would be the current folder)."""
+    if not str(path).strip():
+        return False
     try:
         return Path(path).is_dir()
     except (OSError, ValueError):
@@ -140,7 +145,9 @@ def _hub_errors(repo_id: str, revision: str | None, retry: str, writing: bool = 
         ) from None
     except RevisionNotFoundError:
         raise PFTError(f"'{repo_id}' has no branch, tag or commit '{revision}': check the revision name") from None
-    except (LocalEntryNotFoundError, OfflineModeIsEnabled):
+    except (LocalEntryNotFoundError, OfflineModeIsEnabled) as err:
+        if isinstance(err.__cause__, HfHubHTTPError):  # the Hub was reached and answered an error status
+            raise _status_error(err.__cause__, repo_id, retry, writing) from None
         if is_offline_mode() and not cached:
             raise PFTError(f"this needs the Hub, but HF_HUB_OFFLINE=1 forbids reaching it: unset HF_HUB_OFFLINE and retry `{retry}`") from None
         if is_offline_mode():
@@ -150,24 +157,33 @@ def _hub_errors(repo_id: str, revision: str | None, retry: str, writing: bool = 
             ) from None
         raise PFTError(f"cannot reach the Hub at {_endpoint()} and '{repo_id}' is not cached: check the network and retry `{retry}`") from None
     except HfHubHTTPError as err:
-        status = err.response.status_code if err.response is not None else None
-        if status == 401:
-            doing = "pushing" if writing else "reading"
-            raise PFTError(f"the Hub did not accept the token for {doing} (401: missing or invalid): {LOGIN_HINT}") from None
-        if status == 403:
-            if writing:
-                raise PFTError(
-                    f"your token cannot write to '{repo_id}' (403: read-only token, or a namespace you do not belong to): "
-                    f"use a write token ({LOGIN_HINT}) or push under your own namespace"
-                ) from None
-            raise PFTError(f"no access to '{repo_id}' (403): {LOGIN_HINT} with a token that may read it") from None
-        if status is not None and 400 <= status < 500 and status != 429:  # retrying the same request cannot help
-            detail = shorten(" ".join(str(getattr(err, "server_message", None) or err).split()), 200)
-            raise PFTError(f"the Hub at {_endpoint()} refused the request for '{repo_id}' ({status}: {detail})") from None
-        raise PFTError(f"the Hub at {_endpoint()} answered {status} for '{repo_id}': retry `{retry}` later") from None
+        raise _status_error(err, repo_id, retry, writing) from None
     except HTTPError as err:
         raise PFTError(f"cannot reach the Hub at {_endpoint()} ({type(err).__name__}): check the network and retry "
                        f"`{retry}`" + (", or set HF_HUB_OFFLINE=1 to use cached zoos" if cached else "")) from None
+    except OSError as err:  # a cache that cannot be written, a download cut short (huggingface_hub checks the size)
+        if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT):
+            raise PFTError(f"cannot write the Hub cache in {constants.HF_HUB_CACHE} ({err.strerror}): point HF_HOME "
+                           f"or HF_HUB_CACHE at a writable folder with space, and retry `{retry}`") from None
+        raise PFTError(f"downloading from '{repo_id}' failed ({shorten(' '.join(str(err).split()), 160)}): "
+                       f"retry `{retry}`") from None
+
+
+def _status_error(err: HfHubHTTPError, repo_id: str, retry: str, writing: bool) -> PFTError:
+    """The one line for an error status the Hub answered."""
+    status = err.response.status_code if err.response is not None else None
+    if status == 401:
+        doing = "pushing" if writing else "reading"
+        return PFTError(f"the Hub did not accept the token for {doing} (401: missing or invalid): {LOGIN_HINT}")
+    if status == 403:
+        if writing:
+            return PFTError(f"your token cannot write to '{repo_id}' (403: read-only token, or a namespace you do not "
+                            f"belong to): use a write token ({LOGIN_HINT}) or push under your own namespace")
+        return PFTError(f"no access to '{repo_id}' (403): {LOGIN_HINT} with a token that may read it")
+    if status is not None and 400 <= status < 500 and status != 429:  # retrying the same request cannot help
+        detail = shorten(" ".join(str(getattr(err, "server_message", None) or err).split()), 200)
+        return PFTError(f"the Hub at {_endpoint()} refused the request for '{repo_id}' ({status}: {detail})")
+    return PFTError(f"the Hub at {_endpoint()} answered {status} for '{repo_id}': retry `{retry}` later")
 
 
 # ------------------------------------------------------------------------------------------------ sources
@@ -251,8 +267,11 @@ class _HubSource:
     def discard(self, path: Path) -> None:
         """Drop a corrupted file from the cache, so a retry downloads it again."""
         blob = path.resolve()
-        path.unlink(missing_ok=True)
-        blob.unlink(missing_ok=True)
+        for item in (path, blob):
+            try:
+                item.unlink(missing_ok=True)
+            except OSError:  # a read-only cache: the checksum error says what matters
+                pass
 
 
 # ------------------------------------------------------------------------------------------------ pull
@@ -283,7 +302,14 @@ def fetch(name: str | Path, poles: Sequence[str] | None = None, revision: str | 
         src = _HubSource(source, revision, retry)
 
     manifest_path = src.manifest()
-    manifest = read_manifest(manifest_path.parent)
+    try:
+        manifest = read_manifest(manifest_path.parent)
+    except PFTError:
+        if not isinstance(src, _HubSource) or is_offline_mode():
+            raise
+        src.discard(manifest_path)  # a damaged cached copy, which huggingface_hub would serve again: download it anew
+        manifest_path = src.manifest()
+        manifest = read_manifest(manifest_path.parent)
     files = manifest["files"]
     listing = src.listing()
     pickled = [f for f in [*(listing or []), *files] if f.lower().endswith(PICKLE_SUFFIXES)]
@@ -388,8 +414,12 @@ def push(zoo: Zoo | str | Path, repo_id: str, private: bool = False, revision: s
 
     try:
         validate_repo_id(repo_id)
+        if repo_id.count("/") != 1:  # the Hub would put a bare name under the token's user; pull needs org/name
+            raise HFValidationError(repo_id)
     except HFValidationError:
         raise PFTError(f"'{repo_id}' is not a Hub repo id: give one like org/name (letters, digits, '-', '_', '.')") from None
+    if revision is not None and not _REVISION.fullmatch(revision):  # what `pull name@revision` can name again
+        raise PFTError(f"--revision {quote(revision)} is not a branch name: use letters, digits, '-', '_', '.' and '/'")
     if not (token or get_token()):
         raise PFTError(f"pushing to the Hub needs a token with write access: {LOGIN_HINT}")
     retry = f"pft-adapters push {'<zoo>' if isinstance(zoo, Zoo) else zoo} {repo_id}"
@@ -405,6 +435,10 @@ def push(zoo: Zoo | str | Path, repo_id: str, private: bool = False, revision: s
         api = HfApi(token=token)
         with _hub_errors(repo_id, revision, retry, writing=True):
             repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
+            pickled = [f for f in api.list_repo_files(repo_id) if f.lower().endswith(PICKLE_SUFFIXES)]
+            if pickled:  # every pull of the pushed zoo would be refused for them
+                raise PFTError(f"'{repo_id}' already holds pickle weights ('{pickled[0]}'), which make every pull of "
+                               "a zoo there refused: delete them from the repo, or push to another one")
             (staged / CARD).write_text(model_card(manifest, repo_id), encoding="utf-8")
             if revision:
                 api.create_branch(repo_id, branch=revision, exist_ok=True)
@@ -500,9 +534,12 @@ def assemble(names: Sequence[str | Path]) -> Zoo:
                source=" + ".join(n for n, _ in parts), kind=first.kind, score_heads=score_heads)
 
 
-def _one_text(value: str | list[str] | None) -> str | None:
-    """A card field the Hub may hold as one text or a list of them (base_model of a merge), as one text."""
-    return ", ".join(value) if isinstance(value, list) else value
+def _one_text(value: object) -> str | None:
+    """A card field the Hub may hold as one text or a list of them (base_model of a merge), as one line of text;
+    another user's card may hold anything there."""
+    if value is None:
+        return None
+    return printable(", ".join(map(str, value)) if isinstance(value, list) else str(value))
 
 
 def _with_poles(zoo: Zoo) -> ValueSpace:

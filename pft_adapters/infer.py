@@ -365,19 +365,30 @@ def likelihood_estimate(scores: Sequence[torch.Tensor], chosen: Sequence[int], d
         groups = torch.eye(n_dims, dtype=torch.float64).repeat_interleave(2, dim=1)
         log_prior = probs.double().clamp_min(1e-12).log()
 
-    # each decision's vote on each dimension: log-lik of its choice under the first pole alone minus the second
+    # each decision's vote on each dimension: how much more likely its choice is under the first pole alone than under
+    # the second, beyond the same for its options on average: a choice both poles explain alike says nothing, and
+    # choosing the other option of the same scenario votes the other way
     closed = ~mask[:, None, :]
-    first = table[:, :, 0::2].transpose(1, 2).masked_fill(closed, float("-inf")).log_softmax(-1)[rows, :, chosen_t]
-    second = table[:, :, 1::2].transpose(1, 2).masked_fill(closed, float("-inf")).log_softmax(-1)[rows, :, chosen_t]
-    votes = first - second  # (n, D)
+    first = table[:, :, 0::2].transpose(1, 2).masked_fill(closed, float("-inf")).log_softmax(-1)
+    second = table[:, :, 1::2].transpose(1, 2).masked_fill(closed, float("-inf")).log_softmax(-1)
+    gap = (first - second).masked_fill(closed, 0.0)  # (n, D, width)
+    votes = gap[rows, :, chosen_t] - gap.sum(-1) / mask.sum(-1, keepdim=True)  # (n, D)
 
     free = torch.zeros(n_dims, dtype=torch.float64)
     free[active] = 1.0
     theta = torch.zeros(n_dims, dtype=torch.float64)
-    for d in active:  # start at v = +-0.5, on the side the votes favour (the pole weights have a kink at 0)
+    for d in active:  # start at v = +-0.5, on the side the votes favour (the pole weights have a kink at 0); no side: 0
         total = float((w * probs[:, d].double() * votes[:, d]).sum())
-        theta[d] = math.atanh(0.5) * (1.0 if total >= 0 else -1.0)
+        theta[d] = math.atanh(0.5) * (total > 0) - math.atanh(0.5) * (total < 0)
     picked = table[rows, chosen_t]  # (n, P): the chosen option's scores
+
+    def objective(v: torch.Tensor) -> float:
+        """What the fit maximises: the weighted log-likelihood of the choices minus the prior."""
+        pole_w = torch.stack([v.clamp_min(0), (-v).clamp_min(0)], -1).reshape(-1)
+        logits = torch.einsum("nop,gp->ngo", table, groups * pole_w).masked_fill(closed, float("-inf"))
+        chosen_log = logits.log_softmax(-1)[rows, :, chosen_t]  # (n, groups)
+        return float((w * (log_prior + chosen_log).logsumexp(-1)).sum() - prior * (v**2).sum())
+
     # Adam on theta with the gradient written out (no autograd: a fit is a few ms)
     m1, m2, lr, b1, b2 = torch.zeros_like(theta), torch.zeros_like(theta), 0.1, 0.9, 0.999
     for step in range(1, (steps if active else 0) + 1):
@@ -394,8 +405,13 @@ def likelihood_estimate(scores: Sequence[torch.Tensor], chosen: Sequence[int], d
         m1 = b1 * m1 + (1 - b1) * grad
         m2 = b2 * m2 + (1 - b2) * grad**2
         theta = theta - lr * (m1 / (1 - b1**step)) / ((m2 / (1 - b2**step)).sqrt() + 1e-8)
-    fitted = (torch.tanh(theta) * free).tolist()
-    return _summarise(votes.float(), probs, weights, space, "likelihood", dict(zip(slugs, fitted)))
+    fitted = torch.tanh(theta) * free
+    for d in active:  # a dimension the choices do not pull away from 0 stays there, not where the steps stopped
+        zeroed = fitted.clone()
+        zeroed[d] = 0.0
+        if objective(zeroed) >= objective(fitted):
+            fitted = zeroed
+    return _summarise(votes.float(), probs, weights, space, "likelihood", dict(zip(slugs, fitted.tolist())))
 
 
 def per_dimension(weights: torch.Tensor, probs: torch.Tensor) -> torch.Tensor:
@@ -519,13 +535,38 @@ def infer(mixed, decisions: Sequence[Decision], method: str = DEFAULT_METHOD,
     """
     if method not in METHODS:
         raise PFTError(f"unknown method '{method}': use one of {', '.join(METHODS)}")
+    check_decisions(mixed.zoo, decisions)
+    inference = _estimate(mixed, decisions, method, half_life, contrast)
+    for slug in unheld_dimensions(mixed.zoo):  # decisions the head placed there: no value this zoo could mix
+        inference.vector[slug], inference.confidence[slug] = 0.0, 0.0
+    return inference
+
+
+def unheld_dimensions(zoo) -> list[str]:
+    """The zoo's dimensions none of whose poles it holds (a pull of some poles only): a vector cannot set them."""
+    held = set(zoo.pole_slugs)
+    return [d.slug for d in zoo.space if not any(p.slug in held for p in d.poles)]
+
+
+def check_decisions(zoo, decisions: Sequence[Decision]) -> None:
+    """Refuse, before any model work, an empty history and decisions that name a dimension the zoo lacks or holds
+    no pole of (as loaded)."""
     if not decisions:
         raise PFTError("the history holds no decisions: there is nothing to infer from")
-    space: ValueSpace = mixed.zoo.space
+    space: ValueSpace = zoo.space
+    unheld = unheld_dimensions(zoo)
     for d in decisions:
+        where = f"line {d.line}" if d.line else "a decision"
         if d.dimension is not None and not space.has_dimension(d.dimension):
-            where = f"line {d.line}" if d.line else "a decision"
             raise PFTError(f"{where}: dimension '{d.dimension}' is not in this zoo{space.suggest(d.dimension)}")
+        if d.dimension is not None and space.dimension(d.dimension).slug in unheld:
+            raise PFTError(f"{where}: dimension '{d.dimension}' has no pole in this zoo as loaded (it holds "
+                           f"{', '.join(zoo.pole_slugs)}): load its poles, or leave its decisions out")
+
+
+def _estimate(mixed, decisions: Sequence[Decision], method: str, half_life: str | float | HalfLife | None,
+              contrast: bool) -> Inference:
+    space: ValueSpace = mixed.zoo.space
     given = [space.dimension(d.dimension).slug if d.dimension else None for d in decisions]
     weights = recency_weights(decisions, parse_half_life(half_life))
     chosen = [d.chosen for d in decisions]

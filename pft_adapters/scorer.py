@@ -130,7 +130,7 @@ def encode_pairs(tokenizer, candidates: Sequence[str], contexts: Sequence[str | 
     pair is too long, the longer text loses tokens first, from its beginning (the encoder's
     tokenizer cuts on the left), so a long context keeps its end and the candidate.
     """
-    contexts = [None] * len(candidates) if contexts is None else list(contexts)
+    contexts = [c if c and c.strip() else None for c in (contexts or [None] * len(candidates))]  # blank: no context
     paired = [i for i, c in enumerate(contexts) if c is not None]
     alone = [i for i, c in enumerate(contexts) if c is None]
     rows: list[dict] = [{}] * len(candidates)

@@ -14,7 +14,7 @@ from huggingface_hub import HfApi
 from transformers import LlamaConfig, LlamaForCausalLM
 
 from cli_runner import run, user_error
-from hub_server import OTHER_TOKEN, READ_TOKEN, HubServer
+from hub_server import OTHER_TOKEN, READ_TOKEN, HubServer, Response
 from pft_adapters import PFTError, ValueSpace, Zoo
 from pft_adapters.card import model_card
 from pft_adapters.head import MixingHead
@@ -433,3 +433,49 @@ def test_push_takes_only_the_zoo_and_words_refusals_in_one_line(hub: HubServer, 
     hub.refuse("POST", r"/api/models/.+/commit/.+", 422, "Your storage quota is exceeded")
     err = user_error(capsys, "push", local_zoo, f"{USER}/full")
     assert f"refused the request for '{USER}/full' (422: Your storage quota is exceeded" in err and "retry" not in err
+
+
+def test_a_download_cut_short_is_one_line(hub: HubServer, local_zoo: Path, tmp_path: Path,
+                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    """A proxy's error page in place of a file: huggingface_hub's own size check raises OSError, not a traceback."""
+    push(local_zoo, f"{USER}/values-zoo")
+    handle = hub.handle
+
+    def proxy_page(method: str, raw_path: str, headers, body: bytes) -> Response:
+        response = handle(method, raw_path, headers, body)
+        if method == "GET" and "poles/risk-averse/adapter_model" in raw_path:
+            return Response(response.status, b"<html>proxy error</html>", response.headers)
+        return response
+
+    monkeypatch.setattr(hub, "handle", proxy_page)
+    with pytest.raises(PFTError, match=r"downloading from 'pft-tester/values-zoo' failed \(.*\): retry `pft-adapters pull"):
+        pull(f"{USER}/values-zoo", to=tmp_path / "z")
+    assert not (tmp_path / "z").exists()
+
+
+@pytest.mark.parametrize("name", ["", ":risk-averse", "@main"])
+def test_an_empty_name_is_no_zoo_not_the_current_folder(local_zoo: Path, name: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(local_zoo)  # Path("") is the current folder: it must not be pulled as the zoo
+    with pytest.raises(PFTError, match="is neither a zoo folder nor a Hub name"):
+        pull(name)
+
+
+def test_push_refuses_what_pull_could_not_read_back(hub: HubServer, local_zoo: Path) -> None:
+    with pytest.raises(PFTError, match="'values-zoo' is not a Hub repo id: give one like org/name"):
+        push(local_zoo, "values-zoo")  # the Hub would file it under the token's user; pull needs org/name
+    for revision in ("a:b", "has space", "..", "main\n"):
+        with pytest.raises(PFTError, match="is not a branch name"):
+            push(local_zoo, f"{USER}/values-zoo", revision=revision)
+    hub.put_file(f"{USER}/old-repo", "pytorch_model.bin", b"\x80\x04pickle")
+    with pytest.raises(PFTError, match="already holds pickle weights \\('pytorch_model.bin'\\)"):
+        push(local_zoo, f"{USER}/old-repo")
+    assert hub.count("POST", "/commit/") == 0
+
+
+def test_a_damaged_cached_manifest_is_downloaded_anew(hub: HubServer, local_zoo: Path) -> None:
+    """huggingface_hub serves a cached file again while its ETag matches: a cut-short copy would fail every pull."""
+    push(local_zoo, f"{USER}/values-zoo")
+    snapshot = pull(f"{USER}/values-zoo")
+    blob = (snapshot / MANIFEST).resolve()
+    blob.write_bytes(blob.read_bytes()[:50])
+    assert pull(f"{USER}/values-zoo") == snapshot and read_manifest(snapshot) == read_manifest(local_zoo)

@@ -565,3 +565,35 @@ def test_scores_that_are_not_finite_are_refused_not_read_as_a_full_preference():
 ])
 def test_cli_mix_refuses_options_of_another_job_before_loading(capsys, tmp_path, args, message):
     assert message in user_error(capsys, "mix", tmp_path / "no-zoo", "--vector", "risk=1", *args)
+
+
+def test_likelihood_reads_contradictory_or_uninformative_choices_as_no_preference():
+    """Votes are measured against the decision's options on average: choosing one option, then the other of the same
+    scenario, cancels out even where the poles spread the options unequally; a fit the choices do not pull away
+    from 0 stays at exactly 0 (it used to stop wherever 40 steps from +-0.5 left it)."""
+    space = ValueSpace.builtin().select(["risk"])
+    table = torch.tensor([[1.0, 0.1], [-1.0, -0.1]])  # first pole spreads the options ten times the second
+    flip = likelihood_estimate([table, table], [0, 1], ["risk", "risk"], torch.ones(2), space)
+    assert flip.vector["risk"] == 0.0 and flip.confidence["risk"] == 0.0 and flip.evidence["risk"] == 2
+    same = torch.zeros(2, 2)  # two options no pole tells apart
+    blank = likelihood_estimate([same], [0], ["risk"], torch.ones(1), space)
+    assert blank.vector["risk"] == 0.0 and blank.confidence["risk"] == 0.0
+    opposed = torch.tensor([[1.0, -0.1], [-1.0, 0.1]])  # the poles favour different options
+    steady = likelihood_estimate([opposed] * 3, [1] * 3, ["risk"] * 3, torch.ones(3), space)
+    assert steady.vector["risk"] < -0.3 and steady.confidence["risk"] > 0.3  # a consistent choice still reads
+
+
+def test_a_zoo_loaded_without_a_dimensions_poles_infers_nothing_there(zoo_dir, base_dir, capsys, tmp_path):
+    part = Zoo.from_pretrained(zoo_dir, poles=["risk-taking", "risk-averse"])
+    mixed_part = MixedModel(part, *load_base(base_dir))
+    time_decision = Decision("Your bonus arrived.", ("Spend it on a trip now", "Save it for the house"), 1, None, "time", 1)
+    with pytest.raises(PFTError, match="line 1: dimension 'time' has no pole in this zoo as loaded"):
+        infer(mixed_part, [time_decision], method="likelihood")
+    unnamed = replace(time_decision, dimension=None)
+    result = infer(mixed_part, [unnamed] * 3, method="head")  # the head may place it on 'time': no vector to mix there
+    assert result.vector.get("time", 0.0) == 0.0 and result.confidence.get("time", 0.0) == 0.0
+    history = tmp_path / "h.jsonl"
+    write_history([time_decision], history)
+    capsys.readouterr()  # the loading above wrote to stderr
+    line = user_error(capsys, "infer", f"{zoo_dir}:risk-taking,risk-averse", "--history", history)
+    assert "dimension 'time' has no pole in this zoo as loaded" in line

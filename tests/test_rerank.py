@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 
 import pytest
+import torch
 
 from cli_runner import run, user_error
 from pft_adapters.errors import PFTError
 from pft_adapters.mix import load_mixed
 from pft_adapters.rerank import read_candidates, rerank
+from pft_adapters.scorer import ScorerModel
 from pft_adapters.scorer import DEFAULT_MAX_LENGTH, DEFAULT_TARGETS
 
 ANSWERS = [
@@ -164,3 +166,11 @@ def test_candidates_file_is_checked_line_by_line(tmp_path):
     path.write_text("\n")
     with pytest.raises(PFTError, match="no candidates"):
         read_candidates(path)
+
+
+def test_a_blank_context_is_no_context_whatever_else_is_in_the_batch(cli_scorer):
+    scorer = load_mixed(str(cli_scorer))
+    assert isinstance(scorer, ScorerModel)
+    alone = scorer.scores(["Keep it in the bank."], "risk=-1")
+    for blank in ("", "   "):
+        assert torch.equal(scorer.scores(["Keep it in the bank.", "Invest it."], "risk=-1", [blank, "What now?"])[:1], alone)

@@ -94,6 +94,15 @@ def refuse_unused(ctx: typer.Context, options: dict[str, str], job: str, running
                        f"leave {'it' if len(unused) == 1 else 'them'} out")
 
 
+def inferred_vector(zoo, inferred, history: Path | None):
+    """The vector inferred from `history`, checked against the zoo as loaded: one using a pole it does not hold
+    (a zoo pulled with some poles only) is refused saying where it came from, since the user gave no vector."""
+    try:
+        return zoo.vector(inferred.vector)
+    except PFTError as err:
+        raise PFTError(f"the vector inferred from {history} is {inferred.vector.describe()}, but {err}") from None
+
+
 def checked_device(device: str | None) -> str | None:
     """--device checked before any model loads (a typo or a GPU this machine lacks costs no load), 'auto' resolved;
     None keeps the base's own device."""

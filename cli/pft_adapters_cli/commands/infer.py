@@ -59,7 +59,7 @@ def infer_command(
       pft-adapters infer zoo/ --history alice.jsonl --half-life 3d
     """
     from pft_adapters.history import load_history
-    from pft_adapters.infer import infer
+    from pft_adapters.infer import check_decisions, infer
     from pft_adapters.mix import load_mixed
     from pft_adapters.zoo import Zoo
 
@@ -67,6 +67,7 @@ def infer_command(
     device = checked_device(device)
     held = Zoo.from_pretrained(zoo)
     decisions = load_history(history, held.space)  # checked against the zoo's dimensions before its base loads
+    check_decisions(held, decisions)
     mixed = load_mixed(held, base=base, device=device)
     result = infer(mixed, decisions, method=method, half_life=half_life)
     if json_out:

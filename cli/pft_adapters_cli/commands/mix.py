@@ -11,7 +11,7 @@ from pft_adapters.errors import PFTError, shorten
 
 from .common import (BASE_OPTION, CALIBRATE_OPTION, COMPOSE_OPTION, DEVICE_OPTION, HALF_LIFE_OPTION, HISTORY_OPTION, JSON_OPTION,
                      MATCHING_OPTION, METHOD_OPTION, PAIR_OPTION, PAIRS_OPTION, checked_device, default_pair, echo_json,
-                     refuse_unused, seed_option, value_space)
+                     inferred_vector, refuse_unused, seed_option, value_space)
 from .infer import check_inference_options
 
 VECTOR_HELP = (
@@ -65,7 +65,7 @@ def mix(
     from pft_adapters.data import load_scenarios
     from pft_adapters.values import data_space
     from pft_adapters.history import load_history
-    from pft_adapters.infer import infer
+    from pft_adapters.infer import check_decisions, infer
     from pft_adapters.mix import MixedModel, calibration, composition, load_mixed
     from pft_adapters.zoo import Zoo
 
@@ -103,6 +103,8 @@ def mix(
         raise PFTError("a scorer zoo ranks texts, it does not write them or export an LLM adapter: use --scenarios here, "
                        "or `pft-adapters rerank` for free candidates")
     decisions = load_history(history, held.space) if history is not None else None
+    if decisions is not None:
+        check_decisions(held, decisions)
     vec = held.vector(vector) if vector is not None else None
     if scenarios:
         space = value_space(pairs)
@@ -111,10 +113,7 @@ def mix(
     inferred = None
     if decisions is not None:
         inferred = infer(mixed, decisions, method=method, half_life=half_life)
-        try:
-            vec = mixed.vector(inferred.vector)
-        except PFTError as err:  # a zoo loaded with some poles only
-            raise PFTError(f"the vector inferred from {history} is {inferred.vector.describe()}, but {err}") from None
+        vec = inferred_vector(held, inferred, history)
         if not json_out:
             typer.echo(f"inferred from {history} ({inferred.method}): {vec.describe()}", err=True)
     assert vec is not None  # given or inferred: exactly one of --vector and --history, checked above

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 
 from .common import (BASE_OPTION, COMPOSE_OPTION, DEVICE_OPTION, HALF_LIFE_OPTION, HISTORY_OPTION, JSON_OPTION, METHOD_OPTION,
-                     checked_device, echo_json)
+                     checked_device, echo_json, inferred_vector)
 from .infer import check_inference_options
 from .mix import VECTOR_HELP
 
@@ -39,7 +39,7 @@ def rerank_command(
     """
     from pft_adapters.errors import PFTError, shorten
     from pft_adapters.history import load_history
-    from pft_adapters.infer import infer
+    from pft_adapters.infer import check_decisions, infer
     from pft_adapters.mix import composition, load_mixed
     from pft_adapters.rerank import candidate_vectors, read_candidates, rerank
     from pft_adapters.zoo import Zoo
@@ -56,9 +56,13 @@ def rerank_command(
         raise PFTError(f"{zoo} is an LLM zoo: rerank needs a scorer zoo (`pft-adapters train --kind scorer`); "
                        "an LLM zoo picks among options with `mix --scenarios`")
     decisions = load_history(history, held.space) if history is not None else None
+    if decisions is not None:
+        check_decisions(held, decisions)
     candidate_vectors(held, items, vector, inferred=decisions is not None)  # each line's and --vector, checked now
     scorer = load_mixed(held, base=base, device=device)
     inferred = infer(scorer, decisions, method=method, half_life=half_life) if decisions is not None else None
+    if inferred is not None:
+        inferred_vector(held, inferred, history)
     ranked, vectors = rerank(scorer, items, inferred.vector if inferred is not None else vector, compose)
     shown = [r for r in ranked if top is None or r.rank <= top]
     if json_out:
