@@ -101,7 +101,8 @@ class Encoder:
 
     def __call__(self, prompt: str, continuation: str, pole: int = 0, weight: float = 1.0) -> EncodedRow:
         if prompt not in self._prompts:
-            self._prompts[prompt] = self.tokenizer(prompt, add_special_tokens=True)["input_ids"]
+            # whole, then cut below: verbose=False, or transformers warns of indexing errors the cut prevents
+            self._prompts[prompt] = self.tokenizer(prompt, add_special_tokens=True, verbose=False)["input_ids"]
         target = (self.tokenizer(continuation, add_special_tokens=False)["input_ids"] + self.eos)[: self.max_length // 2]
         head = self._prompts[prompt][-(self.max_length - len(target)) :]
         return EncodedRow(head + target, len(head), pole, weight)

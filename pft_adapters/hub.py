@@ -384,7 +384,9 @@ def _belongs(rel: str, poles: list[str]) -> bool:
 
 def _write_folder(target: Path, manifest_path: Path, subset: dict | None, fetched: dict[str, Path],
                   card: Path | None) -> Path:
-    """Copy verified files into a temporary sibling of `target`, then rename it into place."""
+    """Copy verified files into a temporary sibling of `target`, then rename it into place once the copies are
+    checked against the manifest copied with them (a file changed between its check and its copy, as by a
+    run writing the source folder meanwhile, must not make a folder whose files its manifest disowns)."""
     with atomic_folder(target, overwrite=True) as tmp:
         for rel, path in fetched.items():
             (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
@@ -395,6 +397,9 @@ def _write_folder(target: Path, manifest_path: Path, subset: dict | None, fetche
             (tmp / MANIFEST).write_text(json.dumps(subset, indent=2) + "\n")
         if card is not None:
             shutil.copyfile(card, tmp / CARD)
+        copied = read_manifest(tmp)["files"]
+        for rel in fetched:
+            verify(tmp, rel, copied)
     return target
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import shutil
 import re
 from pathlib import Path
 
@@ -479,3 +480,19 @@ def test_a_damaged_cached_manifest_is_downloaded_anew(hub: HubServer, local_zoo:
     blob = (snapshot / MANIFEST).resolve()
     blob.write_bytes(blob.read_bytes()[:50])
     assert pull(f"{USER}/values-zoo") == snapshot and read_manifest(snapshot) == read_manifest(local_zoo)
+
+
+def test_a_zoo_changed_while_it_is_copied_is_not_pushed(hub: HubServer, local_zoo: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    source = shutil.copytree(local_zoo, tmp_path / "changing")
+    copy = shutil.copyfile
+
+    def rewritten_meanwhile(src, dst):  # a run writing the folder between the file's check and its copy
+        if str(src).endswith("risk-averse/adapter_model.safetensors"):
+            Path(src).write_bytes(Path(src).read_bytes()[:-1] + b"\x00")
+        return copy(src, dst)
+
+    monkeypatch.setattr("pft_adapters.hub.shutil.copyfile", rewritten_meanwhile)
+    with pytest.raises(PFTError, match="'poles/risk-averse/adapter_model.safetensors' is corrupted or truncated"):
+        push(source, f"{USER}/values-zoo")
+    assert hub.count("POST", "/commit/") == 0
