@@ -444,3 +444,16 @@ def test_train_refuses_settings_that_would_fail_late_or_train_nothing(capsys, ba
     line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "z", "--dims", "risk", *extra))
     assert re.search(message, line), line
     assert not (tmp_path / "z").exists()
+
+
+def test_a_run_that_would_lose_an_interrupted_runs_checkpoint_or_measure_nothing_is_refused(capsys, base_dir, vcd_train,
+                                                                                           vcd_dev, tmp_path):
+    (tmp_path / "zoo.checkpoint").mkdir()
+    (tmp_path / "zoo.checkpoint" / "progress.json").write_text("{}")  # left by an interrupted run
+    line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "zoo"))  # --resume forgotten
+    assert f"an interrupted run left its checkpoint in {tmp_path / 'zoo.checkpoint'}: rerun with --resume" in line
+    assert (tmp_path / "zoo.checkpoint" / "progress.json").exists()
+    time_only = tmp_path / "time.json"
+    time_only.write_text(json.dumps([r for r in json.loads(vcd_dev.read_text()) if r["preference domain"] == "Time Preference"]))
+    line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "z2", "--dims", "risk", "--dev", time_only))
+    assert f"--dev {time_only} holds no scenarios of risk" in line

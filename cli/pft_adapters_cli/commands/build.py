@@ -10,7 +10,7 @@ import typer
 from pft_adapters.atomic import check_target
 from pft_adapters.errors import PFTError
 
-from .common import (JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, check_out, checkpoint_folder, default_pair, drop_checkpoint,
+from .common import (JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, check_out, held_out, checkpoint_folder, default_pair, drop_checkpoint,
                      echo_json, seed_option, value_space)
 
 
@@ -123,9 +123,9 @@ def train(
     if empty:  # its poles would be written untrained
         raise PFTError(f"{data} holds no scenarios of {', '.join(empty)}" + (f" (--limit {limit})" if limit else "")
                        + ": check --dims")
-    dev_scenarios = [s for s in load_scenarios(dev, value_space(pairs), pair=pair, matching=matching) if s.dimension in wanted] if dev else None
+    dev_scenarios = held_out(dev, value_space(pairs), pair, matching, wanted)
     out = Path(out)
-    check_out(out, overwrite, reads=(base, data, dev, pairs, head_encoder))
+    check_out(out, overwrite, reads=(base, data, dev, pairs, head_encoder), resume=resume)
     targets = tuple(t.strip() for t in target_modules.split(",")) if target_modules else None
     config = TrainConfig(  # lora=None and max_length=None take the kind's defaults
         epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,

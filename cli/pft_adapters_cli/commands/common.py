@@ -52,16 +52,34 @@ def checkpoint_folder(out: Path) -> Path:
     return out.with_name(out.name + ".checkpoint")
 
 
-def check_out(out: Path, overwrite: bool, reads: Iterable[str | Path | None]) -> None:
+def check_out(out: Path, overwrite: bool, reads: Iterable[str | Path | None], resume: bool) -> None:
     """Refuse, before any loading or training, an --out of `train` or `extend` that cannot be written or would touch
-    one of their inputs, and a `<out>.checkpoint` beside it that is no checkpoint (the run replaces, then removes it)."""
+    one of their inputs, and a `<out>.checkpoint` beside it that is no checkpoint (the run replaces, then removes it)
+    or is one that a run without --resume would start over from nothing."""
     given = [p for p in reads if p]
     check_target(out, overwrite, reads=given)
     folder = checkpoint_folder(out)
     if folder.exists() and not (folder / "progress.json").is_file():
         raise PFTError(f"{folder} is in the way: a run writing --out {out} keeps its checkpoint there; move it, "
                        "or choose another --out")
+    if folder.exists() and not resume:
+        raise PFTError(f"an interrupted run left its checkpoint in {folder}: rerun with --resume to go on from it, "
+                       "or delete it to start over")
     check_target(folder, True, "--out's checkpoint", reads=given)
+
+
+def held_out(dev: Path | None, space: ValueSpace, pair: str | None, matching: str | None, wanted: list[str]):
+    """The --dev scenarios of the dimensions trained (None without --dev); a file with none of them is refused, as
+    it would measure nothing."""
+    if dev is None:
+        return None
+    from pft_adapters.data import load_scenarios
+
+    scenarios = [s for s in load_scenarios(dev, space, pair=pair, matching=matching) if s.dimension in wanted]
+    if not scenarios:
+        raise PFTError(f"--dev {dev} holds no scenarios of {', '.join(wanted)}: give held-out data of the dimensions "
+                       "trained, or leave --dev out")
+    return scenarios
 
 
 def drop_checkpoint(out: Path) -> None:

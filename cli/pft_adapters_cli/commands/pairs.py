@@ -10,7 +10,7 @@ from pft_adapters.atomic import check_file_target
 from pft_adapters.errors import PFTError
 from pft_adapters.values import ValueSpace, data_space
 
-from .common import (JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, check_out, added_dimensions, checkpoint_folder,
+from .common import (JSON_OPTION, MATCHING_OPTION, PAIR_OPTION, PAIRS_OPTION, check_out, held_out, added_dimensions, checkpoint_folder,
                      default_pair, drop_checkpoint, echo_json, seed_option, value_space)
 
 
@@ -177,7 +177,7 @@ def extend(
     check_extendable(grown_from)
     encoder = grown_from.head_encoder()
     check_out(out, overwrite, reads=(zoo, data, pairs_file, dev, old_data, base or grown_from.base.id,
-                                     encoder["id"] if encoder else None))
+                                     encoder["id"] if encoder else None), resume=resume)
     file_space = value_space(pairs_file)
     space = data_space(grown_from.space, file_space)  # the zoo may carry dimensions of an earlier extension
     pair = default_pair(file_space, pair, pairs_file)
@@ -189,7 +189,7 @@ def extend(
     new = space.select(wanted)
     scenarios = [s for s in scenarios if s.dimension in wanted]
     check_extension(grown_from, scenarios, new)  # before the base loads
-    dev_scenarios = [s for s in load_scenarios(dev, space, pair=pair, matching=matching) if s.dimension in wanted] if dev else None
+    dev_scenarios = held_out(dev, space, pair, matching, wanted)
     old_scenarios = load_scenarios(old_data, space) if old_data else None
     config = TrainConfig(lora=grown_from.spec, kind=grown_from.kind, epochs=epochs, batch_size=batch_size, lr=lr,
                          max_length=max_length, seed=seed)
