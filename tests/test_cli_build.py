@@ -453,6 +453,9 @@ def test_a_run_that_would_lose_an_interrupted_runs_checkpoint_or_measure_nothing
     line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "zoo"))  # --resume forgotten
     assert f"an interrupted run left its checkpoint in {tmp_path / 'zoo.checkpoint'}: rerun with --resume" in line
     assert (tmp_path / "zoo.checkpoint" / "progress.json").exists()
+    code, _, err = run(capsys, *_train_args(base_dir, vcd_train, tmp_path / "zoo", "--dims", "risk", "--overwrite"))
+    assert code == 0, err  # --overwrite starts over
+    assert not (tmp_path / "zoo.checkpoint").exists()
     time_only = tmp_path / "time.json"
     time_only.write_text(json.dumps([r for r in json.loads(vcd_dev.read_text()) if r["preference domain"] == "Time Preference"]))
     line = user_error(capsys, *_train_args(base_dir, vcd_train, tmp_path / "z2", "--dims", "risk", "--dev", time_only))

@@ -55,16 +55,16 @@ def checkpoint_folder(out: Path) -> Path:
 def check_out(out: Path, overwrite: bool, reads: Iterable[str | Path | None], resume: bool) -> None:
     """Refuse, before any loading or training, an --out of `train` or `extend` that cannot be written or would touch
     one of their inputs, and a `<out>.checkpoint` beside it that is no checkpoint (the run replaces, then removes it)
-    or is one that a run without --resume would start over from nothing."""
+    or is one that a run without --resume (or --overwrite) would start over from nothing."""
     given = [p for p in reads if p]
     check_target(out, overwrite, reads=given)
     folder = checkpoint_folder(out)
     if folder.exists() and not (folder / "progress.json").is_file():
         raise PFTError(f"{folder} is in the way: a run writing --out {out} keeps its checkpoint there; move it, "
                        "or choose another --out")
-    if folder.exists() and not resume:
+    if folder.exists() and not (resume or overwrite):
         raise PFTError(f"an interrupted run left its checkpoint in {folder}: rerun with --resume to go on from it, "
-                       "or delete it to start over")
+                       "or with --overwrite to start over")
     check_target(folder, True, "--out's checkpoint", reads=given)
 
 
