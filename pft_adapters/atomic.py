@@ -33,9 +33,12 @@ def _refuse_inputs(path: Path, option: str, reads: Iterable[str | Path]) -> None
     Paths are compared resolved, so a symbolic link is no way round."""
     target = Path(path).resolve()
     for source in reads:
-        if not Path(source).exists():
+        try:
+            if not Path(source).exists():
+                continue
+            resolved = Path(source).resolve()
+        except (OSError, ValueError):  # a name no file system takes (too long, a NUL byte): no file of ours
             continue
-        resolved = Path(source).resolve()
         if resolved.is_relative_to(target):
             raise PFTError(f"{option} {path} {'is' if resolved == target else 'holds'} {source}, which this command "
                            f"reads: choose another {option}")

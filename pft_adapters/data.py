@@ -192,7 +192,7 @@ def _checked(scenario: Scenario, dim, where: str, field: str) -> Scenario:
 # -- A/B behaviour items --------------------------------------------------------------------
 _CHOICE = re.compile(r"^\s*\(([A-Z])\)\s*(.*)$")
 # fullmatched; no two neighbouring parts can match the same characters, so a long line is read in linear time
-_ANSWER = re.compile(r"\s*(\(\s*)?([A-Z])(?(1)\s*\))\s*")  # ' (A)' or 'A'; a parenthesis opened is closed
+_ANSWER = re.compile(r"\s*(\(\s*)?([A-Z])(?(1)\s*\)|\)?)\s*")  # ' (A)', 'A)' or 'A'; a parenthesis opened is closed
 _CHOICES_HEADER = re.compile(r"\s*(?:answer\s+)?(?:choices|options)\s*(?::\s*)?", re.IGNORECASE)
 _ANSWER_LINE = re.compile(r"\s*answer\s*(?::\s*)?", re.IGNORECASE)
 

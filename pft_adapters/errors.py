@@ -1,18 +1,24 @@
 """One exception type for mistakes a user can fix, so the CLI can print one line instead of a traceback."""
 
 import re
+import unicodedata
 from collections.abc import Callable, Iterable, Sequence
 from typing import NoReturn, TypeVar
 
 T = TypeVar("T")
 
 
+_UNPRINTABLE = ("Cc", "Zl", "Zp", "Cs")  # control characters, line and paragraph separators, lone surrogates
+
+
 def printable(text: str) -> str:
-    """`text` with line breaks and other unprintable characters written as escapes (\\n, \\u2028, \\ud800), so
-    that a message quoting user input stays on its line and can be printed whatever it quotes."""
+    """`text` with line breaks, other control characters and lone surrogates written as escapes (\\n, \\u2028,
+    \\ud800), so that a message quoting user input stays on its line and can be printed whatever it quotes (other
+    characters, a no-break space or an emoji sequence, are kept)."""
     if text.isprintable():
         return text
-    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
+    return "".join(c.encode("unicode_escape").decode("ascii") if unicodedata.category(c) in _UNPRINTABLE else c
+                   for c in text)
 
 
 class PFTError(Exception):
@@ -20,7 +26,11 @@ class PFTError(Exception):
     records) follow it, one per line. User input quoted in either cannot break a line."""
 
     def __init__(self, message: str, details: Sequence[str] = ()):
+        self.message, self.details = message, tuple(details)
         super().__init__("\n  ".join(printable(line) for line in (message, *details)))
+
+    def __reduce__(self):  # pickled (as by a worker process) with its lines apart, not as one escaped line
+        return type(self), (self.message, self.details)
 
 
 def shorten(text: str, width: int) -> str:

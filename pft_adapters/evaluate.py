@@ -316,16 +316,19 @@ class JudgedLog:
                 continue
             try:
                 record: Any = loads(line, allow_nan=True)  # our own file: its settings may hold a manifest's NaN
-                if number == 1:
-                    self._check(record["settings"], settings)
-                    continue
-                response, score = record["response"], record["score"]
+                if number == 1 and not isinstance(record["settings"], dict):
+                    raise TypeError
+                if number > 1:
+                    key, response, score = record["key"], record["response"], record["score"]
             except (JSONError, KeyError, TypeError):
                 raise self._damaged(number) from None
+            if number == 1:
+                self._check(record["settings"], settings)
+                continue
             if not (isinstance(response, str) and isinstance(score, (int, float)) and not isinstance(score, bool)
                     and 0 <= score <= 10):  # a judge's score, as parse_score and the head give it
                 raise self._damaged(number)
-            found[str(record["key"])] = (response, float(score))
+            found[str(key)] = (response, float(score))
         return found  # a log cut before its settings line ended is empty: `append` writes that line again
 
     def _damaged(self, line: int) -> PFTError:

@@ -127,13 +127,13 @@ class MixingHead(nn.Module):
         """The head described by `folder`/config.json with `tensors` (its model.safetensors, read and checked
         finite by the zoo); a config or tensors that do not describe a head are one line."""
         file = folder / "config.json"
-        damaged = f"{file}: re-download or re-train the zoo"
+        damaged = "re-download or re-train the zoo"
         try:
             config: Any = loads(file.read_text(encoding="utf-8"))
         except (JSONError, UnicodeDecodeError):
-            raise PFTError(f"{file} is not valid JSON: re-download or re-train the zoo") from None
+            raise PFTError(f"{file} is not valid JSON: {damaged}") from None
         if not isinstance(config, dict):
-            raise PFTError(f"{file} does not hold a JSON object: re-download or re-train the zoo")
+            raise PFTError(f"{file} does not hold a JSON object: {damaged}")
         size: Any = config.get("hidden_size")
         poles: Any = config.get("pole_slugs")
         dims: Any = config.get("dimension_slugs")
@@ -150,7 +150,7 @@ class MixingHead(nn.Module):
         if found != shapes:
             wrong = next((k for k in shapes if found.get(k) != shapes[k]), None) or next(k for k in found if k not in shapes)
             raise PFTError(f"{folder / 'model.safetensors'}: tensor '{wrong}' is {found.get(wrong, 'missing')}, where "
-                           f"config.json describes {shapes.get(wrong, 'no such tensor')}: re-download or re-train the zoo")
+                           f"config.json describes {shapes.get(wrong, 'no such tensor')}: {damaged}")
         head = cls(size, poles, dims, HeadEncoder(str(encoder["id"]), str(encoder["fingerprint"])) if encoder else None)
         head.load_state_dict(tensors)
         return head.eval()

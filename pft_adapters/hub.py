@@ -162,6 +162,9 @@ def _hub_errors(repo_id: str, revision: str | None, retry: str, writing: bool = 
         raise PFTError(f"cannot reach the Hub at {_endpoint()} ({type(err).__name__}): check the network and retry "
                        f"`{retry}`" + (", or set HF_HUB_OFFLINE=1 to use cached zoos" if cached else "")) from None
     except OSError as err:  # a cache that cannot be written, a download cut short (huggingface_hub checks the size)
+        if writing:
+            raise PFTError(f"uploading to '{repo_id}' failed ({shorten(' '.join(str(err).split()), 160)}): "
+                           f"retry `{retry}`") from None
         if err.errno in (errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT):
             raise PFTError(f"cannot write the Hub cache in {constants.HF_HUB_CACHE} ({err.strerror}): point HF_HOME "
                            f"or HF_HUB_CACHE at a writable folder with space, and retry `{retry}`") from None
@@ -399,7 +402,11 @@ def _write_folder(target: Path, manifest_path: Path, subset: dict | None, fetche
             shutil.copyfile(card, tmp / CARD)
         copied = read_manifest(tmp)["files"]
         for rel in fetched:
-            verify(tmp, rel, copied)
+            try:
+                verify(tmp, rel, copied)
+            except PFTError:
+                raise PFTError(f"'{rel}' changed while it was copied (a run writing the zoo meanwhile?): nothing was "
+                               "written; retry once it is done") from None
     return target
 
 
@@ -440,13 +447,13 @@ def push(zoo: Zoo | str | Path, repo_id: str, private: bool = False, revision: s
         api = HfApi(token=token)
         with _hub_errors(repo_id, revision, retry, writing=True):
             repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
-            pickled = [f for f in api.list_repo_files(repo_id) if f.lower().endswith(PICKLE_SUFFIXES)]
+            if revision:
+                api.create_branch(repo_id, branch=revision, exist_ok=True)
+            pickled = [f for f in api.list_repo_files(repo_id, revision=revision) if f.lower().endswith(PICKLE_SUFFIXES)]
             if pickled:  # every pull of the pushed zoo would be refused for them
                 raise PFTError(f"'{repo_id}' already holds pickle weights ('{pickled[0]}'), which make every pull of "
                                "a zoo there refused: delete them from the repo, or push to another one")
             (staged / CARD).write_text(model_card(manifest, repo_id), encoding="utf-8")
-            if revision:
-                api.create_branch(repo_id, branch=revision, exist_ok=True)
             info = api.upload_folder(
                 repo_id=repo_id, folder_path=staged, revision=revision, delete_patterns=["poles/*", "head/*"],
                 commit_message=message or f"Upload pft-adapters zoo ({len(manifest['poles'])} poles)",

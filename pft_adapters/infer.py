@@ -65,7 +65,7 @@ import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 import torch
 
@@ -76,6 +76,9 @@ from .head import MixingHead, head_features
 from .history import Decision
 from .values import ValueSpace
 from .vector import PreferenceVector
+
+if TYPE_CHECKING:  # annotations only
+    from .zoo import Zoo
 
 METHODS = ("head", "likelihood")
 DEFAULT_METHOD = "head"
@@ -542,13 +545,13 @@ def infer(mixed, decisions: Sequence[Decision], method: str = DEFAULT_METHOD,
     return inference
 
 
-def unheld_dimensions(zoo) -> list[str]:
+def unheld_dimensions(zoo: Zoo) -> list[str]:
     """The zoo's dimensions none of whose poles it holds (a pull of some poles only): a vector cannot set them."""
     held = set(zoo.pole_slugs)
     return [d.slug for d in zoo.space if not any(p.slug in held for p in d.poles)]
 
 
-def check_decisions(zoo, decisions: Sequence[Decision]) -> None:
+def check_decisions(zoo: Zoo, decisions: Sequence[Decision]) -> None:
     """Refuse, before any model work, an empty history and decisions that name a dimension the zoo lacks or holds
     no pole of (as loaded)."""
     if not decisions:

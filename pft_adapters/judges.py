@@ -89,13 +89,14 @@ def rubric(pole: Pole, other: Pole) -> str:
     )
 
 
-# not part of 1e3, 7e-1, v2, 1.2.3, 7,5 or 3/10/2024; ASCII digits (a run of over 12 is refused first, so the
-# patterns built on this one stay linear)
+# not part of 1e3, 7e-1, v2, 1.2.3, 7,5 or 3/10/2024; ASCII digits (runs of over 12, ids or counts, are blanked
+# first, so the patterns built on this one stay linear)
 _NUMBER = re.compile(r"(?<![\w.,/])(?<![eE][-+])[-+]?[0-9]+(?:\.[0-9]+)?(?![\w.,]*[0-9]|[eE][-+]?[0-9])")
-_LONG_NUMBER = re.compile(r"[0-9]{13}")
+_LONG_NUMBER = re.compile(r"[0-9]{13,}")
 _SCALE = re.compile(r"\(?\b[01]\s*(?:-|–|to)\s*10\b\)?", re.IGNORECASE)  # "0-10", "1 to 10": the scale, not a score
 _OUT_OF = re.compile(r"(" + _NUMBER.pattern + r")\s*(?:/|\bout of)\s*10\b(?!/[0-9])", re.IGNORECASE)  # "7/10", not 3/10/2024
-_RANGE = re.compile(r"(" + _NUMBER.pattern + r")\s*(?:-|–|\bto\b|\bor\b)\s*(" + _NUMBER.pattern + ")", re.IGNORECASE)  # "7-8"
+_RANGE = re.compile(r"(" + _NUMBER.pattern + r")[ \t]*(?:-|–|\bto\b|\bor\b)[ \t]*(" + _NUMBER.pattern + ")",  # "7-8",
+                    re.IGNORECASE)  # on one line ("Score: 7" then "- 2 risks" below is no range)
 # "Score: 7", "final rating is 7", "I would give this response a 7", "rate it 9": the number a label names
 _LABELLED = re.compile(r"\b(?:score|rating|final|give|rate|rated)\b(?:[^\w\n]|\b(?:answer|score|rating|is|of|it|"
                        r"this|the|response|a|an)\b){0,16}?(" + _NUMBER.pattern + ")", re.IGNORECASE)  # a short gap: linear time
@@ -112,10 +113,7 @@ def parse_score(text: str) -> float:
     clipped). Mentions of the scale itself ("0-10", "1 to 10") and a reasoning model's thinking are not scores.
     """
     text = text or ""
-    reply = _SCALE.sub(" ", _answer(text))
-    if _LONG_NUMBER.search(reply):
-        raise PFTError(f"the judge's reply holds a number of over 12 digits, no 0-10 score: {_snippet(text)!r}; "
-                       "use a model that follows the rubric")
+    reply = _LONG_NUMBER.sub(" ", _SCALE.sub(" ", _answer(text)))
     out_of = [m[1] for m in _OUT_OF.finditer(reply)]
     reply = _OUT_OF.sub(lambda m: m[1], reply)  # the 10 of "/10" is no candidate
     labelled = [m[1] for m in _LABELLED.finditer(reply)]
@@ -279,7 +277,7 @@ class ChatJudge:
                 raise PFTError(f"cannot send a request to judge {self.name} ({type(err).__name__}): "
                                "check the --judge URL") from None
             try:
-                reply = loads(body.decode("utf-8"))  # a key given twice is refused, as in a user's JSON
+                reply = loads(body.decode("utf-8-sig"), allow_nan=True)  # a key given twice is refused, as in a user's JSON
             except (JSONError, UnicodeDecodeError):
                 raise PFTError(f"judge {self.name} did not return JSON: {_snippet(self._redacted(body))!r}") from None
             if not isinstance(reply, dict):

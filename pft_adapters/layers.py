@@ -345,11 +345,33 @@ def target_names(model: nn.Module, targets: Iterable[str]) -> list[str]:
     names = [n for n, m in model.named_modules() if _is_target(n, m, targets)]
     if not names:
         raise PFTError(f"no linear layer named {list(targets)} in this model: pass --target-modules with names it has")
-    embeddings = getattr(model, "get_input_embeddings", lambda: None)()
-    tied = next((n for n in names if embeddings is not None and model.get_submodule(n).weight is embeddings.weight), None)
-    if tied is not None:  # merging a mix into it would change the input embeddings too
-        raise PFTError(f"target module '{tied}' shares its weights with the input embeddings (tied): adapt other layers")
     return names
+
+
+def tied_target(model: nn.Module, names: Iterable[str]) -> str | None:
+    """The first of the layers `names` whose weight is the input embeddings' (tied): a mix merged into it would
+    change the embeddings too."""
+    embeddings = getattr(model, "get_input_embeddings", lambda: None)()
+    weight = getattr(embeddings, "weight", None)
+    def own(name: str) -> object:  # a wrapped layer's weight is its base's
+        module = model.get_submodule(name)
+        return getattr(getattr(module, "base", module), "weight", None)
+
+    return next((n for n in names if weight is not None and own(n) is weight), None)
+
+
+def check_new_adapters(model: nn.Module, spec: LoraSpec) -> None:
+    """Refuse, before training, adapters that could never be merged (a target tied to the input embeddings) or whose
+    rank is above a target's width (it adds only memory, and a huge one fails to allocate). Zoos trained before
+    these checks still load."""
+    names = target_names(model, spec.target_modules)
+    tied = tied_target(model, names)
+    if tied is not None:
+        raise PFTError(f"target module '{tied}' shares its weights with the input embeddings (tied): a merged mix would "
+                       "change them too; pass --target-modules without it")
+    narrowest = min(min(cast(nn.Linear, model.get_submodule(n)).weight.shape) for n in names)
+    if spec.r > narrowest:
+        raise PFTError(f"--rank {spec.r} is above the width of the narrowest adapted layer ({narrowest}): give at most that")
 
 
 def add_pole_adapters(model: nn.Module, spec: LoraSpec, pole_slugs: list[str]) -> PoleAdapters:
@@ -358,11 +380,7 @@ def add_pole_adapters(model: nn.Module, spec: LoraSpec, pole_slugs: list[str]) -
         p.requires_grad_(False)
     state = MixState(n_poles=len(pole_slugs), r=spec.r, scaling=spec.scaling)
     handle = PoleAdapters(model, spec, list(pole_slugs), state)
-    names = target_names(model, spec.target_modules)
-    narrowest = min(min(cast(nn.Linear, model.get_submodule(n)).weight.shape) for n in names)
-    if spec.r > narrowest:  # a rank above a layer's width adds nothing but memory (and a huge one fails to allocate)
-        raise PFTError(f"--rank {spec.r} is above the width of the narrowest adapted layer ({narrowest}): give at most that")
-    for name in names:
+    for name in target_names(model, spec.target_modules):
         layer = MultiPoleLinear(cast(nn.Linear, model.get_submodule(name)), state)  # target_names: linear layers only
         _set_module(model, name, layer)
         handle.layers[name] = layer

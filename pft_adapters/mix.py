@@ -38,7 +38,7 @@ from .atomic import atomic_folder
 from .choose import Choice, OptionScores, choose, conditioned_prompt, option_scores, pick, summed
 from .data import Scenario, format_open_prompt, format_prompt
 from .errors import PFTError
-from .layers import PoleAdapters
+from .layers import PoleAdapters, tied_target
 from .vector import PreferenceVector, VectorSpec
 from .zoo import Zoo, save_peft_config
 
@@ -314,6 +314,10 @@ class MixedModel(Mixer):
     def save_merged(self, spec: VectorSpec, out: str | Path, overwrite: bool = False) -> Path:
         """A full model with the mix folded in, saved in Hugging Face format (safetensors)."""
         self._refuse_conditioned("merge")
+        tied = tied_target(self.model, self.adapters.layers)
+        if tied is not None:  # a zoo trained before training refused such targets
+            raise PFTError(f"this zoo adapts '{tied}', which shares its weights with the input embeddings: a merged model "
+                           "would change them too; export the mix as a PEFT adapter (--export) instead")
         with self.merged(spec), atomic_folder(out, overwrite) as tmp:
             self.model.save_pretrained(tmp, safe_serialization=True)  # type: ignore[operator]
             self.tokenizer.save_pretrained(tmp)

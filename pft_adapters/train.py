@@ -56,7 +56,7 @@ from .data import PairedRow, Scenario, paired_rows
 from .errors import PFTError, loads
 from .evaluate import json_number
 from .head import MixingHead, head_encoder, head_features
-from .layers import LoraSpec, PoleAdapters, add_pole_adapters
+from .layers import LoraSpec, PoleAdapters, add_pole_adapters, check_new_adapters
 from .values import ValueSpace
 from .scorer import DEFAULT_EPOCHS as SCORER_EPOCHS
 from .scorer import DEFAULT_LR as SCORER_LR
@@ -157,8 +157,6 @@ class TrainConfig:
         if self.lora is not None and (len(set(self.lora.target_modules)) < len(self.lora.target_modules)
                                       or not all(self.lora.target_modules)):
             return f"--target-modules must name each layer once, got {','.join(self.lora.target_modules)}"
-        if self.pole_weights and not any(self.pole_weights.values()) and self.pole is None:
-            return "every --pole-weight is 0: no pole would be trained (leave the weights out, or give one above 0)"
         return None
 
     def resolved(self) -> TrainConfig:
@@ -278,6 +276,7 @@ def training_setup(model: nn.Module, tokenizer, scenarios: Sequence[Scenario], s
                    config: TrainConfig) -> tuple[PoleAdapters, CausalObjective | ScorerObjective, list, list, list[str]]:
     """(adapters, objective, units in scenario order, their encoded items, a key per unit for the data hash)."""
     assert config.lora is not None and config.max_length is not None and config.prompt_kl is not None  # resolved by `train`
+    check_new_adapters(model, config.lora)
     if config.kind == "scorer":
         adapters = add_pole_adapters(model, config.lora, space.pole_slugs)
         units = scorer_rows(scenarios, space, config.pole_weights)
@@ -359,9 +358,11 @@ def save_checkpoint(folder: Path, params: Sequence[nn.Parameter], optimizer: tor
         save_file(moments | (rng or _rng_states()), tmp / "optimizer.safetensors")
         (tmp / "progress.json").write_text(json.dumps({**meta, "step": step}, indent=2))
         replace_folder(tmp, folder)
-    except (OSError, SafetensorError) as err:  # a full disk, a quota, a read-only mount
+    except BaseException as err:  # a full disk, a quota, a read-only mount; a Ctrl-C: no staging folder left behind
         if tmp is not None:
             shutil.rmtree(tmp, ignore_errors=True)
+        if not isinstance(err, (OSError, SafetensorError)):
+            raise
         reason = err.strerror if isinstance(err, OSError) and err.strerror else err
         raise PFTError(f"writing the checkpoint {folder} failed ({reason}): free space there and rerun with --resume, "
                        "or write --out to another disk") from None

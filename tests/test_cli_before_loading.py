@@ -4,6 +4,7 @@ a typo must not cost a full load (for a Hub base, maybe a download of gigabytes)
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 
@@ -103,3 +104,16 @@ def test_mix_never_writes_over_or_into_what_it_reads(zoo_dir, tmp_path, capsys):
     line = user_error(capsys, "mix", zoo_dir, "--vector", "risk=1", "--export", zoo_dir / "poles", "--overwrite")
     assert f"--export {zoo_dir / 'poles'} lies inside {zoo_dir}, which this command reads" in line
     assert history.exists() and (zoo_dir / "poles").is_dir()
+
+
+def test_eval_and_mix_write_over_nothing_they_read_even_named_with_poles(zoo_dir, vcd_dev, tmp_path, capsys):
+    zoo = tmp_path / "zoo"
+    shutil.copytree(zoo_dir, zoo)
+    data = tmp_path / "dev.json"
+    data.write_bytes(vcd_dev.read_bytes())
+    line = user_error(capsys, "eval", zoo, "--data", data, "--vector", "risk=1", "--out", data)
+    assert f"--out {data} is {data}, which this command reads" in line and data.read_bytes() == vcd_dev.read_bytes()
+    line = user_error(capsys, "mix", f"{zoo}:risk-taking,risk-averse", "--vector", "risk=1", "--export", zoo, "--overwrite")
+    assert f"--export {zoo} is {zoo}, which this command reads" in line and (zoo / "pft_zoo.json").exists()
+    line = user_error(capsys, "mix", "a" * 300, "--vector", "risk=1", "--export", tmp_path / "x")  # no traceback
+    assert "is neither a zoo folder nor a Hub name" in line

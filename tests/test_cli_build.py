@@ -437,7 +437,7 @@ def test_an_out_whose_checkpoint_place_is_taken_or_that_cannot_be_written_is_ref
     (("--target-modules", "lm_head"), "shares its weights with the input embeddings"),  # a merge would change them too
     (("--rank", "100000000"), "--rank 100000000 is above the width of the narrowest adapted layer"),
     (("--lr", "1e300"), "--lr must be a positive number \\(within float32's range\\)"),
-    (("--pole-weight", "risk-averse=0", "--pole-weight", "risk-taking=0"), "every --pole-weight is 0"),
+    (("--pole-weight", "risk-averse=0", "--pole-weight", "risk-taking=0"), "every pole trained has --pole-weight 0"),
     (("--pole-weight", "risk-averse=1", "--pole-weight", "Risk-averse=2"), "gives pole 'risk-averse' twice"),
 ])
 def test_train_refuses_settings_that_would_fail_late_or_train_nothing(capsys, base_dir, vcd_train, tmp_path, extra, message):

@@ -151,7 +151,7 @@ def test_parse_score_reads_the_score_past_words_and_thinking_that_look_like_one(
     ("8\n\nIt mentions 2 of the 5/10 listed risks.", "marks several scores \\(5, 8\\)"),
     ("Score: 7-8", "gives a range"), ("Score: 7 or 8", "gives a range"), ("5/10 or 6/10", "gives a range"),
     ("7,5/10", "holds no 0-10 score"), ("Score: 7e-1", "holds no 0-10 score"),  # not 10, not 1
-    ("1" * 100_000, "a number of over 12 digits"),  # refused at once: the patterns stay linear
+    ("1" * 100_000, "holds no 0-10 score"),  # a digit run, an id or a count, is blanked first: the patterns stay linear
     (None, "holds no 0-10 score"),
 ])
 def test_parse_score_refuses_what_it_would_have_to_guess(reply, message):
@@ -720,6 +720,10 @@ def test_a_judged_log_drops_a_line_cut_short_and_refuses_damage(tmp_path):
     log.path.write_text("\n" + lines[1] + "\n", encoding="utf-8")  # no settings line first: of which run?
     with pytest.raises(PFTError, match="line 1 is damaged"):
         log.start(settings)
+    for damaged in ('{"settings": ["a"]}\n', head + '\n{"response": "x", "score": 5}\n'):  # no object, no key
+        log.path.write_text(damaged, encoding="utf-8")
+        with pytest.raises(PFTError, match="is damaged"):
+            log.start(settings)
     log.remove()
     assert not log.path.exists()
 

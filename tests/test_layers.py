@@ -8,7 +8,7 @@ import torch
 from transformers import GPT2Config, GPT2LMHeadModel, LlamaConfig, LlamaForCausalLM
 
 from pft_adapters.errors import PFTError
-from pft_adapters.layers import LoraSpec, add_pole_adapters
+from pft_adapters.layers import LoraSpec, add_pole_adapters, check_new_adapters, tied_target
 from peft_reference import activate_scaled
 
 POLES = ["risk-taking", "risk-averse", "competitive", "collaborative"]
@@ -202,13 +202,16 @@ def test_a_target_that_is_not_a_linear_layer_is_named_not_skipped():
     assert add_pole_adapters(model, LoraSpec(r=2, target_modules=("lm_head",)), ["a", "b"]).layers.keys() == {"lm_head"}
 
 
-def test_a_target_tied_to_the_input_embeddings_or_narrower_than_the_rank_is_refused():
-    """A merged mix would change a tied layer's embeddings too; a rank above a layer's width adds only memory."""
+def test_new_adapters_on_a_target_tied_to_the_input_embeddings_or_narrower_than_the_rank_are_refused():
+    """A merged mix would change a tied layer's embeddings too; a rank above a layer's width adds only memory. Only
+    new adapters are refused: a zoo trained before these checks still attaches."""
     model = GPT2LMHeadModel(GPT2Config(vocab_size=64, n_embd=16, n_layer=1, n_head=2, n_positions=32))  # tied
+    spec = LoraSpec(r=2, target_modules=("lm_head",))
     with pytest.raises(PFTError, match="target module 'lm_head' shares its weights with the input embeddings"):
-        add_pole_adapters(model, LoraSpec(r=2, target_modules=("lm_head",)), ["a", "b"])
+        check_new_adapters(model, spec)
+    assert tied_target(model, add_pole_adapters(model, spec, ["a", "b"]).layers) == "lm_head"  # seen through the wrapper
     with pytest.raises(PFTError, match="--rank 33 is above the width of the narrowest adapted layer \\(32\\)"):
-        add_pole_adapters(tiny_llama(), LoraSpec(r=33, target_modules=("q_proj",)), ["a", "b"])
+        check_new_adapters(tiny_llama(), LoraSpec(r=33, target_modules=("q_proj",)))
 
 
 def test_two_mixes_in_one_graph_backpropagate():

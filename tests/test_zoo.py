@@ -232,6 +232,9 @@ def test_a_damaged_file_with_a_matching_checksum_is_one_line(zoo_copy, rel, writ
 def test_a_float8_pole_is_checked_finite_and_loads(zoo_copy):
     _rehashed(zoo_copy, POLE, _edit_tensors(lambda t: {k: v.to(torch.float8_e4m3fn) for k, v in t.items()}))
     assert Zoo.from_pretrained(zoo_copy).poles["risk-averse"]  # torch has no isfinite for float8: read as float
+    _rehashed(zoo_copy, POLE, _edit_tensors(lambda t: {k: torch.full_like(v, float("nan")) for k, v in t.items()}))
+    with pytest.raises(PFTError, match="holds NaN or infinite values"):
+        Zoo.from_pretrained(zoo_copy)
 
 
 def test_folder_that_is_not_a_zoo(tmp_path):

@@ -126,7 +126,7 @@ def train(
     dev_scenarios = held_out(dev, value_space(pairs), pair, matching, wanted)
     out = Path(out)
     check_out(out, overwrite, reads=(base, data, dev, pairs, head_encoder), resume=resume)
-    targets = tuple(t.strip() for t in target_modules.split(",")) if target_modules else None
+    targets = tuple(t.strip() for t in target_modules.split(",") if t.strip()) if target_modules else None
     config = TrainConfig(  # lora=None and max_length=None take the kind's defaults
         epochs=epochs, batch_size=batch_size, grad_accum=grad_accum, lr=lr, max_length=max_length, seed=seed,
         pole_weights=_pole_weights(pole_weight, space), method=method, pole=pole, kind=kind, head_encoder=head_encoder,
@@ -181,6 +181,8 @@ def _pole_weights(items: list[str], space) -> dict[str, float]:
         if slug in weights:
             raise PFTError(f"--pole-weight gives pole '{slug}' twice: give each pole's weight once")
         weights[slug] = weight
+    if weights and all(weights.get(p, 1.0) == 0 for p in space.pole_slugs):  # poles not named weigh 1
+        raise PFTError("every pole trained has --pole-weight 0: none would be trained (give one a weight above 0)")
     return weights
 
 

@@ -7,12 +7,19 @@ import math
 import shutil
 from collections.abc import Iterable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import typer
 
 from pft_adapters.atomic import check_target
 from pft_adapters.errors import PFTError
 from pft_adapters.values import ValueSpace, load_pairs
+
+if TYPE_CHECKING:  # annotations only: --help starts without importing torch
+    from pft_adapters.data import Scenario
+    from pft_adapters.infer import Inference
+    from pft_adapters.vector import PreferenceVector
+    from pft_adapters.zoo import Zoo
 
 JSON_OPTION = typer.Option(False, "--json", help="Print the output as JSON (for scripts) instead of text.")
 PAIRS_OPTION = typer.Option(None, "--pairs", help="JSON file defining extra value dimensions (see docs/formats.md).")
@@ -68,7 +75,8 @@ def check_out(out: Path, overwrite: bool, reads: Iterable[str | Path | None], re
     check_target(folder, True, "--out's checkpoint", reads=given)
 
 
-def held_out(dev: Path | None, space: ValueSpace, pair: str | None, matching: str | None, wanted: list[str]):
+def held_out(dev: Path | None, space: ValueSpace, pair: str | None, matching: str | None,
+             wanted: list[str]) -> list[Scenario] | None:
     """The --dev scenarios of the dimensions trained (None without --dev); a file with none of them is refused, as
     it would measure nothing."""
     if dev is None:
@@ -112,7 +120,7 @@ def refuse_unused(ctx: typer.Context, options: dict[str, str], job: str, running
                        f"leave {'it' if len(unused) == 1 else 'them'} out")
 
 
-def inferred_vector(zoo, inferred, history: Path | None):
+def inferred_vector(zoo: Zoo, inferred: Inference, history: Path | None) -> PreferenceVector:
     """The vector inferred from `history`, checked against the zoo as loaded: one using a pole it does not hold
     (a zoo pulled with some poles only) is refused saying where it came from, since the user gave no vector."""
     try:

@@ -25,7 +25,7 @@ def evaluate(
     judge: str = typer.Option("head", "--judge", help="open-ended judge: 'head' (the zoo's mixing head, offline) or the URL "
                               "of an OpenAI-compatible API (key from PFT_JUDGE_API_KEY or OPENAI_API_KEY)."),
     judge_model: str | None = typer.Option(None, "--judge-model", help="Model name for --judge URL."),
-    judge_timeout: float = typer.Option(60.0, "--judge-timeout", help="Seconds within which a judge reply must arrive in full (timeouts are retried once)."),
+    judge_timeout: float = typer.Option(60.0, "--judge-timeout", help="Seconds within which a judge reply must arrive in full, at most 86400 (timeouts are retried once)."),
     judge_workers: int = typer.Option(4, "--judge-workers", min=1, help="Requests to a --judge URL in flight at once "
                                       "(at most the 8 answers generated together)."),
     limit: int | None = typer.Option(None, "--limit", min=1, help="At most N scenarios per dimension (quick runs)."),
@@ -55,6 +55,7 @@ def evaluate(
     from pft_adapters.evaluate import JudgedLog, check_task, evaluate as run
     from pft_adapters.judges import make_judge
     from pft_adapters.mix import calibration, composition, load_mixed
+    from pft_adapters.hub import parse_zoo_name
     from pft_adapters.zoo import Zoo
 
     if all_poles == (vector is not None):
@@ -66,11 +67,13 @@ def evaluate(
                       "--task open-ended", f"--task {task}")
     calibration(calibrate, "--calibrate")
     device = checked_device(device)
-    if out is not None:
-        check_file_target(out)
+    if out is not None:  # never over or into what this command reads
+        check_file_target(out, reads=[p for p in (parse_zoo_name(zoo)[0], data, pairs, base) if p])
     # an HTTP judge is checked (URL, model name, timeout, key) before any model loads; the head judge needs the zoo
     scorer = make_judge(None, judge, judge_model, judge_timeout, judge_workers) if task == "open-ended" and judge != "head" else None
     held = Zoo.from_pretrained(zoo)  # the data and vector are checked against it before its base loads
+    if out is not None and base is None:  # the zoo's own base, a folder perhaps, is read too
+        check_file_target(out, reads=[held.base.id])
     check_task(task, compose, held.kind)  # again, now that the zoo's kind is known
     scenarios = load_scenarios(data, data_space(held.space, value_space(pairs)))
     vec = held.vector(vector) if vector is not None else None

@@ -67,6 +67,7 @@ def mix(
     from pft_adapters.history import load_history
     from pft_adapters.infer import check_decisions, infer
     from pft_adapters.mix import MixedModel, calibration, composition, load_mixed
+    from pft_adapters.hub import parse_zoo_name
     from pft_adapters.zoo import Zoo
 
     jobs = [name for name, x in (("--prompt", prompt), ("--scenarios", scenarios), ("--export", export),
@@ -94,7 +95,7 @@ def mix(
     device = checked_device(device)
     option = "--export" if export else "--merge-out"
     if target:  # --overwrite must not delete anything this command reads
-        check_target(Path(target), overwrite, option, reads=[p for p in (zoo, base, history) if p])
+        check_target(Path(target), overwrite, option, reads=[p for p in (parse_zoo_name(zoo)[0], base, history) if p])
     # every input is checked against the zoo (manifest and adapters) before its base, maybe gigabytes, loads
     held = Zoo.from_pretrained(zoo)
     if target and base is None:  # the zoo's own base, a folder perhaps, is read too

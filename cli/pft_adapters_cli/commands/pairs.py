@@ -170,13 +170,14 @@ def extend(
     from pft_adapters.data import dimensions_in, load_scenarios
     from pft_adapters.extend import check_extendable, check_extension, extend_zoo
     from pft_adapters.train import TrainConfig, is_main_process, pick_device
+    from pft_adapters.hub import parse_zoo_name
     from pft_adapters.zoo import Zoo
 
     out = Path(out)
     grown_from = Zoo.from_pretrained(zoo)
     check_extendable(grown_from)
     encoder = grown_from.head_encoder()
-    check_out(out, overwrite, reads=(zoo, data, pairs_file, dev, old_data, base or grown_from.base.id,
+    check_out(out, overwrite, reads=(parse_zoo_name(zoo)[0], data, pairs_file, dev, old_data, base or grown_from.base.id,
                                      encoder["id"] if encoder else None), resume=resume)
     file_space = value_space(pairs_file)
     space = data_space(grown_from.space, file_space)  # the zoo may carry dimensions of an earlier extension
