@@ -83,6 +83,15 @@ def pole_cases(scenarios: Iterable[Scenario], space: ValueSpace, poles: Iterable
     return cases
 
 
+def check_vector_data(scenarios: Sequence[Scenario], vector: PreferenceVector) -> None:
+    """Refuse a vector setting a dimension the data holds no scenario of, while it holds some of another: evaluating
+    the others alone would pass for the whole vector (with none at all, `evaluate` says what each side holds)."""
+    unseen = [d for d, v in vector.items() if v and not any(s.dimension == d for s in scenarios)]
+    if unseen and len(unseen) < sum(1 for v in vector.values() if v):
+        raise PFTError(f"the vector sets {', '.join(unseen)}, but the data holds no scenario of it: give data of "
+                       "every dimension the vector sets, or leave those out of it")
+
+
 def vector_cases(scenarios: Iterable[Scenario], space: ValueSpace, vector: PreferenceVector,
                  limit: int | None = None) -> list[Case]:
     """One vector on the scenarios of each dimension it sets; the target is the pole its sign names."""
@@ -445,6 +454,7 @@ def evaluate(mixed, scenarios: Sequence[Scenario], task: str, vector: Preference
     if vector is None:
         cases = pole_cases(known, space, poles=mixed.zoo.pole_slugs, limit=limit)
     else:
+        check_vector_data(known, vector)
         cases = vector_cases(known, space, vector, limit=limit)
     if not cases:
         have = sorted({s.dimension for s in scenarios})

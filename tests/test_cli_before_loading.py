@@ -117,3 +117,10 @@ def test_eval_and_mix_write_over_nothing_they_read_even_named_with_poles(zoo_dir
     assert f"--export {zoo} is {zoo}, which this command reads" in line and (zoo / "pft_zoo.json").exists()
     line = user_error(capsys, "mix", "a" * 300, "--vector", "risk=1", "--export", tmp_path / "x")  # no traceback
     assert "is neither a zoo folder nor a Hub name" in line
+
+
+def test_eval_refuses_a_vector_setting_a_dimension_the_data_lacks(zoo_dir, vcd_dev, tmp_path, capsys):
+    risk = tmp_path / "risk.json"
+    risk.write_text(json.dumps([r for r in json.loads(vcd_dev.read_text()) if r["preference domain"] == "Risk Orientation"]))
+    line = user_error(capsys, "eval", zoo_dir, "--data", risk, "--vector", "risk=1,time=-1")  # risk alone is no test of it
+    assert "the vector sets time, but the data holds no scenario of it" in line

@@ -52,7 +52,7 @@ def evaluate(
     """
     from pft_adapters.data import load_scenarios
     from pft_adapters.values import data_space
-    from pft_adapters.evaluate import JudgedLog, check_task, evaluate as run
+    from pft_adapters.evaluate import JudgedLog, check_task, check_vector_data, evaluate as run
     from pft_adapters.judges import make_judge
     from pft_adapters.mix import calibration, composition, load_mixed
     from pft_adapters.hub import parse_zoo_name
@@ -77,6 +77,8 @@ def evaluate(
     check_task(task, compose, held.kind)  # again, now that the zoo's kind is known
     scenarios = load_scenarios(data, data_space(held.space, value_space(pairs)))
     vec = held.vector(vector) if vector is not None else None
+    if vec is not None:
+        check_vector_data([s for s in scenarios if held.space.has_dimension(s.dimension)], vec)  # before the base loads
     mixed = load_mixed(held, base=base, device=device)
     if task == "open-ended" and scorer is None:
         scorer = make_judge(mixed, judge, judge_model, judge_timeout, judge_workers)
