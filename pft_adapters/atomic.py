@@ -27,7 +27,7 @@ def _check_parents(path: Path, option: str) -> None:
             return
 
 
-def _refuse_inputs(path: Path, option: str, reads: Iterable[str | Path]) -> None:
+def refuse_inputs(path: Path, option: str, reads: Iterable[str | Path]) -> None:
     """Refuse a target that is one of the command's inputs (`reads`: files or folders; names of nothing here, such as
     Hub ids, are skipped), holds one, or lies inside one: writing it would replace or change what is being read.
     Paths are compared resolved, so a symbolic link is no way round."""
@@ -56,7 +56,7 @@ def check_target(path: Path, overwrite: bool, option: str = "--out", reads: Iter
     _check_parents(path, option)
     if Path.cwd().resolve().is_relative_to(Path(path).resolve()):
         raise PFTError(f"{option} {path} is the current folder or holds it: give a new folder path (like ./zoo)")
-    _refuse_inputs(path, option, reads)
+    refuse_inputs(path, option, reads)
     if path.exists() and not path.is_dir():
         raise PFTError(f"{option} {path} is a file: give a folder path")
     if path.exists() and any(path.iterdir()) and not overwrite:
@@ -147,7 +147,7 @@ def check_file_target(path: Path, reads: Iterable[str | Path] = ()) -> None:
     _check_parents(path, "--out")
     if path.is_dir():
         raise PFTError(f"--out {path} is a folder: give a file path")
-    _refuse_inputs(path, "--out", reads)
+    refuse_inputs(path, "--out", reads)
 
 
 def atomic_write_text(path: str | Path, text: str) -> None:

@@ -85,11 +85,12 @@ def parse_timestamp(raw: object, where: str) -> float:
         text = raw.strip()
         if not text:
             raise PFTError(f"{where}: field 'timestamp' is empty: give ISO-8601 text or epoch seconds, or leave it out")
-        seconds = None if _BASIC_DATE.fullmatch(text) else decimal(text)
+        basic = _BASIC_DATE.fullmatch(text)
+        seconds = None if basic else decimal(text)
         if seconds is not None:
             return _epoch_seconds(seconds, text, where)
         try:
-            if _BASIC_DATE.fullmatch(text):  # Python 3.10's fromisoformat does not read the basic form
+            if basic:  # Python 3.10's fromisoformat does not read the basic form
                 moment = datetime.strptime(text, "%Y%m%d")
             else:
                 moment = datetime.fromisoformat(text[:-1] + "+00:00" if text.endswith(("Z", "z")) else text)

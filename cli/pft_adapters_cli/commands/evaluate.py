@@ -7,7 +7,7 @@ from pathlib import Path
 
 import typer
 
-from pft_adapters.atomic import atomic_write_text, check_file_target
+from pft_adapters.atomic import atomic_write_text, check_file_target, refuse_inputs
 from pft_adapters.errors import PFTError
 
 from .common import (BASE_OPTION, CALIBRATE_OPTION, COMPOSE_OPTION, DEVICE_OPTION, JSON_OPTION, PAIRS_OPTION, checked_device,
@@ -73,7 +73,7 @@ def evaluate(
     scorer = make_judge(None, judge, judge_model, judge_timeout, judge_workers) if task == "open-ended" and judge != "head" else None
     held = Zoo.from_pretrained(zoo)  # the data and vector are checked against it before its base loads
     if out is not None and base is None:  # the zoo's own base, a folder perhaps, is read too
-        check_file_target(out, reads=[held.base.id])
+        refuse_inputs(out, "--out", [held.base.id])
     check_task(task, compose, held.kind)  # again, now that the zoo's kind is known
     scenarios = load_scenarios(data, data_space(held.space, value_space(pairs)))
     vec = held.vector(vector) if vector is not None else None

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from pft_adapters.atomic import check_target
+from pft_adapters.atomic import check_target, refuse_inputs
 from pft_adapters.errors import PFTError, shorten
 
 from .common import (BASE_OPTION, CALIBRATE_OPTION, COMPOSE_OPTION, DEVICE_OPTION, HALF_LIFE_OPTION, HISTORY_OPTION, JSON_OPTION,
@@ -99,7 +99,7 @@ def mix(
     # every input is checked against the zoo (manifest and adapters) before its base, maybe gigabytes, loads
     held = Zoo.from_pretrained(zoo)
     if target and base is None:  # the zoo's own base, a folder perhaps, is read too
-        check_target(Path(target), overwrite, option, reads=[held.base.id])
+        refuse_inputs(Path(target), option, [held.base.id])
     if held.kind == "scorer" and not scenarios:
         raise PFTError("a scorer zoo ranks texts, it does not write them or export an LLM adapter: use --scenarios here, "
                        "or `pft-adapters rerank` for free candidates")
