@@ -22,7 +22,7 @@ import json
 import re
 import shutil
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -69,6 +69,11 @@ class Pulled:
     poles: list[str]
     files: list[str]  # manifest-relative paths fetched and verified
     complete: bool = True  # every pole of the zoo; a partial pull without `to` leaves a cache folder that is not a zoo
+
+
+def pickles(files: Iterable[str]) -> list[str]:
+    """The files among `files` that hold pickled weights by their name, which pft-adapters never reads."""
+    return [f for f in files if f.lower().endswith(PICKLE_SUFFIXES)]
 
 
 def is_folder(path: str | Path) -> bool:
@@ -315,7 +320,7 @@ def fetch(name: str | Path, poles: Sequence[str] | None = None, revision: str | 
         manifest = read_manifest(manifest_path.parent)
     files = manifest["files"]
     listing = src.listing()
-    pickled = [f for f in [*(listing or []), *files] if f.lower().endswith(PICKLE_SUFFIXES)]
+    pickled = pickles([*(listing or []), *files])
     if pickled:
         raise PFTError(
             f"'{src.label}' holds pickle weights ('{pickled[0]}'): pft-adapters never unpickles files; "
@@ -449,7 +454,7 @@ def push(zoo: Zoo | str | Path, repo_id: str, private: bool = False, revision: s
             repo_id = api.create_repo(repo_id, private=private, exist_ok=True).repo_id
             if revision:
                 api.create_branch(repo_id, branch=revision, exist_ok=True)
-            pickled = [f for f in api.list_repo_files(repo_id, revision=revision) if f.lower().endswith(PICKLE_SUFFIXES)]
+            pickled = pickles(api.list_repo_files(repo_id, revision=revision))
             if pickled:  # every pull of the pushed zoo would be refused for them
                 raise PFTError(f"'{repo_id}' already holds pickle weights ('{pickled[0]}'), which make every pull of "
                                "a zoo there refused: delete them from the repo, or push to another one")
