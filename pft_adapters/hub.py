@@ -537,7 +537,7 @@ def assemble(names: Sequence[str | Path]) -> Zoo:
         head = None
     datasets = list(dict.fromkeys(d for _, z in parts for d in z.training.get("datasets") or []))
     licenses = {z.training.get("license", "apache-2.0") for _, z in parts}
-    training = {"assembled_from": ", ".join(n for n, _ in parts),
+    training = {"assembled_from": ", ".join(_shared_name(n) for n, _ in parts),
                 "license": licenses.pop() if len(licenses) == 1 else "other"}
     if datasets:
         training["datasets"] = datasets
@@ -549,6 +549,15 @@ def assemble(names: Sequence[str | Path]) -> Zoo:
     return Zoo(space=space, spec=first.spec, base=first.base, poles=poles,
                head=head, training=training,
                source=" + ".join(n for n, _ in parts), kind=first.kind, score_heads=score_heads)
+
+
+def _shared_name(name: str) -> str:
+    """A zoo name as a published card may show it: a Hub name as given, a local folder by its own name only (its
+    path says where it lay on one machine, which the card's readers neither need nor should see)."""
+    source, poles, revision = parse_zoo_name(name)
+    if not is_folder(source):
+        return name
+    return Path(source).resolve().name + (":" + ",".join(poles) if poles else "")
 
 
 def _one_text(value: object) -> str | None:

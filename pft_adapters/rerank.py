@@ -102,7 +102,7 @@ class Ranked:
     candidate: Candidate
     index: int  # position in the input
     score: float
-    rank: int  # 1 = best within its group
+    rank: int  # 1 = best within its group; equal scores share a rank
 
     def to_json(self, vector: Mapping[str, float]) -> dict:
         c = self.candidate
@@ -127,6 +127,10 @@ def rerank(scorer, candidates: Sequence[Candidate], vector=None, compose: str = 
         groups.setdefault(c.group, []).append(i)
     ranked = []
     for members in groups.values():
-        order = sorted(members, key=lambda i: -float(scores[i]))
-        ranked += [Ranked(candidates[i], i, float(scores[i]), r) for r, i in enumerate(order, 1)]
+        order = sorted(members, key=lambda i: -float(scores[i]))  # stable: tied candidates stay in input order
+        above = 0  # candidates scored strictly higher: tied ones share a rank (1, 1, 3), as --top counts them
+        for place, i in enumerate(order):
+            if place and float(scores[i]) < float(scores[order[place - 1]]):
+                above = place
+            ranked.append(Ranked(candidates[i], i, float(scores[i]), above + 1))
     return ranked, vectors

@@ -325,6 +325,8 @@ def test_assemble_two_zoos_on_one_base(hub: HubServer, tmp_path: Path) -> None:
     assert zoo.pole_slugs == ["risk-averse", "delayed-gratification", "competitive"]
     assert [d.slug for d in zoo.space] == ["risk", "time", "social"]
     assert zoo.head is None  # the first zoo's head does not cover `social`
+    # a published card names a local folder by its own name, never by where it lay
+    assert zoo.training["assembled_from"] == f"a:risk-averse,delayed-gratification, {USER}/social-zoo:competitive"
     key = next(iter(zoo.poles["competitive"]))
     assert torch.equal(zoo.poles["competitive"][key], make_zoo(["social"], seed=1).poles["competitive"][key])
     head = assemble([f"{risk_time}:risk-averse"]).head

@@ -79,6 +79,16 @@ def test_each_line_scores_as_if_alone_and_text_output_heads_every_group(cli_scor
     assert code == 0 and [x for x in out.splitlines() if x.startswith("[")] == ["[q1]", "[q2]", "[(no group)]"]
 
 
+def test_equal_scores_share_a_rank(cli_scorer, tmp_path, capsys):
+    path = tmp_path / "ties.jsonl"
+    path.write_text("\n".join(json.dumps(t) for t in ["Take the safe job.", "Bet it all.", "Take the safe job."]))
+    ranked = rerank(load_mixed(str(cli_scorer)), read_candidates(path), "risk=-1")[0]
+    ranks = {r.index: r.rank for r in ranked}
+    assert ranks[0] == ranks[2] and sorted(ranks.values()) in ([1, 1, 3], [1, 2, 2])  # the same text, the same score
+    code, out, _ = run(capsys, "rerank", cli_scorer, "--vector", "risk=-1", "--candidates", path, "--json", "--top", "1")
+    assert code == 0 and len(json.loads(out)["ranking"]) == (2 if ranks[0] == 1 else 1)
+
+
 def test_rerank_user_errors_are_one_line(cli_scorer, zoo_dir, answers, tmp_path, capsys, monkeypatch):
     assert f"{answers}, line 1 has no vector" in user_error(capsys, "rerank", cli_scorer, "--candidates", answers)
     with monkeypatch.context() as patch:  # an LLM zoo is refused before its base loads

@@ -20,7 +20,8 @@ def rerank_command(
     history: Path | None = HISTORY_OPTION,
     method: str = METHOD_OPTION,
     half_life: str | None = HALF_LIFE_OPTION,
-    top: int | None = typer.Option(None, "--top", min=1, help="Show only the best N of each group."),
+    top: int | None = typer.Option(None, "--top", min=1, help="Show only the candidates ranked N or better in each "
+                                   "group (equal scores share a rank)."),
     compose: str = COMPOSE_OPTION,
     base: str | None = BASE_OPTION,
     device: str | None = DEVICE_OPTION,
