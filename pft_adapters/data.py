@@ -143,7 +143,7 @@ def _vcd(raw: dict, space: ValueSpace, where: str) -> Scenario:
             )
         parsed.append(Option(text_field(opt.get("text"), f"{where}, options[{j}]", "text"), space.pole(bias).slug))
     scene = optional_text(raw.get("scene"), where, "scene")
-    return _checked(Scenario(text, dim.slug, tuple(parsed), scene), dim, where, "options")
+    return checked(Scenario(text, dim.slug, tuple(parsed), scene), dim, where, "options")
 
 
 def _paired(raw: dict, space: ValueSpace, where: str) -> Scenario:
@@ -174,10 +174,17 @@ def _paired(raw: dict, space: ValueSpace, where: str) -> Scenario:
     if "dimension" in raw and space.dimension(raw["dimension"]) != dim:
         raise PFTError(f"{where}: field 'dimension' is {quote(raw['dimension'])} but the responses belong to '{dim.slug}'")
     scene = optional_text(raw.get("scene"), where, "scene")
-    return _checked(Scenario(text, dim.slug, tuple(options), scene), dim, where, "responses")
+    return checked(Scenario(text, dim.slug, tuple(options), scene), dim, where, "responses")
 
 
-def _checked(scenario: Scenario, dim, where: str, field: str) -> Scenario:
+def checked(scenario: Scenario, dim, where: str, field: str = "options") -> Scenario:
+    """`scenario` if its options can be scored on `dim`: distinct texts, each of a pole of `dim` or of none, and
+    both poles present (one pole's options alone make every choice right or every choice wrong)."""
+    poles = [p.slug for p in dim.poles]
+    stray = next((o.pole for o in scenario.options if o.pole is not None and o.pole not in poles), None)
+    if stray is not None:
+        raise PFTError(f"{where}: field '{field}' has an option of pole {quote(stray)}, which is not a pole of "
+                       f"'{dim.slug}' ({', '.join(poles)}): give each option a pole of the scenario's dimension")
     texts = [o.text for o in scenario.options]
     repeated = next((t for i, t in enumerate(texts) if t in texts[:i]), None)
     if repeated is not None:  # as a history refuses: the choice between two equal texts says nothing
@@ -291,7 +298,7 @@ def _ab(raw: dict, space: ValueSpace, where: str, ab: ABPoles | None) -> Scenari
         for letter, choice in choices
     )
     dim = space.dimension(ab.dimension)
-    return _checked(Scenario(text, dim.slug, options), dim, where, "question")
+    return checked(Scenario(text, dim.slug, options), dim, where, "question")
 
 
 def parse_scenario(raw: object, space: ValueSpace, where: str, ab: ABPoles | None = None) -> Scenario:

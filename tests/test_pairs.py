@@ -401,6 +401,16 @@ def test_extend_checks_its_inputs_before_the_base_loads(tmp_path, capsys, zoo_di
         err = user_error(capsys, "extend", zoo_dir, "--data", EXAMPLE / "items.json", "--out", out, "--overwrite",
                          *(x for pair in given.items() for x in pair))
         assert f"--out {out} holds {path}, which this command reads" in err and path.exists()
+    moved = shutil.copytree(zoo_dir, tmp_path / "moved")  # the zoo's own base, named in its manifest, is read too
+    manifest = json.loads((moved / "pft_zoo.json").read_text())
+    manifest["base_model"]["id"] = str(out / "base")
+    (moved / "pft_zoo.json").write_text(json.dumps(manifest))
+    err = user_error(capsys, "extend", moved, "--data", EXAMPLE / "items.json", "--pairs", EXAMPLE / "pairs.json",
+                     "--out", out, "--overwrite")
+    assert f"--out {out} holds {out / 'base'}, which this command reads" in err and (out / "base").is_dir()
+    monkeypatch.setattr(Zoo, "from_pretrained", lambda *_, **__: pytest.fail("the zoo was read before --out was checked"))
+    (tmp_path / "a-file").write_text("")
+    assert "a-file" in user_error(capsys, *args, "--out", tmp_path / "a-file")
 
 
 def test_data_for_a_zoo_reads_its_dimensions_as_the_zoo_words_them(tmp_path):

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from pft_adapters.atomic import check_file_target
+from pft_adapters.atomic import check_file_target, refuse_inputs
 from pft_adapters.errors import PFTError
 from pft_adapters.values import ValueSpace, data_space
 
@@ -174,11 +174,13 @@ def extend(
     from pft_adapters.zoo import Zoo
 
     out = Path(out)
-    grown_from = Zoo.from_pretrained(zoo)
+    check_out(out, overwrite, reads=(parse_zoo_name(zoo)[0], data, pairs_file, dev, old_data, base), resume=resume)
+    grown_from = Zoo.from_pretrained(zoo)  # a Hub zoo is pulled only once --out is known to be writable
     check_extendable(grown_from)
     encoder = grown_from.head_encoder()
-    check_out(out, overwrite, reads=(parse_zoo_name(zoo)[0], data, pairs_file, dev, old_data, base or grown_from.base.id,
-                                     encoder["id"] if encoder else None), resume=resume)
+    zoo_reads = [r for r in (None if base else grown_from.base.id, encoder["id"] if encoder else None) if r]
+    for target in (out, checkpoint_folder(out)):  # the zoo's own base and head encoder, folders perhaps, are read too
+        refuse_inputs(target, "--out", zoo_reads)
     file_space = value_space(pairs_file)
     space = data_space(grown_from.space, file_space)  # the zoo may carry dimensions of an earlier extension
     pair = default_pair(file_space, pair, pairs_file)
