@@ -18,6 +18,7 @@ config, tokenizer and safetensors weights), so inference works offline afterward
 from __future__ import annotations
 
 import errno
+import hashlib
 import json
 import re
 import shutil
@@ -206,6 +207,9 @@ class _LocalSource:
     def manifest(self) -> Path:
         return self.root / MANIFEST
 
+    def read_manifest(self, path: Path) -> dict:
+        return read_manifest(path.parent)
+
     def listing(self) -> None:
         """None: a folder is read file by file, as its manifest lists them; stray files in it are not the zoo's."""
         return None
@@ -237,6 +241,16 @@ class _HubSource:
         # The cache layout is snapshots/<commit>/<file>: pin the rest of the pull to that commit.
         self.commit = path.parent.name
         return path
+
+    def read_manifest(self, path: Path) -> dict:
+        """The manifest, its bytes checked against the hash the Hub named its cached copy by (a git blob's SHA-1, or
+        the SHA-256 of a file kept in LFS): the manifest holds every other file's checksum, so it is checked too."""
+        blob = path.resolve().name
+        hashed = _blob_hash(path.read_bytes(), len(blob))
+        if hashed is not None and hashed != blob:
+            raise PFTError(f"'{self.label}': the cached {MANIFEST} does not match the Hub's hash of it (a damaged or "
+                           f"altered cache): retry `{self.retry}` online")
+        return read_manifest(path.parent)
 
     def listing(self) -> list[str] | None:
         """Every file of the commit (a pickle anywhere in it is refused); None offline, where the repo was
@@ -282,6 +296,16 @@ class _HubSource:
                 pass
 
 
+def _blob_hash(data: bytes, length: int) -> str | None:
+    """The hash the Hub gives `data` in the form of a `length`-digit name: 40, a git blob's SHA-1; 64, the SHA-256
+    of an LFS file; None for any other name (a cache that keeps no blobs), which leaves nothing to check against."""
+    if length == 40:
+        return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+    if length == 64:
+        return hashlib.sha256(data).hexdigest()
+    return None
+
+
 # ------------------------------------------------------------------------------------------------ pull
 
 
@@ -311,13 +335,13 @@ def fetch(name: str | Path, poles: Sequence[str] | None = None, revision: str | 
 
     manifest_path = src.manifest()
     try:
-        manifest = read_manifest(manifest_path.parent)
+        manifest = src.read_manifest(manifest_path)
     except PFTError:
         if not isinstance(src, _HubSource) or is_offline_mode():
             raise
         src.discard(manifest_path)  # a damaged cached copy, which huggingface_hub would serve again: download it anew
         manifest_path = src.manifest()
-        manifest = read_manifest(manifest_path.parent)
+        manifest = src.read_manifest(manifest_path)
     files = manifest["files"]
     listing = src.listing()
     pickled = pickles([*(listing or []), *files])

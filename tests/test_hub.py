@@ -484,6 +484,22 @@ def test_a_damaged_cached_manifest_is_downloaded_anew(hub: HubServer, local_zoo:
     assert pull(f"{USER}/values-zoo") == snapshot and read_manifest(snapshot) == read_manifest(local_zoo)
 
 
+def test_a_cached_manifest_is_checked_against_the_hubs_hash(hub: HubServer, local_zoo: Path,
+                                                           monkeypatch: pytest.MonkeyPatch) -> None:
+    """The manifest holds every other file's checksum: a cached copy altered consistently (valid JSON, files
+    listed as they are) is replaced online and refused offline, not used."""
+    push(local_zoo, f"{USER}/values-zoo")
+    blob = (pull(f"{USER}/values-zoo") / MANIFEST).resolve()
+    altered = json.loads(blob.read_text())
+    altered["dimensions"][0]["first"]["description"] = "Takes whatever the cache says."
+    blob.write_text(json.dumps(altered))
+    assert read_manifest(pull(f"{USER}/values-zoo")) == read_manifest(local_zoo)
+    blob.write_text(json.dumps(altered))
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    with pytest.raises(PFTError, match="the cached pft_zoo.json does not match the Hub's hash of it .*online"):
+        pull(f"{USER}/values-zoo")
+
+
 def test_a_zoo_changed_while_it_is_copied_is_not_pushed(hub: HubServer, local_zoo: Path, tmp_path: Path,
                                                          monkeypatch: pytest.MonkeyPatch) -> None:
     source = shutil.copytree(local_zoo, tmp_path / "changing")
