@@ -18,7 +18,7 @@ contrastive pair).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import cast
 
@@ -96,9 +96,9 @@ def finite(scores: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: dict[str, float] | torch.Tensor,
+def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: Mapping[str, float] | torch.Tensor,
                   calibrate: bool = True, batch_size: int = 16, max_length: int = 512,
-                  prompts: Sequence[str] | None = None, reference: dict[str, float] | torch.Tensor | None = None,
+                  prompts: Sequence[str] | None = None, reference: Mapping[str, float] | torch.Tensor | None = None,
                   reference_prompts: Sequence[str] | None = None) -> list[OptionScores]:
     """Score of every option of every scenario; `weights` (and `reference`) are pole weights by slug, or (P,) for all
     or (S, P) per scenario."""
@@ -135,7 +135,7 @@ def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenari
     return out
 
 
-def _per_scenario(adapters: PoleAdapters, weights: dict[str, float] | torch.Tensor, scenarios: int) -> torch.Tensor:
+def _per_scenario(adapters: PoleAdapters, weights: Mapping[str, float] | torch.Tensor, scenarios: int) -> torch.Tensor:
     """(S, P) pole weights: one row for every scenario, or the rows given."""
     coefficients = adapters.coefficients(weights)
     return coefficients.expand(scenarios, -1) if coefficients.dim() == 1 else coefficients
@@ -150,9 +150,9 @@ def _mean_logprob(adapters: PoleAdapters, batch, row_weights: torch.Tensor | Non
     return -row_nll(logits, batch.labels).cpu()
 
 
-def choose(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: dict[str, float] | torch.Tensor,
+def choose(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenario], weights: Mapping[str, float] | torch.Tensor,
            calibrate: bool = True, batch_size: int = 16, prompts: Sequence[str] | None = None,
-           reference: dict[str, float] | torch.Tensor | None = None, reference_prompts: Sequence[str] | None = None,
+           reference: Mapping[str, float] | torch.Tensor | None = None, reference_prompts: Sequence[str] | None = None,
            max_length: int = 512) -> list[Choice]:
     """The highest-scoring option of each scenario under its vector."""
     return pick(scenarios, option_scores(adapters, tokenizer, scenarios, weights, calibrate, batch_size, max_length,

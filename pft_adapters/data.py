@@ -178,8 +178,15 @@ def _paired(raw: dict, space: ValueSpace, where: str) -> Scenario:
 
 
 def checked(scenario: Scenario, dim, where: str, field: str = "options") -> Scenario:
-    """`scenario` if its options can be scored on `dim`: distinct texts, each of a pole of `dim` or of none, and
-    both poles present (one pole's options alone make every choice right or every choice wrong)."""
+    """`scenario` if its options can be scored on `dim`: 2 to len(LETTERS) distinct texts, each of a pole of `dim`
+    or of none, and both poles present (one pole's options alone make every choice right or every choice wrong)."""
+    options = scenario.options
+    if not isinstance(options, (tuple, list)) or not 2 <= len(options) <= len(LETTERS):
+        raise PFTError(f"{where}: field '{field}' must hold 2 to {len(LETTERS)} options")
+    blank = next((j for j, o in enumerate(options) if not (isinstance(o, Option) and isinstance(o.text, str)
+                                                            and o.text.strip())), None)
+    if blank is not None:
+        raise PFTError(f"{where}: {field}[{blank}] must be an Option with a non-blank text")
     poles = [p.slug for p in dim.poles]
     stray = next((o.pole for o in scenario.options if o.pole is not None and o.pole not in poles), None)
     if stray is not None:
@@ -194,6 +201,29 @@ def checked(scenario: Scenario, dim, where: str, field: str = "options") -> Scen
         if not scenario.options_of(pole.slug):
             raise PFTError(f"{where}: field '{field}' has no option of pole '{pole.name}'; each record needs both poles of '{dim.slug}'")
     return scenario
+
+
+def scenarios_of(space: ValueSpace, scenarios: Iterable[Scenario], others: bool = False) -> list[Scenario]:
+    """Scenarios built in Python checked as the file loaders check what they read: each a Scenario with a text,
+    naming one of `space`'s dimensions by its slug (the vector and the mirror read it so), with options `checked`.
+
+    `others`: scenarios of dimensions `space` lacks are left out rather than refused (a data file may hold more
+    dimensions than a zoo).
+    """
+    slugs = [d.slug for d in space]
+    out = []
+    for i, s in enumerate(scenarios):
+        where = f"scenario {i}"
+        if not isinstance(s, Scenario) or not isinstance(s.text, str) or not s.text.strip():
+            raise PFTError(f"{where} must be a pft_adapters.data.Scenario with a non-blank text, got {type(s).__name__}")
+        name = str(s.dimension)
+        if others and not space.has_dimension(name):
+            continue
+        if name not in slugs:
+            raise PFTError(f"{where}: dimension {quote(name)} is not the slug of one of the zoo's dimensions "
+                           f"({', '.join(slugs)}){space.suggest(name)}")
+        out.append(checked(s, space.dimension(name), where))
+    return out
 
 
 # -- A/B behaviour items --------------------------------------------------------------------

@@ -36,7 +36,7 @@ from typing import Any, TypeVar
 
 from tqdm.auto import tqdm
 
-from .data import Scenario, checked
+from .data import Scenario, scenarios_of
 from .errors import JSONError, PFTError, loads
 from .judges import HeadJudge, Judge, Judged
 from .mix import calibration, composition
@@ -450,8 +450,7 @@ def evaluate(mixed, scenarios: Sequence[Scenario], task: str, vector: Preference
     """
     check_task(task, compose, mixed.zoo.kind)
     space = mixed.zoo.space
-    known = [checked(s, space.dimension(s.dimension), f"scenario {i}")  # the file loaders check theirs; a caller's too
-             for i, s in enumerate(scenarios) if space.has_dimension(s.dimension)]
+    known = scenarios_of(space, scenarios, others=True)
     if vector is None:
         cases = pole_cases(known, space, poles=mixed.zoo.pole_slugs, limit=limit)
     else:

@@ -25,7 +25,8 @@ active poles, not of the whole zoo.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Iterator, Sequence
+import numbers
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import cast
@@ -116,6 +117,7 @@ class MultiPoleLinear(nn.Module):
             h_in = nn.functional.dropout(h_in, st.dropout, training=True)
         if st.mode == "route":
             assert st.route is not None and st.route_scale is not None  # `use_route` sets both
+            _check_rows(len(st.route), x.shape[0])
             # index_select, not lora_A[route]: the backward of advanced indexing sums repeated rows in an
             # order that varies from call to call on a multi-threaded CPU, which makes training irreproducible
             a = self.lora_A.index_select(0, st.route).to(dtype)  # (batch, r, in)
@@ -131,12 +133,17 @@ class MultiPoleLinear(nn.Module):
             assert st.columns is not None  # set in modes "shared" and "rows"
             cols = st.columns.to(dtype)
             if st.mode == "rows":  # (batch, k*r) -> broadcast over every position of the row
-                if cols.shape[0] != x.shape[0]:  # broadcasting would pair rows with the wrong vectors, or silently widen
-                    raise PFTError(f"{cols.shape[0]} rows of pole weights for a batch of {x.shape[0]}: "
-                                   "give one vector per batch row")
+                _check_rows(cols.shape[0], x.shape[0])
                 cols = cols.reshape(cols.shape[0], *([1] * (h.dim() - 2)), cols.shape[-1])
             delta = (h * cols) @ b.T
         return y + delta.to(y.dtype)
+
+
+def _check_rows(weight_rows: int, batch: int) -> None:
+    """Per-row weights pair with batch rows one to one: broadcasting would pair rows with the wrong vectors, or
+    silently widen."""
+    if weight_rows != batch:
+        raise PFTError(f"{weight_rows} rows of pole weights for a batch of {batch}: give one vector per batch row")
 
 
 def _is_target(name: str, module: nn.Module, targets: tuple[str, ...]) -> bool:
@@ -153,6 +160,7 @@ class PoleAdapters:
     state: MixState
     layers: dict[str, MultiPoleLinear] = field(default_factory=dict)
     merged_with: torch.Tensor | None = None  # the (P,) mix folded into the weights, while it is
+    absent: frozenset[str] = frozenset()  # poles whose adapters were not loaded (a partial pull): weighting them is refused
 
     @property
     def n_poles(self) -> int:
@@ -164,16 +172,43 @@ class PoleAdapters:
             yield layer.lora_B
 
     def _device(self) -> torch.device:
+        if not self.layers:
+            raise PFTError("these pole adapters were detached from their model: attach the zoo again")
         return next(iter(self.layers.values())).lora_A.device
 
-    def coefficients(self, weights: dict[str, float] | torch.Tensor) -> torch.Tensor:
-        """Pole weights as a (P,) tensor; a dict names poles by slug (missing = 0)."""
+    def coefficients(self, weights: Mapping[str, float] | torch.Tensor) -> torch.Tensor:
+        """Pole weights, each in [0, 1], as a (P,) tensor, or (batch, P) for a tensor given so; a mapping names
+        poles by slug (missing = 0)."""
         if isinstance(weights, torch.Tensor):
-            return weights.to(self._device(), torch.float32)
-        unknown = set(weights) - set(self.pole_slugs)
-        if unknown:
-            raise PFTError(f"unknown pole(s) {sorted(unknown)}: this zoo has {', '.join(self.pole_slugs)}")
-        return torch.tensor([float(weights.get(s, 0.0)) for s in self.pole_slugs], device=self._device())
+            c = weights.detach().to(self._device(), torch.float32)
+            if c.dim() not in (1, 2) or c.shape[-1] != self.n_poles or weights.is_complex():
+                raise PFTError(f"pole weights must be a real tensor of shape ({self.n_poles},) or (batch, "
+                               f"{self.n_poles}), one column per pole ({', '.join(self.pole_slugs)}); got "
+                               f"{tuple(weights.shape)}")
+        elif isinstance(weights, Mapping):
+            unknown = [str(k) for k in weights if k not in self.pole_slugs]
+            if unknown:
+                raise PFTError(f"unknown pole(s) {sorted(unknown)}: this zoo has {', '.join(self.pole_slugs)}")
+            bad = next((k for k, v in weights.items() if isinstance(v, bool) or not isinstance(v, numbers.Real)), None)
+            if bad is not None:
+                raise PFTError(f"the weight of pole '{bad}' is {type(weights[bad]).__name__}, not a number in [0, 1]")
+            c = torch.tensor([float(weights.get(s, 0.0)) for s in self.pole_slugs], device=self._device())
+        else:
+            raise PFTError(f"pole weights must be a mapping like {{'{self.pole_slugs[0]}': 1.0}} or a tensor, got "
+                           f"{type(weights).__name__} (a vector like 'risk=0.8' goes through MixedModel or Zoo.vector)")
+        outside = ~((c >= 0) & (c <= 1))  # NaN too
+        if bool(outside.any()):
+            pole = self.pole_slugs[int(outside.nonzero()[0, -1])]
+            raise PFTError(f"the weight of pole '{pole}' is {float(c[outside][0]):g}: each pole weight is in [0, 1]")
+        return c
+
+    def _loaded(self, c: torch.Tensor) -> torch.Tensor:
+        """`c`, refused if it weights a pole not loaded: the mix asked for would silently lack it. (Inside, a mirror
+        may weight one on purpose, as the nothing it adds.)"""
+        idle = [p for i, p in enumerate(self.pole_slugs) if p in self.absent and bool(c[..., i].any())]
+        if idle:
+            raise PFTError(f"pole(s) {idle} were not loaded with this zoo: pull them, or leave their weight at 0")
+        return c
 
     # -- setting the coefficients -------------------------------------------------
     def _only_the_merged_mix(self, rows: torch.Tensor | None) -> None:
@@ -191,9 +226,9 @@ class PoleAdapters:
         used = c.reshape(-1, self.n_poles).ne(0).any(0)
         return None if bool(used.all()) else used.nonzero().flatten()
 
-    def use_weights(self, weights: dict[str, float] | torch.Tensor) -> None:
+    def use_weights(self, weights: Mapping[str, float] | torch.Tensor) -> None:
         """One mix for the whole batch; all-zero weights mean the bare base model."""
-        c = self.coefficients(weights)
+        c = self._loaded(self.coefficients(weights))
         if c.dim() == 2:
             self.use_rows(c)
             return
@@ -250,19 +285,19 @@ class PoleAdapters:
             st.mode, st.columns, st.poles, st.route, st.route_scale = saved
 
     @contextmanager
-    def weighted(self, weights: dict[str, float] | torch.Tensor) -> Iterator[PoleAdapters]:
+    def weighted(self, weights: Mapping[str, float] | torch.Tensor) -> Iterator[PoleAdapters]:
         """Temporarily apply a mix; the previous coefficients come back afterwards."""
         with self.kept():
             self.use_weights(weights)
             yield self
 
     # -- folding the mix into the weights -----------------------------------------
-    def merge(self, weights: dict[str, float] | torch.Tensor) -> None:
+    def merge(self, weights: Mapping[str, float] | torch.Tensor) -> None:
         """Fold the mix into the base weights and put the plain `nn.Linear` layers back in
         the model, so a merged model runs exactly the base's code (zero overhead)."""
         if self.merged_with is not None:  # before the all-or-nothing block, whose rollback would unmerge the mix in place
             raise PFTError("a mix is already merged into the weights: unmerge it before merging another")
-        c = self.coefficients(weights)
+        c = self._loaded(self.coefficients(weights))
         try:
             for name, layer in self.layers.items():
                 layer.merge(c)
@@ -277,6 +312,15 @@ class PoleAdapters:
             _set_module(self.model, name, layer)
             layer.unmerge()
         self.merged_with = None
+
+    def detach(self) -> nn.Module:
+        """Put the model's own linear layers back (its weights as they were), so another zoo can be attached to it;
+        this handle is spent."""
+        self._only_the_merged_mix(None)
+        for name, layer in self.layers.items():
+            _set_module(self.model, name, layer.base)
+        self.layers.clear()
+        return self.model
 
     def cross_dimension_overlap(self, dimension_of: Sequence[str]) -> torch.Tensor:
         """Mean squared cosine between the LoRA directions of poles of different dimensions, summed over layers.
@@ -376,6 +420,9 @@ def check_new_adapters(model: nn.Module, spec: LoraSpec) -> None:
 
 def add_pole_adapters(model: nn.Module, spec: LoraSpec, pole_slugs: list[str]) -> PoleAdapters:
     """Freeze `model` and wrap its target linear layers with multi-pole LoRA factors."""
+    if any(isinstance(m, MultiPoleLinear) for m in model.modules()):
+        raise PFTError("this model already carries pole adapters: detach them first (PoleAdapters.detach()), or load "
+                       "a fresh base model (Zoo.load_base)")
     for p in model.parameters():
         p.requires_grad_(False)
     state = MixState(n_poles=len(pole_slugs), r=spec.r, scaling=spec.scaling)

@@ -26,6 +26,7 @@ just before its answer cue, and the shared adapter runs at the vector's largest 
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -36,7 +37,7 @@ from safetensors.torch import save_file
 
 from .atomic import atomic_folder
 from .choose import Choice, OptionScores, choose, conditioned_prompt, option_scores, pick, summed
-from .data import Scenario, format_open_prompt, format_prompt
+from .data import Scenario, format_open_prompt, format_prompt, scenarios_of
 from .errors import PFTError
 from .layers import PoleAdapters, tied_target
 from .vector import PreferenceVector, VectorSpec
@@ -64,15 +65,40 @@ def composition(compose: str, what: str = "composition") -> str:
     return compose
 
 
-def one_per(spec: VectorSpec | Iterable[VectorSpec], n: int, rows: str) -> VectorSpec | list[VectorSpec]:
-    """One vector, or a list holding exactly one per row (`rows`, plural; any iterable is taken as a list): never
-    cut by zip nor widened by broadcasting."""
+def one_per(spec: VectorSpec | Iterable[VectorSpec], n: int | None, rows: str) -> VectorSpec | list[VectorSpec]:
+    """One vector, or a list holding exactly one per row (`rows`, plural; any iterable is taken as a list; `n`
+    None: any number of rows): never cut by zip nor widened by broadcasting."""
     if isinstance(spec, (str, Mapping)):
         return spec
+    if not isinstance(spec, Iterable):
+        raise PFTError(f"a vector is a text like 'risk=0.8', a mapping like {{'risk': 0.8}}, or a list of them "
+                       f"(one per {rows.removesuffix('s')}), not {type(spec).__name__}")
     specs = list(spec)
-    if len(specs) != n:
+    if n is not None and len(specs) != n:
         raise PFTError(f"got {len(specs)} vectors for {n} {rows}: give one vector, or one per {rows.removesuffix('s')}")
     return specs
+
+
+def text_list(texts: Sequence[str | None], what: str, optional: bool = False) -> list[str]:
+    """`texts` as a list of texts: a bare str is refused, as it would be read as one text per character.
+    `optional`: None stands for no text, as "" does."""
+    if isinstance(texts, str):
+        raise PFTError(f"{what} is one text: pass a list of texts, e.g. [text]")
+    out = []
+    for i, t in enumerate(texts):
+        if t is None and optional:
+            t = ""
+        if not isinstance(t, str):
+            raise PFTError(f"{what}[{i}] is {type(t).__name__}, not a text")
+        out.append(t)
+    return out
+
+
+def at_least_one(value: int, what: str) -> int:
+    """A count that must be a positive integer (a batch size, a number of new tokens)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PFTError(f"{what} must be a positive integer, got {value!r}")
+    return value
 
 
 class Mixer:
@@ -97,9 +123,12 @@ class Mixer:
 
     def weights(self, spec: VectorSpec | Sequence[VectorSpec]) -> torch.Tensor:
         """(P,) pole weights for one vector, (n, P) for a list of vectors."""
-        if isinstance(spec, (str, Mapping)):
-            return self._pole_tensor(self.vector(spec))
-        return torch.stack([self._pole_tensor(self.vector(s)) for s in spec])
+        specs = one_per(spec, None, "rows")
+        if isinstance(specs, (str, Mapping)):
+            return self._pole_tensor(self.vector(specs))
+        if not specs:
+            raise PFTError("an empty list of vectors: give one vector, or one per row")
+        return torch.stack([self._pole_tensor(self.vector(s)) for s in specs])
 
     def _pole_tensor(self, vector: PreferenceVector) -> torch.Tensor:
         return vector.tensor(self.zoo.space)
@@ -123,8 +152,9 @@ class Mixer:
 
     def choice_vectors(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec], calibrate: str,
                        compose: str) -> list[PreferenceVector]:
-        """`scenario_vectors`, each cut to what its mirror gap reads when composing by dimensions (`differing_part`)."""
-        vectors = self.scenario_vectors(scenarios, spec)
+        """`scenario_vectors`, each cut to what its mirror gap reads when composing by dimensions (`differing_part`);
+        the scenarios are checked first (`scenarios_of`)."""
+        vectors = self.scenario_vectors(scenarios_of(self.zoo.space, scenarios), spec)
         if composition(compose) == "dimensions" and calibrate == "mirror":
             return [differing_part(v, s.dimension) for v, s in zip(vectors, scenarios)]
         return vectors
@@ -205,6 +235,10 @@ class MixedModel(Mixer):
     # -- using the mix --------------------------------------------------------------
     @torch.no_grad()
     def logits(self, texts: Sequence[str], spec: VectorSpec | Sequence[VectorSpec]) -> torch.Tensor:
+        """(n, length, vocabulary) next-token logits of each text (right-padded) under its vector."""
+        texts = text_list(texts, "texts")
+        if not texts:
+            raise PFTError("no texts given: logits needs at least one")
         spec = one_per(spec, len(texts), "texts")
         batch = self._encode(texts, padding_side="right")
         with self.mixed(spec):
@@ -258,7 +292,13 @@ class MixedModel(Mixer):
                  temperature: float = 0.0, top_p: float = 1.0, seed: int | None = None, streamer=None,
                  raw: bool = False) -> list[str]:
         """Continue each prompt under its vector (one vector for all, or one per prompt), in one batch."""
+        prompts = text_list(prompts, "prompts")
+        at_least_one(max_new_tokens, "max_new_tokens")
+        if not (math.isfinite(temperature) and temperature >= 0 and 0 < top_p <= 1):
+            raise PFTError(f"temperature must be a number >= 0 (0: greedy) and top_p in (0, 1], got {temperature} and {top_p}")
         spec = one_per(spec, len(prompts), "prompts")
+        if not prompts:
+            return []
         if seed is not None:
             torch.manual_seed(seed)
         texts = self._conditioned(list(prompts) if raw else [format_open_prompt(p) for p in prompts], spec)

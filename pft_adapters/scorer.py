@@ -33,7 +33,7 @@ from .data import Scenario
 from .errors import PFTError
 from .head import mean_pool, pooled_features
 from .layers import PoleAdapters
-from .mix import Mixer, VectorSpec, calibration, composition, mirror
+from .mix import Mixer, VectorSpec, at_least_one, calibration, composition, mirror, text_list
 from .values import Pole, ValueSpace
 from .zoo import Zoo
 
@@ -247,10 +247,18 @@ class ScorerModel(Mixer):
         from the encoder's adapters (`ScorerNet.forward`). `compose="dimensions"`: the sum of
         the scores under each dimension the vector sets, each alone (`pft_adapters.mix`).
         """
+        candidates = text_list(candidates, "candidates")
+        at_least_one(batch_size, "batch_size")
         n = len(candidates)
-        if contexts is not None and len(contexts) != n:
-            raise PFTError(f"got {len(contexts)} contexts for {n} candidates: give one context per candidate, or none")
-        weights = spec if isinstance(spec, torch.Tensor) else self.weights(spec)
+        if contexts is not None:
+            contexts = text_list(contexts, "contexts", optional=True)
+            if len(contexts) != n:
+                raise PFTError(f"got {len(contexts)} contexts for {n} candidates: give one context per candidate, or none")
+        if not n:
+            return torch.empty(0)
+        weights = self.adapters.coefficients(spec) if isinstance(spec, torch.Tensor) else self.weights(spec)
+        if head_weights is not None:
+            head_weights = self.adapters.coefficients(head_weights)
         weights = weights.float().expand(n, -1) if weights.dim() == 1 else weights.float()
         if len(weights) != n:
             raise PFTError(f"got {len(weights)} vectors for {n} candidates: give one vector, or one per candidate")

@@ -49,6 +49,9 @@ def parse_vector(spec: str | Mapping[str, object], space: ValueSpace) -> Prefere
     """Parse any accepted spelling into a validated vector (see the module docstring)."""
     if isinstance(spec, Mapping):
         return _from_items(_object_items(dict(spec), "vector"), space, "vector")
+    if not isinstance(spec, str):
+        raise PFTError(f"a vector is a text like 'risk=0.8' or a mapping like {{'risk': 0.8}}, not "
+                       f"{type(spec).__name__}")
     text = spec.strip()
     if text.startswith("@"):
         return _from_items(_read_file(Path(text[1:])), space, text[1:])
@@ -92,7 +95,8 @@ def _number(name: str, raw: object, where: str) -> float:
     if isinstance(raw, str):  # not float(raw): it takes '0_1', '١' and 'inf' too
         value = math.nan if raw.strip().lower().lstrip("+-") == "nan" else decimal(raw)
     elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        value = float(raw) if abs(raw) < 1e300 else math.inf  # an integer beyond a float's range: the range check says so
+        value = math.inf if abs(raw) >= 1e300 else float(raw)  # an integer beyond a float's range: the range check
+        # says so (a NaN compares false, and stays NaN)
     if value is None:
         raise PFTError(f"{where}: value of {quote(name)} is {quote(raw, 24)}, not a number in [-1, 1]")
     if math.isnan(value):

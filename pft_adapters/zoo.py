@@ -119,7 +119,7 @@ class Zoo:
     def vector(self, spec: VectorSpec) -> PreferenceVector:
         """`spec` parsed against this zoo's dimensions, refusing poles it does not hold: with the zoo
         alone, before its base model loads, so a typo costs no load."""
-        vector = spec if isinstance(spec, PreferenceVector) else parse_vector(spec, self.space)
+        vector = parse_vector(spec, self.space)  # a PreferenceVector built by hand is checked too
         absent = [p for p, w in vector.pole_weights(self.space).items() if w and p not in self.poles]
         if absent:
             raise PFTError(f"the vector uses pole(s) {absent}, which this zoo does not hold: pull them or change the vector")
@@ -142,11 +142,11 @@ class Zoo:
             p.requires_grad_(False)
         for slug, tensors in self.poles.items():
             adapters.load_pole_state_dict(slug, tensors)
-        missing = [p for p in self.space.pole_slugs if p not in self.poles]
-        if missing:  # poles not pulled stay at zero (B = 0): they add nothing
+        adapters.absent = frozenset(self.space.pole_slugs) - set(self.poles)  # weighting one is refused
+        if adapters.absent:  # poles not pulled stay at zero (B = 0): they add nothing
             with torch.no_grad():
                 for layer in adapters.layers.values():
-                    for pole in missing:
+                    for pole in adapters.absent:
                         layer.lora_B[:, self.space.pole_slugs.index(pole)].zero_()
         adapters.model.eval()
         return adapters

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 from typing import Any
@@ -15,7 +16,7 @@ from pft_adapters.base import load_base
 from pft_adapters.errors import PFTError
 from pft_adapters.mix import MixedModel
 from pft_adapters.values import ValueSpace
-from pft_adapters.vector import parse_vector
+from pft_adapters.vector import PreferenceVector, parse_vector
 from pft_adapters.zoo import Zoo
 from peft_reference import activate_scaled
 
@@ -321,6 +322,77 @@ def test_vector_for_an_absent_pole_is_refused(zoo_dir, base_dir):
     model, tokenizer = load_base(base_dir)
     with pytest.raises(PFTError, match="does not hold"):
         MixedModel(zoo, model, tokenizer).set_vector("risk=-1")
+
+
+def test_the_python_api_refuses_what_it_cannot_use_in_one_line(zoo_dir, base_dir, train_slice):
+    """Whatever a caller hands in, a clear PFTError before anything runs, never a torch error deep inside or a
+    silent wrong result; the model keeps giving what it gave."""
+    zoo = Zoo.from_pretrained(zoo_dir, poles=["risk-taking", "risk-averse", "delayed-gratification"])
+    model, tokenizer = load_base(base_dir)
+    mixed = MixedModel(zoo, model, tokenizer)
+    before = mixed.logits(TEXTS, "risk=1")
+    scenario = next(s for s in train_slice if s.dimension == "risk")
+    refused: list[tuple[Any, str]] = [
+        (lambda: mixed.logits(TEXTS, PreferenceVector({"risk": 5.0})), "outside \\[-1, 1\\]"),  # a vector built by hand
+        (lambda: mixed.logits(TEXTS, PreferenceVector({"risk": math.nan})), "NaN"),
+        (lambda: mixed.choose([scenario], PreferenceVector({"rsik": -1.0})), "did you mean 'risk'"),
+        (lambda: mixed.logits(TEXTS, None), "a vector is a text like 'risk=0.8'"),  # type: ignore[arg-type]
+        (lambda: mixed.logits(TEXTS, 0.5), "a vector is a text like 'risk=0.8'"),  # type: ignore[arg-type]
+        (lambda: mixed.weights([]), "an empty list of vectors"),
+        (lambda: mixed.logits("Buy now?", "risk=1"), "texts is one text: pass a list of texts"),
+        (lambda: mixed.generate("Buy now?", "risk=1"), "prompts is one text"),
+        (lambda: mixed.logits([], "risk=1"), "no texts given"),
+        (lambda: mixed.generate(["Buy now?"], "risk=1", max_new_tokens=0), "max_new_tokens must be a positive integer"),
+        (lambda: mixed.generate(["Buy now?"], "risk=1", temperature=math.nan), "temperature must be a number >= 0"),
+        (lambda: mixed.generate(["Buy now?"], "risk=1", top_p=2.0), "top_p in \\(0, 1\\]"),
+        (lambda: mixed.choose([dataclasses.replace(scenario, dimension="Risk")], "risk=1"),
+         "scenario 0: dimension 'Risk' is not the slug of one of the zoo's dimensions"),  # the mirror would read no 'Risk'
+        (lambda: mixed.choose([dataclasses.replace(scenario, options=scenario.options * 6)], "risk=1"),
+         "must hold 2 to 10 options"),
+        (lambda: mixed.choose([dataclasses.replace(scenario, options=())], "risk=1"), "must hold 2 to 10 options"),
+        (lambda: mixed.choose(["A scenario?"], "risk=1"), "scenario 0 must be a pft_adapters.data.Scenario"),  # type: ignore[list-item]
+        (lambda: mixed.adapters.use_weights({"risk-averse": math.nan}), "the weight of pole 'risk-averse' is nan"),
+        (lambda: mixed.adapters.use_weights({"risk-averse": 5.0}), "is 5: each pole weight is in \\[0, 1\\]"),
+        (lambda: mixed.adapters.use_weights({"risk-averse": -1}), "is -1: each pole weight is in"),
+        (lambda: mixed.adapters.use_weights({"risk-averse": "0.5"}), "is str, not a number"),  # type: ignore[dict-item]
+        (lambda: mixed.adapters.use_weights("risk=1"), "pole weights must be a mapping"),  # type: ignore[arg-type]
+        (lambda: mixed.adapters.use_weights(torch.ones(1, 1, 4)), "must be a real tensor of shape"),
+        (lambda: mixed.adapters.use_weights(torch.tensor([1.0, 0.0])), "must be a real tensor of shape"),
+        (lambda: mixed.adapters.use_weights({"immediate-gratification": 1.0}), "were not loaded with this zoo"),
+        (lambda: zoo.attach(model), "already carries pole adapters: detach them first"),
+    ]
+    for call, message in refused:
+        with pytest.raises(PFTError, match=message) as err:
+            call()
+        assert "\n" not in str(err.value)
+    assert mixed.generate([], "risk=1") == [] and mixed.choose([], "risk=1") == []
+    torch.testing.assert_close(mixed.logits(TEXTS, "risk=1"), before, rtol=0, atol=0)
+
+
+def test_per_row_vectors_meet_a_batch_of_another_size_with_one_line(mixed):
+    batch = mixed._encode(TEXTS[:1], padding_side="right")
+    for rows in (["risk=1", "risk=-1"], ["risk=1,time=1", "risk=-1,time=1"]):  # routed, and mixed, rows
+        mixed.set_vector(rows)
+        with pytest.raises(PFTError, match="2 rows of pole weights for a batch of 1: give one vector per batch row"):
+            mixed.model(**batch)
+    mixed.set_vector({})
+
+
+def test_detached_adapters_leave_the_model_as_it_was(zoo_dir, base_dir):
+    zoo = Zoo.from_pretrained(zoo_dir)
+    model, tokenizer = load_base(base_dir)
+    batch = tokenizer(TEXTS[:1], return_tensors="pt")
+    with torch.no_grad():
+        bare = model(**batch).logits
+        adapters = zoo.attach(model)
+        adapters.use_weights({"risk-averse": 1.0})
+        assert not torch.equal(model(**batch).logits, bare)
+        assert adapters.detach() is model and torch.equal(model(**batch).logits, bare)
+        again = MixedModel(zoo, model, tokenizer)  # a zoo attaches again
+        torch.testing.assert_close(again.logits(TEXTS[:1], "risk=-1"), MixedModel(zoo, *load_base(base_dir)).logits(
+            TEXTS[:1], "risk=-1"), rtol=0, atol=0)
+    with pytest.raises(PFTError, match="were detached from their model: attach the zoo again"):
+        adapters.use_weights({"risk-averse": 1.0})
 
 
 # -- the `mix` command: generation, choosing and a merged model, as the user sees them ----------------
