@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import cast
@@ -117,9 +117,10 @@ def optional_text(value: object, where: str, field: str) -> str | None:
     return value.strip() or None
 
 
-def option_list(value: object, where: str) -> list:
-    """A record's 'options': a list of 2 to len(LETTERS) items (the prompt letters them A, B, ...)."""
-    if not isinstance(value, list) or not 2 <= len(value) <= len(LETTERS):
+def option_list(value: object, where: str) -> Sequence:
+    """A record's 'options': a list (or a tuple, as a `Decision` holds them) of 2 to len(LETTERS) items (the prompt
+    letters them A, B, ...)."""
+    if not isinstance(value, (list, tuple)) or not 2 <= len(value) <= len(LETTERS):
         raise PFTError(f"{where}: field 'options' must be a list of 2 to {len(LETTERS)} options")
     return value
 

@@ -164,6 +164,9 @@ def jsonl_records(text, source: str, fix: str, errors: list[str] | None = None):
         raise PFTError(f"{source} holds one JSON object over several lines, where JSONL takes one per line: {fix}")
     lines = text.split("\n") if isinstance(text, str) else text
     for number, line in enumerate(lines, start=1):
+        if not isinstance(line, str):  # lines handed in from Python
+            raise PFTError(f"{source}, line {number} is a {type(line).__name__}, not text: pass JSONL text or its lines "
+                           "(json.dumps writes a record as one)")
         if not line.strip():
             continue
         where = f"{source}, line {number}"

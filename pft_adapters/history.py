@@ -47,6 +47,10 @@ class Decision:
     def chosen_text(self) -> str:
         return self.options[self.chosen]
 
+    def place(self, index: int) -> str:
+        """Where the decision is, for messages: its history line, else its index in the list it came in."""
+        return f"line {self.line}" if self.line else f"decisions[{index}]"
+
     def to_json(self) -> dict:
         out: dict = {"scenario": self.scenario, "options": list(self.options), "chosen": self.chosen}
         if self.timestamp is not None:
@@ -142,6 +146,15 @@ def parse_decision(raw: object, where: str, space: ValueSpace | None = None, lin
                 raise PFTError(f"{where}: field 'dimension' is {quote(dimension)}, not a dimension of this zoo{space.suggest(dimension)}")
             dimension = space.dimension(dimension).slug
     return Decision(scenario, tuple(options), index, timestamp, dimension, line)
+
+
+def check_decision(decision: object, index: int, space: ValueSpace | None = None) -> Decision:
+    """`decision` (the `index`th of a list) checked and normalised as a history line is (`parse_decision`), so that one
+    built in Python cannot slip through: an index out of range, a lone option or a NaN timestamp would read as a choice."""
+    if not isinstance(decision, Decision):
+        raise PFTError(f"decisions[{index}] is a {type(decision).__name__}, not a Decision: pass Decision objects "
+                       "(parse_decision reads one from a dict, load_history a file)")
+    return parse_decision(vars(decision), decision.place(index), space, decision.line)
 
 
 def parse_history(lines: Sequence[str] | str, space: ValueSpace | None = None, source: str = "history") -> list[Decision]:

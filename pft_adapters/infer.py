@@ -73,7 +73,7 @@ from .choose import finite
 from .data import Option, Scenario
 from .errors import PFTError, decimal, quote, shorten
 from .head import MixingHead, head_features
-from .history import Decision
+from .history import Decision, check_decision
 from .values import ValueSpace
 from .vector import PreferenceVector
 
@@ -160,11 +160,11 @@ def recency_weights(decisions: Sequence[Decision], half_life: HalfLife | None) -
         return torch.ones(n, dtype=torch.float64)
     stamps = [d.timestamp for d in decisions]
     if half_life.unit == "seconds":
-        missing = next((d for d in decisions if d.timestamp is None), None)
+        missing = next((i for i, d in enumerate(decisions) if d.timestamp is None), None)
         if missing is not None:
-            where = f"line {missing.line}" if missing.line else f"decision {decisions.index(missing) + 1}"
-            raise PFTError(f"a half-life in time ({half_life.describe()}) needs a 'timestamp' on every decision, "
-                           f"but {where} has none: add timestamps or give the half-life in decisions (like 5)")
+            raise PFTError(f"a half-life in time ({half_life.describe()}) needs a 'timestamp' on every decision, but "
+                           f"{decisions[missing].place(missing)} has none: add timestamps or give the half-life in "
+                           "decisions (like 5)")
         times = cast("list[float]", stamps)  # none is missing (checked above)
         newest = max(times)
         ages = torch.tensor([(newest - t) for t in times], dtype=torch.float64)
@@ -533,12 +533,14 @@ def infer(mixed, decisions: Sequence[Decision], method: str = DEFAULT_METHOD,
           half_life: str | float | HalfLife | None = None, contrast: bool = True) -> Inference:
     """Infer a preference vector for `mixed` (a `MixedModel` or a `ScorerModel`) from a user's decisions.
 
+    `decisions`: `Decision` objects (`load_history` reads a file), each checked as a history line is.
+
     `half_life`: None = the default (`DEFAULT_HALF_LIFE` decisions), a number of decisions,
     a duration string (`3d`), a `HalfLife`, or 'none' for equal weights.
     """
     if method not in METHODS:
         raise PFTError(f"unknown method '{method}': use one of {', '.join(METHODS)}")
-    check_decisions(mixed.zoo, decisions)
+    decisions = check_decisions(mixed.zoo, decisions)
     inference = _estimate(mixed, decisions, method, half_life, contrast)
     for slug in unheld_dimensions(mixed.zoo):  # decisions the head placed there: no value this zoo could mix
         inference.vector[slug], inference.confidence[slug] = 0.0, 0.0
@@ -551,20 +553,18 @@ def unheld_dimensions(zoo: Zoo) -> list[str]:
     return [d.slug for d in zoo.space if not any(p.slug in held for p in d.poles)]
 
 
-def check_decisions(zoo: Zoo, decisions: Sequence[Decision]) -> None:
-    """Refuse, before any model work, an empty history and decisions that name a dimension the zoo lacks or holds
-    no pole of (as loaded)."""
+def check_decisions(zoo: Zoo, decisions: Sequence[Decision]) -> list[Decision]:
+    """The decisions checked and normalised as a history file's lines are (`check_decision`: one built in Python too),
+    before any model work; an empty history and a dimension the zoo holds no pole of (as loaded) are refused."""
     if not decisions:
         raise PFTError("the history holds no decisions: there is nothing to infer from")
-    space: ValueSpace = zoo.space
+    checked = [check_decision(d, i, zoo.space) for i, d in enumerate(decisions)]
     unheld = unheld_dimensions(zoo)
-    for d in decisions:
-        where = f"line {d.line}" if d.line else "a decision"
-        if d.dimension is not None and not space.has_dimension(d.dimension):
-            raise PFTError(f"{where}: dimension '{d.dimension}' is not in this zoo{space.suggest(d.dimension)}")
-        if d.dimension is not None and space.dimension(d.dimension).slug in unheld:
-            raise PFTError(f"{where}: dimension '{d.dimension}' has no pole in this zoo as loaded (it holds "
+    for i, d in enumerate(checked):
+        if d.dimension in unheld:  # a slug, once checked
+            raise PFTError(f"{d.place(i)}: dimension '{d.dimension}' has no pole in this zoo as loaded (it holds "
                            f"{', '.join(zoo.pole_slugs)}): load its poles, or leave its decisions out")
+    return checked
 
 
 def _estimate(mixed, decisions: Sequence[Decision], method: str, half_life: str | float | HalfLife | None,

@@ -64,13 +64,25 @@ def _candidate(raw: object, where: str, line: int) -> Candidate:
         raise PFTError(f"{where}: unknown field(s) {unknown}; a candidate has {', '.join(FIELDS)}")
     text = text_field(raw.get("text"), where, "text")
     vector = raw.get("vector")
-    if vector is not None and not isinstance(vector, (str, dict)):
+    if vector is not None and not isinstance(vector, (str, Mapping)):
         raise PFTError(f"{where}: field 'vector' must be a string like 'risk=-1' or an object like {{\"risk\": -1}}")
     id_ = raw.get("id")
     if id_ is not None and (isinstance(id_, bool) or not isinstance(id_, (str, int))):  # echoed back as given
         raise PFTError(f"{where}: field 'id' must be a string or an integer")
     context = optional_text(raw.get("context"), where, "context")  # "" is no context: scored alone, as without one
     return Candidate(text, context, optional_text(raw.get("group"), where, "group") or "", vector, id_, line, where)
+
+
+def check_candidates(candidates: Sequence[Candidate | str]) -> list[Candidate]:
+    """Candidates handed in from Python (a string is a candidate's text), checked as a file's lines are (`_candidate`);
+    one not read from a file is named by its index."""
+    out = []
+    for i, c in enumerate(candidates):
+        c = Candidate(c) if isinstance(c, str) else c
+        if not isinstance(c, Candidate):
+            raise PFTError(f"candidates[{i}] is a {type(c).__name__}: pass a Candidate or a candidate's text")
+        out.append(_candidate({field: getattr(c, field) for field in FIELDS}, c.where or f"candidates[{i}]", c.line))
+    return out
 
 
 def candidate_vectors(zoo: Zoo, candidates: Sequence[Candidate], vector: VectorSpec | None = None,
@@ -82,9 +94,11 @@ def candidate_vectors(zoo: Zoo, candidates: Sequence[Candidate], vector: VectorS
     `inferred`: the vector for lines without their own is inferred later; they get None here.
     """
     if vector is None and not inferred:
-        missing = [c.place for c in candidates if c.vector is None]
-        if missing:
-            raise PFTError(f"{missing[0]} has no vector: give --vector or --history, or a 'vector' on every line")
+        missing = next((c for c in candidates if c.vector is None), None)
+        if missing is not None:
+            fix = ("give --vector or --history, or a 'vector' on every line" if missing.line  # a file's, on the CLI
+                   else "pass rerank a vector, or give every candidate its own")
+            raise PFTError(f"{missing.place} has no vector: {fix}")
     shared = zoo.vector(vector) if vector is not None else None
     return [_line_vector(zoo, c.vector, c.place) if c.vector is not None else shared for c in candidates]
 
@@ -111,19 +125,23 @@ class Ranked:
         return out | {"vector": dict(vector)}
 
 
-def rerank(scorer, candidates: Sequence[Candidate], vector=None, compose: str = "model") -> tuple[list[Ranked], list]:
-    """Score every candidate under its vector (its own, else `vector`) in batched passes; rank within groups.
+def rerank(scorer, candidates: Sequence[Candidate | str], vector=None, compose: str = "model") -> tuple[list[Ranked], list]:
+    """Score every candidate (a `Candidate` or its text) under its vector (its own, else `vector`) in batched passes;
+    rank within groups. No candidates rank as none, as `choose` picks among no scenarios.
 
     `compose`: how a vector over several dimensions scores (`ScorerModel.scores`).
 
     Returns the candidates grouped in order of first appearance, best first in each group,
     and the vector each input line was scored under.
     """
-    vectors = candidate_vectors(scorer.zoo, candidates, vector)
-    contexts = [c.context for c in candidates]
-    scores = scorer.scores([c.text for c in candidates], vectors, contexts if any(contexts) else None, compose=compose)
+    items = check_candidates(candidates)
+    vectors = candidate_vectors(scorer.zoo, items, vector)
+    if not items:
+        return [], vectors
+    contexts = [c.context for c in items]
+    scores = scorer.scores([c.text for c in items], vectors, contexts if any(contexts) else None, compose=compose)
     groups: dict[str, list[int]] = {}
-    for i, c in enumerate(candidates):
+    for i, c in enumerate(items):
         groups.setdefault(c.group, []).append(i)
     ranked = []
     for members in groups.values():
@@ -132,5 +150,5 @@ def rerank(scorer, candidates: Sequence[Candidate], vector=None, compose: str = 
         for place, i in enumerate(order):
             if place and float(scores[i]) < float(scores[order[place - 1]]):
                 above = place
-            ranked.append(Ranked(candidates[i], i, float(scores[i]), above + 1))
+            ranked.append(Ranked(items[i], i, float(scores[i]), above + 1))
     return ranked, vectors

@@ -8,6 +8,7 @@ unseen ones barely (benchmarks/personalize.py measures held-out dev scenarios on
 from __future__ import annotations
 
 import json
+import math
 import random
 import runpy
 from dataclasses import replace
@@ -23,6 +24,7 @@ from pft_adapters.history import Decision, load_history, parse_history, parse_ti
 from pft_adapters.infer import (
     DEFAULT_HALF_LIFE,
     HalfLife,
+    check_decisions,
     decision_scenarios,
     dimension_probabilities,
     guess_dimensions,
@@ -145,6 +147,11 @@ def test_a_byte_order_mark_is_read_past(tmp_path):
     path = tmp_path / "bom.jsonl"
     path.write_text("\ufeff" + json.dumps(GOOD) + "\n", encoding="utf-8")
     assert load_history(path)[0].options == ("a", "b")
+
+
+def test_history_lines_must_be_text():
+    with pytest.raises(PFTError, match=r"^history, line 1 is a dict, not text: pass JSONL text or its lines"):
+        parse_history([GOOD])  # type: ignore[list-item]
 
 
 def test_empty_or_missing_history_is_one_clear_line(tmp_path):
@@ -331,6 +338,27 @@ def test_unknown_method_and_empty_history(mixed):
     with pytest.raises(PFTError, match="no decisions"):
         infer(mixed, [], "head")
 
+
+
+@pytest.mark.parametrize("options, chosen, timestamp, message", [
+    (("a", "b"), 5, None, "field 'chosen' is 5, but the 2 options are numbered 0 to 1"),
+    (("a", "b"), -1, None, "field 'chosen' is -1"),  # not the last option
+    (("a",), 0, None, "field 'options' must be a list of 2 to 10 options"),  # one option is no choice
+    ("ab", 0, None, "field 'options' must be a list"),  # not the options 'a' and 'b'
+    (("a", "b"), 0, math.nan, "field 'timestamp' is nan"),  # would give a NaN confidence
+    (("a", "b"), 0, "yesterday", "field 'timestamp' is 'yesterday', not ISO-8601"),
+])
+def test_decisions_built_in_python_are_checked_as_history_lines_are(mixed, options, chosen, timestamp, message):
+    decisions = [Decision("s", ("c", "d"), 0), Decision("s", options, chosen, timestamp)]
+    with pytest.raises(PFTError, match=rf"^decisions\[1\]: {message}"):
+        infer(mixed, decisions, "head")
+
+
+def test_decisions_are_normalised_as_history_lines_are_and_other_objects_refused(mixed):
+    given = Decision(" s ", ("a", "b"), 1, "2025-03-01T00:00:00Z", "Time Preference")  # type: ignore[arg-type]
+    assert check_decisions(mixed.zoo, [given]) == [Decision("s", ("a", "b"), 1, 1740787200.0, "time")]
+    with pytest.raises(PFTError, match=r"^decisions\[0\] is a dict, not a Decision: pass Decision objects"):
+        infer(mixed, [GOOD], "head")  # type: ignore[list-item]
 
 
 def test_a_zoo_without_a_head_infers_by_likelihood(trained, base_dir, mixed, train_slice):

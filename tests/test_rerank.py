@@ -10,7 +10,7 @@ import torch
 from cli_runner import run, user_error
 from pft_adapters.errors import PFTError
 from pft_adapters.mix import load_mixed
-from pft_adapters.rerank import read_candidates, rerank
+from pft_adapters.rerank import Candidate, read_candidates, rerank
 from pft_adapters.scorer import ScorerModel
 from pft_adapters.scorer import DEFAULT_MAX_LENGTH, DEFAULT_TARGETS
 
@@ -184,3 +184,17 @@ def test_a_blank_context_is_no_context_whatever_else_is_in_the_batch(cli_scorer)
     alone = scorer.scores(["Keep it in the bank."], "risk=-1")
     for blank in ("", "   "):
         assert torch.equal(scorer.scores(["Keep it in the bank.", "Invest it."], "risk=-1", [blank, "What now?"])[:1], alone)
+
+
+def test_rerank_from_python_checks_candidates_as_the_file_reader_does(cli_scorer):
+    scorer = load_mixed(str(cli_scorer))
+    ranked, vectors = rerank(scorer, [" Keep it in the bank. ", Candidate("Invest it.")], "risk=-1")
+    assert sorted(r.candidate.text for r in ranked) == ["Invest it.", "Keep it in the bank."] and len(vectors) == 2
+    assert rerank(scorer, [], "risk=1") == ([], [])  # as choose([]) picks nothing
+    for bad, message in ((Candidate(None), r"candidates\[1\]: field 'text' must be a non-empty string"),  # type: ignore[arg-type]
+                         (Candidate("x", vector=3), r"candidates\[1\]: field 'vector' must be a string"),  # type: ignore[arg-type]
+                         ({"text": "x"}, r"candidates\[1\] is a dict: pass a Candidate or a candidate's text")):
+        with pytest.raises(PFTError, match=f"^{message}"):
+            rerank(scorer, ["fine", bad], "risk=1")  # type: ignore[list-item]
+    with pytest.raises(PFTError, match=r"^candidates\[0\] has no vector: pass rerank a vector, or give every candidate its own$"):
+        rerank(scorer, [Candidate("a")])
