@@ -38,10 +38,10 @@ from pathlib import Path
 import torch
 
 from pft_adapters.data import load_scenarios
+from pft_adapters.values import ValueSpace, data_space
 from pft_adapters.evaluate import Case, choices, pole_cases, score_select_one
 from pft_adapters.mix import COMPOSITIONS, MixedModel, load_mixed
 from pft_adapters.scorer import ScorerModel
-from pft_adapters.values import ValueSpace
 from pft_adapters.vector import PreferenceVector
 from vcd_quality import DATA_DIR, TARGET_COMPOSITION, partnered, per_dimension
 
@@ -109,7 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     started = time.perf_counter()
     mixed = load_mixed(a.zoo, device=a.device)
     space = mixed.zoo.space
-    dev = per_dimension(load_scenarios(a.data_dir / "vcd_dev.json", space), a.dev_per_dim or (3 if a.quick else None))
+    dev = per_dimension(load_scenarios(a.data_dir / "vcd_dev.json", data_space(space)),  # VCD's other dimensions too
+                        a.dev_per_dim or (3 if a.quick else None))
     cases = pole_cases([s for s in dev if space.has_dimension(s.dimension)], space, poles=mixed.zoo.pole_slugs)
     rows = compare(mixed, cases, a.seed)
     print(f"\ncomposition: zoo {a.zoo} ({mixed.zoo.kind}, {len(space)} dimensions), {len(cases)} cases of vcd_dev.json, "

@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import os
 from collections.abc import Collection, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path, PurePosixPath
@@ -174,7 +175,14 @@ class Zoo:
         from .base import load_base, load_encoder
 
         load = load_encoder if self.kind == "scorer" else load_base
-        return load(base or self.base.id, revision=None if base else self.base.revision, dtype=dtype, device=device)
+        try:
+            return load(base or self.base.id, revision=None if base else self.base.revision, dtype=dtype, device=device)
+        except PFTError as err:
+            if base or os.path.isdir(self.base.id):  # (False for a name no file system takes)
+                raise
+            raise PFTError(f"{err}; the zoo records its base as {self.base.id!r}, as given when it was trained: if that "
+                           "is a folder (a relative path is read from the current folder), pass its path with --base "
+                           "(base= in Python)") from err
 
     # -- disk format ------------------------------------------------------------------
     @property

@@ -57,6 +57,16 @@ def test_round_trip(trained, zoo_dir):
     assert loaded.source == str(zoo_dir)
 
 
+def test_a_base_recorded_as_a_folder_that_is_not_here_says_to_pass_base(zoo_dir, tmp_path, monkeypatch):
+    zoo = Zoo.from_pretrained(zoo_dir)
+    zoo.base = dataclasses.replace(zoo.base, id="base/")  # `train --base base/`, loaded from another folder
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(PFTError, match="cannot load base model 'base/'.*records its base as 'base/'.*pass its path with "
+                                       "--base") as err:
+        zoo.load_base()
+    assert "\n" not in str(err.value)
+
+
 def test_load_only_some_poles(zoo_dir):
     zoo = Zoo.from_pretrained(zoo_dir, poles=["Risk-averse"])
     assert zoo.pole_slugs == ["risk-averse"]
