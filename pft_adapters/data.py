@@ -181,9 +181,7 @@ def _paired(raw: dict, space: ValueSpace, where: str) -> Scenario:
 def checked(scenario: Scenario, dim, where: str, field: str = "options") -> Scenario:
     """`scenario` if its options can be scored on `dim`: 2 to len(LETTERS) distinct texts, each of a pole of `dim`
     or of none, and both poles present (one pole's options alone make every choice right or every choice wrong)."""
-    options = scenario.options
-    if not isinstance(options, (tuple, list)) or not 2 <= len(options) <= len(LETTERS):
-        raise PFTError(f"{where}: field '{field}' must hold 2 to {len(LETTERS)} options")
+    options = option_list(scenario.options, where)
     blank = next((j for j, o in enumerate(options) if not (isinstance(o, Option) and isinstance(o.text, str)
                                                             and o.text.strip())), None)
     if blank is not None:
@@ -214,9 +212,12 @@ def scenarios_of(space: ValueSpace, scenarios: Iterable[Scenario], others: bool 
     slugs = [d.slug for d in space]
     out = []
     for i, s in enumerate(scenarios):
-        where = f"scenario {i}"
-        if not isinstance(s, Scenario) or not isinstance(s.text, str) or not s.text.strip():
-            raise PFTError(f"{where} must be a pft_adapters.data.Scenario with a non-blank text, got {type(s).__name__}")
+        where = f"scenarios[{i}]"
+        if not isinstance(s, Scenario):
+            raise PFTError(f"{where} is a {type(s).__name__}, not a Scenario: pass pft_adapters.data.Scenario objects "
+                           "(load_scenarios reads them from a file)")
+        if not isinstance(s.text, str) or not s.text.strip():
+            raise PFTError(f"{where}: its text is blank: give the scenario's situation as text")
         name = str(s.dimension)
         if others and not space.has_dimension(name):
             continue

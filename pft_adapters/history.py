@@ -60,7 +60,10 @@ class Decision:
         return out
 
 
-_FIRST, _LAST = -62135596800.0, 253402300799.0  # epoch seconds of 0001-01-01 and 9999-12-31T23:59:59 UTC, ISO-8601's range
+# epoch seconds of 0001-01-01 and 9999-12-31T23:59:59 UTC, ISO-8601's range, widened by a day of time zones so that every
+# ISO time reads back as epoch seconds (a Decision built in Python holds them so, and is checked again)
+_DAY = 86400.0
+_FIRST, _LAST = -62135596800.0 - _DAY, 253402300799.0 + _DAY
 
 
 def _epoch_seconds(value: float, raw: object, where: str) -> float:

@@ -20,6 +20,7 @@ from __future__ import annotations
 import errno
 import hashlib
 import json
+import os
 import re
 import shutil
 import tempfile
@@ -245,9 +246,9 @@ class _HubSource:
     def read_manifest(self, path: Path) -> dict:
         """The manifest, its bytes checked against the hash the Hub named its cached copy by (a git blob's SHA-1, or
         the SHA-256 of a file kept in LFS): the manifest holds every other file's checksum, so it is checked too."""
-        blob = path.resolve().name
-        hashed = _blob_hash(path.read_bytes(), len(blob))
-        if hashed is not None and hashed != blob:
+        blob = _blob(path)
+        hashed = None if blob is None else _blob_hash(path.read_bytes(), len(blob.name))
+        if blob is not None and hashed is not None and hashed != blob.name:
             raise PFTError(f"'{self.label}': the cached {MANIFEST} does not match the Hub's hash of it (a damaged or "
                            f"altered cache): retry `{self.retry}` online")
         return read_manifest(path.parent)
@@ -287,13 +288,23 @@ class _HubSource:
         return path
 
     def discard(self, path: Path) -> None:
-        """Drop a corrupted file from the cache, so a retry downloads it again."""
-        blob = path.resolve()
-        for item in (path, blob):
+        """Drop a corrupted file from the cache, so a retry downloads it again (its blob entry too, which may be a
+        link into a store shared with other repos: the link goes, the shared file stays)."""
+        for item in (path, _blob(path)):
+            if item is None:
+                continue
             try:
                 item.unlink(missing_ok=True)
             except OSError:  # a read-only cache: the checksum error says what matters
                 pass
+
+
+def _blob(path: Path) -> Path | None:
+    """The cache's `blobs/<etag>` entry a snapshot file links to (one link followed: the entry may itself link into
+    a shared store, under another hash); None where the cache keeps plain files (symlinks disabled)."""
+    if not path.is_symlink():
+        return None
+    return Path(os.path.normpath(path.parent / os.readlink(path)))
 
 
 def _blob_hash(data: bytes, length: int) -> str | None:

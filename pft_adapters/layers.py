@@ -177,8 +177,9 @@ class PoleAdapters:
         return next(iter(self.layers.values())).lora_A.device
 
     def coefficients(self, weights: Mapping[str, float] | torch.Tensor) -> torch.Tensor:
-        """Pole weights, each in [0, 1], as a (P,) tensor, or (batch, P) for a tensor given so; a mapping names
-        poles by slug (missing = 0)."""
+        """Pole weights as a (P,) tensor, or (batch, P) for a tensor given so; a mapping names poles by slug (missing
+        = 0). A vector gives each in [0, 1]; the math is exact for any finite coefficient (above 1 extrapolates a
+        pole, below 0 negates its adapter), so only NaN and the infinities are refused."""
         if isinstance(weights, torch.Tensor):
             c = weights.detach().to(self._device(), torch.float32)
             if c.dim() not in (1, 2) or c.shape[-1] != self.n_poles or weights.is_complex():
@@ -191,15 +192,16 @@ class PoleAdapters:
                 raise PFTError(f"unknown pole(s) {sorted(unknown)}: this zoo has {', '.join(self.pole_slugs)}")
             bad = next((k for k, v in weights.items() if isinstance(v, bool) or not isinstance(v, numbers.Real)), None)
             if bad is not None:
-                raise PFTError(f"the weight of pole '{bad}' is {type(weights[bad]).__name__}, not a number in [0, 1]")
+                raise PFTError(f"the weight of pole '{bad}' is {type(weights[bad]).__name__}, not a number")
             c = torch.tensor([float(weights.get(s, 0.0)) for s in self.pole_slugs], device=self._device())
         else:
             raise PFTError(f"pole weights must be a mapping like {{'{self.pole_slugs[0]}': 1.0}} or a tensor, got "
                            f"{type(weights).__name__} (a vector like 'risk=0.8' goes through MixedModel or Zoo.vector)")
-        outside = ~((c >= 0) & (c <= 1))  # NaN too
-        if bool(outside.any()):
-            pole = self.pole_slugs[int(outside.nonzero()[0, -1])]
-            raise PFTError(f"the weight of pole '{pole}' is {float(c[outside][0]):g}: each pole weight is in [0, 1]")
+        infinite = ~torch.isfinite(c)
+        if bool(infinite.any()):
+            pole = self.pole_slugs[int(infinite.nonzero()[0, -1])]
+            raise PFTError(f"the weight of pole '{pole}' is {float(c[infinite][0]):g}: give a finite number (a vector "
+                           "gives each pole a weight in [0, 1])")
         return c
 
     def _loaded(self, c: torch.Tensor) -> torch.Tensor:
@@ -250,8 +252,8 @@ class PoleAdapters:
 
     def use_rows(self, weights: torch.Tensor) -> None:
         """A (batch, P) coefficient row per batch row; rows that weight one pole each are routed."""
-        w = weights.to(self._device(), torch.float32)
-        if w.dim() != 2 or w.shape[1] != self.n_poles:
+        w = self.coefficients(weights)
+        if w.dim() != 2:
             raise PFTError(f"per-row weights must have shape (batch, {self.n_poles}), got {tuple(w.shape)}")
         self._only_the_merged_mix(w)
         if bool((w.ne(0).sum(1) <= 1).all()):  # a zero row routes to pole 0 at scale 0: the base
@@ -316,10 +318,12 @@ class PoleAdapters:
     def detach(self) -> nn.Module:
         """Put the model's own linear layers back (its weights as they were), so another zoo can be attached to it;
         this handle is spent."""
-        self._only_the_merged_mix(None)
+        if self.merged_with is not None:
+            raise PFTError("a mix is merged into the weights: detach once it is unmerged (outside `merged()`)")
         for name, layer in self.layers.items():
             _set_module(self.model, name, layer.base)
         self.layers.clear()
+        delattr(self.model, _ATTACHED)
         return self.model
 
     def cross_dimension_overlap(self, dimension_of: Sequence[str]) -> torch.Tensor:
@@ -378,8 +382,21 @@ class PoleAdapters:
                 layer.lora_B[:, p].copy_(b)
 
 
+_ATTACHED = "_pft_pole_adapters"  # set on a model while it carries pole adapters (merged or not)
+
+
+def refuse_attached(model: nn.Module) -> None:
+    """A model carries one set of pole adapters at a time: wrapping it again would wrap the wrappers, and while a mix
+    is merged its weights are not the base's."""
+    if getattr(model, _ATTACHED, False):
+        raise PFTError("this model already carries pole adapters: detach them first (PoleAdapters.detach()), or load "
+                       "a fresh base model (Zoo.load_base)")
+
+
 def target_names(model: nn.Module, targets: Iterable[str]) -> list[str]:
-    """The model's `nn.Linear` layers named by `targets`; a target naming another kind of layer is refused."""
+    """The model's `nn.Linear` layers named by `targets`; a target naming another kind of layer is refused, and so
+    is a model that carries pole adapters already."""
+    refuse_attached(model)
     targets = tuple(targets)
     other = next(((n, m) for n, m in model.named_modules()
                   if n.rsplit(".", 1)[-1] in targets and not isinstance(m, nn.Linear)), None)
@@ -420,14 +437,13 @@ def check_new_adapters(model: nn.Module, spec: LoraSpec) -> None:
 
 def add_pole_adapters(model: nn.Module, spec: LoraSpec, pole_slugs: list[str]) -> PoleAdapters:
     """Freeze `model` and wrap its target linear layers with multi-pole LoRA factors."""
-    if any(isinstance(m, MultiPoleLinear) for m in model.modules()):
-        raise PFTError("this model already carries pole adapters: detach them first (PoleAdapters.detach()), or load "
-                       "a fresh base model (Zoo.load_base)")
+    names = target_names(model, spec.target_modules)  # refuses a model that carries adapters already
+    setattr(model, _ATTACHED, True)
     for p in model.parameters():
         p.requires_grad_(False)
     state = MixState(n_poles=len(pole_slugs), r=spec.r, scaling=spec.scaling)
     handle = PoleAdapters(model, spec, list(pole_slugs), state)
-    for name in target_names(model, spec.target_modules):
+    for name in names:
         layer = MultiPoleLinear(cast(nn.Linear, model.get_submodule(name)), state)  # target_names: linear layers only
         _set_module(model, name, layer)
         handle.layers[name] = layer

@@ -256,12 +256,16 @@ class ScorerModel(Mixer):
                 raise PFTError(f"got {len(contexts)} contexts for {n} candidates: give one context per candidate, or none")
         if not n:
             return torch.empty(0)
-        weights = self.adapters.coefficients(spec) if isinstance(spec, torch.Tensor) else self.weights(spec)
+        def per_candidate(given: torch.Tensor, what: str) -> torch.Tensor:
+            rows = given.float().expand(n, -1) if given.dim() == 1 else given.float()
+            if len(rows) != n:
+                raise PFTError(f"got {len(rows)} {what} for {n} candidates: give one, or one per candidate")
+            return rows
+
+        weights = per_candidate(self.adapters.coefficients(spec) if isinstance(spec, torch.Tensor) else self.weights(spec),
+                                "vectors")
         if head_weights is not None:
-            head_weights = self.adapters.coefficients(head_weights)
-        weights = weights.float().expand(n, -1) if weights.dim() == 1 else weights.float()
-        if len(weights) != n:
-            raise PFTError(f"got {len(weights)} vectors for {n} candidates: give one vector, or one per candidate")
+            head_weights = per_candidate(self.adapters.coefficients(head_weights), "rows of head weights")
         if composition(compose) == "dimensions":
             if head_weights is not None:
                 raise PFTError("head_weights mix the score heads of one mixed model: score with compose='model'")

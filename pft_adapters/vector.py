@@ -12,6 +12,7 @@ the dimension switched off. Accepted spellings, all validated the same way:
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -94,9 +95,11 @@ def _number(name: str, raw: object, where: str) -> float:
     value: float | None = None
     if isinstance(raw, str):  # not float(raw): it takes '0_1', '١' and 'inf' too
         value = math.nan if raw.strip().lower().lstrip("+-") == "nan" else decimal(raw)
-    elif isinstance(raw, (int, float)) and not isinstance(raw, bool):
-        value = math.inf if abs(raw) >= 1e300 else float(raw)  # an integer beyond a float's range: the range check
-        # says so (a NaN compares false, and stays NaN)
+    elif isinstance(raw, numbers.Real) and not isinstance(raw, bool):  # numpy's floats too, as pole weights take
+        try:
+            value = float(raw)
+        except OverflowError:  # an integer beyond a float's range: the range check says so
+            value = math.inf
     if value is None:
         raise PFTError(f"{where}: value of {quote(name)} is {quote(raw, 24)}, not a number in [-1, 1]")
     if math.isnan(value):

@@ -25,6 +25,8 @@ from typing import cast
 
 import peft
 import torch
+from huggingface_hub.errors import HFValidationError
+from huggingface_hub.utils import validate_repo_id
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -33,7 +35,7 @@ from . import __version__
 from .atomic import atomic_folder
 from .errors import JSONError, PFTError, loads
 from .head import MixingHead
-from .layers import LoraSpec, PoleAdapters, add_pole_adapters
+from .layers import LoraSpec, PoleAdapters, add_pole_adapters, refuse_attached
 from .values import ValueSpace
 from .vector import PreferenceVector, VectorSpec, parse_vector
 
@@ -52,6 +54,17 @@ class BaseRef:
     id: str
     revision: str | None
     fingerprint: str
+
+
+def _folder_name(name: str) -> bool:
+    """Whether a base model's name can only be a folder: a path form, or no Hub id."""
+    if name.startswith((".", "/", "~")) or name.endswith(("/", "\\")):
+        return True
+    try:
+        validate_repo_id(name)
+    except HFValidationError:
+        return True
+    return False
 
 
 def fingerprint(model: nn.Module) -> str:
@@ -137,6 +150,7 @@ class Zoo:
 
     def attach(self, model: nn.Module, name: str | None = None) -> PoleAdapters:
         """Wrap `model` (checked to be this zoo's base) with every pole's adapter, mix off, frozen for inference."""
+        refuse_attached(model)  # before the fingerprint, which a merged mix changes
         self.check_base(model, name)
         adapters = add_pole_adapters(model, self.spec, self.space.pole_slugs)
         for p in adapters.parameters():
@@ -175,14 +189,11 @@ class Zoo:
         from .base import load_base, load_encoder
 
         load = load_encoder if self.kind == "scorer" else load_base
-        try:
-            return load(base or self.base.id, revision=None if base else self.base.revision, dtype=dtype, device=device)
-        except PFTError as err:
-            if base or os.path.isdir(self.base.id):  # (False for a name no file system takes)
-                raise
-            raise PFTError(f"{err}; the zoo records its base as {self.base.id!r}, as given when it was trained: if that "
-                           "is a folder (a relative path is read from the current folder), pass its path with --base "
-                           "(base= in Python)") from err
+        if base is None and _folder_name(self.base.id) and not os.path.isdir(self.base.id):
+            raise PFTError(f"this zoo's base model is the folder {self.base.id!r} (recorded as given when the zoo was "
+                           "trained; a relative path is read from the current folder), which is not here: pass its path "
+                           "with --base (base= in Python)")
+        return load(base or self.base.id, revision=None if base else self.base.revision, dtype=dtype, device=device)
 
     # -- disk format ------------------------------------------------------------------
     @property

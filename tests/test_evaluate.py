@@ -192,10 +192,10 @@ def test_select_one_and_select_all_on_the_tiny_zoo(mixed, dev):
 
 def test_hand_built_scenarios_are_checked_like_the_files(mixed, dev):
     one_sided = dataclasses.replace(dev[0], options=tuple(o for o in dev[0].options if o.pole == dev[0].options[0].pole))
-    with pytest.raises(PFTError, match="scenario 1: field 'options' has no option of pole"):
+    with pytest.raises(PFTError, match="scenarios\\[1\\]: field 'options' has no option of pole"):
         evaluate(mixed, [dev[1], one_sided], "select-one", progress=False)  # scored 0 for every case before
     stray = dataclasses.replace(dev[0], options=(*dev[0].options, Option("Ask a friend.", "risk-averse-ish")))
-    with pytest.raises(PFTError, match="scenario 0: .*pole 'risk-averse-ish', which is not a pole of"):
+    with pytest.raises(PFTError, match="scenarios\\[0\\]: .*pole 'risk-averse-ish', which is not a pole of"):
         evaluate(mixed, [stray], "select-one", progress=False)
 
 

@@ -490,11 +490,17 @@ def test_a_cached_manifest_is_checked_against_the_hubs_hash(hub: HubServer, loca
     listed as they are) is replaced online and refused offline, not used."""
     push(local_zoo, f"{USER}/values-zoo")
     blob = (pull(f"{USER}/values-zoo") / MANIFEST).resolve()
-    altered = json.loads(blob.read_text())
-    altered["dimensions"][0]["first"]["description"] = "Takes whatever the cache says."
-    blob.write_text(json.dumps(altered))
+    shared = blob.parent / "store" / ("ab" * 32)  # a blob entry linking into a store shared by repos, under another hash
+    shared.parent.mkdir()
+    blob.rename(shared)
+    blob.symlink_to(shared)
     assert read_manifest(pull(f"{USER}/values-zoo")) == read_manifest(local_zoo)
-    blob.write_text(json.dumps(altered))
+    altered = json.loads(shared.read_text())
+    altered["dimensions"][0]["first"]["description"] = "Takes whatever the cache says."
+    shared.write_text(json.dumps(altered))
+    snapshot = pull(f"{USER}/values-zoo")  # downloaded anew: the link goes, the shared file stays
+    assert read_manifest(snapshot) == read_manifest(local_zoo) and shared.is_file()
+    (snapshot / MANIFEST).resolve().write_text(json.dumps(altered))
     monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     with pytest.raises(PFTError, match="the cached pft_zoo.json does not match the Hub's hash of it .*online"):
         pull(f"{USER}/values-zoo")

@@ -357,6 +357,8 @@ def test_decisions_built_in_python_are_checked_as_history_lines_are(mixed, optio
 def test_decisions_are_normalised_as_history_lines_are_and_other_objects_refused(mixed):
     given = Decision(" s ", ("a", "b"), 1, "2025-03-01T00:00:00Z", "Time Preference")  # type: ignore[arg-type]
     assert check_decisions(mixed.zoo, [given]) == [Decision("s", ("a", "b"), 1, 1740787200.0, "time")]
+    for edge in ("0001-01-01T00:00:00+01:00", "9999-12-31T23:59:59.5Z"):  # ISO's range, read back as epoch seconds
+        assert check_decisions(mixed.zoo, check_decisions(mixed.zoo, [replace(given, timestamp=edge)]))  # type: ignore[arg-type]
     with pytest.raises(PFTError, match=r"^decisions\[0\] is a dict, not a Decision: pass Decision objects"):
         infer(mixed, [GOOD], "head")  # type: ignore[list-item]
 

@@ -346,14 +346,14 @@ def test_the_python_api_refuses_what_it_cannot_use_in_one_line(zoo_dir, base_dir
         (lambda: mixed.generate(["Buy now?"], "risk=1", temperature=math.nan), "temperature must be a number >= 0"),
         (lambda: mixed.generate(["Buy now?"], "risk=1", top_p=2.0), "top_p in \\(0, 1\\]"),
         (lambda: mixed.choose([dataclasses.replace(scenario, dimension="Risk")], "risk=1"),
-         "scenario 0: dimension 'Risk' is not the slug of one of the zoo's dimensions"),  # the mirror would read no 'Risk'
+         "scenarios\\[0\\]: dimension 'Risk' is not the slug of one of the zoo's dimensions"),  # the mirror would read no 'Risk'
         (lambda: mixed.choose([dataclasses.replace(scenario, options=scenario.options * 6)], "risk=1"),
-         "must hold 2 to 10 options"),
-        (lambda: mixed.choose([dataclasses.replace(scenario, options=())], "risk=1"), "must hold 2 to 10 options"),
-        (lambda: mixed.choose(["A scenario?"], "risk=1"), "scenario 0 must be a pft_adapters.data.Scenario"),  # type: ignore[list-item]
+         "must be a list of 2 to 10 options"),
+        (lambda: mixed.choose([dataclasses.replace(scenario, options=())], "risk=1"), "must be a list of 2 to 10 options"),
+        (lambda: mixed.choose(["A scenario?"], "risk=1"), "scenarios\\[0\\] is a str, not a Scenario"),  # type: ignore[list-item]
         (lambda: mixed.adapters.use_weights({"risk-averse": math.nan}), "the weight of pole 'risk-averse' is nan"),
-        (lambda: mixed.adapters.use_weights({"risk-averse": 5.0}), "is 5: each pole weight is in \\[0, 1\\]"),
-        (lambda: mixed.adapters.use_weights({"risk-averse": -1}), "is -1: each pole weight is in"),
+        (lambda: mixed.adapters.use_weights({"risk-averse": -math.inf}), "is -inf: give a finite number"),
+        (lambda: mixed.adapters.use_weights(torch.tensor([0.0, math.nan, 0.0, 0.0])), "'risk-averse' is nan"),
         (lambda: mixed.adapters.use_weights({"risk-averse": "0.5"}), "is str, not a number"),  # type: ignore[dict-item]
         (lambda: mixed.adapters.use_weights("risk=1"), "pole weights must be a mapping"),  # type: ignore[arg-type]
         (lambda: mixed.adapters.use_weights(torch.ones(1, 1, 4)), "must be a real tensor of shape"),
@@ -387,6 +387,12 @@ def test_detached_adapters_leave_the_model_as_it_was(zoo_dir, base_dir):
         adapters = zoo.attach(model)
         adapters.use_weights({"risk-averse": 1.0})
         assert not torch.equal(model(**batch).logits, bare)
+        adapters.merge({"risk-averse": 1.0})  # the wrappers are out of the model, its weights not the base's
+        with pytest.raises(PFTError, match="already carries pole adapters"):
+            zoo.attach(model)
+        with pytest.raises(PFTError, match="detach once it is unmerged"):
+            adapters.detach()
+        adapters.unmerge()
         assert adapters.detach() is model and torch.equal(model(**batch).logits, bare)
         again = MixedModel(zoo, model, tokenizer)  # a zoo attaches again
         torch.testing.assert_close(again.logits(TEXTS[:1], "risk=-1"), MixedModel(zoo, *load_base(base_dir)).logits(
@@ -426,13 +432,16 @@ def test_mix_scenarios_on_an_llm_zoo_text_and_json(capsys, zoo_dir, plain, vcd_d
 
     records = json.loads(vcd_dev.read_text())
     data = tmp_path / "dilemmas.json"
-    data.write_text(json.dumps([r for r in records if r["preference domain"] == "Risk Orientation"][:3]
-                               + [r for r in records if r["preference domain"] == "Time Preference"][:2]))
+    kept = ([r for r in records if r["preference domain"] == "Risk Orientation"][:3]
+            + [r for r in records if r["preference domain"] == "Time Preference"][:2])
+    other = next(r for r in records if r["preference domain"] not in ("Risk Orientation", "Time Preference"))
+    data.write_text(json.dumps(kept))
     scenarios = load_scenarios(data, plain.zoo.space)
+    data.write_text(json.dumps(kept[:1] + [other] + kept[1:]))  # a dimension the zoo lacks: skipped, as eval skips it
     vector = "risk=-1,time=0.5"
     expected = plain.choose(scenarios, vector)
     code, out, err = run(capsys, "mix", zoo_dir, "--vector", vector, "--scenarios", data, "--json")
-    assert code == 0, err
+    assert code == 0 and "skipped 1 scenario(s) of " in err and "which this zoo lacks" in err, err
     result = json.loads(out)
     assert (result["vector"], result["calibrated"], result["composition"]) == ({"risk": -1.0, "time": 0.5}, "mirror", "model")
     assert result["choices"] == [{"scenario": s.text, "chosen": c.index, "text": s.options[c.index].text, "pole": c.pole,

@@ -61,10 +61,12 @@ def test_a_base_recorded_as_a_folder_that_is_not_here_says_to_pass_base(zoo_dir,
     zoo = Zoo.from_pretrained(zoo_dir)
     zoo.base = dataclasses.replace(zoo.base, id="base/")  # `train --base base/`, loaded from another folder
     monkeypatch.chdir(tmp_path)
-    with pytest.raises(PFTError, match="cannot load base model 'base/'.*records its base as 'base/'.*pass its path with "
-                                       "--base") as err:
+    with pytest.raises(PFTError, match="base model is the folder 'base/' .*which is not here: pass its path with --base"):
         zoo.load_base()
-    assert "\n" not in str(err.value)
+    zoo.base = dataclasses.replace(zoo.base, id="org/gone")  # a Hub id: what the Hub says, no word of folders
+    with pytest.raises(PFTError, match="cannot load base model 'org/gone'") as err:
+        zoo.load_base()
+    assert "--base" not in str(err.value) and "\n" not in str(err.value)
 
 
 def test_load_only_some_poles(zoo_dir):

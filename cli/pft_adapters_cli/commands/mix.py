@@ -62,7 +62,7 @@ def mix(
 
       pft-adapters mix zoo/ --history alice.jsonl --prompt "Should I take the new job?"
     """
-    from pft_adapters.data import load_scenarios
+    from pft_adapters.data import load_scenarios, scenarios_of
     from pft_adapters.values import data_space
     from pft_adapters.history import load_history
     from pft_adapters.infer import check_decisions, infer
@@ -109,7 +109,13 @@ def mix(
     vec = held.vector(vector) if vector is not None else None
     if scenarios:
         space = value_space(pairs)
-        data = load_scenarios(scenarios, data_space(held.space, space), pair=default_pair(space, pair, pairs), matching=matching)
+        read = load_scenarios(scenarios, data_space(held.space, space), pair=default_pair(space, pair, pairs), matching=matching)
+        data = scenarios_of(held.space, read, others=True)  # as eval does: the zoo has no say on other dimensions
+        if not data:
+            raise PFTError(f"{scenarios} holds no scenario of this zoo's dimensions ({', '.join(d.slug for d in held.space)})")
+        if len(data) < len(read):
+            other = sorted({s.dimension for s in read} - {d.slug for d in held.space})
+            typer.echo(f"skipped {len(read) - len(data)} scenario(s) of {', '.join(other)}, which this zoo lacks", err=True)
     mixed = load_mixed(held, base=base, device=device)
     inferred = None
     if decisions is not None:
