@@ -152,18 +152,18 @@ class Mixer:
 
     def choice_vectors(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec], calibrate: str,
                        compose: str) -> list[PreferenceVector]:
-        """`scenario_vectors`, each cut to what its mirror gap reads when composing by dimensions (`differing_part`);
-        the scenarios are checked first (`scenarios_of`)."""
-        vectors = self.scenario_vectors(scenarios_of(self.zoo.space, scenarios), spec)
+        """`row_vectors` of the scenarios (checked first, `scenarios_of`), each cut to what its mirror gap reads when
+        composing by dimensions (`differing_part`)."""
+        vectors = self.row_vectors(spec, len(scenarios_of(self.zoo.space, scenarios)), "scenarios")
         if composition(compose) == "dimensions" and calibrate == "mirror":
             return [differing_part(v, s.dimension) for v, s in zip(vectors, scenarios)]
         return vectors
 
-    def scenario_vectors(self, scenarios: Sequence[Scenario], spec: VectorSpec | Sequence[VectorSpec]) -> list[PreferenceVector]:
-        """One vector per scenario: `spec` for all of them, or a list holding exactly one per scenario."""
-        spec = one_per(spec, len(scenarios), "scenarios")
+    def row_vectors(self, spec: VectorSpec | Sequence[VectorSpec], n: int, rows: str) -> list[PreferenceVector]:
+        """One vector per row (`rows`, plural): `spec` for all of them, or a list holding exactly one per row."""
+        spec = one_per(spec, n, rows)
         if isinstance(spec, (str, Mapping)):
-            return [self.vector(spec)] * len(scenarios)
+            return [self.vector(spec)] * n
         return [self.vector(s) for s in spec]
 
     def set_vector(self, spec: VectorSpec | Sequence[VectorSpec]) -> None:
@@ -225,10 +225,9 @@ class MixedModel(Mixer):
         """Prompts carrying the descriptions of each vector's active poles (unchanged for a per-pole zoo)."""
         if not self.conditioned:
             return list(prompts)
-        specs = [spec] * len(prompts) if isinstance(spec, (str, Mapping)) else list(spec)
         out = []
-        for prompt, s in zip(prompts, specs):
-            weights = self.vector(s).pole_weights(self.zoo.space)
+        for prompt, vector in zip(prompts, self.row_vectors(spec, len(prompts), "prompts")):
+            weights = vector.pole_weights(self.zoo.space)
             out.append(conditioned_prompt(prompt, [self.zoo.space.pole(p) for p, w in weights.items() if w > 0]))
         return out
 
