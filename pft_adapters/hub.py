@@ -247,8 +247,7 @@ class _HubSource:
         """The manifest, its bytes checked against the hash the Hub named its cached copy by (a git blob's SHA-1, or
         the SHA-256 of a file kept in LFS): the manifest holds every other file's checksum, so it is checked too."""
         blob = _blob(path)
-        hashed = None if blob is None else _blob_hash(path.read_bytes(), len(blob.name))
-        if blob is not None and hashed is not None and hashed != blob.name:
+        if blob is not None and _blob_hash(path.read_bytes(), len(blob.name)) not in (None, blob.name):
             raise PFTError(f"'{self.label}': the cached {MANIFEST} does not match the Hub's hash of it (a damaged or "
                            f"altered cache): retry `{self.retry}` online")
         return read_manifest(path.parent)

@@ -409,11 +409,12 @@ def likelihood_estimate(scores: Sequence[torch.Tensor], chosen: Sequence[int], d
         m2 = b2 * m2 + (1 - b2) * grad**2
         theta = theta - lr * (m1 / (1 - b1**step)) / ((m2 / (1 - b2**step)).sqrt() + 1e-8)
     fitted = torch.tanh(theta) * free
+    best = objective(fitted)
     for d in active:  # a dimension the choices do not pull away from 0 stays there, not where the steps stopped
         zeroed = fitted.clone()
         zeroed[d] = 0.0
-        if objective(zeroed) >= objective(fitted):
-            fitted = zeroed
+        if (value := objective(zeroed)) >= best:
+            fitted, best = zeroed, value
     return _summarise(votes.float(), probs, weights, space, "likelihood", dict(zip(slugs, fitted.tolist())))
 
 

@@ -232,7 +232,7 @@ class PoleAdapters:
         """One mix for the whole batch; all-zero weights mean the bare base model."""
         c = self._loaded(self.coefficients(weights))
         if c.dim() == 2:
-            self.use_rows(c)
+            self._use_rows(c)
             return
         self._only_the_merged_mix(c)
         if not bool(c.any()):
@@ -255,6 +255,10 @@ class PoleAdapters:
         w = self.coefficients(weights)
         if w.dim() != 2:
             raise PFTError(f"per-row weights must have shape (batch, {self.n_poles}), got {tuple(w.shape)}")
+        self._use_rows(w)
+
+    def _use_rows(self, w: torch.Tensor) -> None:
+        """`use_rows` on coefficients already checked (`coefficients`)."""
         self._only_the_merged_mix(w)
         if bool((w.ne(0).sum(1) <= 1).all()):  # a zero row routes to pole 0 at scale 0: the base
             pole = w.abs().argmax(1)
