@@ -8,8 +8,10 @@ picks one from the CLI's `--judge` value.
 
 from __future__ import annotations
 
+import bisect
 import http.client
 import json
+import math
 import os
 import re
 import socket
@@ -114,21 +116,30 @@ def parse_score(text: str) -> float:
     """
     text = text or ""
     reply = _LONG_NUMBER.sub(" ", _SCALE.sub(" ", _answer(text)))
-    out_of = [m[1] for m in _OUT_OF.finditer(reply)]
-    reply = _OUT_OF.sub(lambda m: m[1], reply)  # the 10 of "/10" is no candidate
-    labelled = [m[1] for m in _LABELLED.finditer(reply)]
-    alone = [line.strip().rstrip(".") for line in reply.splitlines() if _NUMBER.fullmatch(line.strip().rstrip("."))]
-    numbers = [m[0] for m in _NUMBER.finditer(reply)]
+    out_of: list[tuple[str, int]] = []  # (N, where N stands once every "/10" before it is cut)
+    cut = 0
+
+    def keep_number(m: re.Match) -> str:  # the 10 of "/10" is no candidate
+        nonlocal cut
+        out_of.append((m[1], m.start() - cut))
+        cut += len(m[0]) - len(m[1])
+        return m[1]
+
+    reply = _OUT_OF.sub(keep_number, reply)
+    labelled = [(m[1], m.start(1)) for m in _LABELLED.finditer(reply)]
+    alone = [(line.strip().rstrip("."), -1) for line in reply.splitlines() if _NUMBER.fullmatch(line.strip().rstrip("."))]
+    numbers = [(m[0], m.start()) for m in _NUMBER.finditer(reply)]
     if not numbers:
         raise PFTError(f"the judge's reply holds no 0-10 score: {_snippet(text)!r}; use a model that follows the rubric")
-    marked = labelled or out_of + alone or (numbers if len(set(map(float, numbers))) == 1 else [])
-    if not marked:
+    found = labelled or out_of + alone or (numbers if len({float(n) for n, _ in numbers}) == 1 else [])
+    if not found:
         raise PFTError(f"the judge's reply holds several numbers and none is marked as the score: {_snippet(text)!r}; "
                        "use a model that follows the rubric (the number only)")
-    ranges = {float(n) for m in _RANGE.finditer(reply) for n in (m[1], m[2])}
-    if ranges & set(map(float, marked)):
+    ranges = [m.span() for m in _RANGE.finditer(reply)]  # in order, apart; a number alone on its line (at -1) is in none
+    if any((k := bisect.bisect_right(ranges, (at, math.inf)) - 1) >= 0 and at < ranges[k][1] for _, at in found):
         raise PFTError(f"the judge's reply gives a range, not one score: {_snippet(text)!r}; "
                        "use a model that follows the rubric (the number only)")
+    marked = [n for n, _ in found]
     if len(set(map(float, marked))) > 1:
         raise PFTError(f"the judge's reply marks several scores ({', '.join(dict.fromkeys(marked))}): {_snippet(text)!r}; "
                        "use a model that follows the rubric (the number only)")

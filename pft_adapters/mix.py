@@ -257,6 +257,7 @@ class MixedModel(Mixer):
         Rows are cut to the zoo's training `max_length` (512 when not recorded), as in training.
         """
         mode = calibration(calibrate)
+        at_least_one(batch_size, "batch_size")
         if composition(compose) == "dimensions" and self.conditioned:
             raise PFTError("this zoo was trained with --method conditioned: its one adapter has no per-dimension parts "
                            "to compose; choose with --compose model")

@@ -142,6 +142,8 @@ def test_parse_score_skips_one_based_scales_and_numbers_before_the_labelled_scor
     ("<think>a<think>b</think>Score 3</think>\n7", 7.0),
     ("Per the 3/10/2024 guidelines:\n8", 8.0),  # a date is no "N/10"
     ("Score: 7. It takes 2-3 sentences.", 7.0),
+    ("Score: 7. It takes 5-7 sentences.", 7.0),  # the score's value in a range elsewhere: not the score in a range
+    ("7/10, though 6-7 would be fair for the tone alone... Final: 7", 7.0),
 ])
 def test_parse_score_reads_the_score_past_words_and_thinking_that_look_like_one(reply, score):
     assert parse_score(reply) == score

@@ -351,6 +351,7 @@ def test_the_python_api_refuses_what_it_cannot_use_in_one_line(zoo_dir, base_dir
          "must be a list of 2 to 10 options"),
         (lambda: mixed.choose([dataclasses.replace(scenario, options=())], "risk=1"), "must be a list of 2 to 10 options"),
         (lambda: mixed.choose(["A scenario?"], "risk=1"), "scenarios\\[0\\] is a str, not a Scenario"),  # type: ignore[list-item]
+        (lambda: mixed.choose([scenario], "risk=1", batch_size=0), "batch_size must be a positive integer"),
         (lambda: mixed.adapters.use_weights({"risk-averse": math.nan}), "the weight of pole 'risk-averse' is nan"),
         (lambda: mixed.adapters.use_weights({"risk-averse": -math.inf}), "is -inf: give a finite number"),
         (lambda: mixed.adapters.use_weights(torch.tensor([0.0, math.nan, 0.0, 0.0])), "'risk-averse' is nan"),
