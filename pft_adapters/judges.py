@@ -136,7 +136,7 @@ def parse_score(text: str) -> float:
         raise PFTError(f"the judge's reply holds several numbers and none is marked as the score: {_snippet(text)!r}; "
                        "use a model that follows the rubric (the number only)")
     ranges = [m.span() for m in _RANGE.finditer(reply)]  # in order, apart; a number alone on its line (at -1) is in none
-    if any((k := bisect.bisect_right(ranges, (at, math.inf)) - 1) >= 0 and at < ranges[k][1] for _, at in found):
+    if any(_within(at, ranges) for _, at in found):
         raise PFTError(f"the judge's reply gives a range, not one score: {_snippet(text)!r}; "
                        "use a model that follows the rubric (the number only)")
     marked = [n for n, _ in found]
@@ -147,6 +147,12 @@ def parse_score(text: str) -> float:
     if not 0.0 <= value <= 10.0:
         raise PFTError(f"the judge's reply gives {marked[0]}, outside 0-10: {_snippet(text)!r}")
     return value
+
+
+def _within(at: int, spans: Sequence[tuple[int, int]]) -> bool:
+    """Whether position `at` falls in one of `spans` (in order, apart), by bisection: replies can be long."""
+    k = bisect.bisect_right(spans, (at, math.inf)) - 1
+    return k >= 0 and at < spans[k][1]
 
 
 def _answer(text: str) -> str:
