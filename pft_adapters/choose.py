@@ -26,7 +26,7 @@ import torch
 
 from .batching import Encoder, row_nll
 from .data import Scenario, format_prompt, format_target
-from .errors import PFTError
+from .errors import PFTError, at_least_one
 from .layers import PoleAdapters
 from .values import Pole
 
@@ -102,6 +102,7 @@ def option_scores(adapters: PoleAdapters, tokenizer, scenarios: Sequence[Scenari
                   reference_prompts: Sequence[str] | None = None) -> list[OptionScores]:
     """Score of every option of every scenario; `weights` (and `reference`) are pole weights by slug, or (P,) for all
     or (S, P) per scenario."""
+    at_least_one(batch_size, "batch_size")
     per_scenario = _per_scenario(adapters, weights, len(scenarios))
     reference_per_scenario = None if reference is None else _per_scenario(adapters, reference, len(scenarios))
     encoder = Encoder(tokenizer, max_length)

@@ -33,6 +33,13 @@ class PFTError(Exception):
         return type(self), (self.message, self.details)
 
 
+def at_least_one(value: int, what: str) -> int:
+    """A count that must be a positive integer (a batch size, a number of new tokens)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise PFTError(f"{what} must be a positive integer, got {value!r}")
+    return value
+
+
 def shorten(text: str, width: int) -> str:
     """`text` cut to `width` characters with an ellipsis, to quote user input in a message or a listing."""
     return text if len(text) <= width else text[: width - 1] + "…"

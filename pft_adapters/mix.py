@@ -38,7 +38,7 @@ from safetensors.torch import save_file
 from .atomic import atomic_folder
 from .choose import Choice, OptionScores, choose, conditioned_prompt, option_scores, pick, summed
 from .data import Scenario, format_open_prompt, format_prompt, scenarios_of
-from .errors import PFTError
+from .errors import PFTError, at_least_one
 from .layers import PoleAdapters, tied_target
 from .vector import PreferenceVector, VectorSpec
 from .zoo import Zoo, save_peft_config
@@ -92,13 +92,6 @@ def text_list(texts: Sequence[str | None], what: str, optional: bool = False) ->
             raise PFTError(f"{what}[{i}] is {type(t).__name__}, not a text")
         out.append(t)
     return out
-
-
-def at_least_one(value: int, what: str) -> int:
-    """A count that must be a positive integer (a batch size, a number of new tokens)."""
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise PFTError(f"{what} must be a positive integer, got {value!r}")
-    return value
 
 
 class Mixer:
@@ -257,7 +250,6 @@ class MixedModel(Mixer):
         Rows are cut to the zoo's training `max_length` (512 when not recorded), as in training.
         """
         mode = calibration(calibrate)
-        at_least_one(batch_size, "batch_size")
         if composition(compose) == "dimensions" and self.conditioned:
             raise PFTError("this zoo was trained with --method conditioned: its one adapter has no per-dimension parts "
                            "to compose; choose with --compose model")

@@ -30,10 +30,10 @@ from torch import nn
 
 from .choose import Choice, OptionScores, finite, pick
 from .data import Scenario
-from .errors import PFTError
+from .errors import PFTError, at_least_one
 from .head import mean_pool, pooled_features
 from .layers import PoleAdapters
-from .mix import Mixer, VectorSpec, at_least_one, calibration, composition, mirror, text_list
+from .mix import Mixer, VectorSpec, calibration, composition, mirror, text_list
 from .values import Pole, ValueSpace
 from .zoo import Zoo
 
