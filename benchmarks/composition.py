@@ -38,10 +38,10 @@ from pathlib import Path
 import torch
 
 from pft_adapters.data import load_scenarios
-from pft_adapters.values import ValueSpace, data_space
 from pft_adapters.evaluate import Case, choices, pole_cases, score_select_one
 from pft_adapters.mix import COMPOSITIONS, MixedModel, load_mixed
 from pft_adapters.scorer import ScorerModel
+from pft_adapters.values import ValueSpace, data_space
 from pft_adapters.vector import PreferenceVector
 from vcd_quality import DATA_DIR, TARGET_COMPOSITION, partnered, per_dimension
 

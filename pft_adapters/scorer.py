@@ -256,6 +256,7 @@ class ScorerModel(Mixer):
                 raise PFTError(f"got {len(contexts)} contexts for {n} candidates: give one context per candidate, or none")
         if not n:
             return torch.empty(0)
+
         def per_candidate(given: torch.Tensor, what: str) -> torch.Tensor:
             rows = given.float().expand(n, -1) if given.dim() == 1 else given.float()
             if len(rows) != n:
